@@ -1,0 +1,127 @@
+"""Distillation losses: CE, vanilla KD, Taylor KD (Dasgupta et al., 2023, eq. 8), logit MSE, orthogonal MSE.
+
+Every kind is mixed with the classification loss as in eq. 9:  L = lam * CE(y, f) + (1 - lam) * L_KD.
+
+Notation: s = student logits, t = teacher logits, y = target probabilities (one-hot for class ids,
+Platt-scaled soft targets for STS-B), f_tau = softmax(s / tau), p_tau = softmax(t / tau).
+
+A fact this module does not hide (tests/test_losses.py proves it): for every tau the Taylor term equals
+
+    KL(p_tau || f_tau) + <y - p_tau, -log f_tau>  =  CE(y, f_tau) - H(p_tau),
+
+and H(p_tau) does not depend on the student. Its gradient with respect to the student logits is therefore the
+cross-entropy gradient of the tempered student, and does not depend on the teacher at all: at tau = 1 the
+paper's loss trains exactly like plain cross-entropy on the labels. `vanilla`, `mse` and `ortho` do use the
+teacher's logits in their gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from makd.errors import UsageError
+
+LOSS_KINDS: tuple[str, ...] = ("ce", "vanilla", "taylor", "mse", "ortho")
+# Kinds whose gradient depends on the teacher's logits. `ce` ignores the teacher; `taylor` only shifts the
+# loss value by the teacher's entropy (see the module docstring).
+TEACHER_DEPENDENT_KINDS: frozenset[str] = frozenset({"vanilla", "mse", "ortho"})
+
+
+def validate_loss_args(kind: str, lam: float, tau: float) -> None:
+    """Raise UsageError naming the field when a loss hyperparameter is out of its domain."""
+    if kind not in LOSS_KINDS:
+        raise UsageError("loss", f"unknown loss '{kind}' (choose from {', '.join(LOSS_KINDS)})")
+    if not 0.0 <= float(lam) <= 1.0:
+        raise UsageError("lam", f"must be in [0, 1], got {lam}")
+    if not float(tau) > 0.0:
+        raise UsageError("tau", f"must be > 0, got {tau}")
+
+
+def upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) are upcast to float32: softmax/log in fp16 loses the small probabilities."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def target_probabilities(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class ids [B] become one-hot rows; a probability matrix [B, K] is returned as float."""
+    if labels.dim() == 1:
+        return F.one_hot(labels.long(), num_classes).float()
+    if labels.dim() == 2 and labels.shape[1] == num_classes:
+        return labels
+    raise ValueError(f"labels must be class ids [B] or probabilities [B, {num_classes}], got {tuple(labels.shape)}")
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_k y_k log softmax(logits)_k (equals F.cross_entropy for one-hot y)."""
+    return -(target_probs * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def vanilla_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """Hinton et al.: tau^2 * KL(p_tau || f_tau), the tau^2 keeping gradient scale independent of tau."""
+    log_f = F.log_softmax(student_logits / tau, dim=-1)
+    log_p = F.log_softmax(teacher_logits / tau, dim=-1)
+    kl = (log_p.exp() * (log_p - log_f)).sum(dim=-1).mean()
+    return tau * tau * kl
+
+
+def taylor_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
+              tau: float) -> torch.Tensor:
+    """Paper eq. 8 at temperature tau: KL(p_tau || f_tau) + <y - p_tau, -log f_tau>."""
+    log_f = F.log_softmax(student_logits / tau, dim=-1)
+    log_p = F.log_softmax(teacher_logits / tau, dim=-1)
+    p = log_p.exp()
+    kl = (p * (log_p - log_f)).sum(dim=-1)
+    first_order = ((y - p) * (-log_f)).sum(dim=-1)
+    return (kl + first_order).mean()
+
+
+def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of logits (Ba & Caruana style), averaged over batch and classes."""
+    return F.mse_loss(student_logits, teacher_logits)
+
+
+def orthogonal_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Orthogonal (Neyman) correction of Dao et al. (2020), as in the paper's public notebook:
+    mean over batch and classes of p * (s - t - (y / p - 1))^2, with p = softmax(t).
+
+    p is clamped at 1e-12 so a saturated teacher cannot produce inf/NaN."""
+    p = F.softmax(teacher_logits, dim=-1).clamp_min(1e-12)
+    residual = student_logits - teacher_logits - (y / p - 1.0)
+    return (p * residual.pow(2)).mean()
+
+
+def kd_term(kind: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, y: torch.Tensor,
+            tau: float) -> torch.Tensor:
+    """The L_KD of eq. 9 for one loss kind (for `ce` the KD term is the classification loss itself)."""
+    if kind == "ce":
+        return soft_cross_entropy(student_logits, y)
+    if teacher_logits is None:
+        raise ValueError(f"loss '{kind}' needs teacher logits")
+    if kind == "vanilla":
+        return vanilla_kd(student_logits, teacher_logits, tau)
+    if kind == "taylor":
+        return taylor_kd(student_logits, teacher_logits, y, tau)
+    if kind == "mse":
+        return logit_mse(student_logits, teacher_logits)
+    if kind == "ortho":
+        return orthogonal_mse(student_logits, teacher_logits, y)
+    raise UsageError("loss", f"unknown loss '{kind}' (choose from {', '.join(LOSS_KINDS)})")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor, *,
+                      kind: str, lam: float, tau: float = 1.0) -> torch.Tensor:
+    """L = lam * CE(y, f) + (1 - lam) * L_KD (paper eq. 9), a scalar.
+
+    labels: class ids [B] or a target probability matrix [B, K] (STS-B's Platt-scaled scores).
+    teacher_logits may be None only for kind='ce' or lam == 1. tau applies to `vanilla` and `taylor`;
+    `mse` and `ortho` work on raw logits, as in the paper's notebook. The classification term is always at tau = 1.
+    """
+    validate_loss_args(kind, lam, tau)
+    student_logits = upcast(student_logits)
+    y = target_probabilities(labels, student_logits.shape[-1]).to(student_logits)
+    ce = soft_cross_entropy(student_logits, y)
+    if kind == "ce" or lam == 1.0:
+        return ce
+    kd = kd_term(kind, student_logits, None if teacher_logits is None else teacher_logits.to(student_logits), y, tau)
+    return lam * ce + (1.0 - lam) * kd

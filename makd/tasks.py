@@ -1,0 +1,155 @@
+"""GLUE task registry and the official metrics, so every module agrees on labels, columns and metric names.
+
+STS-B is a regression task; it is distilled as a 2-class problem through Platt scaling (paper §4): the gold
+score t in [0, 5] becomes the soft target [1 - p, p] with p = sigmoid(t - 2.5), and a 2-class logit pair maps
+back to a score through the exact inverse, score = (logit1 - logit0) + 2.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from makd.errors import UsageError
+
+STSB_CENTER = 2.5  # Platt offset: the middle of the STS-B 0..5 scale.
+
+# Metric families: the main metric first. Keys are the main metric without any split suffix.
+_METRIC_FAMILIES: dict[str, tuple[str, ...]] = {
+    "mcc": ("mcc",),
+    "accuracy": ("accuracy",),
+    "f1": ("f1", "accuracy"),
+    "pearson": ("pearson", "spearman"),
+}
+
+
+def metric_key(name: str, suffix: str = "") -> str:
+    """'accuracy' + 'm' -> 'accuracy_m'; no suffix leaves the name alone."""
+    return f"{name}_{suffix}" if suffix else name
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One GLUE task: where its data lives, what its labels mean, and how it is scored."""
+
+    name: str
+    glue_dir: str
+    hub_config: str
+    text_fields: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    metric: str
+    eval_splits: tuple[tuple[str, str], ...] = (("validation", ""),)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        """Output width of the classifier head; 2 for STS-B because of Platt scaling."""
+        return 2 if self.labels is None else len(self.labels)
+
+    @property
+    def base_metrics(self) -> tuple[str, ...]:
+        """Metric names before any split suffix, main first."""
+        suffix = self.eval_splits[0][1]
+        family = self.metric[: -len(suffix) - 1] if suffix else self.metric
+        return _METRIC_FAMILIES[family]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric key the task reports, suffixes included, main first."""
+        return tuple(metric_key(m, suffix) for _, suffix in self.eval_splits for m in self.base_metrics)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Labelled split names (Hugging Face spelling): train plus the evaluation splits."""
+        return ("train",) + tuple(split for split, _ in self.eval_splits)
+
+    def target_probs(self, labels: np.ndarray) -> np.ndarray:
+        """[N, K] float32 targets: one-hot class ids, or Platt-scaled [1 - p, p] for STS-B scores."""
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise UsageError("labels", f"expected a 1-D array, got shape {labels.shape}")
+        if self.is_regression:
+            shifted = labels.astype(np.float64) - STSB_CENTER
+            return np.stack([expit(-shifted), expit(shifted)], axis=1).astype(np.float32)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_labels):
+            raise UsageError("labels", f"class ids must be in [0, {self.num_labels - 1}] for task {self.name}")
+        out = np.zeros((labels.shape[0], self.num_labels), dtype=np.float32)
+        out[np.arange(labels.shape[0]), labels.astype(np.int64)] = 1.0
+        return out
+
+    def predictions(self, logits: np.ndarray) -> np.ndarray:
+        """Argmax class ids (int64), or for STS-B the exact inverse Platt score (float64, not clipped)."""
+        logits = np.asarray(logits)
+        if logits.ndim != 2 or logits.shape[1] != self.num_labels:
+            raise UsageError("logits", f"expected shape [N, {self.num_labels}] for task {self.name}, got {logits.shape}")
+        if self.is_regression:
+            logits = logits.astype(np.float64)
+            return logits[:, 1] - logits[:, 0] + STSB_CENTER
+        return logits.argmax(axis=1).astype(np.int64)
+
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        TaskSpec("cola", "CoLA", "cola", ("sentence",), ("unacceptable", "acceptable"), "mcc"),
+        TaskSpec("mnli", "MNLI", "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
+                 "accuracy_m", (("validation_matched", "m"), ("validation_mismatched", "mm"))),
+        TaskSpec("mrpc", "MRPC", "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1"),
+        TaskSpec("qnli", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy"),
+        TaskSpec("qqp", "QQP", "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1"),
+        TaskSpec("rte", "RTE", "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy"),
+        TaskSpec("sst2", "SST-2", "sst2", ("sentence",), ("negative", "positive"), "accuracy"),
+        TaskSpec("stsb", "STS-B", "stsb", ("sentence1", "sentence2"), None, "pearson"),
+        TaskSpec("wnli", "WNLI", "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by any common spelling: 'RTE', 'sst-2', 'STS_B', 'stsb'."""
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in TASKS:
+        raise UsageError("task", f"unknown task '{name}' (choose from {', '.join(sorted(TASKS))})")
+    return TASKS[key]
+
+
+def _correlation(fn, predictions: np.ndarray, references: np.ndarray) -> float:
+    """Pearson/Spearman, with 0.0 instead of nan when either side is constant (undefined correlation)."""
+    if np.ptp(predictions) == 0 or np.ptp(references) == 0:
+        return 0.0
+    return float(fn(predictions, references)[0])
+
+
+def compute_metrics(task: TaskSpec, predictions: np.ndarray, references: np.ndarray,
+                    suffix: str = "") -> dict[str, float]:
+    """The task's official GLUE metrics for one evaluation split, keyed as in `task.metric_names`."""
+    suffixes = [s for _, s in task.eval_splits]
+    if suffix not in suffixes:
+        raise UsageError("suffix", f"task {task.name} reports suffixes {suffixes}, got '{suffix}'")
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    if predictions.ndim != 1 or predictions.shape != references.shape:
+        raise UsageError("predictions", f"expected two 1-D arrays of the same length, got {predictions.shape} "
+                         f"and {references.shape}")
+    if predictions.size == 0:
+        raise UsageError("predictions", "no examples to score")
+    out: dict[str, float] = {}
+    for name in task.base_metrics:
+        if name == "accuracy":
+            value = accuracy_score(references, predictions)
+        elif name == "f1":
+            value = f1_score(references, predictions, pos_label=1, average="binary", zero_division=0.0)
+        elif name == "mcc":
+            value = matthews_corrcoef(references, predictions)
+        elif name == "pearson":
+            value = _correlation(pearsonr, predictions.astype(np.float64), references.astype(np.float64))
+        else:  # spearman
+            value = _correlation(spearmanr, predictions.astype(np.float64), references.astype(np.float64))
+        out[metric_key(name, suffix)] = float(value)
+    return out

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny random models saved to disk (fast), the real GLUE folder (skipped when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GLUE = Path(os.environ.get("MAKD_TEST_GLUE_DIR", REPO.parent / "shared" / "glue"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 dir (vocab/tokenizer source for tiny models)."""
+    from makd import zoo
+
+    return zoo.resolve("zoo:minilm-l6")
+
+
+def save_tiny_model(path: Path, tokenizer_dir: Path, *, arch: str = "bert", layers: int = 2, hidden: int = 32,
+                    seed: int = 0) -> Path:
+    """Save a tiny random encoder with a real tokenizer: loads in milliseconds, runs on a laptop core."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, BertConfig, MPNetConfig
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    common = dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                  intermediate_size=hidden * 2, max_position_embeddings=130)
+    if arch == "bert":
+        config = BertConfig(**common)
+    elif arch == "mpnet":
+        config = MPNetConfig(**common)
+    else:
+        raise ValueError(arch)
+    model = AutoModel.from_config(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A 2-layer, 32-wide random BERT with the MiniLM (bert-base-uncased) WordPiece tokenizer."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), minilm_dir, arch="bert", layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert4_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A 4-layer tiny BERT, for truncation tests."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert4"), minilm_dir, arch="bert", layers=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet_dir(tmp_path_factory) -> Path:
+    """A 4-layer tiny random MPNet with the real all-mpnet-base-v2 tokenizer (needs the mpnet zoo parts)."""
+    from makd import zoo
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-mpnet"), zoo.resolve("zoo:mpnet-base"), arch="mpnet",
+                           layers=4, seed=2)
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    if not SHARED_GLUE.is_dir():
+        pytest.skip(f"real GLUE folder not found at {SHARED_GLUE} (set MAKD_TEST_GLUE_DIR)")
+    return SHARED_GLUE
