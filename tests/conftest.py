@@ -12,6 +12,14 @@ SHARED_GLUE = Path(os.environ.get("MAKD_TEST_GLUE_DIR", REPO.parent / "shared" /
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_makd_home(tmp_path_factory) -> Path:
+    """Tests never write into the user's ~/.cache/makd (zoo extraction, logit cache) unless MAKD_HOME is set."""
+    if "MAKD_HOME" not in os.environ:
+        os.environ["MAKD_HOME"] = str(tmp_path_factory.mktemp("makd-home"))
+    return Path(os.environ["MAKD_HOME"])
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 dir (vocab/tokenizer source for tiny models)."""
