@@ -1,0 +1,184 @@
+"""Teacher-logit cache: the frozen teacher runs once per (teacher, head seed, task, split, max length, data).
+
+Entries are content-addressed (the key is a sha256 of everything that changes the logits, the exact examples
+included), written atomically (temp file + rename, the JSON sidecar last as the commit marker) and verified by
+checksum on load; a corrupt entry is rebuilt with a warning. Training reads logits from here and never loads the
+teacher when every entry it needs exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from makd.batching import encode, sorted_batches
+from makd.data import TextDataset
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TeacherKey:
+    """Everything that determines a teacher's logits on one split."""
+
+    teacher: str  # models.model_fingerprint(spec): the weights, not just the name
+    head_seed: int
+    fine_tuned: bool
+    task: str
+    split: str
+    num_labels: int
+    max_length: int
+    data: str  # TextDataset.fingerprint(): the exact (sub)sample, texts and order
+
+    def digest(self) -> str:
+        blob = json.dumps({"format": CACHE_FORMAT, **asdict(self)}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TeacherLogitCache:
+    """A folder of `<digest>.npy` + `<digest>.json` entries."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root) / "teacher-logits"
+
+    def paths(self, key: TeacherKey) -> tuple[Path, Path]:
+        d = key.digest()
+        base = self.root / d[:2]
+        return base / f"{d}.npy", base / f"{d}.json"
+
+    def load(self, key: TeacherKey) -> np.ndarray | None:
+        """The cached logits, or None when absent or corrupt (a corrupt entry is removed, with a warning)."""
+        npy, meta_path = self.paths(key)
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if sha256_file(npy) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            logits = np.load(npy, allow_pickle=False)
+            if list(logits.shape) != meta["shape"]:
+                raise ValueError(f"shape {logits.shape} != {meta['shape']}")
+            return logits
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("teacher-logit cache entry %s is corrupt (%s): rebuilding it", npy, exc)
+            npy.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+
+    def save(self, key: TeacherKey, logits: np.ndarray, extra: Mapping[str, object] | None = None) -> Path:
+        npy, meta_path = self.paths(key)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(logits, dtype=np.float32), allow_pickle=False)
+        data = buf.getvalue()
+        atomic_write_bytes(npy, data)
+        meta = {"key": asdict(key), "digest": key.digest(), "shape": list(logits.shape),
+                "sha256": hashlib.sha256(data).hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **(extra or {})}
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+        return npy
+
+
+@torch.no_grad()
+def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_length: int, batch_size: int = 64,
+                   device: str | torch.device = "cpu", progress: bool = True) -> np.ndarray:
+    """Teacher logits for every example, in dataset order: eval mode, no_grad, longest-first batches with dynamic
+    padding (a sorted pass wastes almost no compute on padding)."""
+    model.eval().to(device)
+    encoded = encode(tokenizer, ds, max_length)
+    out = np.zeros((len(ds), model.config.num_labels), dtype=np.float32)
+    batches = sorted_batches(encoded.lengths, batch_size)
+    bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex", disable=not progress,
+               leave=False)
+    for idx in batches:
+        batch = tokenizer.pad([encoded.features[i] for i in idx], padding="longest", return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out[idx] = model(**batch).logits.float().cpu().numpy()
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+
+@dataclass
+class CacheReport:
+    """What happened while fetching teacher logits: used by the CLI's JSON line and by tests."""
+
+    hits: int = 0
+    misses: int = 0
+    teacher_loaded: bool = False
+    teacher_seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "hit" if self.misses == 0 else ("miss" if self.hits == 0 else "partial")
+
+
+def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_labels: int, max_length: int,
+                   cache_dir: str | Path, head_seed: int = 0, fine_tuned: bool = False, batch_size: int = 64,
+                   device: str | torch.device = "cpu", progress: bool = True) -> tuple[dict[str, np.ndarray], CacheReport]:
+    """Logits of the frozen teacher for each named dataset, from the cache when present.
+
+    The teacher is loaded only if at least one entry is missing, and then at most once.
+    """
+    from makd import models  # heavy imports stay out of module import
+
+    cache = TeacherLogitCache(cache_dir)
+    fingerprint = models.model_fingerprint(teacher)
+    report = CacheReport()
+    result: dict[str, np.ndarray] = {}
+    loaded = None
+    for name, ds in datasets.items():
+        key = TeacherKey(teacher=fingerprint, head_seed=head_seed, fine_tuned=fine_tuned, task=ds.task,
+                         split=ds.split, num_labels=num_labels, max_length=max_length, data=ds.fingerprint())
+        logits = cache.load(key)
+        if logits is not None:
+            report.hits += 1
+            result[name] = logits
+            continue
+        report.misses += 1
+        start = time.perf_counter()
+        if loaded is None:
+            loaded = models.load_teacher(teacher, num_labels, fine_tuned=fine_tuned, head_seed=head_seed)
+            report.teacher_loaded = True
+        model, tokenizer = loaded
+        logits = compute_logits(model, tokenizer, ds, max_length=max_length, batch_size=batch_size, device=device,
+                                progress=progress)
+        report.teacher_seconds += time.perf_counter() - start
+        cache.save(key, logits, extra={"teacher_spec": teacher, "examples": len(ds), "source": ds.source})
+        result[name] = logits
+    return result, report
