@@ -1,0 +1,304 @@
+"""The training loop: one student, one loss, cached teacher logits, evaluation on dev every epoch.
+
+It knows nothing about Ray: a per-epoch callback is the hook the Ray trial uses to report metrics and
+checkpoints, and a checkpoint (model + optimizer + scheduler + RNG + epoch) lets a killed run resume at the
+epoch where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from makd.batching import EncodedDataset, collate, encode, length_grouped_batches, sorted_batches
+from makd.data import TextDataset
+from makd.errors import UsageError
+from makd.losses import distillation_loss, validate_loss_args
+from makd.tasks import TaskSpec, compute_metrics, get_task
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines one training run (and so must match when it resumes)."""
+
+    task: str
+    student: str
+    teacher: str | None = None
+    loss: str = "taylor"
+    lam: float = 0.5
+    tau: float = 1.0
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5  # the paper's learning rate
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    seed: int = 0
+    head_seed: int = 0  # seed of the non-fine-tuned teacher's fresh classification head
+    fine_tuned: bool = False
+    student_tokenizer: str | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    data_seed: int = 0  # subsampling seed: fixed across training seeds so the teacher cache is shared
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.loss != "ce" and self.lam < 1.0
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first bad field."""
+        get_task(self.task)
+        validate_loss_args(self.loss, self.lam, self.tau)
+        if self.needs_teacher and not self.teacher:
+            raise UsageError("teacher", f"loss '{self.loss}' with lam < 1 needs a teacher")
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(name.replace("_", "-"), f"must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UsageError("lr", f"must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError("warmup-ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise UsageError(name.replace("_", "-"), f"must be >= 1, got {value}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise UsageError("precision", f"must be auto, fp32, bf16 or fp16, got '{self.precision}'")
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # 1-based number of completed epochs
+    metrics: dict[str, float]  # all GLUE metrics of the task on dev
+    score: float  # the task's main metric
+    train_loss: float
+    train_examples_per_s: float
+    train_seconds: float
+    eval_seconds: float
+
+
+@dataclass
+class TrainResult:
+    task: str
+    metric: str
+    history: list[EpochResult] = field(default_factory=list)
+    student_parameters: int = 0
+    resumed_from_epoch: int = 0
+
+    @property
+    def final(self) -> EpochResult:
+        return self.history[-1]
+
+    @property
+    def best(self) -> EpochResult:
+        return max(self.history, key=lambda r: r.score)
+
+
+EpochCallback = Callable[[EpochResult, Path | None], None]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision only on GPU: bf16 where supported, else fp16 (with a grad scaler)."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def training_targets(task: TaskSpec, labels: np.ndarray) -> torch.Tensor:
+    """Class ids for classification; Platt-scaled 2-class probabilities for STS-B."""
+    if task.is_regression:
+        return torch.as_tensor(task.target_probs(labels), dtype=torch.float32)
+    return torch.as_tensor(labels, dtype=torch.long)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights (the BERT recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a run killed mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(str(path), f"unsupported checkpoint format {state.get('format')}")
+    saved = state["config"]
+    differing = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
+    if differing:
+        raise UsageError(str(path), "holds a checkpoint of a different run (differs in: "
+                         f"{', '.join(differing)}); use another output dir or delete it")
+    return state
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokenizer, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset,
+             EncodedDataset]], *, batch_size: int, device: torch.device,
+             amp: torch.dtype | None) -> dict[str, float]:
+    """All official metrics of the task on each dev split (mnli: matched and mismatched)."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    for suffix, (ds, encoded) in eval_sets.items():
+        logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
+        for idx in sorted_batches(encoded.lengths, batch_size):
+            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
+            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+                logits[idx] = model(**batch).logits.float().cpu().numpy()
+        metrics.update(compute_metrics(task, task.predictions(logits), ds.labels, suffix=suffix))
+    return metrics
+
+
+def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+          teacher_logits: np.ndarray | None, *, checkpoint_dir: str | Path | None = None,
+          resume_from: str | Path | None = None, on_epoch_end: EpochCallback | None = None,
+          device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
+    """Train one student; returns the per-epoch history.
+
+    eval_sets maps a metric suffix ("" or "m"/"mm" for MNLI) to a dev split. teacher_logits are the cached
+    teacher's logits on train_ds, row-aligned (None only when the loss does not use a teacher).
+    With checkpoint_dir, a checkpoint is written there after every epoch, before on_epoch_end is called; a run
+    finds and resumes from an existing checkpoint there (or from resume_from when given).
+    """
+    from makd.models import build_student, count_parameters
+
+    cfg.validate()
+    task = get_task(cfg.task)
+    if cfg.needs_teacher:
+        if teacher_logits is None:
+            raise ValueError("teacher_logits are required for this loss")
+        if teacher_logits.shape != (len(train_ds), task.num_labels):
+            raise ValueError(f"teacher logits shape {teacher_logits.shape} != ({len(train_ds)}, {task.num_labels})")
+    dev = pick_device(device)
+    amp = autocast_dtype(cfg.precision, dev)
+    seed_everything(cfg.seed)
+
+    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    model.to(dev)
+    train_enc = encode(tokenizer, train_ds, cfg.max_length)
+    eval_enc = {s: (ds, encode(tokenizer, ds, cfg.max_length)) for s, ds in eval_sets.items()}
+    targets = training_targets(task, train_ds.labels)
+    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if cfg.needs_teacher else None
+
+    steps_per_epoch = -(-len(train_ds) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = make_optimizer(model, cfg)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+
+    result = TrainResult(task=task.name, metric=task.metric, student_parameters=count_parameters(model))
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    source = Path(resume_from) / CHECKPOINT_NAME if resume_from else ckpt_path
+    start_epoch = 0
+    if source is not None and source.exists():
+        state = load_checkpoint(source, cfg)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch = result.resumed_from_epoch = state["epoch"]
+        result.history = [EpochResult(**h) for h in state["history"]]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        # The batch order depends only on (seed, epoch): a resumed run sees the same batches it would have seen.
+        batches = length_grouped_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+        for idx in bar:
+            batch = {k: v.to(dev) for k, v in collate(tokenizer, train_enc, idx).items()}
+            with torch.autocast(dev.type, dtype=amp) if amp else nullcontext():
+                logits = model(**batch).logits
+            loss = distillation_loss(logits, teacher[idx].to(dev) if teacher is not None else None,
+                                     targets[idx].to(dev), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+        train_seconds = time.perf_counter() - start
+        eval_start = time.perf_counter()
+        metrics = evaluate(model, tokenizer, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp)
+        epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=metrics[task.metric],
+                                   train_loss=loss_sum / max(seen, 1),
+                                   train_examples_per_s=seen / max(train_seconds, 1e-9),
+                                   train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start)
+        result.history.append(epoch_result)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "history": [dataclasses.asdict(h) for h in result.history]})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
+    return result

@@ -1,0 +1,129 @@
+"""The training loop on tiny models: learning, callbacks, checkpoint/resume, and the Taylor = CE fact end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from makd.errors import UsageError
+from makd.train import CHECKPOINT_NAME, TrainConfig, train
+from tests.helpers import sentiment, similarity
+
+
+def config(student, **kw) -> TrainConfig:
+    base = dict(task="sst2", student=str(student), teacher="unused-teacher-id", loss="taylor", lam=0.5, epochs=2,
+                batch_size=8, lr=2e-3, max_length=32, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def teacher_for(ds, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 2, size=(len(ds), 2)).astype(np.float32)
+
+
+def final_weights(student_dir, ds, dev, logits, **kw) -> dict[str, torch.Tensor]:
+    captured = {}
+
+    def grab(result, ckpt_dir):
+        state = torch.load(ckpt_dir / CHECKPOINT_NAME, weights_only=False)
+        captured.update(state["model"])
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        train(config(student_dir, **kw), ds, {"": dev}, logits, checkpoint_dir=d, on_epoch_end=grab, progress=False)
+    return captured
+
+
+def test_training_learns_a_separable_toy_task(tiny_bert_dir):
+    ds, dev = sentiment(96), sentiment(48, "validation", seed=1)
+    result = train(config(tiny_bert_dir, loss="ce", lam=1.0, epochs=6), ds, {"": dev}, None, progress=False)
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4, 5, 6]
+    assert result.final.metrics["accuracy"] >= 0.9
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert result.final.train_examples_per_s > 0
+
+
+def test_callback_gets_every_epoch_after_its_checkpoint(tiny_bert_dir, tmp_path):
+    ds, dev = sentiment(32), sentiment(16, "validation", seed=1)
+    seen = []
+
+    def on_epoch_end(result, ckpt_dir):
+        state = torch.load(ckpt_dir / CHECKPOINT_NAME, weights_only=False)
+        seen.append((result.epoch, state["epoch"], sorted(result.metrics)))
+
+    train(config(tiny_bert_dir, epochs=3), ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path,
+          on_epoch_end=on_epoch_end, progress=False)
+    assert seen == [(1, 1, ["accuracy"]), (2, 2, ["accuracy"]), (3, 3, ["accuracy"])]
+
+
+def test_killed_run_resumes_at_its_epoch_and_matches_an_uninterrupted_run(tiny_bert_dir, tmp_path):
+    ds, dev = sentiment(40), sentiment(16, "validation", seed=1)
+    logits = teacher_for(ds, 0)
+    cfg = config(tiny_bert_dir, loss="vanilla", epochs=3)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(result, ckpt_dir):
+        if result.epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, ds, {"": dev}, logits, checkpoint_dir=tmp_path, on_epoch_end=kill_after_two, progress=False)
+    epochs_run = []
+    resumed = train(cfg, ds, {"": dev}, logits, checkpoint_dir=tmp_path, progress=False,
+                    on_epoch_end=lambda r, d: epochs_run.append(r.epoch))
+    assert resumed.resumed_from_epoch == 2 and epochs_run == [3]
+    assert [h.epoch for h in resumed.history] == [1, 2, 3]
+
+    straight = train(cfg, ds, {"": dev}, logits, progress=False)
+    assert resumed.final.score == straight.final.score
+    assert resumed.final.train_loss == pytest.approx(straight.final.train_loss, rel=1e-5)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tiny_bert_dir, tmp_path):
+    ds, dev = sentiment(16), sentiment(8, "validation", seed=1)
+    train(config(tiny_bert_dir, epochs=1), ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path,
+          progress=False)
+    with pytest.raises(UsageError, match="lam"):
+        train(config(tiny_bert_dir, epochs=1, lam=0.2), ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path,
+              progress=False)
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_taylor_at_tau_one_ignores_the_teacher_in_training(tiny_bert_dir):
+    """Two very different teachers give the same student under taylor; under vanilla they do not."""
+    ds, dev = sentiment(24), sentiment(8, "validation", seed=1)
+    t1, t2 = teacher_for(ds, 1), teacher_for(ds, 2) * 3
+    taylor_1 = final_weights(tiny_bert_dir, ds, dev, t1, loss="taylor", lam=0.3, epochs=1)
+    taylor_2 = final_weights(tiny_bert_dir, ds, dev, t2, loss="taylor", lam=0.3, epochs=1)
+    ce = final_weights(tiny_bert_dir, ds, dev, None, loss="ce", lam=0.3, epochs=1)
+    vanilla_1 = final_weights(tiny_bert_dir, ds, dev, t1, loss="vanilla", lam=0.3, epochs=1)
+    vanilla_2 = final_weights(tiny_bert_dir, ds, dev, t2, loss="vanilla", lam=0.3, epochs=1)
+    assert max_diff(taylor_1, taylor_2) < 1e-5
+    assert max_diff(taylor_1, ce) < 1e-5
+    assert max_diff(vanilla_1, vanilla_2) > 1e-3
+
+
+def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
+    ds, dev = similarity(48), similarity(24, "validation", seed=1)
+    cfg = config(tiny_bert_dir, task="stsb", loss="taylor", epochs=6)
+    logits = np.random.default_rng(0).normal(size=(len(ds), 2)).astype(np.float32)
+    result = train(cfg, ds, {"": dev}, logits, progress=False)
+    assert set(result.final.metrics) == {"pearson", "spearman"}
+    assert result.metric == "pearson"
+    assert result.final.metrics["pearson"] > 0.5
+
+
+@pytest.mark.parametrize("field, kw", [("loss", dict(loss="kl")), ("lam", dict(lam=2.0)), ("tau", dict(tau=0)),
+                                       ("epochs", dict(epochs=0)), ("task", dict(task="squad")),
+                                       ("teacher", dict(teacher=None))])
+def test_bad_config_names_the_field(tiny_bert_dir, field, kw):
+    with pytest.raises(UsageError) as err:
+        config(tiny_bert_dir, **kw).validate()
+    assert err.value.field == field
