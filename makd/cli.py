@@ -1,0 +1,196 @@
+"""`makd` command line: distill, cache-teacher, zoo.
+
+Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from makd.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a misuse is one line (`makd: error: ...`) and exit 2, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (default: --glue-dir, else $MAKD_GLUE_DIR, else the HF hub nyu-mll/glue)")
+    g.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli")
+    g.add_argument("--glue-dir", help="a local GLUE folder in the original download layout (<TASK>/train.tsv ...)")
+    g.add_argument("--train-file", help="any csv/tsv/jsonl/parquet train file (with --text-columns/--label-column)")
+    g.add_argument("--eval-file", help="the matching dev file")
+    g.add_argument("--text-columns", help="comma-separated text column(s) of --train-file/--eval-file")
+    g.add_argument("--label-column", help="label column of --train-file/--eval-file")
+    g.add_argument("--max-train-samples", type=int, help="deterministic subsample of the train split")
+    g.add_argument("--max-eval-samples", type=int, help="deterministic subsample of each dev split")
+    g.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
+
+
+def add_teacher_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--teacher", required=required,
+                   help="AutoModelForSequenceClassification id or path, or zoo:minilm-l6 / zoo:mpnet-base")
+    p.add_argument("--fine-tuned", action="store_true",
+                   help="the teacher checkpoint already has a trained head (default: a fresh seeded head, as in "
+                        "the paper)")
+    p.add_argument("--head-seed", type=int, default=0, help="seed of the teacher's fresh head (default 0)")
+    p.add_argument("--cache-dir", help="teacher-logit cache (default $MAKD_HOME/cache, MAKD_HOME=~/.cache/makd)")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="makd", description="Distil a frozen teacher into small students: vanilla vs "
+                           "Taylor-series KD (Dasgupta et al., 2023).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    d = sub.add_parser("distill", help="train one student and print its GLUE metrics as one JSON line")
+    add_data_args(d)
+    add_teacher_args(d, required=False)
+    d.add_argument("--student", required=True,
+                   help="LxH shape (2x128, 4x312, 6x768: random init), a pretrained id/path/zoo name, or "
+                        "MODEL@LAYERS for a layer-truncated copy (zoo:minilm-l6@0,5, zoo:mpnet-base@0:12:2)")
+    d.add_argument("--student-tokenizer", help="tokenizer for an LxH student (default zoo:minilm-l6, the "
+                   "bert-base-uncased vocab)")
+    d.add_argument("--loss", default="taylor", help="ce, vanilla, taylor, mse or ortho (default taylor)")
+    d.add_argument("--lam", type=float, default=0.5, help="weight of CE in lam*CE + (1-lam)*L_KD (default 0.5)")
+    d.add_argument("--tau", type=float, default=1.0, help="temperature for vanilla/taylor (default 1)")
+    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5, the paper's)")
+    d.add_argument("--warmup-ratio", type=float, default=0.1)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--precision", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16")
+    d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    d.add_argument("--output-dir", help="checkpoint every epoch here (a rerun resumes), plus result.json")
+    d.add_argument("--save-model", action="store_true", help="also export the final student to OUTPUT_DIR/model")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    c = sub.add_parser("cache-teacher", help="compute the frozen teacher's logits once and store them")
+    add_data_args(c)
+    add_teacher_args(c, required=True)
+    c.add_argument("--splits", default="train", help="comma list of train, dev (default train: what KD uses)")
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    c.add_argument("--quiet", action="store_true")
+
+    z = sub.add_parser("zoo", help="offline pretrained models installed from PyPI")
+    zsub = z.add_subparsers(dest="zoo_command", required=True, parser_class=OneLineParser)
+    zsub.add_parser("list", help="list zoo models and whether they are installed")
+    zp = zsub.add_parser("path", help="print the local model dir of a zoo model (extracting it once if needed)")
+    zp.add_argument("name", help="minilm-l6 or mpnet-base (with or without the zoo: prefix)")
+    return parser
+
+
+def split_columns(value: str | None) -> tuple[str, ...] | None:
+    return tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
+
+
+def data_source(args: argparse.Namespace):
+    from makd.pipeline import DataSource
+
+    if bool(args.train_file) != bool(args.eval_file):
+        raise UsageError("train-file" if args.eval_file else "eval-file", "--train-file and --eval-file go together")
+    if args.train_file and not (args.text_columns and args.label_column):
+        raise UsageError("text-columns", "--train-file needs --text-columns and --label-column")
+    return DataSource.from_env(args.glue_dir, train_file=args.train_file, eval_file=args.eval_file,
+                               text_columns=split_columns(args.text_columns), label_column=args.label_column)
+
+
+def cache_dir(args: argparse.Namespace) -> str:
+    from makd.paths import default_cache_dir
+
+    return args.cache_dir or str(default_cache_dir())
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from makd.pipeline import run
+    from makd.train import TrainConfig
+
+    if args.save_model and not args.output_dir:
+        raise UsageError("save-model", "needs --output-dir")
+    cfg = TrainConfig(task=args.task, student=args.student, teacher=args.teacher, loss=args.loss, lam=args.lam,
+                      tau=args.tau, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      warmup_ratio=args.warmup_ratio, max_length=args.max_length, seed=args.seed,
+                      head_seed=args.head_seed, fine_tuned=args.fine_tuned, student_tokenizer=args.student_tokenizer,
+                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
+                      precision=args.precision)
+    summary = run(cfg, data_source(args), cache_dir=cache_dir(args), output_dir=args.output_dir,
+                  save_model=args.save_model, progress=not args.quiet, device=args.device)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def cmd_cache_teacher(args: argparse.Namespace) -> int:
+    from makd.cache import teacher_logits
+    from makd.pipeline import load_datasets
+    from makd.tasks import get_task
+    from makd.train import TrainConfig
+
+    task = get_task(args.task)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    bad = [s for s in splits if s not in ("train", "dev")]
+    if bad or not splits:
+        raise UsageError("splits", f"expected a comma list of train, dev; got '{args.splits}'")
+    cfg = TrainConfig(task=task.name, student="cache-only", teacher=args.teacher, max_length=args.max_length,
+                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
+    cfg.validate()
+    train_ds, eval_sets = load_datasets(cfg, data_source(args))
+    wanted = {"train": train_ds} if "train" in splits else {}
+    if "dev" in splits:
+        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items()})
+    logits, report = teacher_logits(wanted, teacher=args.teacher, num_labels=task.num_labels,
+                                    max_length=args.max_length, cache_dir=cache_dir(args), head_seed=args.head_seed,
+                                    fine_tuned=args.fine_tuned, batch_size=args.batch_size,
+                                    device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)
+    print(json.dumps({"task": task.name, "teacher": args.teacher, "cache_dir": cache_dir(args),
+                      "splits": {k: len(v) for k, v in logits.items()}, "hits": report.hits, "misses": report.misses,
+                      "teacher_loaded": report.teacher_loaded, "teacher_seconds": round(report.teacher_seconds, 2)}))
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from makd import zoo
+
+    if args.zoo_command == "list":
+        for entry in zoo.status():
+            state = "installed" if entry["installed"] else "missing (pip install " + " ".join(entry["packages"]) + ")"
+            print(f"zoo:{entry['name']:<12} {state:<12} {entry['description']}")
+        return 0
+    name = args.name if args.name.startswith("zoo:") else f"zoo:{args.name}"
+    print(zoo.resolve(name))
+    return 0
+
+
+COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MAKD_LOG_LEVEL", "WARNING"), format="makd: %(levelname)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"makd: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("makd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

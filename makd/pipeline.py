@@ -1,0 +1,133 @@
+"""One distillation run end to end: load data, fetch cached teacher logits, train, summarise.
+
+`makd distill` calls `run`; the Ray Tune driver calls the same pieces separately (teacher logits once in the
+driver, `train` inside each trial).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from makd.cache import CacheReport, atomic_write_bytes, teacher_logits
+from makd.data import TextDataset, load_split
+from makd.tasks import get_task
+from makd.train import TrainConfig, TrainResult, train
+
+GLUE_DIR_ENV = "MAKD_GLUE_DIR"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where task data comes from: generic files > a local GLUE folder > the HF hub (nyu-mll/glue)."""
+
+    glue_dir: str | None = None
+    train_file: str | None = None
+    eval_file: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+
+    @classmethod
+    def from_env(cls, glue_dir: str | None = None, **kwargs) -> DataSource:
+        """`--glue-dir` wins, then $MAKD_GLUE_DIR; with neither (and no files) data comes from the hub."""
+        return cls(glue_dir=glue_dir or os.environ.get(GLUE_DIR_ENV) or None, **kwargs)
+
+    def describe(self) -> str:
+        if self.train_file:
+            return f"files {self.train_file}, {self.eval_file}"
+        return f"glue dir {self.glue_dir}" if self.glue_dir else "hub nyu-mll/glue"
+
+
+def load_datasets(cfg: TrainConfig, source: DataSource) -> tuple[TextDataset, dict[str, TextDataset]]:
+    """The (subsampled) train split and every dev split of the task, keyed by metric suffix."""
+    task = get_task(cfg.task)
+    common = dict(glue_dir=source.glue_dir, text_columns=source.text_columns, label_column=source.label_column,
+                  seed=cfg.data_seed)
+    train_ds = load_split(task, "train", data_file=source.train_file, max_samples=cfg.max_train_samples, **common)
+    eval_sets = {}
+    for i, (split, suffix) in enumerate(task.eval_splits):
+        data_file = source.eval_file if (source.eval_file and i == 0) else None
+        if source.train_file and data_file is None:
+            continue  # generic files give one dev set (the first dev split of the task)
+        eval_sets[suffix] = load_split(task, split, data_file=data_file, max_samples=cfg.max_eval_samples, **common)
+    return train_ds, eval_sets
+
+
+def fetch_teacher_logits(cfg: TrainConfig, train_ds: TextDataset, cache_dir: str | Path, *,
+                         progress: bool = True, device=None) -> tuple[np.ndarray | None, CacheReport]:
+    """The teacher's train-split logits from the cache (computed and stored on a miss); None when not needed."""
+    if not cfg.needs_teacher:
+        return None, CacheReport()
+    task = get_task(cfg.task)
+    logits, report = teacher_logits({"train": train_ds}, teacher=cfg.teacher, num_labels=task.num_labels,
+                                    max_length=cfg.max_length, cache_dir=cache_dir, head_seed=cfg.head_seed,
+                                    fine_tuned=cfg.fine_tuned, device=device or "cpu", progress=progress)
+    return logits["train"], report
+
+
+def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_seconds: float,
+              train_examples: int) -> dict:
+    """The one-line JSON summary `makd distill` prints (and writes to OUTPUT_DIR/result.json)."""
+    final, best = result.final, result.best
+    train_seconds = sum(h.train_seconds for h in result.history[result.resumed_from_epoch:])
+    trained = train_examples * (len(result.history) - result.resumed_from_epoch)
+    return {
+        "task": result.task, "metric": result.metric, "score": final.score, "metrics": final.metrics,
+        "best_score": best.score, "best_epoch": best.epoch,
+        "epochs": len(result.history), "resumed_from_epoch": result.resumed_from_epoch,
+        "wall_seconds": round(wall_seconds, 3),
+        "train_examples_per_s": round(trained / train_seconds, 2) if train_seconds > 0 else None,
+        "train_examples": train_examples,
+        "student": cfg.student, "student_parameters": result.student_parameters,
+        "teacher": cfg.teacher if cfg.needs_teacher else None,
+        "loss": cfg.loss, "lam": cfg.lam, "tau": cfg.tau, "seed": cfg.seed, "lr": cfg.lr,
+        "teacher_cache": report.status if cfg.needs_teacher else "not needed",
+        "teacher_loaded": report.teacher_loaded,
+        "history": [{"epoch": h.epoch, "score": h.score, "train_loss": round(h.train_loss, 6)} for h in result.history],
+    }
+
+
+def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_dir: str | Path | None = None,
+        save_model: bool = False, progress: bool = True, device=None) -> dict:
+    """Validate, load data, fetch teacher logits, train; every input error surfaces before anything is written."""
+    cfg.validate()
+    from makd.models import describe_student
+
+    describe_student(cfg.student)  # a student spec that does not parse fails before any work
+    start = time.perf_counter()
+    train_ds, eval_sets = load_datasets(cfg, source)
+    logits, report = fetch_teacher_logits(cfg, train_ds, cache_dir, progress=progress, device=device)
+    out = Path(output_dir) if output_dir else None
+    result = train(cfg, train_ds, eval_sets, logits, checkpoint_dir=out, progress=progress, device=device)
+    summary = summarise(cfg, result, report, time.perf_counter() - start, len(train_ds))
+    if out is not None:
+        atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())
+        if save_model:
+            save_student(cfg, out / "model")
+    return summary
+
+
+def save_student(cfg: TrainConfig, path: Path) -> None:
+    """Export the final student as a standard HF model dir (from the last checkpoint) for `from_pretrained`."""
+    import shutil
+
+    import torch
+
+    from makd.models import build_student
+    from makd.train import CHECKPOINT_NAME
+
+    task = get_task(cfg.task)
+    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    state = torch.load(path.parent / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
