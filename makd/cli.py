@@ -1,4 +1,4 @@
-"""`makd` command line: distill, cache-teacher, zoo.
+"""`makd` command line: distill, cache-teacher, zoo, and the sweep commands of tune/.
 
 Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
 """
@@ -87,6 +87,11 @@ def build_parser() -> OneLineParser:
     zsub.add_parser("list", help="list zoo models and whether they are installed")
     zp = zsub.add_parser("path", help="print the local model dir of a zoo model (extracting it once if needed)")
     zp.add_argument("name", help="minilm-l6 or mpnet-base (with or without the zoo: prefix)")
+
+    # tune.cli is argparse only: Ray is imported when a sweep runs, never by the makd library itself.
+    from tune.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -176,7 +181,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo}
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tune.cli import COMMANDS as TUNE_COMMANDS
+
+    return TUNE_COMMANDS[args.command](args)
+
+
+COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo, "sweep": cmd_tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -157,7 +157,7 @@ def training_targets(task: TaskSpec, labels: np.ndarray) -> torch.Tensor:
     """Class ids for classification; Platt-scaled 2-class probabilities for STS-B."""
     if task.is_regression:
         return torch.as_tensor(task.target_probs(labels), dtype=torch.float32)
-    return torch.as_tensor(labels, dtype=torch.long)
+    return torch.tensor(np.array(labels), dtype=torch.long)  # a copy: arrays from Ray's object store are read-only
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

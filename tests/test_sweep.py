@@ -1,0 +1,195 @@
+"""The Ray Tune sweep driver on local Ray with tiny random models and fixture/toy data (each test < ~1 min)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from makd import models
+from makd.cli import main
+from tests.helpers import sentiment
+from tune.config import load_config
+from tune.driver import run_sweep
+
+FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
+pytestmark = pytest.mark.sweep
+
+
+@pytest.fixture(autouse=True)
+def quiet_ray(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def write_config(tmp_path: Path, teacher: Path, **overrides) -> Path:
+    raw = {"name": "exp", "tasks": ["rte"], "teacher": str(teacher), "students": ["1x64"],
+           "student_tokenizer": str(teacher), "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "seeds": [0],
+           "epochs": 2, "lr": 2e-3, "batch_size": 8, "max_length": 32, "data": {"glue_dir": str(FIXTURE_GLUE)},
+           "resources_per_trial": {"cpu": 1}, "max_concurrent_trials": 2, "storage": str(tmp_path / "runs")}
+    raw.update(overrides)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def events(root: str | Path) -> list[dict]:
+    path = Path(root) / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def toy_sst2_dir(tmp_path: Path, n_train: int = 400) -> Path:
+    """A separable SST-2-like task in the GLUE layout: a good trial learns it within the first epoch."""
+    root = tmp_path / "toy-glue" / "SST-2"
+    root.mkdir(parents=True)
+    for name, ds in (("train.tsv", sentiment(n_train)), ("dev.tsv", sentiment(64, "validation", seed=1))):
+        lines = ["sentence\tlabel"] + [f"{t}\t{int(y)}" for t, y in zip(ds.text_a, ds.labels, strict=True)]
+        (root / name).write_text("\n".join(lines) + "\n")
+    return root.parent
+
+
+def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_bert_dir, tmp_path):
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["rte", "mrpc"], lams=[0.0],
+                                   losses=["vanilla", "taylor", "mse"]))
+    loads_before = models.TEACHER_LOADS
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    # ce (added automatically) + vanilla, taylor, mse at lam 0: 4 cells x 2 tasks
+    assert models.TEACHER_LOADS - loads_before == 2  # once per task, in the driver
+    frame = pd.read_csv(Path(outcome.root) / "trials.csv")
+    assert len(frame) == 8 and set(frame["status"]) == {"TERMINATED"}
+    assert sorted(frame["loss"].unique()) == ["ce", "mse", "taylor", "vanilla"]
+    assert (frame["epochs_run"] == 2).all() and (frame["teacher_loads_in_trial"] == 0).all()
+    assert set(frame["metric"]) == {"accuracy", "f1"} and frame["glue_f1"].notna().sum() == 4
+    assert frame["student_parameters_m"].iloc[0] > 0
+    done = Counter(e["trial_id"] for e in events(outcome.root) if e["event"] == "done")
+    assert len(done) == 8 and set(done.values()) == {1}
+    summary = json.loads((Path(outcome.root) / "sweep.json").read_text())
+    assert summary["teacher_cache"]["rte"]["teacher_loaded"] is True and summary["trials"] == 8
+    # a second sweep over the same tasks hits the cache: the teacher is not loaded at all
+    again = load_config(write_config(tmp_path, tiny_bert_dir, name="exp2", tasks=["rte", "mrpc"], lams=[0.0],
+                                     losses=["vanilla"], epochs=1))
+    outcome2 = run_sweep(again, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    assert models.TEACHER_LOADS - loads_before == 2
+    assert {v["status"] for v in outcome2.cache.values()} == {"hit"}
+
+
+def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
+    """ce and taylor (= ce) learn the toy task in epoch 1; vanilla and mse at lam 0 imitate a random teacher and
+    stay near chance. They run after the good ones (max_concurrent_trials 2), so ASHA must cut them at rung 1."""
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla", "mse"],
+                                   lams=[0.0], epochs=4, lr=3e-3, data={"glue_dir": str(toy_sst2_dir(tmp_path))},
+                                   scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2}))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    frame = outcome.trials.set_index("loss")
+    assert frame.loc["ce", "best_score"] > 0.9 and frame.loc["ce", "epochs_run"] == 4
+    stopped = frame[frame["stopped_early"]]
+    assert len(stopped) >= 1 and (stopped["epochs_run"] < 4).all()
+    assert set(stopped.index) <= {"vanilla", "mse"}
+    assert set(stopped["status"]) == {"STOPPED"}
+
+
+def test_optuna_samples_lam_in_range_and_is_reproducible(tiny_bert_dir, tmp_path):
+    sampled = []
+    for name in ("opt-a", "opt-b"):
+        cfg = load_config(write_config(tmp_path, tiny_bert_dir, name=name, losses=["ce", "taylor"], epochs=1,
+                                       search={"kind": "optuna", "n_trials": 5, "seed": 7, "lam": [0.0, 1.0]}))
+        outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+        frame = outcome.trials
+        assert len(frame) == 5 and set(frame["status"]) == {"TERMINATED"}
+        assert frame["lam"].between(0.0, 1.0).all()
+        assert {"ce", "taylor"} <= set(frame["loss"])  # every categorical cell was tried
+        sampled.append(sorted(zip(frame["loss"], frame["seed"], frame["lam"].round(10), strict=True)))
+    assert sampled[0] == sampled[1]
+    assert len({lam for _, _, lam in sampled[0]}) >= 3  # actually sampled, not one fixed value
+
+
+def test_a_trial_that_raises_once_resumes_from_its_checkpoint(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAKD_FAULT_ONCE", f"{tmp_path / 'faults'}:1")
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=3, max_failures=1))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    frame = outcome.trials
+    assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
+    assert frame["resumed"].all()
+    assert len(list((tmp_path / "faults").iterdir())) == 2  # each trial really failed once
+    log = events(outcome.root)
+    for trial_id in frame["trial_id"]:
+        epochs = [e["epoch"] for e in log if e["trial_id"] == trial_id and e["event"] == "epoch"]
+        starts = [e for e in log if e["trial_id"] == trial_id and e["event"] == "start"]
+        assert epochs == [1, 2, 3]  # epoch 1 was not trained again after the crash
+        assert [s["resumed"] for s in starts] == [False, True]
+
+
+def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_dir, tmp_path):
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
+                          max_concurrent_trials=1)
+    exe = str(Path(sys.executable).with_name("makd"))
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
+    root = tmp_path / "runs" / "exp"
+    driver = subprocess.Popen([exe, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and sum(e["event"] == "done" for e in events(root)) < 1:
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    done_before = sum(e["event"] == "done" for e in events(root))
+    assert 1 <= done_before < 4, "the driver must be killed mid-sweep"
+    time.sleep(2)  # anything the dead driver left behind would show up as extra events here
+    resumed = subprocess.run([exe, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_csv(root / "trials.csv")
+    assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
+    log = events(root)
+    done = Counter(e["trial_id"] for e in log if e["event"] == "done")
+    assert sorted(done) == sorted(frame["trial_id"]) and set(done.values()) == {1}
+    trained = {(e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch"}
+    assert len(trained) == 4 * 3  # every epoch of every trial was trained and checkpointed
+
+
+def test_without_resume_an_existing_experiment_is_not_overwritten(tiny_bert_dir, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_bert_dir)
+    (tmp_path / "runs" / "exp" / "rte").mkdir(parents=True)
+    assert main(["sweep", str(config)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(tiny_bert_dir, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=2,
+                                       max_concurrent_trials=2))
+        outcome = run_sweep(cfg, address=cluster.address, quiet=True, cache_dir=str(tmp_path / "cache"))
+    finally:
+        cluster.shutdown()
+    frame = outcome.trials
+    assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"}
+    assert frame["node_id"].nunique() == 2
+
+
+def test_gpu_request_without_gpu_is_refused_before_anything_starts(tiny_bert_dir, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_bert_dir, resources_per_trial={"cpu": 1, "gpu": 0.25})
+    assert main(["sweep", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("makd: error: resources_per_trial.gpu")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_too_many_cpus_per_trial_is_refused(tiny_bert_dir, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_bert_dir, resources_per_trial={"cpu": 64})
+    assert main(["sweep", str(config), "--quiet", "--num-cpus", "2"]) == 2
+    assert capsys.readouterr().err.startswith("makd: error: resources_per_trial.cpu")

@@ -1,0 +1,106 @@
+"""Connecting to Ray and refusing sweeps that could never run: missing GPUs, too many CPUs, unshared storage.
+
+Ray itself leaves such trials PENDING forever with no error; we check before the first trial starts.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from makd.errors import UsageError
+from tune.config import SweepConfig, is_remote_uri
+
+QUIET_DEFAULTS = {
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # per-epoch checkpoints are intended
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
+def resolve_address(cfg: SweepConfig, override: str | None = None) -> str | None:
+    """--address, then the config's address, then $RAY_ADDRESS; None runs a private local Ray."""
+    return override or cfg.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def forwarded_env() -> dict[str, str]:
+    """MAKD_* variables (e.g. MAKD_HOME) reach the trial workers, on every node."""
+    return {k: v for k, v in os.environ.items() if k.startswith("MAKD_")}
+
+
+def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: float | None = None,
+             quiet: bool = False) -> None:
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    runtime_env = {"env_vars": forwarded_env()}
+    if address:
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError("address", f"cannot connect to Ray at {address}: {first} (Ray 2.60 clusters use token "
+                                        "auth: see README 'Running on a cluster')") from None
+    else:
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 runtime_env=runtime_env, log_to_driver=not quiet)
+
+
+def local_node_resources(num_cpus: int | None, num_gpus: float | None) -> dict:
+    """What a private `ray.init()` on this machine would offer, in `ray.nodes()` form."""
+    if num_gpus is None:
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    return {"NodeManagerAddress": "local", "NodeID": "local", "Alive": True,
+            "Resources": {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(num_gpus)}}
+
+
+def alive_nodes() -> list[dict]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def check_resources(cfg: SweepConfig, nodes: list[dict]) -> None:
+    """Fail at once when no single node can hold one trial's request (Ray would leave it PENDING forever)."""
+    gpus = [n["Resources"].get("GPU", 0.0) for n in nodes]
+    cpus = [n["Resources"].get("CPU", 0.0) for n in nodes]
+    if cfg.gpu > 0 and max(gpus, default=0.0) == 0:
+        raise UsageError("resources_per_trial.gpu", f"each trial asks for {cfg.gpu:g} GPU but the Ray cluster "
+                                                    f"({len(nodes)} node(s)) has no GPU; set gpu: 0 to train on CPUs")
+    if cfg.gpu > 0 and max(gpus) < cfg.gpu:
+        raise UsageError("resources_per_trial.gpu", f"each trial asks for {cfg.gpu:g} GPUs but the largest node "
+                                                    f"has {max(gpus):g}")
+    fits = [c >= cfg.cpu and g >= cfg.gpu for c, g in zip(cpus, gpus, strict=True)]
+    if not any(fits):
+        raise UsageError("resources_per_trial.cpu", f"each trial asks for {cfg.cpu:g} CPUs (+{cfg.gpu:g} GPU) but "
+                                                    f"no node has that much (largest: {max(cpus, default=0):g} CPUs)")
+
+
+def check_shared_storage(root: str, nodes: list[dict]) -> None:
+    """On a multi-node cluster a local storage path must be visible from every node (NFS): probe it for real."""
+    if len(nodes) < 2 or is_remote_uri(root):
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    marker = Path(root) / f".makd-storage-probe-{uuid.uuid4().hex}"
+    marker.write_text("probe")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        refs = {n["NodeManagerAddress"] + "/" + n["NodeID"][:8]: sees.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(str(marker))
+            for n in nodes}
+        blind = [name for name, ref in refs.items() if not ray.get(ref, timeout=120)]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise UsageError("storage", f"{root} is a local path that node(s) {', '.join(blind)} cannot see: a multi-node "
+                                    "sweep needs shared storage (s3://, gs://, or an NFS path mounted on every node)")

@@ -1,0 +1,196 @@
+"""The sweep driver: validate, connect, fill the teacher cache once per task, run one Tuner per task, write results.
+
+    makd sweep CONFIG.yaml [--resume] [--address ADDR]
+
+Teacher logits and datasets are prepared here, once per task, and reach every trial (on any node) through the
+Ray object store; trials never load the teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from makd.cache import CacheReport, teacher_logits
+from makd.errors import UsageError
+from makd.pipeline import DataSource, load_datasets
+from makd.tasks import get_task
+from makd.train import TrainConfig
+from tune import search
+from tune.cluster import (
+    alive_nodes,
+    check_resources,
+    check_shared_storage,
+    init_ray,
+    local_node_resources,
+    resolve_address,
+)
+from tune.config import SweepConfig, experiment_root, is_remote_uri
+from tune.results import (
+    add_parameter_counts,
+    rows_from_result_grid,
+    summary_table,
+    trials_frame,
+    write_bytes,
+    write_trials,
+)
+from tune.trial import TaskData, distill_trial
+
+
+@dataclass
+class SweepOutcome:
+    root: str
+    trials: pd.DataFrame
+    cache: dict[str, dict] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"] == "ERROR"]
+
+    @property
+    def unfinished(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"] == "NOT_STARTED"]
+
+
+def base_train_fields(cfg: SweepConfig) -> dict:
+    """TrainConfig fields every trial of the sweep shares (the grid adds student, loss, lam, tau, seed, lr)."""
+    return {"teacher": cfg.teacher, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "max_length": cfg.max_length,
+            "head_seed": cfg.head_seed, "fine_tuned": cfg.fine_tuned, "student_tokenizer": cfg.student_tokenizer,
+            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
+
+
+def _teacher_logits_task(train_ds, kwargs: dict):
+    """Runs as a Ray task on a GPU node when trials use GPUs: the teacher pass goes where the accelerator is."""
+    import torch
+
+    return teacher_logits({"train": train_ds}, device="cuda" if torch.cuda.is_available() else "cpu", **kwargs)
+
+
+def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool) -> tuple[TaskData, CacheReport]:
+    """Load the task's data and its teacher logits (from the makd cache; the teacher runs only on a miss)."""
+    base = base_train_fields(cfg)
+    probe = TrainConfig(task=task_name, student=cfg.students[0], loss="ce", lam=1.0, **base)
+    train_ds, eval_sets = load_datasets(probe, DataSource.from_env(cfg.glue_dir))
+    if not cfg.uses_teacher:
+        return TaskData(task_name, train_ds, eval_sets, None, base), CacheReport()
+    kwargs = dict(teacher=cfg.teacher, num_labels=get_task(task_name).num_labels, max_length=cfg.max_length,
+                  cache_dir=cache_dir, head_seed=cfg.head_seed, fine_tuned=cfg.fine_tuned, progress=progress)
+    if cfg.gpu > 0:
+        import ray
+
+        logits, report = ray.get(ray.remote(num_gpus=1, num_cpus=1)(_teacher_logits_task).remote(train_ds, kwargs))
+    else:
+        logits, report = teacher_logits({"train": train_ds}, device="cpu", **kwargs)
+    return TaskData(task_name, train_ds, eval_sets, logits["train"], base), report
+
+
+def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bool, quiet: bool):
+    from ray import tune
+
+    path = f"{root}/{task}"
+    if resume and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True)
+    return tune.Tuner(
+        trainable, param_space=search.param_space(cfg),
+        tune_config=tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=search.search_algorithm(cfg),
+                                    scheduler=search.scheduler(cfg), num_samples=search.num_samples(cfg),
+                                    max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
+        run_config=tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
+def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
+    """Never silently overwrite or mix a previous sweep's trials: resume it, or choose a new name."""
+    if is_remote_uri(root):
+        return
+    existing = [t for t in cfg.tasks if (Path(root) / t).exists()]
+    if existing and not resume:
+        raise UsageError("name", f"experiment {root} already has results for {', '.join(existing)}: add --resume to "
+                                 "finish it, or choose a new name")
+    if resume and not existing:
+        raise UsageError("resume", f"no experiment to resume at {root}")
+
+
+def student_parameter_counts(cfg: SweepConfig) -> dict[str, float]:
+    from makd.models import build_student, count_parameters
+
+    counts = {}
+    for spec in cfg.students:
+        model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.student_tokenizer)
+        counts[spec] = round(count_parameters(model) / 1e6, 3)
+    return counts
+
+
+def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = None, cache_dir: str | None = None,
+              quiet: bool = False, num_cpus: int | None = None, num_gpus: float | None = None) -> SweepOutcome:
+    """Run (or resume) the whole sweep and write trials.csv/jsonl + sweep.json into the experiment dir."""
+    import ray
+    from ray import tune
+
+    from makd.paths import default_cache_dir
+
+    start = time.perf_counter()
+    root = experiment_root(cfg)
+    check_experiment_dir(cfg, root, resume)
+    address = resolve_address(cfg, address)
+    if not address:  # a private local Ray: refuse impossible requests before starting anything
+        check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
+    init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, quiet=quiet)
+    try:
+        nodes = alive_nodes()
+        check_resources(cfg, nodes)
+        check_shared_storage(root, nodes)
+        if not is_remote_uri(root):
+            Path(root).mkdir(parents=True, exist_ok=True)
+        events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
+        rows, cache = [], {}
+        for task in cfg.tasks:
+            t0 = time.perf_counter()
+            data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet)
+            cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
+                           "misses": report.misses, "teacher_loaded": report.teacher_loaded,
+                           "teacher_seconds": round(report.teacher_seconds, 2),
+                           "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train)}
+            _say(quiet, f"[{task}] teacher cache: {cache[task]['status']} ({len(data.train)} train examples)")
+            trainable = tune.with_resources(tune.with_parameters(distill_trial, task_data=data, events_path=events),
+                                            {"cpu": cfg.cpu, "gpu": cfg.gpu})
+            grid = build_tuner(cfg, task, trainable, root, resume=resume, quiet=quiet).fit()
+            rows += rows_from_result_grid(grid, task, cfg)
+    finally:
+        ray.shutdown()
+    add_parameter_counts(rows, student_parameter_counts(cfg))
+    frame = trials_frame(rows)
+    outcome = SweepOutcome(root=root, trials=frame, cache=cache, wall_seconds=time.perf_counter() - start)
+    write_trials(root, frame)
+    write_bytes(root, "sweep.json", json.dumps({
+        "config": cfg.as_dict(), "address": address, "resumed": resume, "teacher_cache": cache,
+        "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
+        "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
+    return outcome
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(f"makd: {message}", file=sys.stderr, flush=True)
+
+
+def report(outcome: SweepOutcome) -> int:
+    """Print the results table; the exit code says whether every trial finished."""
+    print(summary_table(outcome.trials))
+    print(f"\n{len(outcome.trials)} trials in {outcome.wall_seconds:.1f} s; results: {outcome.root}/trials.csv")
+    problems = []
+    if len(outcome.failed):
+        problems.append(f"{len(outcome.failed)} trial(s) failed (see the error column of trials.csv)")
+    if len(outcome.unfinished):
+        problems.append(f"{len(outcome.unfinished)} trial(s) did not start: rerun with --resume")
+    if problems:
+        print("makd: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,132 @@
+"""One Ray Tune trial: the makd training loop, reporting and checkpointing every epoch.
+
+The trial never loads the teacher and never reads the data folder: the driver ships the task's datasets and the
+cached teacher logits through the Ray object store (`tune.with_parameters`), so a trial runs on any node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from makd.data import TextDataset
+
+FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
+
+
+@dataclass
+class TaskData:
+    """Everything a trial of one task needs, built once by the driver and shared through the object store."""
+
+    task: str
+    train: TextDataset
+    eval_sets: dict[str, TextDataset]
+    teacher_logits: np.ndarray | None
+    base: dict  # TrainConfig fields shared by every trial of the sweep (teacher, epochs, batch size, ...)
+
+
+def trial_params(config: dict) -> dict:
+    """A grid trial's config is {"cell": {...}}; an Optuna trial's is flat. Either way: one flat dict."""
+    return {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
+
+
+def _log_event(events_path: str | None, **event) -> None:
+    """Append one JSON line (O_APPEND keeps concurrent small writes whole): an audit trail of every epoch."""
+    if not events_path:
+        return
+    line = json.dumps({"time": round(time.time(), 3), **event}) + "\n"
+    fd = os.open(events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    marker_dir, _, at_epoch = spec.rpartition(":")
+    marker = Path(marker_dir) / trial_id
+    if epoch == int(at_epoch) and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
+
+
+def _assigned_cpus() -> int:
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, int(cpus))
+
+
+def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None) -> None:
+    """Ray Tune function trainable: train one student, `tune.report` metrics + checkpoint after each epoch."""
+    import ray
+    import torch
+    from ray import tune
+
+    from makd import models
+    from makd.tasks import get_task
+    from makd.train import CHECKPOINT_NAME, TrainConfig, train
+
+    params = trial_params(config)
+    cfg = TrainConfig(task=task_data.task, student=params["student"], loss=params["loss"], lam=float(params["lam"]),
+                      tau=float(params["tau"]), seed=int(params["seed"]), lr=float(params["lr"]), **task_data.base)
+    task = get_task(cfg.task)
+    torch.set_num_threads(_assigned_cpus())
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    workdir = Path(tempfile.mkdtemp(prefix="makd-trial-"))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            shutil.copy(Path(ckpt_dir) / CHECKPOINT_NAME, workdir / CHECKPOINT_NAME)
+    start = time.perf_counter()
+    first_epoch: list[int] = []
+
+    def epoch_metrics(result) -> dict:
+        return {"epoch": result.epoch, "score": result.score, "metric": task.metric,
+                "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
+                "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+                "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
+                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, **node,
+                **{f"glue_{k}": v for k, v in result.metrics.items()}}
+
+    def report(result, ckpt_dir: Path | None) -> None:
+        if not first_epoch:
+            first_epoch.append(result.epoch)
+        tune.report(epoch_metrics(result), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        # Logged after report returns: the epoch's checkpoint is persisted by then.
+        _log_event(events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
+                   score=result.score, **node)
+        _maybe_inject_fault(trial_id, result.epoch)
+
+    _log_event(events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=checkpoint is not None, **node)
+    try:
+        result = train(cfg, task_data.train, task_data.eval_sets,
+                       task_data.teacher_logits if cfg.needs_teacher else None, checkpoint_dir=workdir,
+                       on_epoch_end=report, device=device, progress=False)
+        if first_epoch:
+            _log_event(events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history), **node)
+        elif result.history:
+            # Restarted from a checkpoint that already holds the last epoch (the driver died between the trial's
+            # end and Tune recording it): nothing is retrained; report the stored final epoch so Tune's record of
+            # this trial ends with it.
+            first_epoch.append(result.resumed_from_epoch + 1)
+            tune.report(epoch_metrics(result.history[-1]), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            _log_event(events_path, event="already-done", trial_id=trial_id, task=cfg.task, **node)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
