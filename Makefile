@@ -1,9 +1,10 @@
-# Two entry points (see README): `make demo` sets up and runs the main job, `make test` sets up and runs the tests.
+# Two entry points (see README): `make demo` sets up and runs the main job (a small real sweep),
+# `make test` sets up and runs the tests.
 VENV := .venv
 PY := $(VENV)/bin/python
 GLUE_DIR ?= ../shared/glue
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo distill clean
 
 $(PY): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -18,7 +19,14 @@ test: setup
 	$(VENV)/bin/ruff check makd tune tests
 	$(VENV)/bin/pytest -q
 
+# The main job: a small real sweep (configs/quickstart.yaml) on Ray Tune, then its results table.
+# A rerun finishes an interrupted sweep (--resume) or reprints a finished one.
 demo: setup
+	if [ -d runs/quickstart/rte ]; then RESUME=--resume; fi; \
+	$(VENV)/bin/makd sweep configs/quickstart.yaml --glue-dir $(GLUE_DIR) $$RESUME
+
+# One distillation run, no Ray: the smallest end-to-end check.
+distill: setup
 	$(VENV)/bin/makd distill --task rte --glue-dir $(GLUE_DIR) --teacher zoo:minilm-l6 --student 2x128 \
 		--loss taylor --lam 0.5 --epochs 1 --max-train-samples 256
 

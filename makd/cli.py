@@ -89,9 +89,12 @@ def build_parser() -> OneLineParser:
     zp.add_argument("name", help="minilm-l6 or mpnet-base (with or without the zoo: prefix)")
 
     # tune.cli is argparse only: Ray is imported when a sweep runs, never by the makd library itself.
-    from tune.cli import add_sweep_parser
+    from tune.cli import add_job_parsers, add_sweep_parser
+    from tune.leaderboard_cli import add_leaderboard_parser
 
     add_sweep_parser(sub)
+    add_job_parsers(sub)
+    add_leaderboard_parser(sub)
     return parser
 
 
@@ -187,7 +190,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return TUNE_COMMANDS[args.command](args)
 
 
-COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo, "sweep": cmd_tune}
+COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo, **{name: cmd_tune for name in ("sweep", "submit", "jobs", "logs", "stop", "leaderboard")}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,4 +33,74 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return report(outcome)
 
 
-COMMANDS = {"sweep": cmd_sweep}
+def add_job_parsers(sub) -> None:
+    address_help = "Ray job server, e.g. http://HEAD:8265 (default $MAKD_JOBS_ADDRESS, $RAY_API_SERVER_ADDRESS, " \
+                   "else http://127.0.0.1:8265)"
+    s = sub.add_parser("submit", help="send a sweep to a running Ray cluster as a Ray Job")
+    s.add_argument("config", help="sweep config YAML (validated here before it is sent)")
+    s.add_argument("--address", help=address_help)
+    s.add_argument("--glue-dir", help="GLUE folder as seen from the cluster head")
+    s.add_argument("--python", default="python", help="python on the cluster that has makd's dependencies")
+    s.add_argument("--no-ship-code", action="store_true", help="use the makd installed on the cluster instead of "
+                                                             "shipping this checkout's makd/ and tune/")
+    s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit 1 unless it succeeded")
+    j = sub.add_parser("jobs", help="list submitted sweeps and their status")
+    j.add_argument("--address", help=address_help)
+    g = sub.add_parser("logs", help="print (or --follow) a submitted sweep's output")
+    g.add_argument("job", help="submission id from `makd submit` / `makd jobs`")
+    g.add_argument("--address", help=address_help)
+    g.add_argument("--follow", "-f", action="store_true")
+    t = sub.add_parser("stop", help="stop a submitted sweep")
+    t.add_argument("job")
+    t.add_argument("--address", help=address_help)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tune import jobs
+
+    job_id = jobs.submit(args.config, address=args.address, glue_dir=args.glue_dir, ship_code=not args.no_ship_code,
+                         python=args.python)
+    print(job_id, flush=True)
+    if args.wait:
+        jobs.print_logs(job_id, address=args.address, follow=True)
+        status = jobs.wait(job_id, address=args.address)
+        print(f"makd: job {job_id} {status}")
+        return 0 if status == "SUCCEEDED" else 1
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from tune import jobs
+
+    rows = jobs.list_jobs(args.address)
+    if not rows:
+        print("no makd sweeps on this cluster")
+        return 0
+    print(f"{'job':<30} {'status':<10} {'name':<16} {'started':<20} seconds")
+    for r in rows:
+        print(f"{r['job']:<30} {r['status']:<10} {str(r['name']):<16} {r['started']:<20} {r['seconds']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from tune import jobs
+
+    jobs.print_logs(args.job, address=args.address, follow=args.follow)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from tune import jobs
+
+    print(f"{args.job} {jobs.stop(args.job, address=args.address)}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from tune.leaderboard_cli import cmd_leaderboard as run
+
+    return run(args)
+
+
+COMMANDS = {"sweep": cmd_sweep, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
+            "leaderboard": cmd_leaderboard}

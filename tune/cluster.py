@@ -34,7 +34,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
         os.environ.setdefault(key, value)
     import ray
 
-    runtime_env = {"env_vars": forwarded_env()}
+    # Inside a Ray Job (`makd submit`) the job's runtime env already carries our env vars and code to every
+    # worker; Ray refuses to merge a second one with the same keys.
+    runtime_env = None if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else {"env_vars": forwarded_env()}
     if address:
         try:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)

@@ -8,8 +8,11 @@ Ray object store; trials never load the teacher.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,7 @@ class SweepOutcome:
     trials: pd.DataFrame
     cache: dict[str, dict] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    leaderboard: object = None  # tune.leaderboard.Leaderboard once any trial finished
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -102,8 +106,19 @@ def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bo
                                     scheduler=search.scheduler(cfg), num_samples=search.num_samples(cfg),
                                     max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
         run_config=tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
+                                  progress_reporter=None if quiet else progress_reporter(cfg),
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
+def progress_reporter(cfg: SweepConfig):
+    """A compact status table every 30 s: the swept dimensions, epoch and score."""
+    from ray.tune import CLIReporter
+
+    names = ["student", "loss", "lam", "tau", "seed"] + (["lr"] if cfg.search.kind == "optuna" else [])
+    prefix = "cell/" if cfg.search.kind == "grid" else ""
+    return CLIReporter(parameter_columns={prefix + n: n for n in names}, metric_columns=["epoch", "score"],
+                       max_report_frequency=30, sort_by_metric=True, metric=search.METRIC, mode=search.MODE)
 
 
 def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
@@ -138,6 +153,12 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
 
     start = time.perf_counter()
     root = experiment_root(cfg)
+    if cfg.glue_dir:
+        cfg = dataclasses.replace(cfg, glue_dir=str(Path(cfg.glue_dir).expanduser().resolve()))
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # Inside a Ray Job the cwd is the job's unpacked working_dir, which Ray may garbage-collect while trials
+        # finish: work from a directory that outlives the job.
+        os.chdir(tempfile.gettempdir())
     check_experiment_dir(cfg, root, resume)
     address = resolve_address(cfg, address)
     if not address:  # a private local Ray: refuse impossible requests before starting anything
@@ -173,7 +194,27 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         "config": cfg.as_dict(), "address": address, "resumed": resume, "teacher_cache": cache,
         "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
         "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
+    outcome.leaderboard = write_leaderboard(root)
     return outcome
+
+
+def write_leaderboard(root: str):
+    """Leaderboard CSV, paper-style Markdown table and lambda plot into a local experiment dir (None if no finished
+    trial, or remote storage: run `makd leaderboard` on a copy)."""
+    if is_remote_uri(root):
+        return None
+    from makd.cache import atomic_write_bytes
+    from tune.leaderboard import build, to_csv_bytes
+    from tune.plots import plot_lambda_curves
+
+    try:
+        board = build([root])
+    except UsageError:
+        return None
+    atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(board.leaderboard))
+    atomic_write_bytes(Path(root) / "table.md", board.paper_table_markdown.encode())
+    plot_lambda_curves(board.trials, Path(root) / "lambda.png")
+    return board
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -185,6 +226,13 @@ def report(outcome: SweepOutcome) -> int:
     """Print the results table; the exit code says whether every trial finished."""
     print(summary_table(outcome.trials))
     print(f"\n{len(outcome.trials)} trials in {outcome.wall_seconds:.1f} s; results: {outcome.root}/trials.csv")
+    if outcome.leaderboard is not None:
+        from tune.leaderboard import leaderboard_text
+
+        print(f"\nLeaderboard ({outcome.root}/leaderboard.csv, table.md, lambda.png):\n")
+        print(leaderboard_text(outcome.leaderboard.leaderboard))
+        print()
+        print(outcome.leaderboard.paper_table_markdown, end="")
     problems = []
     if len(outcome.failed):
         problems.append(f"{len(outcome.failed)} trial(s) failed (see the error column of trials.csv)")

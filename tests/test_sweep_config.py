@@ -1,0 +1,103 @@
+"""Sweep config validation and grid expansion (no Ray needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from makd.cli import main
+from makd.errors import UsageError
+from tune.config import grid_cells, load_config, parse_config, trial_budget
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def raw(**overrides) -> dict:
+    base = {"name": "exp", "tasks": ["rte"], "teacher": "zoo:minilm-l6", "students": ["2x128"],
+            "losses": ["vanilla", "taylor"], "lams": [0.0, 0.5, 1.0], "taus": [1.0, 2.0], "seeds": [0, 1]}
+    base.update(overrides)
+    return base
+
+
+def test_ce_baseline_is_always_added_and_duplicates_are_not_run():
+    cfg = parse_config(raw())
+    assert cfg.losses == ("ce", "vanilla", "taylor")
+    cells = grid_cells(cfg)
+    ce = [c for c in cells if c["loss"] == "ce"]
+    assert len(ce) == 2 and all(c["lam"] == 1.0 and c["tau"] == 1.0 for c in ce)  # one per seed
+    kd = [c for c in cells if c["loss"] != "ce"]
+    assert all(c["lam"] < 1.0 for c in kd)  # lam = 1 is exactly CE: already run
+    assert len(kd) == 2 * 2 * 2 * 2  # 2 KD losses x lam {0, 0.5} x tau {1, 2} x 2 seeds
+    assert len(cells) == len({tuple(sorted(c.items())) for c in cells}) == trial_budget(cfg)
+
+
+def test_temperature_free_losses_run_at_tau_1_only():
+    cells = grid_cells(parse_config(raw(losses=["mse", "ortho"])))
+    assert {c["tau"] for c in cells} == {1.0}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"tasks": ["squad"]}, "tasks[0]"),
+    ({"tasks": []}, "tasks"),
+    ({"students": ["3x"]}, "students[0]"),
+    ({"losses": ["kl"]}, "losses[0]"),
+    ({"lams": [0.5, 1.5]}, "lams[1]"),
+    ({"taus": [0]}, "taus[0]"),
+    ({"seeds": [-1]}, "seeds[0]"),
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"name": "a/b"}, "name"),
+    ({"teacher": None}, "teacher"),
+    ({"search": {"kind": "random"}}, "search.kind"),
+    ({"search": {"kind": "optuna", "n_trials": 3}}, "search.n_trials"),
+    ({"search": {"kind": "optuna", "n_trials": 20, "lam": [0.5, 2]}}, "search.lam[1]"),
+    ({"scheduler": {"kind": "asha", "grace_period": 9}}, "scheduler.grace_period"),
+    ({"scheduler": {"kind": "hyperband"}}, "scheduler.kind"),
+    ({"resources_per_trial": {"cpu": 0}}, "resources_per_trial.cpu"),
+    ({"resources_per_trial": {"gpu": 1.5}}, "resources_per_trial.gpu"),
+    ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial"),
+    ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_fields_are_named(change, field):
+    with pytest.raises(UsageError) as err:
+        parse_config(raw(**change))
+    assert err.value.field == field
+
+
+def test_fractional_gpus_and_optuna_are_accepted():
+    cfg = parse_config(raw(resources_per_trial={"cpu": 2, "gpu": 0.25},
+                           search={"kind": "optuna", "n_trials": 12, "lam": [0, 1], "lr": [1e-5, 1e-4]},
+                           scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 3}))
+    assert cfg.gpu == 0.25 and cfg.cpu == 2 and cfg.search.lr == (1e-5, 1e-4) and cfg.scheduler.reduction_factor == 3
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw(lams=[2.0])))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "makd: error: lams[0]: must be <= 1.0, got 2.0"
+    path.write_text("name: [unclosed\n")
+    assert main(["sweep", str(path)]) == 2
+    assert "line" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert trial_budget(cfg) > 0 and "ce" in cfg.losses
+
+
+def test_makd_library_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, makd.cli, makd.train, makd.pipeline, makd.cache, makd.models, tune.cli;"
+            "makd.cli.build_parser(); print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

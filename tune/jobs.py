@@ -1,0 +1,143 @@
+"""Sweeps as a service: submit `makd sweep` to a running Ray cluster as a Ray Job, list, follow and stop them.
+
+The config travels in the job's runtime env (working_dir), and by default so do the makd and tune packages
+(py_modules), so the cluster runs exactly the client's code; it needs only makd's dependencies installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from makd.errors import UsageError
+
+ADDRESS_ENV = ("MAKD_JOBS_ADDRESS", "RAY_API_SERVER_ADDRESS")
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+METADATA_KEY = "makd"
+
+
+def jobs_address(address: str | None) -> str:
+    for candidate in (address, *(os.environ.get(k) for k in ADDRESS_ENV)):
+        if candidate:
+            return candidate
+    return DEFAULT_ADDRESS
+
+
+def client(address: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    url = jobs_address(address)
+    try:
+        return JobSubmissionClient(url)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError("address", f"no Ray job server at {url}: {first}") from None
+
+
+def package_dirs() -> list[str]:
+    import makd
+    import tune
+
+    return [str(Path(makd.__file__).parent), str(Path(tune.__file__).parent)]
+
+
+def submit(config_path: str, *, address: str | None = None, glue_dir: str | None = None, ship_code: bool = True,
+           python: str = "python", extra_args: list[str] | None = None) -> str:
+    """Validate the config here, then send `makd sweep` to the cluster; returns the submission id."""
+    from tune.config import is_remote_uri, load_config
+
+    cfg = load_config(config_path)  # a bad config fails here, before anything is sent
+    if not is_remote_uri(cfg.storage) and not Path(cfg.storage).expanduser().is_absolute():
+        raise UsageError("storage", f"a submitted sweep runs on the cluster: use an absolute path every node shares "
+                                    f"(NFS) or an s3:// / gs:// URI, not the relative '{cfg.storage}'")
+    if glue_dir is None and cfg.glue_dir and not Path(cfg.glue_dir).is_absolute():
+        raise UsageError("data.glue_dir", f"relative '{cfg.glue_dir}' would be read on the cluster head: pass an "
+                                          "absolute --glue-dir as the head sees it")
+    job_client = client(address)
+    staging = Path(tempfile.mkdtemp(prefix="makd-submit-"))
+    try:
+        shutil.copy(config_path, staging / "sweep.yaml")
+        runtime_env: dict = {"working_dir": str(staging),
+                             "env_vars": {k: v for k, v in os.environ.items() if k.startswith("MAKD_")
+                                          and k not in ADDRESS_ENV}}
+        if ship_code:
+            runtime_env["py_modules"] = package_dirs()
+        args = ["sweep", "sweep.yaml", "--quiet", *(["--glue-dir", glue_dir] if glue_dir else []), *(extra_args or [])]
+        entrypoint = " ".join([python, "-m", "makd.cli", *args])
+        submission_id = f"makd-{cfg.name}-{uuid.uuid4().hex[:8]}"
+        return job_client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
+                                     metadata={METADATA_KEY: "sweep", "name": cfg.name,
+                                               "config": Path(config_path).name})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def list_jobs(address: str | None = None) -> list[dict]:
+    rows = []
+    for job in client(address).list_jobs():
+        metadata = job.metadata or {}
+        if metadata.get(METADATA_KEY) != "sweep":
+            continue
+        start = (job.start_time or 0) / 1000
+        end = (job.end_time or 0) / 1000 or time.time()
+        rows.append({"job": job.submission_id, "status": str(job.status.value if hasattr(job.status, "value")
+                                                              else job.status),
+                     "name": metadata.get("name"), "config": metadata.get("config"),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)) if start else "",
+                     "seconds": round(end - start, 1) if start else None})
+    return sorted(rows, key=lambda r: r["started"])
+
+
+def _known(job_client, job_id: str) -> None:
+    try:
+        job_client.get_job_info(job_id)
+    except RuntimeError:
+        raise UsageError("job", f"no job {job_id!r} on this cluster (see `makd jobs`)") from None
+
+
+def print_logs(job_id: str, *, address: str | None = None, follow: bool = False, out=sys.stdout) -> None:
+    job_client = client(address)
+    _known(job_client, job_id)
+    if not follow:
+        out.write(job_client.get_job_logs(job_id))
+        return
+
+    async def tail() -> None:
+        async for chunk in job_client.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    asyncio.run(tail())
+
+
+def stop(job_id: str, *, address: str | None = None, wait_seconds: float = 30.0) -> str:
+    """Stop a job and wait (bounded) until Ray reports it stopped; returns the final status."""
+    from ray.job_submission import JobStatus
+
+    job_client = client(address)
+    _known(job_client, job_id)
+    job_client.stop_job(job_id)
+    deadline = time.time() + wait_seconds
+    status = job_client.get_job_status(job_id)
+    while status not in {JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED} and time.time() < deadline:
+        time.sleep(0.5)
+        status = job_client.get_job_status(job_id)
+    return str(status.value)
+
+
+def wait(job_id: str, *, address: str | None = None, timeout: float = 600.0) -> str:
+    from ray.job_submission import JobStatus
+
+    job_client = client(address)
+    deadline = time.time() + timeout
+    status = job_client.get_job_status(job_id)
+    while status not in {JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED} and time.time() < deadline:
+        time.sleep(1.0)
+        status = job_client.get_job_status(job_id)
+    return str(status.value)
