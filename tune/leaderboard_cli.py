@@ -1,0 +1,94 @@
+"""`makd leaderboard EXP_DIR_OR_CSV [...]`: argparse wiring; pandas and matplotlib load when the command runs.
+
+    makd leaderboard runs/glue-cpu                                  # tables on stdout
+    makd leaderboard results/glue-cpu/*.csv --csv lb.csv --markdown table2.md --plot lambda.png
+
+Wire it into a `makd` parser with `add_leaderboard_parser(subparsers)` and dispatch `cmd_leaderboard(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
+    """Add the `leaderboard` subcommand; it uses the subparsers' parser_class (makd's OneLineParser)."""
+    p = sub.add_parser("leaderboard", help="best λ per task x student x loss, the paper's Table 2, a λ plot",
+                       description="Read finished or running sweep experiment dirs and/or trials CSVs (merged; a "
+                                   "trial given twice counts once) and build the trials table, the leaderboard and "
+                                   "the paper-style table. With no output option both tables go to stdout.")
+    p.add_argument("paths", nargs="+", metavar="EXP_DIR_OR_CSV",
+                   help="experiment dir written by makd sweep (finished or running) or a trials CSV")
+    p.add_argument("--csv", metavar="FILE", help="write the leaderboard (one row per task x student x loss)")
+    p.add_argument("--trials-csv", metavar="FILE", help="write the merged per-trial table (finished trials)")
+    p.add_argument("--markdown", metavar="FILE|-", help="write the paper-style Markdown table ('-': stdout)")
+    p.add_argument("--plot", metavar="FILE.png", help="plot score against λ, one panel per task (.png/.pdf/.svg)")
+    return p
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from makd.errors import UsageError
+
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise UsageError("plot", f"expected a .png, .pdf or .svg file name, got {args.plot}")
+    from makd.cache import atomic_write_bytes
+    from tune.leaderboard import build, leaderboard_text, to_csv_bytes
+
+    result = build(args.paths)
+    written = []
+    if args.csv:
+        atomic_write_bytes(Path(args.csv), to_csv_bytes(result.leaderboard))
+        written.append(args.csv)
+    if args.trials_csv:
+        atomic_write_bytes(Path(args.trials_csv), to_csv_bytes(result.trials))
+        written.append(args.trials_csv)
+    if args.markdown == "-":
+        print(result.paper_table_markdown, end="", flush=True)
+    elif args.markdown:
+        atomic_write_bytes(Path(args.markdown), result.paper_table_markdown.encode())
+        written.append(args.markdown)
+    if args.plot:
+        from tune.plots import plot_lambda_curves
+
+        plot_lambda_curves(result.trials, args.plot)
+        written.append(args.plot)
+    if not (args.csv or args.trials_csv or args.markdown or args.plot):
+        print(leaderboard_text(result.leaderboard))
+        print()
+        print(result.paper_table_markdown, end="", flush=True)
+    for path in written:
+        print(f"makd: wrote {path}", file=sys.stderr)
+    summary = f"makd: {len(result.trials)} finished trial(s) from {len(args.paths)} input(s)"
+    if result.unfinished:
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(result.unfinished_by_status.items()))
+        summary += f"; {result.unfinished} not finished ({detail}), left out of the tables"
+    print(summary, file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"leaderboard": cmd_leaderboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (`python -m tune.leaderboard_cli ...`), same behaviour as `makd leaderboard ...`."""
+    from makd.cli import EXIT_USAGE, OneLineParser
+    from makd.errors import UsageError
+
+    parser = OneLineParser(prog="makd")
+    add_leaderboard_parser(parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser))
+    try:
+        args = parser.parse_args(["leaderboard", *(sys.argv[1:] if argv is None else argv)])
+        return cmd_leaderboard(args)
+    except UsageError as err:
+        print(f"makd: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
