@@ -43,6 +43,8 @@ def add_job_parsers(sub) -> None:
     s.add_argument("--python", default="python", help="python on the cluster that has makd's dependencies")
     s.add_argument("--no-ship-code", action="store_true", help="use the makd installed on the cluster instead of "
                                                              "shipping this checkout's makd/ and tune/")
+    s.add_argument("--resume", action="store_true", help="finish an earlier, stopped or failed, submission of this "
+                                                         "sweep (same name and storage)")
     s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit 1 unless it succeeded")
     j = sub.add_parser("jobs", help="list submitted sweeps and their status")
     j.add_argument("--address", help=address_help)
@@ -59,7 +61,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from tune import jobs
 
     job_id = jobs.submit(args.config, address=args.address, glue_dir=args.glue_dir, ship_code=not args.no_ship_code,
-                         python=args.python)
+                         python=args.python, extra_args=["--resume"] if args.resume else None)
     print(job_id, flush=True)
     if args.wait:
         jobs.print_logs(job_id, address=args.address, follow=True)
