@@ -381,3 +381,27 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
     same = [c for c in LEADERBOARD_COLUMNS if c not in ("student_parameters_m", "device_hours_total", "teacher")]
     pd.testing.assert_frame_equal(finished.leaderboard[same], from_folders.leaderboard[same], check_dtype=False)
     assert list(finished.leaderboard["loss"]) == ["ce", "vanilla", "taylor"]
+
+
+def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
+    """Every sweep adds the ce baseline: two sweeps of one student must not turn one seed into two."""
+    import pandas as pd
+
+    from tune.leaderboard import build
+    from tune.results import TRIAL_COLUMNS
+
+    base = {c: None for c in TRIAL_COLUMNS}
+    base.update(task="rte", student="s", student_parameters_m=1.0, metric="accuracy", lr=1e-4, max_epochs=3,
+                epochs_run=3, best_epoch=3, status="TERMINATED", stopped_early=False, wall_seconds=10.0,
+                device_hours=0.003)
+    rows_a = [dict(base, trial_id="a0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, final_score=0.6),
+              dict(base, trial_id="a1", loss="vanilla", lam=0.0, tau=1.0, seed=0, best_score=0.5, final_score=0.5,
+                   teacher="t")]
+    rows_b = [dict(base, trial_id="b0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, final_score=0.6),
+              dict(base, trial_id="b1", loss="vanilla", lam=0.0, tau=2.0, seed=0, best_score=0.55, final_score=0.55,
+                   teacher="t")]
+    pd.DataFrame(rows_a).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame(rows_b).to_csv(tmp_path / "b.csv", index=False)
+    board = build([tmp_path / "a.csv", tmp_path / "b.csv"])
+    ce = board.leaderboard[board.leaderboard["loss"] == "ce"].iloc[0]
+    assert ce["n_seeds"] == 1 and len(board.trials) == 3

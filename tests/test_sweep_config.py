@@ -87,7 +87,8 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) +
+                         sorted((REPO / "results").glob("*/configs/*.yaml")), ids=lambda p: p.parent.name + "/" + p.name)
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert trial_budget(cfg) > 0 and "ce" in cfg.losses

@@ -382,8 +382,14 @@ def _drop_duplicate_trials(frame: pd.DataFrame) -> pd.DataFrame:
     keyed = frame["trial_id"].notna()
     ranked = frame.assign(_finished=finished).sort_values("_finished", ascending=False, kind="stable")
     dup = ranked[keyed.loc[ranked.index]].duplicated(["task", "trial_id"], keep="first")
-    drop = dup[dup].index
-    return frame.drop(index=drop).reset_index(drop=True)
+    frame = frame.drop(index=dup[dup].index)
+    # The same run configuration (e.g. the ce baseline every sweep adds, in two sweeps of one student) is one
+    # experiment, not two seeds: count it once, the first finished copy given.
+    same_run = ["task", "teacher", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
+    finished = frame["status"].isin(FINISHED).fillna(False).astype(bool)
+    ranked = frame.assign(_finished=finished).sort_values("_finished", ascending=False, kind="stable")
+    dup = ranked[ranked["_finished"]].duplicated([c for c in same_run if c in frame], keep="first")
+    return frame.drop(index=dup[dup].index).reset_index(drop=True)
 
 
 def _setting_view(trials: pd.DataFrame) -> pd.DataFrame:
