@@ -89,7 +89,8 @@ def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla", "mse"],
                                    lams=[0.0], epochs=4, lr=3e-3, data={"glue_dir": str(toy_sst2_dir(tmp_path))},
                                    scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2}))
-    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    # quiet=False: the progress reporter path that `makd sweep` without --quiet takes
+    outcome = run_sweep(cfg, quiet=False, num_cpus=2, cache_dir=str(tmp_path / "cache"))
     frame = outcome.trials.set_index("loss")
     assert frame.loc["ce", "best_score"] > 0.9 and frame.loc["ce", "epochs_run"] == 4
     stopped = frame[frame["stopped_early"]]

@@ -118,7 +118,7 @@ def progress_reporter(cfg: SweepConfig):
     names = ["student", "loss", "lam", "tau", "seed"] + (["lr"] if cfg.search.kind == "optuna" else [])
     prefix = "cell/" if cfg.search.kind == "grid" else ""
     return CLIReporter(parameter_columns={prefix + n: n for n in names}, metric_columns=["epoch", "score"],
-                       max_report_frequency=30, sort_by_metric=True, metric=search.METRIC, mode=search.MODE)
+                       max_report_frequency=30, sort_by_metric=True)
 
 
 def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
