@@ -116,28 +116,25 @@ def print_logs(job_id: str, *, address: str | None = None, follow: bool = False,
     asyncio.run(tail())
 
 
-def stop(job_id: str, *, address: str | None = None, wait_seconds: float = 30.0) -> str:
-    """Stop a job and wait (bounded) until Ray reports it stopped; returns the final status."""
+def _wait_for_end(job_client, job_id: str, timeout: float, poll: float) -> str:
+    """Poll until the job reaches a terminal status or `timeout` passes; returns the last status seen."""
     from ray.job_submission import JobStatus
 
-    job_client = client(address)
-    _known(job_client, job_id)
-    job_client.stop_job(job_id)
-    deadline = time.time() + wait_seconds
-    status = job_client.get_job_status(job_id)
-    while status not in {JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED} and time.time() < deadline:
-        time.sleep(0.5)
-        status = job_client.get_job_status(job_id)
-    return str(status.value)
-
-
-def wait(job_id: str, *, address: str | None = None, timeout: float = 600.0) -> str:
-    from ray.job_submission import JobStatus
-
-    job_client = client(address)
     deadline = time.time() + timeout
     status = job_client.get_job_status(job_id)
     while status not in {JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED} and time.time() < deadline:
-        time.sleep(1.0)
+        time.sleep(poll)
         status = job_client.get_job_status(job_id)
     return str(status.value)
+
+
+def stop(job_id: str, *, address: str | None = None, wait_seconds: float = 30.0) -> str:
+    """Stop a job and wait (bounded) until Ray reports it stopped; returns the final status."""
+    job_client = client(address)
+    _known(job_client, job_id)
+    job_client.stop_job(job_id)
+    return _wait_for_end(job_client, job_id, wait_seconds, poll=0.5)
+
+
+def wait(job_id: str, *, address: str | None = None, timeout: float = 600.0) -> str:
+    return _wait_for_end(client(address), job_id, timeout, poll=1.0)
