@@ -17,7 +17,7 @@ import numpy as np
 from makd.cache import CacheReport, atomic_write_bytes, teacher_logits
 from makd.data import TextDataset, load_split
 from makd.tasks import get_task
-from makd.train import TrainConfig, TrainResult, train
+from makd.train import TrainConfig, TrainResult, pick_device, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"
 
@@ -66,7 +66,7 @@ def fetch_teacher_logits(cfg: TrainConfig, train_ds: TextDataset, cache_dir: str
     task = get_task(cfg.task)
     logits, report = teacher_logits({"train": train_ds}, teacher=cfg.teacher, num_labels=task.num_labels,
                                     max_length=cfg.max_length, cache_dir=cache_dir, head_seed=cfg.head_seed,
-                                    fine_tuned=cfg.fine_tuned, device=device or "cpu", progress=progress)
+                                    fine_tuned=cfg.fine_tuned, device=pick_device(device), progress=progress)
     return logits["train"], report
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from makd.cache import CacheReport, teacher_logits
+from makd.cache import CacheReport
 from makd.errors import UsageError
-from makd.pipeline import DataSource, load_datasets
+from makd.pipeline import DataSource, fetch_teacher_logits, load_datasets
 from makd.tasks import get_task
 from makd.train import TrainConfig
 from tune import search
@@ -69,29 +69,22 @@ def base_train_fields(cfg: SweepConfig) -> dict:
             "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
 
 
-def _teacher_logits_task(train_ds, kwargs: dict):
-    """Runs as a Ray task on a GPU node when trials use GPUs: the teacher pass goes where the accelerator is."""
-    import torch
-
-    return teacher_logits({"train": train_ds}, device="cuda" if torch.cuda.is_available() else "cpu", **kwargs)
-
-
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool) -> tuple[TaskData, CacheReport]:
     """Load the task's data and its teacher logits (from the makd cache; the teacher runs only on a miss)."""
     base = base_train_fields(cfg)
-    probe = TrainConfig(task=task_name, student=cfg.students[0], loss="ce", lam=1.0, **base)
+    # A config that needs the teacher exactly when the sweep does: it keys the cache like every trial's would.
+    probe = TrainConfig(task=task_name, student=cfg.students[0], loss="vanilla" if cfg.uses_teacher else "ce",
+                        lam=0.0 if cfg.uses_teacher else 1.0, **base)
     train_ds, eval_sets = load_datasets(probe, DataSource.from_env(cfg.glue_dir))
-    if not cfg.uses_teacher:
-        return TaskData(task_name, train_ds, eval_sets, None, base), CacheReport()
-    kwargs = dict(teacher=cfg.teacher, num_labels=get_task(task_name).num_labels, max_length=cfg.max_length,
-                  cache_dir=cache_dir, head_seed=cfg.head_seed, fine_tuned=cfg.fine_tuned, progress=progress)
-    if cfg.gpu > 0:
+    if cfg.gpu > 0 and cfg.uses_teacher:
         import ray
 
-        logits, report = ray.get(ray.remote(num_gpus=1, num_cpus=1)(_teacher_logits_task).remote(train_ds, kwargs))
+        # Trials use GPUs: run the teacher pass as a Ray task on a GPU node (the driver's node may have none).
+        fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_logits)
+        logits, report = ray.get(fill.remote(probe, train_ds, cache_dir, progress=progress))
     else:
-        logits, report = teacher_logits({"train": train_ds}, device="cpu", **kwargs)
-    return TaskData(task_name, train_ds, eval_sets, logits["train"], base), report
+        logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, device="cpu")
+    return TaskData(task_name, train_ds, eval_sets, logits, base), report
 
 
 def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bool, quiet: bool):
