@@ -21,5 +21,7 @@ if [ "${1:-}" != "--tables-only" ]; then
         cp "$exp/sweep.json" "$OUT/sweep-$name.json"
     done
 fi
-"$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/leaderboard.csv" --markdown "$OUT/table.md" \
+# The leaderboard CSV lives in tables/ so that `makd leaderboard results/glue-cpu/*.csv` sees only trials CSVs.
+mkdir -p "$OUT/tables"
+"$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/tables/leaderboard.csv" --markdown "$OUT/table.md" \
     --plot "$OUT/lambda.png"
