@@ -97,6 +97,8 @@ def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
     assert len(stopped) >= 1 and (stopped["epochs_run"] < 4).all()
     assert set(stopped.index) <= {"vanilla", "mse"}
     assert set(stopped["status"]) == {"STOPPED"}
+    logged = Counter(e["trial_id"] for e in events(outcome.root) if e["event"] == "epoch")
+    assert all(logged[t] == n for t, n in zip(outcome.trials["trial_id"], outcome.trials["epochs_run"], strict=True))
 
 
 def test_optuna_samples_lam_in_range_and_is_reproducible(tiny_bert_dir, tmp_path):

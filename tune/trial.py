@@ -108,10 +108,10 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     def report(result, ckpt_dir: Path | None) -> None:
         if not first_epoch:
             first_epoch.append(result.epoch)
-        tune.report(epoch_metrics(result), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
-        # Logged after report returns: the epoch's checkpoint is persisted by then.
+        # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
         _log_event(events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
                    score=result.score, **node)
+        tune.report(epoch_metrics(result), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
         _maybe_inject_fault(trial_id, result.epoch)
 
     _log_event(events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=checkpoint is not None, **node)
