@@ -25,3 +25,5 @@ fi
 mkdir -p "$OUT/tables"
 "$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/tables/leaderboard.csv" --markdown "$OUT/table.md" \
     --plot "$OUT/lambda.png"
+# The three-seed tau-1 sweeps alone: their best-lambda means and seed spreads, without the one-seed tau-2 sweep.
+"$MAKD" leaderboard "$OUT/trials-2x384.csv" "$OUT/trials-2x128.csv" --csv "$OUT/tables/leaderboard-tau1-3seeds.csv"
