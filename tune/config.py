@@ -174,7 +174,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise _fail("data", "expected a mapping with glue_dir (or omit it: $MAKD_GLUE_DIR, then the hub)")
     glue_dir = data.get("glue_dir")
 
-    search = _parse_search(raw.get("search") or {}, lams, taus)
+    search = _parse_search(raw.get("search") or {})
     scheduler = _parse_scheduler(raw.get("scheduler") or {})
 
     res = raw.get("resources_per_trial") or {}
@@ -224,7 +224,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     return cfg
 
 
-def _parse_search(raw: Any, lams: list[float], taus: list[float]) -> SearchConfig:
+def _parse_search(raw: Any) -> SearchConfig:
     if not isinstance(raw, dict):
         raise _fail("search", "expected a mapping like {kind: grid} or {kind: optuna, n_trials: 20}")
     unknown = sorted(set(raw) - {"kind", "n_trials", "seed", "lam", "lr", "tau"})
