@@ -405,3 +405,22 @@ def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
     board = build([tmp_path / "a.csv", tmp_path / "b.csv"])
     ce = board.leaderboard[board.leaderboard["loss"] == "ce"].iloc[0]
     assert ce["n_seeds"] == 1 and len(board.trials) == 3
+
+
+def test_a_fine_tuned_teacher_is_its_own_method_and_old_csvs_still_read(tmp_path):
+    """Vanilla from a fine-tuned teacher is a different (costlier) experiment: never pooled with the paper's setting.
+    A trials CSV written before the teacher_fine_tuned column existed reads as not fine-tuned."""
+    plain = [trial(loss="ce", seed=s, score=0.60) for s in (0, 1)]
+    plain += [trial(loss="vanilla", lam=0.0, seed=s, score=0.62) for s in (0, 1)]
+    old = pd.DataFrame(plain).drop(columns=["teacher_fine_tuned"], errors="ignore")
+    old.to_csv(tmp_path / "old.csv", index=False)
+    tuned = [trial(loss="vanilla", lam=0.0, seed=s, score=0.70, teacher_fine_tuned=True, teacher="ft/model")
+             for s in (0, 1)]
+    write_experiment(tmp_path / "ft", tuned)
+    board = build([tmp_path / "old.csv", tmp_path / "ft"]).leaderboard.set_index("loss")
+    assert list(board.index) == ["ce", "vanilla", "vanilla, fine-tuned teacher"]
+    assert board.loc["vanilla", "score_mean"] == pytest.approx(0.62)
+    assert board.loc["vanilla, fine-tuned teacher", "score_mean"] == pytest.approx(0.70)
+    assert board.loc["vanilla, fine-tuned teacher", "n_seeds"] == 2
+    assert board.loc["vanilla, fine-tuned teacher", "delta_vs_vanilla"] == pytest.approx(0.08)
+    assert board.loc["vanilla, fine-tuned teacher", "teacher"] == "ft/model"

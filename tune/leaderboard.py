@@ -36,6 +36,7 @@ from makd.errors import UsageError
 from tune.results import TRIAL_COLUMNS
 
 FINISHED = ("TERMINATED", "STOPPED")
+FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 TEMPERATURE_FREE = ("ce", "mse", "ortho")  # their value ignores τ (tune.config.TEMPERATURE_FREE_LOSSES)
 LOSS_ORDER = ("ce", "vanilla", "taylor", "mse", "ortho")
@@ -163,6 +164,13 @@ def _error_line(path: Path) -> str | None:
     return lines[-1].strip()[:300] if lines else "error"
 
 
+def _teacher_fields(config: dict | None, params: dict) -> dict:
+    """teacher and teacher_fine_tuned of a trial row: empty for ce, which never sees the teacher."""
+    if params.get("loss") == "ce":
+        return {"teacher": None, "teacher_fine_tuned": None}
+    return {"teacher": (config or {}).get("teacher"), "teacher_fine_tuned": bool((config or {}).get("fine_tuned"))}
+
+
 def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
     """One trial folder -> the row tune.results.rows_from_result_grid would write (status decided later)."""
     try:
@@ -173,7 +181,7 @@ def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
     scored = [h for h in history if _number(h.get("score")) is not None]
     match = _TRIAL_ID.search(folder.name)
     metrics = history[-1] if history else {}
-    row = {"task": task, "teacher": (config or {}).get("teacher") if params.get("loss") != "ce" else None,
+    row = {"task": task, **_teacher_fields(config, params),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
            "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
            "metric": metrics.get("metric"),
@@ -240,7 +248,7 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
                 chosen[trial_id] = {"task": task, "student": params.get("student"), "loss": params.get("loss"),
                                     "lam": params.get("lam"), "tau": params.get("tau"), "seed": params.get("seed"),
                                     "lr": params.get("lr"), "trial_id": trial_id, "error": None, "_started": False,
-                                    "teacher": (config or {}).get("teacher") if params.get("loss") != "ce" else None}
+                                    **_teacher_fields(config, params)}
         for trial_id, row in chosen.items():
             row["status"] = _status(row, states.get(trial_id, {}).get("status"), max_epochs, max_known,
                                     sweep_done=config is not None)
@@ -349,6 +357,7 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     frame["status"] = frame["status"].astype("string").str.upper()
     frame["stopped_early"] = frame["stopped_early"].map(_as_bool).astype("boolean")
     frame["resumed"] = frame["resumed"].map(_as_bool).astype("boolean")
+    frame["teacher_fine_tuned"] = frame["teacher_fine_tuned"].map(_as_bool).astype("boolean")
     for name in [c for c in frame.columns if c.startswith("glue_")]:  # the final epoch is the best one
         best = f"best_{name}"
         same = frame["best_epoch"] == frame["epochs_run"]
@@ -385,7 +394,7 @@ def _drop_duplicate_trials(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop(index=dup[dup].index)
     # The same run configuration (e.g. the ce baseline every sweep adds, in two sweeps of one student) is one
     # experiment, not two seeds: count it once, the first finished copy given.
-    same_run = ["task", "teacher", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
+    same_run = ["task", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
     finished = frame["status"].isin(FINISHED).fillna(False).astype(bool)
     ranked = frame.assign(_finished=finished).sort_values("_finished", ascending=False, kind="stable")
     dup = ranked[ranked["_finished"]].duplicated([c for c in same_run if c in frame], keep="first")
@@ -400,6 +409,9 @@ def _setting_view(trials: pd.DataFrame) -> pd.DataFrame:
     df["_lam"] = df["lam"].where(~is_ce, 1.0).round(6)
     df["_tau"] = df["tau"].where(~(is_ce | df["_loss"].isin(TEMPERATURE_FREE)), 1.0).round(6)
     df["_lr"] = df["lr"].round(12)
+    # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
+    fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
+    df.loc[fine_tuned, "_loss"] = df.loc[fine_tuned, "_loss"] + FINE_TUNED_SUFFIX
     df["_method"] = _method_labels(df)
     return df
 
@@ -460,7 +472,7 @@ def _task_rank(task: str) -> tuple[int, str]:
 
 
 def _loss_rank(loss: str) -> tuple[int, str]:
-    base = str(loss).split(" ")[0]
+    base = str(loss).split(" ")[0].rstrip(",")
     return (LOSS_ORDER.index(base) if base in LOSS_ORDER else len(LOSS_ORDER), str(loss))
 
 

@@ -16,7 +16,7 @@ from makd.cache import atomic_write_bytes
 from tune.config import SweepConfig, is_remote_uri
 from tune.trial import trial_params
 
-TRIAL_COLUMNS = ["task", "teacher", "student", "student_parameters_m", "loss", "lam", "tau", "seed", "lr", "metric",
+TRIAL_COLUMNS = ["task", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam", "tau", "seed", "lr", "metric",
                  "best_score", "final_score", "best_epoch", "epochs_run", "max_epochs", "stopped_early", "status",
                  "wall_seconds", "device", "device_hours", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id",
                  "error"]
@@ -36,7 +36,9 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
         metrics = result.metrics or {}
         history = result.metrics_dataframe
         started = bool(metrics) and "score" in metrics
-        row = {"task": task, "teacher": cfg.teacher if params.get("loss") != "ce" else None,
+        uses_teacher = params.get("loss") != "ce"
+        row = {"task": task, "teacher": cfg.teacher if uses_teacher else None,
+               "teacher_fine_tuned": cfg.fine_tuned if uses_teacher else None,
                "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
                "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
                "metric": metrics.get("metric"), "max_epochs": cfg.max_epochs,
