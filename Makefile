@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GLUE_DIR ?= ../shared/glue
 
-.PHONY: setup test lint demo distill clean
+.PHONY: setup test lint demo distill bench clean
 
 $(PY): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -13,10 +13,10 @@ $(PY): pyproject.toml scripts/setup.sh
 setup: $(PY)
 
 lint: setup
-	$(VENV)/bin/ruff check makd tune tests
+	$(VENV)/bin/ruff check makd tune tests bench
 
 test: setup
-	$(VENV)/bin/ruff check makd tune tests
+	$(VENV)/bin/ruff check makd tune tests bench
 	$(VENV)/bin/pytest -q
 
 # The main job: a small real sweep (configs/quickstart.yaml) on Ray Tune, then its results table.
@@ -29,6 +29,11 @@ demo: setup
 distill: setup
 	$(VENV)/bin/makd distill --task rte --glue-dir $(GLUE_DIR) --teacher zoo:minilm-l6 --student 2x128 \
 		--loss taylor --lam 0.5 --epochs 1 --max-train-samples 256
+
+# Benchmarks (results/bench/): cache vs teacher-in-the-loop, throughput vs an HF Trainer, ASHA savings, 1 vs 2
+# nodes, Ray overhead. ~45 min on 2 CPU cores. BENCH="asha scaling" runs a subset.
+bench: setup
+	MAKD_GLUE_DIR=$(GLUE_DIR) $(PY) -m bench.run_all $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -69,6 +69,7 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
     assert len(frame) == 8 and set(frame["status"]) == {"TERMINATED"}
     assert sorted(frame["loss"].unique()) == ["ce", "mse", "taylor", "vanilla"]
     assert (frame["epochs_run"] == 2).all() and (frame["teacher_loads_in_trial"] == 0).all()
+    assert (frame["peak_rss_mb"] > 100).all()  # a real process size in MiB, reported by every trial
     assert set(frame["metric"]) == {"accuracy", "f1"} and frame["glue_f1"].notna().sum() == 4
     assert frame["student_parameters_m"].iloc[0] > 0
     done = Counter(e["trial_id"] for e in events(outcome.root) if e["event"] == "done")

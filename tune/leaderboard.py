@@ -48,7 +48,7 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                        "score_mean", "score_std", "n_seeds", "final_score_mean", "delta_vs_vanilla", "delta_vs_ce",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "teacher"]
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "final_score", "best_epoch",
-            "epochs_run", "max_epochs", "wall_seconds", "device_hours", "teacher_loads_in_trial")
+            "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "teacher_loads_in_trial")
 _SETTING = ["_lam", "_tau", "_lr"]
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -196,6 +196,7 @@ def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
                    node=metrics.get("hostname"), node_id=metrics.get("node_id"),
                    resumed=any((h.get("resumed_from_epoch") or 0) > 0 for h in history),
                    teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial", 0)),
+                   peak_rss_mb=metrics.get("peak_rss_mb"),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
         devices = _device_count(config)

@@ -62,6 +62,15 @@ def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
         raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MiB): what a user sizes per-trial memory/fractions from."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
 def _assigned_cpus() -> int:
     import ray
 
@@ -102,7 +111,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
                 "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
                 "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
-                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, **node,
+                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(), **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:

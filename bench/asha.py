@@ -1,0 +1,88 @@
+"""Benchmark 3: what ASHA saves. The same grid with and without early stopping: trial-epochs run, wall time, best
+dev score. Target: >= 40% fewer trial-epochs with the best score within 1 point.
+
+SST-2 (short sentences, so a 2x384 student learns within a few epochs on 192 examples), ce/vanilla/taylor x
+lam {0, 0.5} x 2 seeds = 10 trials, 4 epochs, ASHA grace 1 / reduction 2, 2 trials x 1 CPU at a time. The teacher
+cache is filled before the timed runs (both variants share it).
+
+    python -m bench.asha
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import (
+    BATCH_SIZE,
+    GLUE_DIR,
+    MAX_LENGTH,
+    REPEATS,
+    STUDENT_2L,
+    TEACHER,
+    print_table,
+    stats,
+    write_csv,
+)
+
+EPOCHS = 4
+
+
+def config(root: Path, scheduler: dict) -> dict:
+    return {"name": "bench-asha", "tasks": ["sst2"], "teacher": TEACHER, "students": [STUDENT_2L],
+            "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "seeds": [0, 1], "epochs": EPOCHS, "lr": 1e-4,
+            "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "max_train_samples": 192, "max_eval_samples": 400,
+            "data": {"glue_dir": GLUE_DIR}, "search": {"kind": "grid"}, "scheduler": scheduler,
+            "resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "storage": str(root)}
+
+
+def run(scheduler: dict) -> dict:
+    from tune.config import parse_config
+    from tune.driver import run_sweep
+
+    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
+    try:
+        start = time.perf_counter()
+        frame = run_sweep(parse_config(config(root, scheduler)), quiet=True, num_cpus=2).trials
+        wall = time.perf_counter() - start
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"trials": len(frame), "trial_epochs": int(frame["epochs_run"].sum()), "wall_s": wall,
+            "best_score": float(frame["best_score"].max()),
+            "stopped_early": int(frame["stopped_early"].fillna(False).astype(bool).sum())}
+
+
+def main() -> None:
+    run({"kind": "none"})  # warm-up: fills the teacher cache for this subset; not recorded
+    rows = []
+    for repeat in range(REPEATS):
+        for name, scheduler in (("no early stopping", {"kind": "none"}),
+                                ("ASHA", {"kind": "asha", "grace_period": 1, "reduction_factor": 2})):
+            rows.append({"repeat": repeat, "scheduler": name, **run(scheduler)})
+            print(rows[-1], flush=True)
+    frame = pd.DataFrame(rows)
+    write_csv(frame, "asha.csv")
+    wide = {c: frame.pivot(index="repeat", columns="scheduler", values=c)
+            for c in ("trial_epochs", "wall_s", "best_score")}
+    saved = stats(1 - wide["trial_epochs"]["ASHA"] / wide["trial_epochs"]["no early stopping"])
+    faster = stats(1 - wide["wall_s"]["ASHA"] / wide["wall_s"]["no early stopping"])
+    gap = stats(100 * (wide["best_score"]["no early stopping"] - wide["best_score"]["ASHA"]))
+    summary = []
+    for name in ("no early stopping", "ASHA"):
+        e, w, b = (stats(wide[c][name]) for c in ("trial_epochs", "wall_s", "best_score"))
+        summary.append({"scheduler": name, "trial_epochs_median": e["median"], "wall_s_median": w["median"],
+                        "wall_s_min": w["min"], "wall_s_max": w["max"], "best_acc_median": 100 * b["median"],
+                        "repeats": e["n"]})
+    print_table(f"Benchmark 3: ASHA vs none (SST-2, 10 trials x {EPOCHS} epochs)", pd.DataFrame(summary))
+    print_table("Benchmark 3: savings (median [min, max] over repeats)", pd.DataFrame([
+        {"quantity": "trial-epochs saved", "median": saved["median"], "min": saved["min"], "max": saved["max"]},
+        {"quantity": "wall time saved", "median": faster["median"], "min": faster["min"], "max": faster["max"]},
+        {"quantity": "best-score loss (points)", "median": gap["median"], "min": gap["min"], "max": gap["max"]}]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""What every benchmark shares: RTE data, repeat statistics, atomic CSV output, the machine description."""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from makd.cache import atomic_write_bytes
+from makd.data import TextDataset
+
+RESULTS_DIR = Path(os.environ.get("MAKD_BENCH_OUT", "results/bench"))
+GLUE_DIR = os.environ.get("MAKD_GLUE_DIR", "../shared/glue")
+TEACHER = "zoo:mpnet-base"  # all-mpnet-base-v2: 12x768, BERT-base size, not fine-tuned (fresh seeded head)
+STUDENT_2L = "zoo:minilm-l6@0,5"  # 2x384: layers 0 and 5 of all-MiniLM-L6-v2
+STUDENT_6L = "zoo:minilm-l6"  # 6x384
+BATCH_SIZE = 32
+MAX_LENGTH = 128
+REPEATS = int(os.environ.get("MAKD_BENCH_REPEATS", "3"))
+
+
+def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextDataset, TextDataset]:
+    """The seeded train subset every makd trial of this size sees, and a seeded dev subset."""
+    from makd.data import load_split
+    from makd.tasks import get_task
+
+    spec = get_task(task)
+    train = load_split(spec, "train", glue_dir=GLUE_DIR, max_samples=n_train, seed=0)
+    dev = load_split(spec, spec.eval_splits[0][0], glue_dir=GLUE_DIR, max_samples=n_eval, seed=0)
+    return train, dev
+
+
+def stats(values: Iterable[float]) -> dict[str, float]:
+    """Median and spread (min, max) over repeats: the numbers every table reports."""
+    values = [float(v) for v in values]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def write_csv(frame: pd.DataFrame, name: str) -> Path:
+    """results/bench/NAME.csv, written to a temp name and renamed (never half-written)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    path = RESULTS_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def machine() -> dict[str, str]:
+    import ray
+    import torch
+    import transformers
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else "none", "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "ray": ray.__version__}
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table; floats to 3 significant digits."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def print_table(title: str, frame: pd.DataFrame) -> None:
+    print(f"\n## {title}\n\n{markdown(frame)}", flush=True)

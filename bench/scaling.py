@@ -1,0 +1,117 @@
+"""Benchmarks 4 and 5: the same sweep on a 1-node and on a 2-node Ray cluster (1 CPU per node, 1 CPU per trial),
+and Ray's per-trial overhead against the trial's own compute.
+
+Both nodes run on this one machine (ray.cluster_utils.Cluster: separate raylets and object stores), so they share
+its cores: with 2 cores, 2 one-CPU nodes get one core each, as 2 real one-core machines would, but network transfer
+(the teacher logits and the datasets shipped through the object store) costs nothing here.
+
+Per trial (from Ray's result.json): compute = sum over epochs of train + eval seconds; in-trial overhead = Ray's
+time_total_s - compute (process start, imports, student build, tokenisation, checkpoint writes); scheduling overhead
+= (sweep wall x nodes - sum of time_total_s) / trials (Ray start, driver-side data preparation, placement, idle
+slots at the end of the sweep).
+
+    python -m bench.scaling
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import (
+    BATCH_SIZE,
+    GLUE_DIR,
+    MAX_LENGTH,
+    REPEATS,
+    STUDENT_2L,
+    TEACHER,
+    print_table,
+    stats,
+    write_csv,
+)
+
+
+def config(root: Path) -> dict:
+    return {"name": "bench-scaling", "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_2L],
+            "losses": ["vanilla"], "lams": [0.0, 0.25, 0.5], "seeds": [0, 1], "epochs": 2, "lr": 1e-4,
+            "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "max_train_samples": 128, "max_eval_samples": 64,
+            "data": {"glue_dir": GLUE_DIR}, "search": {"kind": "grid"}, "scheduler": {"kind": "none"},
+            "resources_per_trial": {"cpu": 1, "gpu": 0}, "storage": str(root)}
+
+
+def trial_compute(root: Path) -> list[dict]:
+    out = []
+    for result in sorted(Path(root).glob("*/*/result.json")):
+        epochs = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if epochs:
+            out.append({"compute_s": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
+                        "ray_trial_s": epochs[-1]["time_total_s"], "node_id": epochs[-1]["node_id"]})
+    return out
+
+
+def run(nodes: int) -> tuple[dict, list[dict]]:
+    from ray.cluster_utils import Cluster
+
+    from tune.config import parse_config
+    from tune.driver import run_sweep
+
+    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        start = time.perf_counter()
+        frame = run_sweep(parse_config(config(root)), address=cluster.address, quiet=True).trials
+        wall = time.perf_counter() - start
+        trials = trial_compute(root / "bench-scaling")
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+    n = len(frame)
+    ray_total = sum(t["ray_trial_s"] for t in trials)
+    compute = sum(t["compute_s"] for t in trials)
+    return ({"nodes": nodes, "trials": n, "finished": int((frame["status"] == "TERMINATED").sum()),
+             "nodes_used": len({t["node_id"] for t in trials}), "wall_s": wall, "trials_per_hour": 3600 * n / wall,
+             "compute_s_per_trial": compute / n, "in_trial_overhead_s": (ray_total - compute) / n,
+             "scheduling_overhead_s": (wall * nodes - ray_total) / n}, trials)
+
+
+def main() -> None:
+    run(1)  # warm-up: fills the teacher cache for this subset; not recorded
+    rows = []
+    for repeat in range(REPEATS):
+        for nodes in (1, 2):
+            row, _ = run(nodes)
+            rows.append({"repeat": repeat, **row})
+            print(rows[-1], flush=True)
+    frame = pd.DataFrame(rows)
+    write_csv(frame, "scaling.csv")
+    wide = frame.pivot(index="repeat", columns="nodes", values="trials_per_hour")
+    ratio = stats(wide[2] / wide[1])
+    summary = []
+    for nodes in (1, 2):
+        part = frame[frame["nodes"] == nodes]
+        s = stats(part["trials_per_hour"])
+        summary.append({"nodes": nodes, "trials_per_hour_median": s["median"], "min": s["min"], "max": s["max"],
+                        "wall_s_median": stats(part["wall_s"])["median"], "repeats": s["n"]})
+    summary.append({"nodes": "2 / 1", "trials_per_hour_median": ratio["median"], "min": ratio["min"],
+                    "max": ratio["max"], "wall_s_median": None, "repeats": ratio["n"]})
+    print_table("Benchmark 4: 1 vs 2 nodes (1 CPU each), 8 trials, RTE 128 examples x 2 epochs, 2x384",
+                pd.DataFrame(summary))
+    overhead = []
+    for column in ("compute_s_per_trial", "in_trial_overhead_s", "scheduling_overhead_s"):
+        for nodes in (1, 2):
+            s = stats(frame[frame["nodes"] == nodes][column])
+            overhead.append({"seconds per trial": column, "nodes": nodes, "median": s["median"], "min": s["min"],
+                             "max": s["max"]})
+    print_table("Benchmark 5: Ray overhead per trial vs the trial's own compute", pd.DataFrame(overhead))
+
+
+if __name__ == "__main__":
+    main()

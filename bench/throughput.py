@@ -1,0 +1,126 @@
+"""Benchmark 2: training throughput of makd's loop vs the HF-Trainer baseline, both from cached teacher logits,
+and the peak memory of one Ray trial of the 6x384 student.
+
+A. Same student (2x384), data (256 RTE examples), loss (taylor, lam 0.5), batch 32, max length 128, lr, one thread:
+   makd.train.train vs the notebook's Trainer (dynamic padding, and the notebook's padding="max_length").
+   Target: makd >= 1.3x the Trainer.
+B. Peak RSS of a 6x384 trial (what tune.trial reports as peak_rss_mb) in a 1-epoch sweep. Target: <= 2 GB.
+
+    python -m bench.throughput
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench.common import (
+    BATCH_SIZE,
+    GLUE_DIR,
+    MAX_LENGTH,
+    REPEATS,
+    STUDENT_2L,
+    STUDENT_6L,
+    TEACHER,
+    load_task,
+    print_table,
+    stats,
+    write_csv,
+)
+
+N_TRAIN = 256
+LR = 1e-4
+WAYS = ("makd loop", "HF Trainer, dynamic padding", "HF Trainer, pad to max_length (notebook)")
+
+
+def cached_logits(train) -> object:
+    from makd.paths import default_cache_dir
+    from makd.pipeline import fetch_teacher_logits
+    from makd.train import TrainConfig
+
+    cfg = TrainConfig(task=train.task, student=STUDENT_2L, teacher=TEACHER, max_length=MAX_LENGTH)
+    logits, _ = fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
+    return logits
+
+
+def throughput() -> pd.DataFrame:
+    from bench.hf_baseline import run_baseline
+    from makd.train import TrainConfig
+    from makd.train import train as makd_train
+
+    torch.set_num_threads(1)
+    train, dev = load_task("rte", N_TRAIN, 8)
+    logits = cached_logits(train)  # filled once, outside the timing (every trial of a sweep shares it)
+    rows = []
+    for repeat in range(REPEATS):
+        for way in WAYS:
+            if way == "makd loop":
+                cfg = TrainConfig(task="rte", student=STUDENT_2L, teacher=TEACHER, loss="taylor", lam=0.5, epochs=1,
+                                  batch_size=BATCH_SIZE, max_length=MAX_LENGTH, lr=LR, seed=0)
+                epoch = makd_train(cfg, train, {"": dev}, logits, progress=False, device="cpu").history[0]
+                seconds, per_s = epoch.train_seconds, epoch.train_examples_per_s
+            else:
+                padding = "dynamic" if "dynamic" in way else "max_length"
+                run = run_baseline(train, None, student=STUDENT_2L, teacher=TEACHER, teacher_mode="cache", lam=0.5,
+                                   kd="taylor", epochs=1, batch_size=BATCH_SIZE, max_length=MAX_LENGTH, lr=LR,
+                                   seed=0, padding=padding, teacher_logits=logits)
+                seconds, per_s = run.train_seconds, run.examples_per_s
+            rows.append({"repeat": repeat, "way": way, "train_seconds": seconds, "examples_per_s": per_s})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def throughput_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    wide = frame.pivot(index="repeat", columns="way", values="examples_per_s")
+    out = []
+    for way in WAYS:
+        s, r = stats(wide[way]), stats(wide["makd loop"] / wide[way])
+        out.append({"way": way, "examples_per_s_median": s["median"], "min": s["min"], "max": s["max"],
+                    "makd_x_median": r["median"], "makd_x_min": r["min"], "makd_x_max": r["max"], "repeats": s["n"]})
+    return pd.DataFrame(out)
+
+
+def trial_memory() -> pd.DataFrame:
+    """A 1-epoch sweep of the 6x384 student (taylor + the ce baseline) per repeat: each a fresh Ray, fresh workers."""
+    from tune.config import parse_config
+    from tune.driver import run_sweep
+
+    rows = []
+    for repeat in range(REPEATS):
+        root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
+        try:
+            cfg = parse_config({
+                "name": "bench-rss", "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_6L],
+                "losses": ["taylor"], "lams": [0.5], "seeds": [0], "epochs": 1, "lr": LR, "batch_size": BATCH_SIZE,
+                "max_length": MAX_LENGTH, "max_train_samples": 128, "max_eval_samples": 64,
+                "data": {"glue_dir": GLUE_DIR}, "scheduler": {"kind": "none"},
+                "resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "storage": str(root)})
+            frame = run_sweep(cfg, quiet=True, num_cpus=2).trials
+            for row in frame.itertuples():
+                rows.append({"repeat": repeat, "student": row.student, "loss": row.loss,
+                             "peak_rss_mb": row.peak_rss_mb, "status": row.status})
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(rows[-2:], flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    runs = throughput()
+    write_csv(runs, "throughput.csv")
+    print_table(f"Benchmark 2a: training examples/s ({N_TRAIN} RTE examples, 2x384 student, taylor lam 0.5, cached "
+                "teacher logits, 1 thread)", throughput_summary(runs))
+    memory = trial_memory()
+    write_csv(memory, "trial_memory.csv")
+    s = stats(memory["peak_rss_mb"])
+    print_table("Benchmark 2b: peak RSS of one Ray trial, 6x384 student", pd.DataFrame([{
+        "student": STUDENT_6L, "peak_rss_mb_median": s["median"], "min": s["min"], "max": s["max"],
+        "trials": s["n"]}]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`make bench` end to end at toy scale: every benchmark script runs and writes its CSV (tiny models, toy data,
+one repeat). The numbers mean nothing here; results/bench/ holds the real ones."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.helpers import sentiment
+
+pytestmark = [pytest.mark.sweep, pytest.mark.slow]
+
+
+@pytest.fixture
+def toy_bench(tmp_path, monkeypatch, tiny_bert_dir):
+    """Point every bench module at a tiny model, a toy GLUE folder (RTE, SST-2) and a temp output dir."""
+    from bench import asha, cache_vs_loop, common, scaling, throughput
+
+    glue = tmp_path / "glue"
+    for task, pairs in (("RTE", True), ("SST-2", False)):
+        (glue / task).mkdir(parents=True)
+        for name, ds in (("train.tsv", sentiment(160)), ("dev.tsv", sentiment(32, "validation", seed=1))):
+            if pairs:
+                rows = ["index\tsentence1\tsentence2\tlabel"] + [
+                    f"{i}\t{t}\tit is {'good' if y else 'bad'}\t{'entailment' if y else 'not_entailment'}"
+                    for i, (t, y) in enumerate(zip(ds.text_a, ds.labels, strict=True))]
+            else:
+                rows = ["sentence\tlabel"] + [f"{t}\t{int(y)}" for t, y in zip(ds.text_a, ds.labels, strict=True)]
+            (glue / task / name).write_text("\n".join(rows) + "\n")
+    model = str(tiny_bert_dir)
+    monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(common, "GLUE_DIR", str(glue))
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "out")
+    for module in (asha, cache_vs_loop, scaling, throughput):
+        for name, value in (("TEACHER", model), ("STUDENT_2L", model), ("STUDENT_6L", model), ("REPEATS", 1),
+                            ("GLUE_DIR", str(glue))):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
+    monkeypatch.setattr(cache_vs_loop, "BATCH_SIZE", 8)
+    monkeypatch.setattr(cache_vs_loop, "STEPS", 2)
+    monkeypatch.setattr(cache_vs_loop, "SWEEP", {**cache_vs_loop.SWEEP, "n_train": 32, "n_eval": 16, "epochs": 1})
+    return tmp_path / "out"
+
+
+def test_every_benchmark_runs_and_writes_its_csv(toy_bench, capsys):
+    from bench import asha, cache_vs_loop, scaling, throughput
+
+    cache_vs_loop.main()
+    steps = pd.read_csv(toy_bench / "cache_vs_loop_steps.csv")
+    assert set(steps["mode"]) == {"ce", "kd_cached", "kd_teacher_in_loop"} and (steps["median_step_s"] > 0).all()
+    sweeps = pd.read_csv(toy_bench / "cache_vs_loop_sweeps.csv")
+    assert len(sweeps) == 2 and (sweeps["trials"] == 8).all() and (sweeps["finished"] == 8).all()
+    throughput.main()
+    runs = pd.read_csv(toy_bench / "throughput.csv")
+    assert len(runs) == 3 and (runs["examples_per_s"] > 0).all()
+    memory = pd.read_csv(toy_bench / "trial_memory.csv")
+    assert len(memory) == 2 and (memory["peak_rss_mb"] > 100).all()
+    asha.main()
+    runs = pd.read_csv(toy_bench / "asha.csv")
+    assert set(runs["scheduler"]) == {"ASHA", "no early stopping"}
+    full = runs[runs["scheduler"] == "no early stopping"].iloc[0]
+    assert full["trial_epochs"] == full["trials"] * asha.EPOCHS == 40
+    scaling.main()
+    runs = pd.read_csv(toy_bench / "scaling.csv")
+    assert list(runs["nodes"]) == [1, 2] and list(runs["nodes_used"]) == [1, 2] and (runs["finished"] == 8).all()
+    out = capsys.readouterr().out
+    for title in ("Benchmark 1a", "Benchmark 1b", "Benchmark 2a", "Benchmark 2b", "Benchmark 3", "Benchmark 4",
+                  "Benchmark 5"):
+        assert title in out
