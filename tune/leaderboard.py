@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
-from tune.results import TRIAL_COLUMNS
+from tune.results import TRIAL_COLUMNS, teacher_fields
 
 FINISHED = ("TERMINATED", "STOPPED")
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
@@ -165,10 +165,8 @@ def _error_line(path: Path) -> str | None:
 
 
 def _teacher_fields(config: dict | None, params: dict) -> dict:
-    """teacher and teacher_fine_tuned of a trial row: empty for ce, which never sees the teacher."""
-    if params.get("loss") == "ce":
-        return {"teacher": None, "teacher_fine_tuned": None}
-    return {"teacher": (config or {}).get("teacher"), "teacher_fine_tuned": bool((config or {}).get("fine_tuned"))}
+    config = config or {}
+    return teacher_fields(params.get("loss"), config.get("teacher"), bool(config.get("fine_tuned")))
 
 
 def _folder_row(task: str, folder: Path, config: dict | None) -> dict:

@@ -28,6 +28,13 @@ def _clean(value):
     return value
 
 
+def teacher_fields(loss: str | None, teacher: str | None, fine_tuned: bool) -> dict:
+    """A trial row's teacher and teacher_fine_tuned: empty for ce, which never sees the teacher."""
+    if loss == "ce":
+        return {"teacher": None, "teacher_fine_tuned": None}
+    return {"teacher": teacher, "teacher_fine_tuned": bool(fine_tuned)}
+
+
 def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
     """One row per trial of a finished (or interrupted) Tuner.fit(); unstarted trials are kept as NOT_STARTED."""
     rows = []
@@ -36,9 +43,7 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
         metrics = result.metrics or {}
         history = result.metrics_dataframe
         started = bool(metrics) and "score" in metrics
-        uses_teacher = params.get("loss") != "ce"
-        row = {"task": task, "teacher": cfg.teacher if uses_teacher else None,
-               "teacher_fine_tuned": cfg.fine_tuned if uses_teacher else None,
+        row = {"task": task, **teacher_fields(params.get("loss"), cfg.teacher, cfg.fine_tuned),
                "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
                "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
                "metric": metrics.get("metric"), "max_epochs": cfg.max_epochs,
