@@ -31,7 +31,7 @@ def toy_bench(tmp_path, monkeypatch, tiny_bert_dir):
     monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(common, "GLUE_DIR", str(glue))
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "out")
-    for module in (asha, cache_vs_loop, scaling, throughput):
+    for module in (asha, cache_vs_loop, common, scaling, throughput):
         for name, value in (("TEACHER", model), ("STUDENT_2L", model), ("STUDENT_6L", model), ("REPEATS", 1),
                             ("GLUE_DIR", str(glue))):
             if hasattr(module, name):

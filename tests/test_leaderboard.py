@@ -424,3 +424,16 @@ def test_a_fine_tuned_teacher_is_its_own_method_and_old_csvs_still_read(tmp_path
     assert board.loc["vanilla, fine-tuned teacher", "n_seeds"] == 2
     assert board.loc["vanilla, fine-tuned teacher", "delta_vs_vanilla"] == pytest.approx(0.08)
     assert board.loc["vanilla, fine-tuned teacher", "teacher"] == "ft/model"
+
+
+def test_an_average_over_fewer_tasks_is_marked_and_never_bold(tmp_path):
+    """A row with results on 1 of 2 tasks must not win the Average column over rows that cover both."""
+    rows = [trial("rte", loss="ce", score=0.50), trial("mrpc", loss="ce", score=0.60, metric="f1"),
+            trial("rte", loss="vanilla", lam=0.0, score=0.52), trial("mrpc", loss="vanilla", lam=0.0, score=0.58,
+                                                                    metric="f1"),
+            trial("rte", loss="taylor", lam=0.0, score=0.90)]
+    lines = build([write_experiment(tmp_path / "exp", rows)]).paper_table_markdown.splitlines()
+    assert lines[2:5] == ["| 2x128 | 4.4 | ce | **60.0** | 50.0 | **55.0** |",
+                          "|  |  | vanilla | 58.0 | 52.0 | **55.0** |",
+                          "|  |  | taylor | – | **90.0** | 90.0 (1 of 2) |"]
+    assert any('"(n of N)"' in line for line in lines[5:])

@@ -562,13 +562,17 @@ def paper_table(trials: pd.DataFrame) -> str:
                 mm = cell.get("best_glue_accuracy_mm", np.nan)
                 text = f"{head:.1f}/{mm * 100:.1f}" if pd.notna(mm) else f"{head:.1f}/–"
             values[cell["_method"]][cell["task"]] = (head, text)
-        averages = {}
+        averages, covered = {}, {}
         for m in methods:
             heads = [values[m][t][0] for t in tasks if t in values[m]]
             averages[m] = float(np.mean(heads)) if heads else np.nan
+            covered[m] = len(heads)
             incomplete |= len(heads) < len(tasks)
         best = {t: max((round(values[m][t][0], 1) for m in methods if t in values[m]), default=None) for t in tasks}
-        best_avg = max((round(a, 1) for a in averages.values() if pd.notna(a)), default=None)
+        # Averages over different task sets are not comparable: bold only among the rows that cover the most tasks.
+        widest = max(covered.values(), default=0)
+        best_avg = max((round(a, 1) for m, a in averages.items() if pd.notna(a) and covered[m] == widest),
+                       default=None)
         params = _format_params(block["student_parameters_m"].max())
         for i, m in enumerate(methods):
             row = [str(student) if i == 0 else "", params if i == 0 else "", m]
@@ -580,7 +584,11 @@ def paper_table(trials: pd.DataFrame) -> str:
                 row.append(f"**{text}**" if round(head, 1) == best[t] else text)
             avg = averages[m]
             avg_text = "–" if pd.isna(avg) else f"{avg:.1f}"
-            row.append(f"**{avg_text}**" if pd.notna(avg) and round(avg, 1) == best_avg else avg_text)
+            if covered[m] == widest and pd.notna(avg) and round(avg, 1) == best_avg:
+                avg_text = f"**{avg_text}**"
+            if 0 < covered[m] < len(tasks):
+                avg_text += f" ({covered[m]} of {len(tasks)})"
+            row.append(avg_text)
             lines.append("| " + " | ".join(row) + " |")
     notes = ["Dev-set scores ×100: the mean over seeds at the λ (and lr) with the best mean dev score for each task, "
              "student and method; a trial's score is its best epoch. Best per student in **bold**.",
@@ -590,7 +598,9 @@ def paper_table(trials: pd.DataFrame) -> str:
         notes.insert(1, "MNLI: matched/mismatched accuracy (mismatched at the epoch chosen on matched); the "
                         "Average uses matched accuracy only.")
     if incomplete:
-        notes.append("Average over the tasks a row has results for; – marks a task with no finished trial.")
+        notes.append("Average over the tasks a row has results for, marked \"(n of N)\" when that is not all of them "
+                     "(bold compares only rows that cover the same, widest set of tasks); – marks a task with no "
+                     "finished trial.")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
