@@ -35,7 +35,7 @@ def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextD
     return train, dev
 
 
-def fill_teacher_cache(task: str, n_train: int) -> None:
+def fill_teacher_cache(task: str, n_train: int):
     """Compute (or find) the teacher logits a sweep on this subset will use, so timed runs all start warm."""
     from makd.paths import default_cache_dir
     from makd.pipeline import fetch_teacher_logits
@@ -43,7 +43,8 @@ def fill_teacher_cache(task: str, n_train: int) -> None:
 
     train, _ = load_task(task, n_train, 1)
     cfg = TrainConfig(task=task, student="unused", teacher=TEACHER, loss="vanilla", lam=0.0, max_length=MAX_LENGTH)
-    fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
+    logits, _ = fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
+    return logits
 
 
 def stats(values: Iterable[float]) -> dict[str, float]:

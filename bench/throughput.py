@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench import common
 from bench.common import (
     BATCH_SIZE,
     GLUE_DIR,
@@ -37,16 +38,6 @@ LR = 1e-4
 WAYS = ("makd loop", "HF Trainer, dynamic padding", "HF Trainer, pad to max_length (notebook)")
 
 
-def cached_logits(train) -> object:
-    from makd.paths import default_cache_dir
-    from makd.pipeline import fetch_teacher_logits
-    from makd.train import TrainConfig
-
-    cfg = TrainConfig(task=train.task, student=STUDENT_2L, teacher=TEACHER, max_length=MAX_LENGTH)
-    logits, _ = fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
-    return logits
-
-
 def throughput() -> pd.DataFrame:
     from bench.hf_baseline import run_baseline
     from makd.train import TrainConfig
@@ -54,7 +45,7 @@ def throughput() -> pd.DataFrame:
 
     torch.set_num_threads(1)
     train, dev = load_task("rte", N_TRAIN, 8)
-    logits = cached_logits(train)  # filled once, outside the timing (every trial of a sweep shares it)
+    logits = common.fill_teacher_cache("rte", N_TRAIN)  # once, outside the timing (every trial shares it)
     rows = []
     for repeat in range(REPEATS):
         for way in WAYS:

@@ -3,6 +3,11 @@ one repeat). The numbers mean nothing here; results/bench/ holds the real ones."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -11,11 +16,28 @@ from tests.helpers import sentiment
 pytestmark = [pytest.mark.sweep, pytest.mark.slow]
 
 
-@pytest.fixture
-def toy_bench(tmp_path, monkeypatch, tiny_bert_dir):
-    """Point every bench module at a tiny model, a toy GLUE folder (RTE, SST-2) and a temp output dir."""
-    from bench import asha, cache_vs_loop, common, scaling, throughput
+# Runs in a child process: the benchmarks start and stop Ray several times and attach Ray's log handlers to the
+# current stderr, which must not leak into the other tests of this pytest process.
+CHILD = """
+import sys
+from bench import asha, cache_vs_loop, common, scaling, throughput
+glue, model, out = sys.argv[1:4]
+common.GLUE_DIR, common.RESULTS_DIR = glue, __import__("pathlib").Path(out)
+for module in (asha, cache_vs_loop, common, scaling, throughput):
+    for name, value in (("TEACHER", model), ("STUDENT_2L", model), ("STUDENT_6L", model), ("REPEATS", 1),
+                        ("GLUE_DIR", glue)):
+        if hasattr(module, name):
+            setattr(module, name, value)
+cache_vs_loop.BATCH_SIZE, cache_vs_loop.STEPS = 8, 2
+cache_vs_loop.SWEEP = {**cache_vs_loop.SWEEP, "n_train": 32, "n_eval": 16, "epochs": 1}
+for module in (cache_vs_loop, throughput, asha, scaling):
+    module.main()
+"""
 
+
+@pytest.fixture
+def toy_glue(tmp_path) -> Path:
+    """A toy GLUE folder with RTE (sentence pairs) and SST-2."""
     glue = tmp_path / "glue"
     for task, pairs in (("RTE", True), ("SST-2", False)):
         (glue / task).mkdir(parents=True)
@@ -27,43 +49,33 @@ def toy_bench(tmp_path, monkeypatch, tiny_bert_dir):
             else:
                 rows = ["sentence\tlabel"] + [f"{t}\t{int(y)}" for t, y in zip(ds.text_a, ds.labels, strict=True)]
             (glue / task / name).write_text("\n".join(rows) + "\n")
-    model = str(tiny_bert_dir)
-    monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(common, "GLUE_DIR", str(glue))
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "out")
-    for module in (asha, cache_vs_loop, common, scaling, throughput):
-        for name, value in (("TEACHER", model), ("STUDENT_2L", model), ("STUDENT_6L", model), ("REPEATS", 1),
-                            ("GLUE_DIR", str(glue))):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, value)
-    monkeypatch.setattr(cache_vs_loop, "BATCH_SIZE", 8)
-    monkeypatch.setattr(cache_vs_loop, "STEPS", 2)
-    monkeypatch.setattr(cache_vs_loop, "SWEEP", {**cache_vs_loop.SWEEP, "n_train": 32, "n_eval": 16, "epochs": 1})
-    return tmp_path / "out"
+    return glue
 
 
-def test_every_benchmark_runs_and_writes_its_csv(toy_bench, capsys):
-    from bench import asha, cache_vs_loop, scaling, throughput
+def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_path):
+    from bench import asha
 
-    cache_vs_loop.main()
+    out = tmp_path / "out"
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(toy_glue), str(tiny_bert_dir), str(out)], env=env,
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    toy_bench = out
     steps = pd.read_csv(toy_bench / "cache_vs_loop_steps.csv")
     assert set(steps["mode"]) == {"ce", "kd_cached", "kd_teacher_in_loop"} and (steps["median_step_s"] > 0).all()
     sweeps = pd.read_csv(toy_bench / "cache_vs_loop_sweeps.csv")
     assert len(sweeps) == 2 and (sweeps["trials"] == 8).all() and (sweeps["finished"] == 8).all()
-    throughput.main()
     runs = pd.read_csv(toy_bench / "throughput.csv")
     assert len(runs) == 3 and (runs["examples_per_s"] > 0).all()
     memory = pd.read_csv(toy_bench / "trial_memory.csv")
     assert len(memory) == 2 and (memory["peak_rss_mb"] > 100).all()
-    asha.main()
     runs = pd.read_csv(toy_bench / "asha.csv")
     assert set(runs["scheduler"]) == {"ASHA", "no early stopping"}
     full = runs[runs["scheduler"] == "no early stopping"].iloc[0]
     assert full["trial_epochs"] == full["trials"] * asha.EPOCHS == 40
-    scaling.main()
     runs = pd.read_csv(toy_bench / "scaling.csv")
     assert list(runs["nodes"]) == [1, 2] and list(runs["nodes_used"]) == [1, 2] and (runs["finished"] == 8).all()
-    out = capsys.readouterr().out
+    out = proc.stdout
     for title in ("Benchmark 1a", "Benchmark 1b", "Benchmark 2a", "Benchmark 2b", "Benchmark 3", "Benchmark 4",
                   "Benchmark 5"):
         assert title in out
