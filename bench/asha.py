@@ -10,49 +10,20 @@ cache is filled before the timed runs (both variants share it).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
-from pathlib import Path
-
 import pandas as pd
 
 from bench import common
-from bench.common import (
-    BATCH_SIZE,
-    GLUE_DIR,
-    MAX_LENGTH,
-    REPEATS,
-    STUDENT_2L,
-    TEACHER,
-    print_table,
-    stats,
-    write_csv,
-)
+from bench.common import REPEATS, print_table, stats, write_csv
 
 EPOCHS = 4
 TRAIN_EXAMPLES = 192
 
 
-def config(root: Path, scheduler: dict) -> dict:
-    return {"name": "bench-asha", "tasks": ["sst2"], "teacher": TEACHER, "students": [STUDENT_2L],
-            "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "seeds": [0, 1], "epochs": EPOCHS, "lr": 1e-4,
-            "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "max_train_samples": TRAIN_EXAMPLES, "max_eval_samples": 400,
-            "data": {"glue_dir": GLUE_DIR}, "search": {"kind": "grid"}, "scheduler": scheduler,
-            "resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "storage": str(root)}
-
-
 def run(scheduler: dict) -> dict:
-    from tune.config import parse_config
-    from tune.driver import run_sweep
-
-    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
-    try:
-        start = time.perf_counter()
-        frame = run_sweep(parse_config(config(root, scheduler)), quiet=True, num_cpus=2).trials
-        wall = time.perf_counter() - start
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with common.bench_sweep("bench-asha", num_cpus=2, tasks=["sst2"], losses=["ce", "vanilla", "taylor"],
+                            lams=[0.0, 0.5], epochs=EPOCHS, max_train_samples=TRAIN_EXAMPLES, max_eval_samples=400,
+                            scheduler=scheduler, max_concurrent_trials=2) as (outcome, wall, _):
+        frame = outcome.trials
     return {"trials": len(frame), "trial_epochs": int(frame["epochs_run"].sum()), "wall_s": wall,
             "best_score": float(frame["best_score"].max()),
             "stopped_early": int(frame["stopped_early"].fillna(False).astype(bool).sum())}

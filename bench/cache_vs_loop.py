@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench import common
 from bench.common import (
     BATCH_SIZE,
-    GLUE_DIR,
     MAX_LENGTH,
     REPEATS,
     STUDENT_2L,
@@ -35,7 +35,7 @@ from bench.common import (
 )
 
 STEPS = 6  # timed steps per mode and repeat (after one warm-up step)
-SWEEP = dict(task="rte", n_train=96, n_eval=64, epochs=2, lams=[0.0, 0.25, 0.5], seeds=[0, 1], lr=1e-4)
+SWEEP = dict(task="rte", n_train=256, n_eval=64, epochs=2, lams=[0.0, 0.25, 0.5], seeds=[0, 1], lr=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------- A: step times
@@ -43,8 +43,7 @@ SWEEP = dict(task="rte", n_train=96, n_eval=64, epochs=2, lams=[0.0, 0.25, 0.5],
 def step_times() -> pd.DataFrame:
     from makd import models
     from makd.batching import collate, encode, length_grouped_batches
-    from makd.losses import distillation_loss
-    from makd.train import TrainConfig, make_optimizer
+    from makd.train import TrainConfig, make_optimizer, train_step
 
     torch.set_num_threads(1)
     train, _ = load_task("rte", BATCH_SIZE * (STEPS + 1) * 2, None)
@@ -55,24 +54,23 @@ def step_times() -> pd.DataFrame:
     with torch.no_grad():  # the cache: one teacher pass (makd.cache.compute_logits does the same, longest first)
         cached = {i: teacher(**collate(teacher_tok, t_enc, idx)).logits for i, idx in enumerate(batches)}
     optimizer = make_optimizer(student, TrainConfig(task="rte", student=STUDENT_2L))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
     labels = torch.tensor(np.array(train.labels), dtype=torch.long)
+    configs = {"ce": TrainConfig(task="rte", student=STUDENT_2L, loss="ce", lam=1.0),
+               "kd_cached": TrainConfig(task="rte", student=STUDENT_2L, loss="vanilla", lam=0.0),
+               "kd_teacher_in_loop": TrainConfig(task="rte", student=STUDENT_2L, loss="vanilla", lam=0.0)}
 
     def step(i: int, idx, mode: str) -> float:
+        """makd's own training step (makd.train.train_step); in-loop mode runs the teacher forward first."""
         start = time.perf_counter()
-        logits = student(**collate(student_tok, s_enc, idx)).logits
-        if mode == "ce":
-            teacher_logits, kind, lam = None, "ce", 1.0
-        elif mode == "kd_cached":
-            teacher_logits, kind, lam = cached[i], "vanilla", 0.0
-        else:  # kd_teacher_in_loop
+        teacher_logits = None
+        if mode == "kd_cached":
+            teacher_logits = cached[i]
+        elif mode == "kd_teacher_in_loop":
             with torch.no_grad():
                 teacher_logits = teacher(**collate(teacher_tok, t_enc, idx)).logits
-            kind, lam = "vanilla", 0.0
-        loss = distillation_loss(logits, teacher_logits, labels[idx], kind=kind, lam=lam, tau=1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
+        train_step(student, student_tok, s_enc, idx, labels[idx], teacher_logits, configs[mode], optimizer, scaler,
+                   device=torch.device("cpu"), amp=None)
         return time.perf_counter() - start
 
     student.train()
@@ -98,28 +96,16 @@ def step_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------- B: sweeps
 
-def sweep_config(root: Path) -> dict:
-    return {"name": "bench-cache", "tasks": [SWEEP["task"]], "teacher": TEACHER, "students": [STUDENT_2L],
-            "losses": ["vanilla"], "lams": SWEEP["lams"], "taus": [1.0], "seeds": SWEEP["seeds"],
-            "epochs": SWEEP["epochs"], "lr": SWEEP["lr"], "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
-            "max_train_samples": SWEEP["n_train"], "max_eval_samples": SWEEP["n_eval"], "data": {"glue_dir": GLUE_DIR},
-            "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "resources_per_trial": {"cpu": 1, "gpu": 0},
-            "max_concurrent_trials": 2, "max_failures": 0, "storage": str(root)}
-
-
-def makd_sweep(root: Path) -> dict:
+def makd_sweep() -> dict:
     """`makd sweep` as a user runs it, cold cache: the teacher pass is inside the measured time."""
-    from tune.config import parse_config
-    from tune.driver import run_sweep
-
-    cfg = parse_config(sweep_config(root))
-    start = time.perf_counter()
-    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(root / "cold-cache"))
-    wall = time.perf_counter() - start
-    frame = outcome.trials
-    return {"wall_s": wall, "trials": len(frame), "finished": int((frame["status"] == "TERMINATED").sum()),
-            "teacher_s": sum(c["teacher_seconds"] for c in outcome.cache.values()),
-            "best_score": float(frame["best_score"].max())}
+    with common.bench_sweep("bench-cache", num_cpus=2, cold_cache=True, lams=SWEEP["lams"], seeds=SWEEP["seeds"],
+                            epochs=SWEEP["epochs"], lr=SWEEP["lr"], max_train_samples=SWEEP["n_train"],
+                            max_eval_samples=SWEEP["n_eval"], max_concurrent_trials=2, max_failures=0) as (
+            outcome, wall, _):
+        frame = outcome.trials
+        return {"wall_s": wall, "trials": len(frame), "finished": int((frame["status"] == "TERMINATED").sum()),
+                "teacher_s": sum(c["teacher_seconds"] for c in outcome.cache.values()),
+                "best_score": float(frame["best_score"].max())}
 
 
 def _loop_trial(config: dict, *, train, dev, setup: dict) -> None:
@@ -134,7 +120,7 @@ def _loop_trial(config: dict, *, train, dev, setup: dict) -> None:
     tune.report({"score": result.score, "train_seconds": result.train_seconds})
 
 
-def loop_sweep(root: Path) -> dict:
+def loop_sweep() -> dict:
     """The same 8 trials (ce + vanilla at 3 lambdas, 2 seeds) the notebook's way, on Ray Tune, 2 at a time."""
     import ray
     from ray import tune
@@ -142,6 +128,7 @@ def loop_sweep(root: Path) -> dict:
     train, dev = load_task(SWEEP["task"], SWEEP["n_train"], SWEEP["n_eval"])
     setup = {"student": STUDENT_2L, "teacher": TEACHER, "epochs": SWEEP["epochs"], "lr": SWEEP["lr"],
              "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH}
+    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # bench/ importable
@@ -149,10 +136,11 @@ def loop_sweep(root: Path) -> dict:
         space = {"lam": tune.grid_search([1.0, *SWEEP["lams"]]), "seed": tune.grid_search(SWEEP["seeds"])}
         trainable = tune.with_resources(tune.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
                                         {"cpu": 1})
-        grid = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=2),
+        grid = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
                           run_config=tune.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
     finally:
         ray.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
     wall = time.perf_counter() - start
     scores = [r.metrics.get("score") for r in grid if r.metrics]
     return {"wall_s": wall, "trials": len(grid), "finished": sum(r.error is None and bool(r.metrics) for r in grid),
@@ -164,11 +152,7 @@ def sweeps() -> pd.DataFrame:
     for repeat in range(REPEATS):
         for way, run in (("makd sweep, cached teacher logits", makd_sweep),
                          ("HF Trainer, teacher in the loop", loop_sweep)):
-            root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
-            try:
-                rows.append({"repeat": repeat, "way": way, **run(root)})
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+            rows.append({"repeat": repeat, "way": way, **run()})
             print(json.dumps(rows[-1]), flush=True)
     return pd.DataFrame(rows)
 

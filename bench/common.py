@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import os
 import platform
+import shutil
 import statistics
-from collections.abc import Iterable
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +49,36 @@ def fill_teacher_cache(task: str, n_train: int):
     cfg = TrainConfig(task=task, student="unused", teacher=TEACHER, loss="vanilla", lam=0.0, max_length=MAX_LENGTH)
     logits, _ = fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
     return logits
+
+
+def sweep_config(name: str, root: Path, **overrides) -> dict:
+    """The benchmarks' `makd sweep` config: RTE, mpnet teacher, 2x384 student, vanilla at 3 lambdas x 2 seeds,
+    grid search, no early stopping, 1 CPU per trial; each benchmark overrides what it measures."""
+    base = {"name": name, "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_2L], "losses": ["vanilla"],
+            "lams": [0.0, 0.25, 0.5], "seeds": [0, 1], "epochs": 1, "lr": 1e-4, "batch_size": BATCH_SIZE,
+            "max_length": MAX_LENGTH, "max_train_samples": 128, "max_eval_samples": 64, "data": {"glue_dir": GLUE_DIR},
+            "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "resources_per_trial": {"cpu": 1, "gpu": 0},
+            "storage": str(root)}
+    return {**base, **overrides}
+
+
+@contextmanager
+def bench_sweep(name: str, *, num_cpus: int | None = None, address: str | None = None, cold_cache: bool = False,
+                **overrides) -> Iterator[tuple[object, float, Path]]:
+    """Run `makd sweep` (tune.driver.run_sweep) in a temporary experiment dir: yields (outcome, wall seconds, dir);
+    the dir is removed afterwards. cold_cache: a fresh teacher cache, so the teacher pass is in the wall time."""
+    from tune.config import parse_config
+    from tune.driver import run_sweep
+
+    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
+    try:
+        cfg = parse_config(sweep_config(name, root, **overrides))
+        start = time.perf_counter()
+        outcome = run_sweep(cfg, quiet=True, num_cpus=num_cpus, address=address,
+                            cache_dir=str(root / "cold-cache") if cold_cache else None)
+        yield outcome, time.perf_counter() - start, root / name
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def stats(values: Iterable[float]) -> dict[str, float]:

@@ -16,36 +16,15 @@ slots at the end of the sweep).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from bench import common
-from bench.common import (
-    BATCH_SIZE,
-    GLUE_DIR,
-    MAX_LENGTH,
-    REPEATS,
-    STUDENT_2L,
-    TEACHER,
-    print_table,
-    stats,
-    write_csv,
-)
+from bench.common import REPEATS, print_table, stats, write_csv
 
 TRAIN_EXAMPLES = 128
 EPOCHS = 1
-
-
-def config(root: Path) -> dict:
-    return {"name": "bench-scaling", "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_2L],
-            "losses": ["vanilla"], "lams": [0.0, 0.25, 0.5], "seeds": [0, 1], "epochs": EPOCHS, "lr": 1e-4,
-            "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "max_train_samples": TRAIN_EXAMPLES, "max_eval_samples": 64,
-            "data": {"glue_dir": GLUE_DIR}, "search": {"kind": "grid"}, "scheduler": {"kind": "none"},
-            "resources_per_trial": {"cpu": 1, "gpu": 0}, "storage": str(root)}
 
 
 def trial_compute(root: Path) -> list[dict]:
@@ -61,22 +40,16 @@ def trial_compute(root: Path) -> list[dict]:
 def run(nodes: int) -> tuple[dict, list[dict]]:
     from ray.cluster_utils import Cluster
 
-    from tune.config import parse_config
-    from tune.driver import run_sweep
-
-    root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        start = time.perf_counter()
-        frame = run_sweep(parse_config(config(root)), address=cluster.address, quiet=True).trials
-        wall = time.perf_counter() - start
-        trials = trial_compute(root / "bench-scaling")
+        with common.bench_sweep("bench-scaling", address=cluster.address, epochs=EPOCHS,
+                                max_train_samples=TRAIN_EXAMPLES) as (outcome, wall, root):
+            frame, trials = outcome.trials, trial_compute(root)
     finally:
         cluster.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
     n = len(frame)
     ray_total = sum(t["ray_trial_s"] for t in trials)
     compute = sum(t["compute_s"] for t in trials)

@@ -4,16 +4,13 @@ and the peak memory of one Ray trial of the 6x384 student.
 A. Same student (2x384), data (256 RTE examples), loss (taylor, lam 0.5), batch 32, max length 128, lr, one thread:
    makd.train.train vs the notebook's Trainer (dynamic padding, and the notebook's padding="max_length").
    Target: makd >= 1.3x the Trainer.
-B. Peak RSS of a 6x384 trial (what tune.trial reports as peak_rss_mb) in a 1-epoch sweep. Target: <= 2 GB.
+B. Peak RSS of a 6x384 trial (what tune.trial reports as peak_rss_mb) in a 1-epoch sweep, the whole batch in one
+   forward/backward (the default) and in micro-batches of 16 (micro_batch_size). Target: <= 2 GB.
 
     python -m bench.throughput
 """
 
 from __future__ import annotations
-
-import shutil
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -21,7 +18,6 @@ import torch
 from bench import common
 from bench.common import (
     BATCH_SIZE,
-    GLUE_DIR,
     MAX_LENGTH,
     REPEATS,
     STUDENT_2L,
@@ -75,29 +71,33 @@ def throughput_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def trial_memory() -> pd.DataFrame:
-    """A 1-epoch sweep of the 6x384 student (taylor + the ce baseline) per repeat: each a fresh Ray, fresh workers."""
-    from tune.config import parse_config
-    from tune.driver import run_sweep
+MICRO_BATCHES = [None, 16]  # None: the whole batch of 32 in one forward/backward (the default)
 
+
+def trial_memory() -> pd.DataFrame:
+    """1-epoch sweeps of the 6x384 student (taylor + the ce baseline), with and without micro-batches, per repeat:
+    each a fresh Ray, fresh workers."""
     rows = []
     for repeat in range(REPEATS):
-        root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
-        try:
-            cfg = parse_config({
-                "name": "bench-rss", "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_6L],
-                "losses": ["taylor"], "lams": [0.5], "seeds": [0], "epochs": 1, "lr": LR, "batch_size": BATCH_SIZE,
-                "max_length": MAX_LENGTH, "max_train_samples": 128, "max_eval_samples": 64,
-                "data": {"glue_dir": GLUE_DIR}, "scheduler": {"kind": "none"},
-                "resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "storage": str(root)})
-            frame = run_sweep(cfg, quiet=True, num_cpus=2).trials
-            for row in frame.itertuples():
-                rows.append({"repeat": repeat, "student": row.student, "loss": row.loss,
-                             "peak_rss_mb": row.peak_rss_mb, "status": row.status})
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        print(rows[-2:], flush=True)
+        for micro in MICRO_BATCHES:
+            with common.bench_sweep("bench-rss", num_cpus=2, students=[STUDENT_6L], losses=["taylor"], lams=[0.5],
+                                    seeds=[0], micro_batch_size=micro, max_concurrent_trials=2) as (outcome, _, _):
+                for row in outcome.trials.itertuples():
+                    rows.append({"repeat": repeat, "student": row.student, "micro_batch_size": micro or BATCH_SIZE,
+                                 "loss": row.loss, "peak_rss_mb": row.peak_rss_mb,
+                                 "trial_wall_s": row.wall_seconds, "status": row.status})
+            print(rows[-2:], flush=True)
     return pd.DataFrame(rows)
+
+
+def memory_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for micro, part in frame.groupby("micro_batch_size", sort=False):
+        s, wall = stats(part["peak_rss_mb"]), stats(part["trial_wall_s"])
+        out.append({"student": STUDENT_6L, "batch_size": BATCH_SIZE, "micro_batch_size": micro,
+                    "peak_rss_mb_median": s["median"], "min": s["min"], "max": s["max"],
+                    "trial_wall_s_median": wall["median"], "trials": s["n"]})
+    return pd.DataFrame(out)
 
 
 def main() -> None:
@@ -107,10 +107,8 @@ def main() -> None:
                 "teacher logits, 1 thread)", throughput_summary(runs))
     memory = trial_memory()
     write_csv(memory, "trial_memory.csv")
-    s = stats(memory["peak_rss_mb"])
-    print_table("Benchmark 2b: peak RSS of one Ray trial, 6x384 student", pd.DataFrame([{
-        "student": STUDENT_6L, "peak_rss_mb_median": s["median"], "min": s["min"], "max": s["max"],
-        "trials": s["n"]}]))
+    print_table("Benchmark 2b: peak RSS of one Ray trial, 6x384 student (128 RTE examples, 1 epoch)",
+                memory_summary(memory))
 
 
 if __name__ == "__main__":

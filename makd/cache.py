@@ -114,11 +114,19 @@ class TeacherLogitCache:
         return npy
 
 
+def default_batch_size(device: str | torch.device) -> int:
+    """Teacher-pass batch size: 16 on CPU (mpnet-base, 256 RTE examples, 2 threads: 25.5 s at 16 vs 31.7 s at
+    64; smaller batches stay in cache), 64 on an accelerator."""
+    return 16 if torch.device(device).type == "cpu" else 64
+
+
 @torch.no_grad()
-def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_length: int, batch_size: int = 64,
-                   device: str | torch.device = "cpu", progress: bool = True) -> np.ndarray:
+def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_length: int,
+                   batch_size: int | None = None, device: str | torch.device = "cpu",
+                   progress: bool = True) -> np.ndarray:
     """Teacher logits for every example, in dataset order: eval mode, no_grad, longest-first batches with dynamic
     padding (a sorted pass wastes almost no compute on padding)."""
+    batch_size = batch_size or default_batch_size(device)
     model.eval().to(device)
     encoded = encode(tokenizer, ds, max_length)
     out = np.zeros((len(ds), model.config.num_labels), dtype=np.float32)
@@ -149,7 +157,7 @@ class CacheReport:
 
 
 def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_labels: int, max_length: int,
-                   cache_dir: str | Path, head_seed: int = 0, fine_tuned: bool = False, batch_size: int = 64,
+                   cache_dir: str | Path, head_seed: int = 0, fine_tuned: bool = False, batch_size: int | None = None,
                    device: str | torch.device = "cpu", progress: bool = True) -> tuple[dict[str, np.ndarray], CacheReport]:
     """Logits of the frozen teacher for each named dataset, from the cache when present.
 

@@ -65,6 +65,8 @@ def build_parser() -> OneLineParser:
     d.add_argument("--tau", type=float, default=1.0, help="temperature for vanilla/taylor (default 1)")
     d.add_argument("--epochs", type=int, default=3)
     d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--micro-batch-size", type=int, help="run each batch forward/backward in chunks of this size: "
+                   "the same gradient with a chunk's activation memory (default: the whole batch)")
     d.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5, the paper's)")
     d.add_argument("--warmup-ratio", type=float, default=0.1)
     d.add_argument("--seed", type=int, default=0)
@@ -78,7 +80,7 @@ def build_parser() -> OneLineParser:
     add_data_args(c)
     add_teacher_args(c, required=True)
     c.add_argument("--splits", default="train", help="comma list of train, dev (default train: what KD uses)")
-    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--batch-size", type=int, help="teacher batch size (default 16 on CPU, 64 on GPU)")
     c.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     c.add_argument("--quiet", action="store_true")
 
@@ -126,8 +128,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.save_model and not args.output_dir:
         raise UsageError("save-model", "needs --output-dir")
     cfg = TrainConfig(task=args.task, student=args.student, teacher=args.teacher, loss=args.loss, lam=args.lam,
-                      tau=args.tau, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      warmup_ratio=args.warmup_ratio, max_length=args.max_length, seed=args.seed,
+                      tau=args.tau, epochs=args.epochs, batch_size=args.batch_size,
+                      micro_batch_size=args.micro_batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio,
+                      max_length=args.max_length, seed=args.seed,
                       head_seed=args.head_seed, fine_tuned=args.fine_tuned, student_tokenizer=args.student_tokenizer,
                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
                       precision=args.precision)

@@ -44,6 +44,7 @@ class TrainConfig:
     tau: float = 1.0
     epochs: int = 3
     batch_size: int = 32
+    micro_batch_size: int | None = None  # forward/backward in chunks of this size: same gradient, less memory
     eval_batch_size: int = 128
     lr: float = 5e-5  # the paper's learning rate
     weight_decay: float = 0.01
@@ -80,6 +81,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise UsageError(name.replace("_", "-"), f"must be >= 1, got {value}")
+        if self.micro_batch_size is not None and not 1 <= int(self.micro_batch_size) <= int(self.batch_size):
+            raise UsageError("micro-batch-size", f"must be between 1 and batch-size ({self.batch_size}), "
+                                                 f"got {self.micro_batch_size}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise UsageError("precision", f"must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 
@@ -161,14 +165,49 @@ def training_targets(task: TaskSpec, labels: np.ndarray) -> torch.Tensor:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights (the BERT recipe)."""
+    """AdamW; no weight decay on biases and LayerNorm weights (the BERT recipe).
+
+    The fused implementation on CPU and CUDA (the HF Trainer's default too): on a 2x384 student its step took
+    0.015 s against 0.125 s for the per-tensor loop, a sixth of a whole CPU training step (bench.profile_trial).
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
+
+
+def train_step(model: torch.nn.Module, tokenizer, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
+               teacher_logits: torch.Tensor | None, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None) -> float:
+    """One optimizer step on the examples idx (targets and teacher_logits are row-aligned with idx); returns the
+    batch's mean loss.
+
+    With cfg.micro_batch_size the batch runs forward/backward in chunks whose losses are weighted by their share
+    of the batch: the gradient is the whole batch's (only dropout draws differ), and the activation memory is a
+    chunk's. Gradient clipping and the optimizer step see the whole batch, as without chunks.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    chunk = cfg.micro_batch_size or len(idx)
+    loss_sum = 0.0
+    for start in range(0, len(idx), chunk):
+        part = slice(start, start + chunk)
+        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx[part]).items()}
+        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+            logits = model(**batch).logits
+        loss = distillation_loss(logits, teacher_logits[part].to(device) if teacher_logits is not None else None,
+                                 targets[part].to(device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+        share = len(idx[part]) / len(idx)
+        scaler.scale(loss * share).backward()
+        loss_sum += loss.item() * share
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss_sum
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -257,9 +296,10 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     if source is not None and source.exists():
         state = load_checkpoint(source, cfg)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch = result.resumed_from_epoch = state["epoch"]
         result.history = [EpochResult(**h) for h in state["history"]]
@@ -271,20 +311,12 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
         for idx in bar:
-            batch = {k: v.to(dev) for k, v in collate(tokenizer, train_enc, idx).items()}
-            with torch.autocast(dev.type, dtype=amp) if amp else nullcontext():
-                logits = model(**batch).logits
-            loss = distillation_loss(logits, teacher[idx].to(dev) if teacher is not None else None,
-                                     targets[idx].to(dev), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(model, tokenizer, train_enc, idx, targets[idx],
+                              teacher[idx] if teacher is not None else None, cfg, optimizer, scaler, device=dev,
+                              amp=amp)
             scheduler.step()
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
+            loss_sum += loss * len(idx)
         train_seconds = time.perf_counter() - start
         eval_start = time.perf_counter()
         metrics = evaluate(model, tokenizer, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp)
@@ -294,11 +326,15 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                    train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start)
         result.history.append(epoch_result)
         if ckpt_path is not None:
-            save_checkpoint(ckpt_path, {
-                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "history": [dataclasses.asdict(h) for h in result.history]})
+            state = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
+                     "model": model.state_dict(), "rng": rng_state(),
+                     "history": [dataclasses.asdict(h) for h in result.history]}
+            if epoch + 1 < cfg.epochs:
+                # Only an unfinished run resumes, so only its checkpoint carries the optimizer (AdamW's two
+                # moments: twice the model's size, which every trial would write and Ray copy once more).
+                state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                             scaler=scaler.state_dict())
+            save_checkpoint(ckpt_path, state)
         if on_epoch_end is not None:
             on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
     return result

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.sweep, pytest.mark.slow]
 # current stderr, which must not leak into the other tests of this pytest process.
 CHILD = """
 import sys
-from bench import asha, cache_vs_loop, common, scaling, throughput
+from bench import asha, cache_vs_loop, common, profile_trial, scaling, throughput
 glue, model, out = sys.argv[1:4]
 common.GLUE_DIR, common.RESULTS_DIR = glue, __import__("pathlib").Path(out)
 for module in (asha, cache_vs_loop, common, scaling, throughput):
@@ -30,7 +30,7 @@ for module in (asha, cache_vs_loop, common, scaling, throughput):
             setattr(module, name, value)
 cache_vs_loop.BATCH_SIZE, cache_vs_loop.STEPS = 8, 2
 cache_vs_loop.SWEEP = {**cache_vs_loop.SWEEP, "n_train": 32, "n_eval": 16, "epochs": 1}
-for module in (cache_vs_loop, throughput, asha, scaling):
+for module in (cache_vs_loop, throughput, asha, scaling, profile_trial):
     module.main()
 """
 
@@ -53,7 +53,7 @@ def toy_glue(tmp_path) -> Path:
 
 
 def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_path):
-    from bench import asha
+    from bench import asha, profile_trial
 
     out = tmp_path / "out"
     env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
@@ -68,13 +68,17 @@ def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_pa
     runs = pd.read_csv(toy_bench / "throughput.csv")
     assert len(runs) == 3 and (runs["examples_per_s"] > 0).all()
     memory = pd.read_csv(toy_bench / "trial_memory.csv")
-    assert len(memory) == 2 and (memory["peak_rss_mb"] > 100).all()
+    assert len(memory) == 4 and (memory["peak_rss_mb"] > 100).all()
+    assert sorted(memory["micro_batch_size"]) == [16, 16, 32, 32]
     runs = pd.read_csv(toy_bench / "asha.csv")
     assert set(runs["scheduler"]) == {"ASHA", "no early stopping"}
     full = runs[runs["scheduler"] == "no early stopping"].iloc[0]
     assert full["trial_epochs"] == full["trials"] * asha.EPOCHS == 40
     runs = pd.read_csv(toy_bench / "scaling.csv")
     assert list(runs["nodes"]) == [1, 2] and list(runs["nodes_used"]) == [1, 2] and (runs["finished"] == 8).all()
+    profile = (toy_bench / "profile_trial.md").read_text()
+    assert "distill_trial" in profile and "save_checkpoint" in profile and "_fused_adamw" in profile
+    assert all(variant in profile for variant in profile_trial.MEMORY_VARIANTS)
     out = proc.stdout
     for title in ("Benchmark 1a", "Benchmark 1b", "Benchmark 2a", "Benchmark 2b", "Benchmark 3", "Benchmark 4",
                   "Benchmark 5"):

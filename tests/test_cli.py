@@ -78,6 +78,7 @@ def test_output_dir_resumes_a_finished_run_without_training(tiny_bert_dir, tmp_p
     (("--student", "0x128"), "student"),
     (("--epochs", "0"), "epochs"),
     (("--max-train-samples", "0"), "max-train-samples"),
+    (("--micro-batch-size", "5"), "micro-batch-size"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_bert_dir, tmp_path, capsys, change, field):
     args = distill_args(tiny_bert_dir, tmp_path, "--output-dir", str(tmp_path / "out"))

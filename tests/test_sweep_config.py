@@ -59,6 +59,8 @@ def test_temperature_free_losses_run_at_tau_1_only():
     ({"resources_per_trial": {"gpu": 1.5}}, "resources_per_trial.gpu"),
     ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial"),
     ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
+    ({"micro_batch_size": 0}, "micro_batch_size"),
+    ({"micro_batch_size": 512}, "micro_batch_size"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_fields_are_named(change, field):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from makd.errors import UsageError
-from makd.train import CHECKPOINT_NAME, TrainConfig, train
+from makd.train import CHECKPOINT_NAME, TrainConfig, make_optimizer, train, train_step
 from tests.helpers import sentiment, similarity
 
 
@@ -122,8 +122,71 @@ def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
 
 @pytest.mark.parametrize("field, kw", [("loss", dict(loss="kl")), ("lam", dict(lam=2.0)), ("tau", dict(tau=0)),
                                        ("epochs", dict(epochs=0)), ("task", dict(task="squad")),
-                                       ("teacher", dict(teacher=None))])
+                                       ("teacher", dict(teacher=None)),
+                                       ("micro-batch-size", dict(micro_batch_size=9)),
+                                       ("micro-batch-size", dict(micro_batch_size=0))])
 def test_bad_config_names_the_field(tiny_bert_dir, field, kw):
     with pytest.raises(UsageError) as err:
         config(tiny_bert_dir, **kw).validate()
     assert err.value.field == field
+
+
+def step_gradients(student_dir, ds, logits, **kw) -> tuple[float, dict[str, torch.Tensor]]:
+    """One train_step on the first 8 examples, dropout off (eval mode): its loss and the gradients it left."""
+    from makd.batching import encode
+    from makd.models import build_student
+
+    cfg = config(student_dir, loss="vanilla", **kw)
+    model, tok = build_student(cfg.student, 2, seed=0)
+    model.eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    idx = np.arange(8)
+    loss = train_step(model, tok, encode(tok, ds, 32), idx, torch.tensor(np.array(ds.labels))[idx],
+                      torch.tensor(logits[idx]), cfg, optimizer, torch.amp.GradScaler("cuda", enabled=False),
+                      device=torch.device("cpu"), amp=None)
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_micro_batches_give_the_whole_batch_gradient(tiny_bert_dir):
+    ds = sentiment(8)
+    logits = teacher_for(ds, 0)
+    loss, grads = step_gradients(tiny_bert_dir, ds, logits)
+    for micro in (1, 3, 4):  # 3: unequal chunks (3, 3, 2) must be weighted by size
+        micro_loss, micro_grads = step_gradients(tiny_bert_dir, ds, logits, micro_batch_size=micro)
+        assert micro_loss == pytest.approx(loss, rel=1e-5)
+        assert max_diff(micro_grads, grads) < 1e-5
+    other_loss, _ = step_gradients(tiny_bert_dir, ds, teacher_for(ds, 1))
+    assert other_loss != pytest.approx(loss, rel=1e-3)  # the comparison can tell batches apart
+
+
+def test_micro_batched_training_runs_end_to_end(tiny_bert_dir):
+    ds, dev = sentiment(32), sentiment(16, "validation", seed=1)
+    result = train(config(tiny_bert_dir, epochs=1, micro_batch_size=3), ds, {"": dev}, teacher_for(ds, 0),
+                   progress=False)
+    assert np.isfinite(result.final.train_loss) and result.final.epoch == 1
+
+
+def test_only_an_unfinished_run_checkpoints_the_optimizer(tiny_bert_dir, tmp_path):
+    """The last epoch's checkpoint skips AdamW's moments (2x the model): nothing resumes from it."""
+    ds, dev = sentiment(16), sentiment(8, "validation", seed=1)
+    states = {}
+
+    def keep(result, ckpt_dir):
+        states[result.epoch] = (torch.load(ckpt_dir / CHECKPOINT_NAME, weights_only=False),
+                                (ckpt_dir / CHECKPOINT_NAME).stat().st_size)
+
+    cfg = config(tiny_bert_dir, epochs=2)
+    first = train(cfg, ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path, on_epoch_end=keep,
+                  progress=False)
+    assert {"optimizer", "scheduler", "scaler"} <= set(states[1][0])
+    assert not {"optimizer", "scheduler", "scaler"} & set(states[2][0])
+    assert states[2][1] < 0.6 * states[1][1]
+    again = train(cfg, ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path, progress=False)
+    assert again.resumed_from_epoch == 2 and again.final.score == first.final.score
+
+
+def test_adamw_is_fused_on_cpu(tiny_bert_dir):
+    from makd.models import build_student
+
+    model, _ = build_student(str(tiny_bert_dir), 2)
+    assert make_optimizer(model, config(tiny_bert_dir)).defaults["fused"] is True

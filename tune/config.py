@@ -54,6 +54,7 @@ class SweepConfig:
     epochs: int = 3
     lr: float = 5e-5
     batch_size: int = 32
+    micro_batch_size: int | None = None
     max_length: int = 128
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
@@ -114,9 +115,9 @@ def _range(raw: Any, path: str, *, low: float, high: float | None = None, low_op
 
 
 KNOWN_KEYS = {"name", "tasks", "teacher", "fine_tuned", "head_seed", "students", "student_tokenizer", "losses", "lams",
-              "taus", "seeds", "epochs", "lr", "batch_size", "max_length", "max_train_samples", "max_eval_samples",
-              "data", "search", "scheduler", "resources_per_trial", "max_concurrent_trials", "max_failures", "storage",
-              "address"}
+              "taus", "seeds", "epochs", "lr", "batch_size", "micro_batch_size", "max_length", "max_train_samples",
+              "max_eval_samples", "data", "search", "scheduler", "resources_per_trial", "max_concurrent_trials",
+              "max_failures", "storage", "address"}
 
 
 def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
@@ -210,12 +211,15 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
         epochs=epochs, lr=_number(raw.get("lr", 5e-5), "lr", low=0.0, low_open=True),
         batch_size=_number(raw.get("batch_size", 32), "batch_size", kind=int, low=1),
+        micro_batch_size=optional_int("micro_batch_size"),
         max_length=_number(raw.get("max_length", 128), "max_length", kind=int, low=8),
         max_train_samples=optional_int("max_train_samples"), max_eval_samples=optional_int("max_eval_samples"),
         glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu, gpu=gpu,
         max_concurrent_trials=max_concurrent,
         max_failures=_number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
         storage=storage, address=address)
+    if cfg.micro_batch_size is not None and cfg.micro_batch_size > cfg.batch_size:
+        raise _fail("micro_batch_size", f"must not exceed batch_size ({cfg.batch_size}), got {cfg.micro_batch_size}")
     if cfg.uses_teacher and not cfg.teacher:
         raise _fail("teacher", "the KD losses with lam < 1 need a teacher")
     if search.kind == "optuna" and search.n_trials < len(categorical_cells(cfg)):

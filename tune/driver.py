@@ -64,7 +64,8 @@ class SweepOutcome:
 
 def base_train_fields(cfg: SweepConfig) -> dict:
     """TrainConfig fields every trial of the sweep shares (the grid adds student, loss, lam, tau, seed, lr)."""
-    return {"teacher": cfg.teacher, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "max_length": cfg.max_length,
+    return {"teacher": cfg.teacher, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "micro_batch_size": cfg.micro_batch_size, "max_length": cfg.max_length,
             "head_seed": cfg.head_seed, "fine_tuned": cfg.fine_tuned, "student_tokenizer": cfg.student_tokenizer,
             "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
 
