@@ -31,7 +31,7 @@ distill: setup
 		--loss taylor --lam 0.5 --epochs 1 --max-train-samples 256
 
 # Benchmarks (results/bench/): cache vs teacher-in-the-loop, throughput vs an HF Trainer, ASHA savings, 1 vs 2
-# nodes, Ray overhead. ~45 min on 2 CPU cores. BENCH="asha scaling" runs a subset.
+# nodes, Ray overhead, trial profiles. ~80 min on 2 CPU cores. BENCH="asha scaling" runs a subset.
 bench: setup
 	MAKD_GLUE_DIR=$(GLUE_DIR) $(PY) -m bench.run_all $(BENCH)
 
