@@ -56,9 +56,9 @@ def step_times() -> pd.DataFrame:
     optimizer = make_optimizer(student, TrainConfig(task="rte", student=STUDENT_2L))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     labels = torch.tensor(np.array(train.labels), dtype=torch.long)
-    configs = {"ce": TrainConfig(task="rte", student=STUDENT_2L, loss="ce", lam=1.0),
-               "kd_cached": TrainConfig(task="rte", student=STUDENT_2L, loss="vanilla", lam=0.0),
-               "kd_teacher_in_loop": TrainConfig(task="rte", student=STUDENT_2L, loss="vanilla", lam=0.0)}
+    kd = TrainConfig(task="rte", student=STUDENT_2L, loss="vanilla", lam=0.0)  # cached or in the loop: same loss
+    configs = {"ce": TrainConfig(task="rte", student=STUDENT_2L, loss="ce", lam=1.0), "kd_cached": kd,
+               "kd_teacher_in_loop": kd}
 
     def step(i: int, idx, mode: str) -> float:
         """makd's own training step (makd.train.train_step); in-loop mode runs the teacher forward first."""

@@ -195,12 +195,13 @@ def train_step(model: torch.nn.Module, tokenizer, encoded: EncodedDataset, idx: 
     loss_sum = 0.0
     for start in range(0, len(idx), chunk):
         part = slice(start, start + chunk)
-        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx[part]).items()}
+        rows = idx[part]
+        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, rows).items()}
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             logits = model(**batch).logits
         loss = distillation_loss(logits, teacher_logits[part].to(device) if teacher_logits is not None else None,
                                  targets[part].to(device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
-        share = len(idx[part]) / len(idx)
+        share = len(rows) / len(idx)
         scaler.scale(loss * share).backward()
         loss_sum += loss.item() * share
     scaler.unscale_(optimizer)
