@@ -36,7 +36,7 @@ def main() -> None:
         for name, scheduler in (("no early stopping", {"kind": "none"}),
                                 ("ASHA", {"kind": "asha", "grace_period": 1, "reduction_factor": 2})):
             rows.append({"repeat": repeat, "scheduler": name, **run(scheduler)})
-            print(rows[-1], flush=True)
+            common.progress(rows[-1])
     frame = pd.DataFrame(rows)
     write_csv(frame, "asha.csv")
     wide = {c: frame.pivot(index="repeat", columns="scheduler", values=c)

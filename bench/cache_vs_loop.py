@@ -52,7 +52,7 @@ def step_times() -> pd.DataFrame:
     s_enc, t_enc = encode(student_tok, train, MAX_LENGTH), encode(teacher_tok, train, MAX_LENGTH)
     batches = length_grouped_batches(s_enc.lengths, BATCH_SIZE, np.random.default_rng(0))[:STEPS + 1]
     with torch.no_grad():  # the cache: one teacher pass (makd.cache.compute_logits does the same, longest first)
-        cached = {i: teacher(**collate(teacher_tok, t_enc, idx)).logits for i, idx in enumerate(batches)}
+        cached = {i: teacher(**collate(t_enc, idx)).logits for i, idx in enumerate(batches)}
     optimizer = make_optimizer(student, TrainConfig(task="rte", student=STUDENT_2L))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     labels = torch.tensor(np.array(train.labels), dtype=torch.long)
@@ -68,8 +68,8 @@ def step_times() -> pd.DataFrame:
             teacher_logits = cached[i]
         elif mode == "kd_teacher_in_loop":
             with torch.no_grad():
-                teacher_logits = teacher(**collate(teacher_tok, t_enc, idx)).logits
-        train_step(student, student_tok, s_enc, idx, labels[idx], teacher_logits, configs[mode], optimizer, scaler,
+                teacher_logits = teacher(**collate(t_enc, idx)).logits
+        train_step(student, s_enc, idx, labels[idx], teacher_logits, configs[mode], optimizer, scaler,
                    device=torch.device("cpu"), amp=None)
         return time.perf_counter() - start
 
@@ -153,7 +153,7 @@ def sweeps() -> pd.DataFrame:
         for way, run in (("makd sweep, cached teacher logits", makd_sweep),
                          ("HF Trainer, teacher in the loop", loop_sweep)):
             rows.append({"repeat": repeat, "way": way, **run()})
-            print(json.dumps(rows[-1]), flush=True)
+            common.progress(json.dumps(rows[-1]))
     return pd.DataFrame(rows)
 
 

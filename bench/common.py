@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -63,8 +64,8 @@ def sweep_config(name: str, root: Path, **overrides) -> dict:
 
 
 @contextmanager
-def bench_sweep(name: str, *, num_cpus: int | None = None, address: str | None = None, cold_cache: bool = False,
-                **overrides) -> Iterator[tuple[object, float, Path]]:
+def bench_sweep(name: str, *, num_cpus: int | None = None, num_gpus: float | None = None, address: str | None = None,
+                cold_cache: bool = False, **overrides) -> Iterator[tuple[object, float, Path]]:
     """Run `makd sweep` (tune.driver.run_sweep) in a temporary experiment dir: yields (outcome, wall seconds, dir);
     the dir is removed afterwards. cold_cache: a fresh teacher cache, so the teacher pass is in the wall time."""
     from tune.config import parse_config
@@ -74,7 +75,7 @@ def bench_sweep(name: str, *, num_cpus: int | None = None, address: str | None =
     try:
         cfg = parse_config(sweep_config(name, root, **overrides))
         start = time.perf_counter()
-        outcome = run_sweep(cfg, quiet=True, num_cpus=num_cpus, address=address,
+        outcome = run_sweep(cfg, quiet=True, num_cpus=num_cpus, num_gpus=num_gpus, address=address,
                             cache_dir=str(root / "cold-cache") if cold_cache else None)
         yield outcome, time.perf_counter() - start, root / name
     finally:
@@ -128,4 +129,10 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def print_table(title: str, frame: pd.DataFrame) -> None:
+    """A result table on stdout: what run_all keeps for summary.md."""
     print(f"\n## {title}\n\n{markdown(frame)}", flush=True)
+
+
+def progress(value) -> None:
+    """A progress line (one measurement as it lands) on stderr: the log, never summary.md."""
+    print(value, file=sys.stderr, flush=True)

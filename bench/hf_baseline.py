@@ -48,7 +48,9 @@ class DistillationTrainer(Trainer):
         cached = teacher_inputs.pop("logits", None)
         outputs = model(**inputs)
         if self.lam < 1.0 and cached is None:
-            with torch.no_grad():
+            # The Trainer's bf16 autocast wraps the student only: give the teacher the same precision.
+            amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.args.bf16 and torch.cuda.is_available())
+            with torch.no_grad(), amp:
                 cached = self.teacher(**teacher_inputs).logits
         loss = notebook_loss(outputs.logits, cached, labels, lam=self.lam, kd=self.kd)
         return (loss, outputs) if return_outputs else loss
@@ -98,7 +100,8 @@ class PairCollator:
 def run_baseline(train: TextDataset, dev: TextDataset | None, *, student: str, teacher: str, teacher_mode: str,
                  lam: float, kd: str = "taylor", epochs: int = 1, batch_size: int = 32, max_length: int = 128,
                  lr: float = 1e-4, seed: int = 0, padding: str = "dynamic",
-                 teacher_logits: np.ndarray | None = None) -> BaselineRun:
+                 teacher_logits: np.ndarray | None = None, bf16: bool = False,
+                 student_tokenizer: str | None = None) -> BaselineRun:
     """One distillation run the notebook's way; teacher_mode "loop" (teacher forward every step) or "cache"."""
     from makd import models
     from makd.tasks import get_task
@@ -107,7 +110,7 @@ def run_baseline(train: TextDataset, dev: TextDataset | None, *, student: str, t
     task = get_task(train.task)
     if task.is_regression:
         raise ValueError("the notebook baseline covers classification tasks")
-    model, student_tok = models.build_student(student, task.num_labels, seed=seed)
+    model, student_tok = models.build_student(student, task.num_labels, seed=seed, tokenizer=student_tokenizer)
     teacher_model, teacher_tok = None, None
     uses_teacher = lam < 1.0
     if uses_teacher and teacher_mode == "loop":
@@ -125,7 +128,7 @@ def run_baseline(train: TextDataset, dev: TextDataset | None, *, student: str, t
     with tempfile.TemporaryDirectory(prefix="makd-hf-") as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
                                  learning_rate=lr, warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0,
-                                 seed=seed, use_cpu=not torch.cuda.is_available(), report_to="none",
+                                 seed=seed, use_cpu=not torch.cuda.is_available(), report_to="none", bf16=bf16,
                                  save_strategy="no", eval_strategy="no", logging_strategy="no",
                                  disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
         trainer = DistillationTrainer(model=model, args=args, train_dataset=rows,

@@ -100,7 +100,7 @@ def memory_probe(variant: str, student: str, glue_dir: str) -> dict:
     model.train()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    train_step(model, tok, encoded, idx, torch.tensor(np.array(train.labels))[idx], None, cfg, optimizer,
+    train_step(model, encoded, idx, torch.tensor(np.array(train.labels))[idx], None, cfg, optimizer,
                torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"), amp=None)
     return {"variant": variant, "tokens": int(max(encoded.lengths[i] for i in idx)),
             "rss_before_step_mb": round(before), "peak_rss_mb": round(resource.getrusage(
@@ -117,7 +117,7 @@ def memory_profile() -> str:
         out = subprocess.run([sys.executable, "-m", "bench.profile_trial", "--memory", variant, common.STUDENT_6L,
                               common.GLUE_DIR], check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+        common.progress(rows[-1])
     return ("## B. Memory: one training step of the 6x384 student on the longest 32 RTE examples, 1 thread\n\n"
             + common.markdown(pd.DataFrame(rows)) + "\n")
 

@@ -19,7 +19,8 @@ BENCHMARKS = ["cache_vs_loop", "throughput", "asha", "scaling", "profile_trial"]
 
 
 def run(name: str) -> tuple[str, float]:
-    """Stream the benchmark's output to the terminal; keep its tables (the lines from the first '## ')."""
+    """Stream the benchmark's output to the terminal; keep its tables (stdout from the first '## '; progress lines
+    go to stderr, which is only shown)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE, text=True)
     lines = []

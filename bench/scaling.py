@@ -66,7 +66,7 @@ def main() -> None:
         for nodes in (1, 2):
             row, _ = run(nodes)
             rows.append({"repeat": repeat, **row})
-            print(rows[-1], flush=True)
+            common.progress(rows[-1])
     frame = pd.DataFrame(rows)
     write_csv(frame, "scaling.csv")
     wide = frame.pivot(index="repeat", columns="nodes", values="trials_per_hour")

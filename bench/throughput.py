@@ -57,7 +57,7 @@ def throughput() -> pd.DataFrame:
                                    seed=0, padding=padding, teacher_logits=logits)
                 seconds, per_s = run.train_seconds, run.examples_per_s
             rows.append({"repeat": repeat, "way": way, "train_seconds": seconds, "examples_per_s": per_s})
-            print(rows[-1], flush=True)
+            common.progress(rows[-1])
     return pd.DataFrame(rows)
 
 
@@ -86,7 +86,7 @@ def trial_memory() -> pd.DataFrame:
                     rows.append({"repeat": repeat, "student": row.student, "micro_batch_size": micro or BATCH_SIZE,
                                  "loss": row.loss, "peak_rss_mb": row.peak_rss_mb,
                                  "trial_wall_s": row.wall_seconds, "status": row.status})
-            print(rows[-2:], flush=True)
+            common.progress(rows[-2:])
     return pd.DataFrame(rows)
 
 

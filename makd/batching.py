@@ -2,11 +2,17 @@
 
 Padding every batch to the longest sequence *in that batch* (not to max_length), and grouping examples of similar
 length into the same batch, is what keeps short GLUE sentences cheap: most SST-2 batches are ~25 tokens wide.
+
+Token ids are kept as flat numpy arrays (one per model input, plus offsets): a batch is cut and padded with numpy,
+a few microseconds per batch where the tokenizer's own `pad` takes milliseconds, and an encoded dataset travels
+through Ray's object store as a handful of arrays. On a GPU, batches are padded to a multiple of a bucket width
+(`pad_to_multiple_of`): a handful of tensor shapes instead of one per sequence length, each of which costs CUDA a
+slow first call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,26 +21,76 @@ from transformers import PreTrainedTokenizerBase
 
 from makd.data import TextDataset
 
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
 
 @dataclass
 class EncodedDataset:
-    """Token ids of one dataset for one tokenizer; `lengths` drive length grouping."""
+    """Token ids of one dataset for one tokenizer, ragged: example i is `tokens[key][offsets[i]:offsets[i + 1]]`.
 
-    features: list[dict[str, list[int]]]
+    `lengths` drive length grouping; `pad_id` fills input_ids beyond an example's end (masks and token types get 0).
+    """
+
+    tokens: dict[str, np.ndarray]
+    offsets: np.ndarray
     lengths: np.ndarray
+    pad_id: int
+    max_length: int
 
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.offsets) - 1
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, ds: TextDataset, max_length: int) -> EncodedDataset:
     """Tokenise the raw text pairs the model's own way (teacher and student may use different tokenizers)."""
     args = (ds.text_a,) if ds.text_b is None else (ds.text_a, ds.text_b)
     enc = tokenizer(*args, truncation=True, max_length=max_length, padding=False)
-    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    features = [{k: enc[k][i] for k in keys} for i in range(len(ds))]
-    lengths = np.fromiter((len(f["input_ids"]) for f in features), dtype=np.int64, count=len(features))
-    return EncodedDataset(features, lengths)
+    keys = [k for k in MODEL_INPUTS if k in enc]
+    lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(ds))
+    offsets = np.zeros(len(ds) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    dtypes = {"input_ids": np.int32, "token_type_ids": np.int8, "attention_mask": np.int8}
+    tokens = {k: np.fromiter((t for row in enc[k] for t in row), dtype=dtypes[k], count=int(offsets[-1]))
+              for k in keys}
+    return EncodedDataset(tokens, offsets, lengths, int(tokenizer.pad_token_id or 0), int(max_length))
+
+
+GPU_PAD_MULTIPLE = 32  # bucket width on CUDA: at most four shapes at max_length 128
+
+
+def default_pad_multiple(device: str | torch.device) -> int | None:
+    """Exact dynamic padding on CPU (every padded token costs compute there and no shape costs a first call);
+    length buckets of GPU_PAD_MULTIPLE tokens on CUDA."""
+    return GPU_PAD_MULTIPLE if torch.device(device).type == "cuda" else None
+
+
+def padded_length(longest: int, pad_to_multiple_of: int | None, max_length: int) -> int:
+    """A batch's width: its longest example, rounded up to the bucket width but never past max_length."""
+    if not pad_to_multiple_of or pad_to_multiple_of <= 1:
+        return longest
+    return min(-(-longest // pad_to_multiple_of) * pad_to_multiple_of, max(max_length, longest))
+
+
+def bucket_lengths(encoded: EncodedDataset, pad_to_multiple_of: int | None) -> list[int]:
+    """Every batch width this dataset can produce (what a warm-up runs once each)."""
+    widths = {padded_length(int(n), pad_to_multiple_of, encoded.max_length) for n in np.unique(encoded.lengths)}
+    return sorted(widths)
+
+
+def collate(encoded: EncodedDataset, indices: Sequence[int], *, pad_to_multiple_of: int | None = None,
+            pin_memory: bool = False) -> dict[str, torch.Tensor]:
+    """Pad one batch to its own longest sequence (rounded up to pad_to_multiple_of): int64 ids, as models expect."""
+    indices = np.asarray(indices)
+    starts, ends = encoded.offsets[indices], encoded.offsets[indices + 1]
+    width = padded_length(int((ends - starts).max()), pad_to_multiple_of, encoded.max_length)
+    batch = {}
+    for key, flat in encoded.tokens.items():
+        out = np.full((len(indices), width), encoded.pad_id if key == "input_ids" else 0, dtype=np.int64)
+        for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            out[row, :end - start] = flat[start:end]
+        tensor = torch.from_numpy(out)
+        batch[key] = tensor.pin_memory() if pin_memory else tensor
+    return batch
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -57,15 +113,3 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Deterministic inference batches, longest first (a too-large batch fails at once, not at the end)."""
     order = np.argsort(-lengths, kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def collate(tokenizer: PreTrainedTokenizerBase, encoded: EncodedDataset,
-            indices: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Pad one batch to its own longest sequence."""
-    return tokenizer.pad([encoded.features[i] for i in indices], padding="longest", return_tensors="pt")
-
-
-def iterate(tokenizer: PreTrainedTokenizerBase, encoded: EncodedDataset,
-            batches: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    for idx in batches:
-        yield idx, collate(tokenizer, encoded, idx)

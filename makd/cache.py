@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from makd.batching import encode, sorted_batches
+from makd.batching import collate, default_pad_multiple, encode, sorted_batches
 from makd.data import TextDataset
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_le
                    batch_size: int | None = None, device: str | torch.device = "cpu",
                    progress: bool = True) -> np.ndarray:
     """Teacher logits for every example, in dataset order: eval mode, no_grad, longest-first batches with dynamic
-    padding (a sorted pass wastes almost no compute on padding)."""
+    padding (a sorted pass wastes almost no compute on padding; on a GPU, widths rounded up to length buckets)."""
     batch_size = batch_size or default_batch_size(device)
     model.eval().to(device)
     encoded = encode(tokenizer, ds, max_length)
@@ -133,9 +133,10 @@ def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_le
     batches = sorted_batches(encoded.lengths, batch_size)
     bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex", disable=not progress,
                leave=False)
+    on_gpu = torch.device(device).type == "cuda"
     for idx in batches:
-        batch = tokenizer.pad([encoded.features[i] for i in idx], padding="longest", return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = collate(encoded, idx, pad_to_multiple_of=default_pad_multiple(device), pin_memory=on_gpu)
+        batch = {k: v.to(device, non_blocking=on_gpu) for k, v in batch.items()}
         out[idx] = model(**batch).logits.float().cpu().numpy()
         bar.update(len(idx))
     bar.close()

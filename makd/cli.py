@@ -71,6 +71,10 @@ def build_parser() -> OneLineParser:
     d.add_argument("--warmup-ratio", type=float, default=0.1)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--precision", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16")
+    d.add_argument("--pad-to-multiple-of", type=int, help="round each batch's width up to a multiple of this "
+                   "(default: 32 on GPU, a few shapes CUDA warms up once; exact dynamic padding on CPU)")
+    d.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=None,
+                   help="run every batch shape once before training (default: on GPU only)")
     d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     d.add_argument("--output-dir", help="checkpoint every epoch here (a rerun resumes), plus result.json")
     d.add_argument("--save-model", action="store_true", help="also export the final student to OUTPUT_DIR/model")
@@ -133,7 +137,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                       max_length=args.max_length, seed=args.seed,
                       head_seed=args.head_seed, fine_tuned=args.fine_tuned, student_tokenizer=args.student_tokenizer,
                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
-                      precision=args.precision)
+                      precision=args.precision, pad_to_multiple_of=args.pad_to_multiple_of, warm_up=args.warm_up)
     summary = run(cfg, data_source(args), cache_dir=cache_dir(args), output_dir=args.output_dir,
                   save_model=args.save_model, progress=not args.quiet, device=args.device)
     print(json.dumps(summary), flush=True)

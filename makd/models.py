@@ -232,6 +232,13 @@ def truncate_state_dict(state: dict, keep: tuple[int, ...]) -> dict:
     return out
 
 
+def student_tokenizer_spec(spec: str, tokenizer: str | None = None) -> str:
+    """Which tokenizer a student reads with: the override, else its own model's (a shape's: the default vocab).
+    Students that share it share one tokenisation of the data."""
+    parsed = parse_student(spec)
+    return tokenizer or (DEFAULT_SHAPE_TOKENIZER if parsed.kind == "shape" else parsed.base)
+
+
 def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str | None = None):
     """(model, tokenizer) for a student spec; everything random is drawn under `seed`."""
     import torch
@@ -239,7 +246,7 @@ def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str |
 
     parsed = parse_student(spec)
     if parsed.kind == "shape":
-        tok = load_tokenizer(tokenizer or DEFAULT_SHAPE_TOKENIZER, "student_tokenizer")
+        tok = load_tokenizer(student_tokenizer_spec(spec, tokenizer), "student_tokenizer")
         config = BertConfig(vocab_size=len(tok), hidden_size=parsed.hidden, num_hidden_layers=parsed.layers,
                             num_attention_heads=max(1, parsed.hidden // 64), intermediate_size=4 * parsed.hidden,
                             max_position_embeddings=512, num_labels=num_labels,

@@ -83,6 +83,8 @@ def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_s
         "wall_seconds": round(wall_seconds, 3),
         "train_examples_per_s": round(trained / train_seconds, 2) if train_seconds > 0 else None,
         "train_examples": train_examples,
+        "warmup_seconds": round(sum(h.warmup_seconds for h in result.history), 3),
+        "peak_gpu_mb": max((h.peak_gpu_mb for h in result.history if h.peak_gpu_mb is not None), default=None),
         "student": cfg.student, "student_parameters": result.student_parameters,
         "teacher": cfg.teacher if cfg.needs_teacher else None,
         "loss": cfg.loss, "lam": cfg.lam, "tau": cfg.tau, "seed": cfg.seed, "lr": cfg.lr,

@@ -12,8 +12,8 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from makd.batching import EncodedDataset, collate, encode, length_grouped_batches, sorted_batches
+from makd import gpu
+from makd.batching import (
+    EncodedDataset,
+    bucket_lengths,
+    collate,
+    default_pad_multiple,
+    encode,
+    length_grouped_batches,
+    padded_length,
+    sorted_batches,
+)
 from makd.data import TextDataset
 from makd.errors import UsageError
 from makd.losses import distillation_loss, validate_loss_args
@@ -59,6 +69,8 @@ class TrainConfig:
     max_eval_samples: int | None = None
     data_seed: int = 0  # subsampling seed: fixed across training seeds so the teacher cache is shared
     precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    pad_to_multiple_of: int | None = None  # batch width rounded up to this; None: 32 on CUDA, exact on CPU
+    warm_up: bool | None = None  # run every batch shape once before training; None: on CUDA only
 
     @property
     def needs_teacher(self) -> bool:
@@ -84,6 +96,8 @@ class TrainConfig:
         if self.micro_batch_size is not None and not 1 <= int(self.micro_batch_size) <= int(self.batch_size):
             raise UsageError("micro-batch-size", f"must be between 1 and batch-size ({self.batch_size}), "
                                                  f"got {self.micro_batch_size}")
+        if self.pad_to_multiple_of is not None and int(self.pad_to_multiple_of) < 1:
+            raise UsageError("pad-to-multiple-of", f"must be >= 1, got {self.pad_to_multiple_of}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise UsageError("precision", f"must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 
@@ -97,6 +111,8 @@ class EpochResult:
     train_examples_per_s: float
     train_seconds: float
     eval_seconds: float
+    peak_gpu_mb: float | None = None  # the allocator's peak on the GPU so far in this run (None on CPU)
+    warmup_seconds: float = 0.0  # every batch shape run once just before this epoch (the first one run, on CUDA)
 
 
 @dataclass
@@ -180,35 +196,88 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 
-def train_step(model: torch.nn.Module, tokenizer, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
+def pad_multiple(cfg: TrainConfig, device: torch.device) -> int | None:
+    """cfg.pad_to_multiple_of, or the device's default (length buckets on CUDA, exact padding on CPU)."""
+    return cfg.pad_to_multiple_of if cfg.pad_to_multiple_of is not None else default_pad_multiple(device)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Host-to-device copies that do not wait for the GPU (the batch is in pinned memory there)."""
+    return {k: v.to(device, non_blocking=device.type == "cuda") for k, v in batch.items()}
+
+
+def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
                teacher_logits: torch.Tensor | None, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None) -> float:
-    """One optimizer step on the examples idx (targets and teacher_logits are row-aligned with idx); returns the
-    batch's mean loss.
+               scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None,
+               pad_to_multiple_of: int | None = None, step: bool = True) -> torch.Tensor:
+    """One optimizer step on the examples idx (targets and teacher_logits are row-aligned with idx, on any device);
+    returns the batch's mean loss as a 0-d tensor on the device: reading it every step would make the CPU wait
+    for the GPU instead of queueing the next step.
 
     With cfg.micro_batch_size the batch runs forward/backward in chunks whose losses are weighted by their share
     of the batch: the gradient is the whole batch's (only dropout draws differ), and the activation memory is a
-    chunk's. Gradient clipping and the optimizer step see the whole batch, as without chunks.
+    chunk's. Gradient clipping and the optimizer step see the whole batch, as without chunks. step=False stops
+    after backward (the warm-up).
     """
     optimizer.zero_grad(set_to_none=True)
     chunk = cfg.micro_batch_size or len(idx)
-    loss_sum = 0.0
+    loss_sum = torch.zeros((), device=device)
     for start in range(0, len(idx), chunk):
         part = slice(start, start + chunk)
         rows = idx[part]
-        batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, rows).items()}
+        batch = collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of, pin_memory=device.type == "cuda")
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-            logits = model(**batch).logits
+            logits = model(**to_device(batch, device)).logits
         loss = distillation_loss(logits, teacher_logits[part].to(device) if teacher_logits is not None else None,
                                  targets[part].to(device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
         share = len(rows) / len(idx)
         scaler.scale(loss * share).backward()
-        loss_sum += loss.item() * share
+        loss_sum += loss.detach() * share
+    if not step:
+        return loss_sum
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
     return loss_sum
+
+
+def shape_batches(encoded: EncodedDataset, batch_size: int, pad_to_multiple_of: int | None) -> list[np.ndarray]:
+    """One batch per width the data can be padded to: the batch_size longest examples of that width's bucket
+    (topped up with shorter ones), so the batch has the width and, where the data allows, the full size."""
+    order = np.argsort(-encoded.lengths, kind="stable")
+    widths = np.array([padded_length(int(n), pad_to_multiple_of, encoded.max_length)
+                       for n in encoded.lengths[order]])
+    return [order[int(np.argmax(widths <= w)):][:batch_size] for w in bucket_lengths(encoded, pad_to_multiple_of)]
+
+
+def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, eval_encs: list[EncodedDataset],
+            cfg: TrainConfig, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
+            device: torch.device, amp: torch.dtype | None, pad_to_multiple_of: int | None) -> float:
+    """Forward/backward once per training batch shape and forward once per eval batch shape, so the first epoch
+    does not pay CUDA's first call of each shape (kernel loading and selection, allocator growth); returns seconds.
+
+    No optimizer step is taken and every RNG is restored: the run trains exactly as it would without it.
+    """
+    start = time.perf_counter()
+    state = rng_state()
+    model.train()
+    for rows in shape_batches(train_enc, cfg.batch_size, pad_to_multiple_of):
+        targets = training_targets(task, np.zeros(len(rows), dtype=np.float32 if task.is_regression else np.int64))
+        teacher = torch.zeros((len(rows), task.num_labels)) if cfg.needs_teacher else None
+        train_step(model, train_enc, rows, targets, teacher, cfg, optimizer, scaler, device=device, amp=amp,
+                   pad_to_multiple_of=pad_to_multiple_of, step=False)
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        for encoded in eval_encs:
+            for rows in shape_batches(encoded, cfg.eval_batch_size, pad_to_multiple_of):
+                with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+                    model(**to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    set_rng_state(state)
+    return time.perf_counter() - start
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -237,30 +306,43 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, tokenizer, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset,
-             EncodedDataset]], *, batch_size: int, device: torch.device,
-             amp: torch.dtype | None) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]], *,
+             batch_size: int, device: torch.device, amp: torch.dtype | None,
+             pad_to_multiple_of: int | None = None) -> dict[str, float]:
     """All official metrics of the task on each dev split (mnli: matched and mismatched)."""
     model.eval()
     metrics: dict[str, float] = {}
     for suffix, (ds, encoded) in eval_sets.items():
-        logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
-        for idx in sorted_batches(encoded.lengths, batch_size):
-            batch = {k: v.to(device) for k, v in collate(tokenizer, encoded, idx).items()}
+        batches = sorted_batches(encoded.lengths, batch_size)
+        chunks = []
+        for idx in batches:
+            batch = collate(encoded, idx, pad_to_multiple_of=pad_to_multiple_of, pin_memory=device.type == "cuda")
             with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                logits[idx] = model(**batch).logits.float().cpu().numpy()
+                chunks.append(model(**to_device(batch, device)).logits.float())
+        logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
+        if batches:  # one copy back to the host per split, not one wait for the GPU per batch
+            logits[np.concatenate(batches)] = torch.cat(chunks).cpu().numpy()
         metrics.update(compute_metrics(task, task.predictions(logits), ds.labels, suffix=suffix))
     return metrics
+
+
+def encode_splits(tokenizer, cfg: TrainConfig, train_ds: TextDataset,
+                  eval_sets: Mapping[str, TextDataset]) -> tuple[EncodedDataset, dict[str, EncodedDataset]]:
+    """The student tokenizer's ids of the train split and every dev split (what `train(encoded=...)` takes)."""
+    return (encode(tokenizer, train_ds, cfg.max_length),
+            {suffix: encode(tokenizer, ds, cfg.max_length) for suffix, ds in eval_sets.items()})
 
 
 def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
           teacher_logits: np.ndarray | None, *, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, on_epoch_end: EpochCallback | None = None,
-          device: str | torch.device | None = None, progress: bool = True) -> TrainResult:
+          device: str | torch.device | None = None, progress: bool = True,
+          encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None) -> TrainResult:
     """Train one student; returns the per-epoch history.
 
     eval_sets maps a metric suffix ("" or "m"/"mm" for MNLI) to a dev split. teacher_logits are the cached
-    teacher's logits on train_ds, row-aligned (None only when the loss does not use a teacher).
+    teacher's logits on train_ds, row-aligned (None only when the loss does not use a teacher). encoded: the
+    splits already tokenised by the student's tokenizer (`encode_splits`; the sweep driver does it once per task).
     With checkpoint_dir, a checkpoint is written there after every epoch, before on_epoch_end is called; a run
     finds and resumes from an existing checkpoint there (or from resume_from when given).
     """
@@ -275,14 +357,19 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
             raise ValueError(f"teacher logits shape {teacher_logits.shape} != ({len(train_ds)}, {task.num_labels})")
     dev = pick_device(device)
     amp = autocast_dtype(cfg.precision, dev)
+    pad = pad_multiple(cfg, dev)
     seed_everything(cfg.seed)
 
     model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
-    model.to(dev)
-    train_enc = encode(tokenizer, train_ds, cfg.max_length)
-    eval_enc = {s: (ds, encode(tokenizer, ds, cfg.max_length)) for s, ds in eval_sets.items()}
-    targets = training_targets(task, train_ds.labels)
-    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if cfg.needs_teacher else None
+    with _one_line_oom(dev, "moving the student to the GPU"):
+        model.to(dev)
+    train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, cfg, train_ds, eval_sets)
+    if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
+        raise ValueError("encoded splits do not match the datasets")
+    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items()}
+    # Targets and teacher logits are a few floats per example: on the device once, indexed there every step.
+    targets = training_targets(task, train_ds.labels).to(dev)
+    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32, device=dev) if cfg.needs_teacher else None
 
     steps_per_epoch = -(-len(train_ds) // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -305,26 +392,38 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         start_epoch = result.resumed_from_epoch = state["epoch"]
         result.history = [EpochResult(**h) for h in state["history"]]
 
+    warmup_seconds = 0.0
+    if start_epoch < cfg.epochs and (cfg.warm_up if cfg.warm_up is not None else dev.type == "cuda"):
+        with _one_line_oom(dev, "the warm-up of every batch shape"):
+            warmup_seconds = warm_up(model, task, train_enc, list(eval_encs.values()), cfg, optimizer, scaler,
+                                            device=dev, amp=amp, pad_to_multiple_of=pad)
+    widest = f"batch {cfg.batch_size} x up to {padded_length(int(train_enc.lengths.max()), pad, cfg.max_length)} tokens"
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         # The batch order depends only on (seed, epoch): a resumed run sees the same batches it would have seen.
         batches = length_grouped_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        start, seen = time.perf_counter(), 0
+        loss_sum = torch.zeros((), device=dev)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
-        for idx in bar:
-            loss = train_step(model, tokenizer, train_enc, idx, targets[idx],
-                              teacher[idx] if teacher is not None else None, cfg, optimizer, scaler, device=dev,
-                              amp=amp)
-            scheduler.step()
-            seen += len(idx)
-            loss_sum += loss * len(idx)
+        with _one_line_oom(dev, f"training ({widest})"):
+            for idx in bar:
+                index = torch.from_numpy(idx).to(dev)
+                loss = train_step(model, train_enc, idx, targets[index], teacher[index] if teacher is not None else None,
+                                  cfg, optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad)
+                scheduler.step()
+                seen += len(idx)
+                loss_sum += loss * len(idx)
+        train_loss = loss_sum.item() / max(seen, 1)  # waits for the GPU: the epoch's time includes all its work
         train_seconds = time.perf_counter() - start
         eval_start = time.perf_counter()
-        metrics = evaluate(model, tokenizer, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp)
+        with _one_line_oom(dev, f"evaluation (batch {cfg.eval_batch_size})"):
+            metrics = evaluate(model, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp,
+                               pad_to_multiple_of=pad)
         epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=metrics[task.metric],
-                                   train_loss=loss_sum / max(seen, 1),
-                                   train_examples_per_s=seen / max(train_seconds, 1e-9),
-                                   train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start)
+                                   train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
+                                   train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
+                                   peak_gpu_mb=gpu.peak_memory_mb(dev),
+                                   warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0)
         result.history.append(epoch_result)
         if ckpt_path is not None:
             state = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
@@ -339,3 +438,14 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         if on_epoch_end is not None:
             on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
     return result
+
+
+@contextmanager
+def _one_line_oom(device: torch.device, what: str) -> Iterator[None]:
+    """A CUDA out-of-memory inside becomes one line naming the peak and the cap (makd.gpu.GpuOutOfMemory)."""
+    try:
+        yield
+    except torch.OutOfMemoryError as err:
+        if device.type != "cuda":
+            raise
+        raise gpu.out_of_memory(err, device, what) from None

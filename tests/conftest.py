@@ -22,7 +22,10 @@ def isolated_makd_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    """The real all-MiniLM-L6-v2 dir (vocab/tokenizer source for tiny models)."""
+    """The real all-MiniLM-L6-v2 dir (vocab/tokenizer source for tiny models); on a machine without the zoo
+    (the offline GPU box), $MAKD_TEST_TOKENIZER_DIR names a dir with the same bert-base-uncased tokenizer."""
+    if os.environ.get("MAKD_TEST_TOKENIZER_DIR"):
+        return Path(os.environ["MAKD_TEST_TOKENIZER_DIR"])
     from makd import zoo
 
     return zoo.resolve("zoo:minilm-l6")

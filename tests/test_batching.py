@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from makd.batching import collate, encode, length_grouped_batches, sorted_batches
+from makd.batching import (
+    bucket_lengths,
+    collate,
+    encode,
+    length_grouped_batches,
+    padded_length,
+    sorted_batches,
+)
 from tests.helpers import sentiment
 
 
@@ -41,9 +48,45 @@ def test_dynamic_padding_pads_to_the_longest_in_the_batch(tiny_bert_dir):
     ds = sentiment(20)
     enc = encode(tok, ds, max_length=128)
     idx = np.array([0, 5, 7])
-    batch = collate(tok, enc, idx)
+    batch = collate(enc, idx)
     assert batch["input_ids"].shape == (3, int(enc.lengths[idx].max()))
     assert batch["attention_mask"].sum(1).tolist() == enc.lengths[idx].tolist()
+
+
+def test_numpy_collate_matches_the_tokenizers_own_padding(tiny_bert_dir, tiny_mpnet_dir):
+    """The ragged arrays + numpy padding give exactly the tensors tokenizer.pad gives (BERT pairs with token types,
+    MPNet without them)."""
+    from transformers import AutoTokenizer
+
+    from tests.helpers import similarity
+
+    for model_dir in (tiny_bert_dir, tiny_mpnet_dir):
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+        ds = similarity(30)
+        enc = encode(tok, ds, max_length=12)
+        raw = tok(ds.text_a, ds.text_b, truncation=True, max_length=12)
+        idx = np.array([3, 17, 0, 29, 8])
+        expected = tok.pad([{k: raw[k][i] for k in raw} for i in idx], padding="longest", return_tensors="pt")
+        got = collate(enc, idx)
+        assert set(got) == set(expected)
+        for key in expected:
+            assert got[key].dtype == expected[key].dtype
+            assert got[key].tolist() == expected[key].tolist(), key
+
+
+def test_length_buckets_round_widths_up_but_never_past_max_length(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    assert [padded_length(n, 32, 128) for n in (1, 32, 33, 100, 128)] == [32, 32, 64, 128, 128]
+    assert [padded_length(n, 32, 100) for n in (33, 97, 100)] == [64, 100, 100]
+    assert [padded_length(n, None, 128) for n in (7, 33)] == [7, 33]
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    enc = encode(tok, sentiment(40), max_length=128)
+    batch = collate(enc, np.arange(5), pad_to_multiple_of=16)
+    assert batch["input_ids"].shape[1] == 16
+    assert batch["attention_mask"].sum(1).tolist() == enc.lengths[:5].tolist()
+    assert bucket_lengths(enc, 16) == [16]
+    assert bucket_lengths(enc, None) == sorted(set(enc.lengths.tolist()))
 
 
 def test_max_length_truncates(tiny_bert_dir):

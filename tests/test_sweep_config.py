@@ -61,6 +61,9 @@ def test_temperature_free_losses_run_at_tau_1_only():
     ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
     ({"micro_batch_size": 0}, "micro_batch_size"),
     ({"micro_batch_size": 512}, "micro_batch_size"),
+    ({"resources_per_trial": {"gpu": "Auto"}}, "resources_per_trial.gpu"),
+    ({"pad_to_multiple_of": 0}, "pad_to_multiple_of"),
+    ({"warm_up": "yes"}, "warm_up"),
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_fields_are_named(change, field):

@@ -124,14 +124,15 @@ def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
                                        ("epochs", dict(epochs=0)), ("task", dict(task="squad")),
                                        ("teacher", dict(teacher=None)),
                                        ("micro-batch-size", dict(micro_batch_size=9)),
-                                       ("micro-batch-size", dict(micro_batch_size=0))])
+                                       ("micro-batch-size", dict(micro_batch_size=0)),
+                                       ("pad-to-multiple-of", dict(pad_to_multiple_of=0))])
 def test_bad_config_names_the_field(tiny_bert_dir, field, kw):
     with pytest.raises(UsageError) as err:
         config(tiny_bert_dir, **kw).validate()
     assert err.value.field == field
 
 
-def step_gradients(student_dir, ds, logits, **kw) -> tuple[float, dict[str, torch.Tensor]]:
+def step_gradients(student_dir, ds, logits, pad_to_multiple_of=None, **kw) -> tuple[float, dict[str, torch.Tensor]]:
     """One train_step on the first 8 examples, dropout off (eval mode): its loss and the gradients it left."""
     from makd.batching import encode
     from makd.models import build_student
@@ -141,10 +142,10 @@ def step_gradients(student_dir, ds, logits, **kw) -> tuple[float, dict[str, torc
     model.eval()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     idx = np.arange(8)
-    loss = train_step(model, tok, encode(tok, ds, 32), idx, torch.tensor(np.array(ds.labels))[idx],
+    loss = train_step(model, encode(tok, ds, 32), idx, torch.tensor(np.array(ds.labels))[idx],
                       torch.tensor(logits[idx]), cfg, optimizer, torch.amp.GradScaler("cuda", enabled=False),
-                      device=torch.device("cpu"), amp=None)
-    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+                      device=torch.device("cpu"), amp=None, pad_to_multiple_of=pad_to_multiple_of)
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def test_micro_batches_give_the_whole_batch_gradient(tiny_bert_dir):
@@ -190,3 +191,59 @@ def test_adamw_is_fused_on_cpu(tiny_bert_dir):
 
     model, _ = build_student(str(tiny_bert_dir), 2)
     assert make_optimizer(model, config(tiny_bert_dir)).defaults["fused"] is True
+
+
+def test_warm_up_runs_every_shape_and_leaves_training_unchanged(tiny_bert_dir):
+    """The warm-up (forward/backward of every batch width, no optimizer step, every RNG restored) must not change
+    what is trained: forced on CPU, the student is bit-for-bit the one trained without it."""
+    ds, dev = sentiment(40), sentiment(16, "validation", seed=1)
+    logits = teacher_for(ds, 0)
+    plain = final_weights(tiny_bert_dir, ds, dev, logits, loss="vanilla", warm_up=False)
+    warmed = final_weights(tiny_bert_dir, ds, dev, logits, loss="vanilla", warm_up=True)
+    assert max_diff(plain, warmed) == 0.0
+    result = train(config(tiny_bert_dir, loss="vanilla", warm_up=True, pad_to_multiple_of=4), ds, {"": dev}, logits,
+                   progress=False)
+    assert result.history[0].warmup_seconds > 0 and result.history[1].warmup_seconds == 0
+    assert result.history[0].peak_gpu_mb is None  # CPU: no GPU memory to report
+
+
+def test_shape_batches_cover_every_width_once(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from makd.batching import bucket_lengths, encode, padded_length
+    from makd.train import shape_batches
+
+    enc = encode(AutoTokenizer.from_pretrained(str(tiny_bert_dir)), sentiment(60), 32)
+    for multiple in (None, 4):
+        batches = shape_batches(enc, 8, multiple)
+        widths = [padded_length(int(enc.lengths[b].max()), multiple, 32) for b in batches]
+        assert widths == bucket_lengths(enc, multiple) and all(1 <= len(b) <= 8 for b in batches)
+
+
+def test_length_buckets_give_the_same_gradient_up_to_float_noise(tiny_bert_dir):
+    """Padding is masked: rounding a batch's width up to a bucket changes only float rounding (with dropout on,
+    the dropout draws also land differently, so runs are equivalent, not identical)."""
+    ds = sentiment(8)
+    logits = teacher_for(ds, 0)
+    loss, grads = step_gradients(tiny_bert_dir, ds, logits)
+    for multiple in (16, 32):
+        bucket_loss, bucket_grads = step_gradients(tiny_bert_dir, ds, logits, pad_to_multiple_of=multiple)
+        assert bucket_loss == pytest.approx(loss, rel=1e-5)
+        assert max_diff(bucket_grads, grads) < 1e-5
+
+
+def test_pre_tokenised_splits_give_the_identical_run(tiny_bert_dir):
+    from makd.models import build_student
+    from makd.train import encode_splits
+
+    ds, dev = sentiment(32), sentiment(16, "validation", seed=1)
+    cfg = config(tiny_bert_dir, loss="vanilla")
+    _, tok = build_student(cfg.student, 2)
+    own = train(cfg, ds, {"": dev}, teacher_for(ds, 0), progress=False)
+    given = train(cfg, ds, {"": dev}, teacher_for(ds, 0), progress=False,
+                  encoded=encode_splits(tok, cfg, ds, {"": dev}))
+    assert [h.train_loss for h in own.history] == [h.train_loss for h in given.history]
+    assert [h.metrics for h in own.history] == [h.metrics for h in given.history]
+    with pytest.raises(ValueError, match="encoded splits"):
+        train(cfg, ds, {"": dev}, teacher_for(ds, 0), progress=False,
+              encoded=encode_splits(tok, cfg, sentiment(8), {"": dev}))

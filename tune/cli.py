@@ -16,6 +16,7 @@ def add_sweep_parser(sub) -> None:
     s.add_argument("--name", help="experiment name (overrides the config's name)")
     s.add_argument("--cache-dir", help="teacher-logit cache (default $MAKD_HOME/cache)")
     s.add_argument("--num-cpus", type=int, help="CPUs for a private local Ray (default: all)")
+    s.add_argument("--num-gpus", type=float, help="GPUs for a private local Ray (default: all torch sees)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -25,11 +26,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise UsageError("num-cpus", f"must be >= 1, got {args.num_cpus}")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise UsageError("num-gpus", f"must be >= 0, got {args.num_gpus}")
     cfg = load_config(args.config, {"glue_dir": args.glue_dir, "storage": args.storage, "name": args.name})
     from tune.driver import report, run_sweep
 
     outcome = run_sweep(cfg, resume=args.resume, address=args.address, cache_dir=args.cache_dir, quiet=args.quiet,
-                        num_cpus=args.num_cpus)
+                        num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     return report(outcome)
 
 

@@ -62,7 +62,10 @@ class SweepConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     cpu: float = 1.0
-    gpu: float = 0.0
+    gpu: float = 0.0  # with gpu_auto, 0 until the driver measured a training step (tune.gpu_sizing)
+    gpu_auto: bool = False
+    pad_to_multiple_of: int | None = None
+    warm_up: bool | None = None
     max_concurrent_trials: int | None = None
     max_failures: int = 1
     storage: str = "runs"
@@ -117,7 +120,7 @@ def _range(raw: Any, path: str, *, low: float, high: float | None = None, low_op
 KNOWN_KEYS = {"name", "tasks", "teacher", "fine_tuned", "head_seed", "students", "student_tokenizer", "losses", "lams",
               "taus", "seeds", "epochs", "lr", "batch_size", "micro_batch_size", "max_length", "max_train_samples",
               "max_eval_samples", "data", "search", "scheduler", "resources_per_trial", "max_concurrent_trials",
-              "max_failures", "storage", "address"}
+              "max_failures", "storage", "address", "pad_to_multiple_of", "warm_up"}
 
 
 def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
@@ -182,7 +185,10 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     if not isinstance(res, dict) or set(res) - {"cpu", "gpu"}:
         raise _fail("resources_per_trial", "expected a mapping with cpu and/or gpu")
     cpu = _number(res.get("cpu", 1), "resources_per_trial.cpu", low=0.0, low_open=True)
-    gpu = _number(res.get("gpu", 0), "resources_per_trial.gpu", low=0.0)
+    gpu_auto = res.get("gpu") == "auto"
+    if isinstance(res.get("gpu"), str) and not gpu_auto:
+        raise _fail("resources_per_trial.gpu", f"expected a number or auto, got {res['gpu']!r}")
+    gpu = 0.0 if gpu_auto else _number(res.get("gpu", 0), "resources_per_trial.gpu", low=0.0)
     if gpu > 1 and not float(gpu).is_integer():
         raise _fail("resources_per_trial.gpu", f"a fraction must be <= 1 (whole GPUs above 1), got {gpu}")
 
@@ -215,6 +221,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         max_length=_number(raw.get("max_length", 128), "max_length", kind=int, low=8),
         max_train_samples=optional_int("max_train_samples"), max_eval_samples=optional_int("max_eval_samples"),
         glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu, gpu=gpu,
+        gpu_auto=gpu_auto, pad_to_multiple_of=optional_int("pad_to_multiple_of"), warm_up=_optional_bool(raw, "warm_up"),
         max_concurrent_trials=max_concurrent,
         max_failures=_number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
         storage=storage, address=address)
@@ -226,6 +233,13 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise _fail("search.n_trials", f"{search.n_trials} is fewer than the {len(categorical_cells(cfg))} "
                                        "categorical cells (student x loss x seed): each must be tried once")
     return cfg
+
+
+def _optional_bool(raw: dict, key: str) -> bool | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _fail(key, f"expected true, false or null (null: on GPUs only), got {value!r}")
+    return value
 
 
 def _parse_search(raw: Any) -> SearchConfig:

@@ -24,7 +24,7 @@ from makd.errors import UsageError
 from makd.pipeline import DataSource, fetch_teacher_logits, load_datasets
 from makd.tasks import get_task
 from makd.train import TrainConfig
-from tune import search
+from tune import gpu_sizing, search
 from tune.cluster import (
     alive_nodes,
     check_resources,
@@ -34,6 +34,7 @@ from tune.cluster import (
     resolve_address,
 )
 from tune.config import SweepConfig, experiment_root, is_remote_uri
+from tune.gpu_sizing import size_gpu_fraction
 from tune.results import (
     add_parameter_counts,
     rows_from_result_grid,
@@ -67,11 +68,13 @@ def base_train_fields(cfg: SweepConfig) -> dict:
     return {"teacher": cfg.teacher, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
             "micro_batch_size": cfg.micro_batch_size, "max_length": cfg.max_length,
             "head_seed": cfg.head_seed, "fine_tuned": cfg.fine_tuned, "student_tokenizer": cfg.student_tokenizer,
-            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples}
+            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples,
+            "pad_to_multiple_of": cfg.pad_to_multiple_of, "warm_up": cfg.warm_up}
 
 
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool) -> tuple[TaskData, CacheReport]:
-    """Load the task's data and its teacher logits (from the makd cache; the teacher runs only on a miss)."""
+    """Load the task's data, tokenise it once per student tokenizer, and fetch its teacher logits (from the makd
+    cache; the teacher runs only on a miss)."""
     base = base_train_fields(cfg)
     # A config that needs the teacher exactly when the sweep does: it keys the cache like every trial's would.
     probe = TrainConfig(task=task_name, student=cfg.students[0], loss="vanilla" if cfg.uses_teacher else "ce",
@@ -85,7 +88,30 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
         logits, report = ray.get(fill.remote(probe, train_ds, cache_dir, progress=progress))
     else:
         logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, device="cpu")
-    return TaskData(task_name, train_ds, eval_sets, logits, base), report
+    return TaskData(task_name, train_ds, eval_sets, logits, base, encode_for_students(cfg, probe, train_ds, eval_sets)), report
+
+
+def encode_for_students(cfg: SweepConfig, probe: TrainConfig, train_ds, eval_sets) -> dict:
+    """Token ids of every split, once per distinct student tokenizer: trials then skip tokenisation."""
+    from makd.models import load_tokenizer, student_tokenizer_spec
+    from makd.train import encode_splits
+
+    specs = dict.fromkeys(student_tokenizer_spec(s, cfg.student_tokenizer) for s in cfg.students)
+    return {spec: encode_splits(load_tokenizer(spec, "student_tokenizer"), probe, train_ds, eval_sets)
+            for spec in specs}
+
+
+def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
+    """(TrainConfig, encoded train split) for every task x student: what `gpu: auto` measures."""
+    from makd.models import student_tokenizer_spec
+
+    probes = []
+    for task, data in prepared.items():
+        for student in cfg.students:
+            train_enc, _ = data.encoded[student_tokenizer_spec(student, cfg.student_tokenizer)]
+            probes.append((TrainConfig(task=task, student=student, loss="vanilla" if cfg.uses_teacher else "ce",
+                                       lam=0.0 if cfg.uses_teacher else 1.0, **data.base), train_enc))
+    return probes
 
 
 def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bool, quiet: bool):
@@ -154,6 +180,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         # finish: work from a directory that outlives the job.
         os.chdir(tempfile.gettempdir())
     check_experiment_dir(cfg, root, resume)
+    sizing = None
     address = resolve_address(cfg, address)
     if not address:  # a private local Ray: refuse impossible requests before starting anything
         check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
@@ -165,15 +192,21 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         if not is_remote_uri(root):
             Path(root).mkdir(parents=True, exist_ok=True)
         events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
-        rows, cache = [], {}
+        rows, cache, prepared = [], {}, {}
         for task in cfg.tasks:
             t0 = time.perf_counter()
             data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet)
+            prepared[task] = data
             cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
                            "misses": report.misses, "teacher_loaded": report.teacher_loaded,
                            "teacher_seconds": round(report.teacher_seconds, 2),
                            "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train)}
             _say(quiet, f"[{task}] teacher cache: {cache[task]['status']} ({len(data.train)} train examples)")
+        if cfg.gpu_auto:
+            sizing = size_gpu_fraction(cfg, gpu_probes(cfg, prepared), nodes)
+            cfg = gpu_sizing.apply(cfg, sizing)
+            _say(quiet, sizing.describe())
+        for task, data in prepared.items():
             trainable = tune.with_resources(tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                             {"cpu": cfg.cpu, "gpu": cfg.gpu})
             grid = build_tuner(cfg, task, trainable, root, resume=resume, quiet=quiet).fit()
@@ -185,7 +218,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     outcome = SweepOutcome(root=root, trials=frame, cache=cache, wall_seconds=time.perf_counter() - start)
     write_trials(root, frame)
     write_bytes(root, "sweep.json", json.dumps({
-        "config": cfg.as_dict(), "address": address, "resumed": resume, "teacher_cache": cache,
+        "config": cfg.as_dict(), "gpu_sizing": sizing.as_dict() if sizing else None, "address": address, "resumed": resume, "teacher_cache": cache,
         "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
         "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
     outcome.leaderboard = write_leaderboard(root)

@@ -46,9 +46,9 @@ METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearso
                  "accuracy_m": "Acc m/mm"}
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
                        "score_mean", "score_std", "n_seeds", "final_score_mean", "delta_vs_vanilla", "delta_vs_ce",
-                       "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "teacher"]
+                       "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max", "teacher"]
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "final_score", "best_epoch",
-            "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "teacher_loads_in_trial")
+            "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb", "teacher_loads_in_trial")
 _SETTING = ["_lam", "_tau", "_lr"]
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -195,6 +195,8 @@ def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
                    resumed=any((h.get("resumed_from_epoch") or 0) > 0 for h in history),
                    teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial", 0)),
                    peak_rss_mb=metrics.get("peak_rss_mb"),
+                   peak_gpu_mb=max((h["peak_gpu_mb"] for h in history if _number(h.get("peak_gpu_mb")) is not None),
+                                   default=None),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
         devices = _device_count(config)
@@ -453,6 +455,7 @@ def _best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ())
                       n_trials=int(group["best_score"].notna().sum()),
                       wall_seconds_mean=group["wall_seconds"].mean(),
                       device_hours_total=group["device_hours"].sum(min_count=1),
+                      peak_gpu_mb_max=group["peak_gpu_mb"].max() if "peak_gpu_mb" in group else None,
                       student_parameters_m=group["student_parameters_m"].max(),
                       metric=_first(group["metric"]),
                       teacher=", ".join(sorted({str(t) for t in group["teacher"].dropna()})) or None,

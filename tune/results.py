@@ -18,7 +18,7 @@ from tune.trial import trial_params
 
 TRIAL_COLUMNS = ["task", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam", "tau", "seed", "lr", "metric",
                  "best_score", "final_score", "best_epoch", "epochs_run", "max_epochs", "stopped_early", "status",
-                 "wall_seconds", "device", "device_hours", "peak_rss_mb", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id",
+                 "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id",
                  "error"]
 
 
@@ -60,6 +60,8 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
                                                                     history and history["resumed_from_epoch"].max() > 0),
                        teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial", 0)),
                        peak_rss_mb=metrics.get("peak_rss_mb"),
+                       peak_gpu_mb=history["peak_gpu_mb"].max() if history is not None and "peak_gpu_mb" in history
+                       else None,
                        **{k: v for k, v in metrics.items() if k.startswith("glue_")})
             row["device_hours"] = row["wall_seconds"] / 3600 * (cfg.gpu if cfg.gpu > 0 else cfg.cpu)
         if result.error is not None:

@@ -12,7 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class TaskData:
     eval_sets: dict[str, TextDataset]
     teacher_logits: np.ndarray | None
     base: dict  # TrainConfig fields shared by every trial of the sweep (teacher, epochs, batch size, ...)
+    encoded: dict = field(default_factory=dict)  # student tokenizer spec -> makd.train.encode_splits(...)
 
 
 def trial_params(config: dict) -> dict:
@@ -71,11 +72,10 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def _assigned_cpus() -> int:
+def _assigned(resource: str, default: float) -> float:
     import ray
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    return max(1, int(cpus))
+    return float(ray.get_runtime_context().get_assigned_resources().get(resource, default))
 
 
 def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None) -> None:
@@ -84,7 +84,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     import torch
     from ray import tune
 
-    from makd import models
+    from makd import gpu, models
     from makd.tasks import get_task
     from makd.train import CHECKPOINT_NAME, TrainConfig, train
 
@@ -92,8 +92,11 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     cfg = TrainConfig(task=task_data.task, student=params["student"], loss=params["loss"], lam=float(params["lam"]),
                       tau=float(params["tau"]), seed=int(params["seed"]), lr=float(params["lr"]), **task_data.base)
     task = get_task(cfg.task)
-    torch.set_num_threads(_assigned_cpus())
+    torch.set_num_threads(max(1, int(_assigned("CPU", 1.0))))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    # Ray does not enforce GPU fractions: cap this trial's allocations at its share so it cannot starve others.
+    gpu_cap_mb = gpu.limit_memory(_assigned("GPU", 1.0), device)
+    encoded = task_data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
     context = tune.get_context()
     trial_id = context.get_trial_id()
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
@@ -111,7 +114,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
                 "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
                 "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
-                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(), **node,
+                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
+                "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds, **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:
@@ -127,7 +131,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     try:
         result = train(cfg, task_data.train, task_data.eval_sets,
                        task_data.teacher_logits if cfg.needs_teacher else None, checkpoint_dir=workdir,
-                       on_epoch_end=report, device=device, progress=False)
+                       on_epoch_end=report, device=device, progress=False, encoded=encoded)
         if first_epoch:
             _log_event(events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history), **node)
         elif result.history:

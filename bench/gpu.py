@@ -1,0 +1,368 @@
+"""GPU benchmark: is every trial fast from its first step, how many trials does one GPU hold, how does makd's loop
+compare with the paper notebook's HF Trainer. One command, one device, results/bench-gpu/{summary.md,*.csv}:
+
+  teacher   the teacher pass (the driver's cache fill) in examples/s
+  epochs    epoch 1 vs epoch 2 of a 2-epoch run, each in a fresh process (cold CUDA), with and without the two
+            fixes (length buckets, warm-up of every batch shape)
+  packing   the same N-trial sweep at 1, 2, 4, 8 trials per GPU: sweep wall, trials/hour, aggregate examples/s,
+            peak GPU memory per trial, and every trial's epoch 1 vs epoch 2
+  loop      makd's training loop vs the HF Trainer, both bf16 from cached logits, and the Trainer with the teacher
+            in the loop: warm, `--repeats` times
+
+    python -m bench.gpu                          # on a GPU box: SST-2, BERT-base-sized teacher, 6x384 student
+    python -m bench.gpu --device cpu             # toy size on CPU (fake GPU fractions): what CI runs
+
+On the offline GPU box (../shared/device): `source .device/env.sh && python3 -m bench.gpu --out $OUT/bench-gpu`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+from bench import common
+from bench.common import markdown, progress, stats
+
+SIZES = {  # per device: examples per sweep trial, per loop run, through the teacher; sweep trials; repeats
+    "cuda": {"train_examples": 4000, "loop_examples": 6000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
+             "packings": "1,2,4,8", "student": "6x384"},
+    "cpu": {"train_examples": 48, "loop_examples": 48, "teacher_examples": 48, "trials": 2, "repeats": 1,
+            "packings": "2", "student": "2x128"},
+}
+VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
+    "exact padding, no warm-up (before)": (1, False),
+    "length buckets of 32, no warm-up": (32, False),
+    "length buckets of 32 + warm-up (default on GPU)": (32, True),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--task", default="sst2")
+    p.add_argument("--glue-dir", default=common.GLUE_DIR)
+    p.add_argument("--teacher", default=os.environ.get("MAKD_DEVICE_TEACHER", common.TEACHER))
+    p.add_argument("--student")
+    p.add_argument("--student-tokenizer", default=os.environ.get("MAKD_DEVICE_TOK"))
+    p.add_argument("--train-examples", type=int, help="per sweep trial and epochs-section run")
+    p.add_argument("--loop-examples", type=int)
+    p.add_argument("--teacher-examples", type=int)
+    p.add_argument("--trials", type=int, help="trials per packing sweep (ce + vanilla over seeds)")
+    p.add_argument("--packings", help="trials per GPU, comma-separated")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sections", default="teacher,epochs,packing,loop")
+    p.add_argument("--out", default="results/bench-gpu")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one epochs-section run in a fresh process
+    args = p.parse_args(argv)
+    for key, value in SIZES[args.device].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.packings = [int(k) for k in str(args.packings).split(",")]
+    args.sections = args.sections.split(",")
+    return args
+
+
+def train_config(args, **overrides):
+    from makd.train import TrainConfig
+
+    base = dict(task=args.task, student=args.student, teacher=args.teacher, student_tokenizer=args.student_tokenizer,
+                loss="vanilla", lam=0.5, epochs=args.epochs, batch_size=args.batch_size, lr=1e-4, seed=0)
+    return TrainConfig(**{**base, **overrides})
+
+
+def load(args, n_train: int, n_eval: int | None = None):
+    common.GLUE_DIR = args.glue_dir
+    return common.load_task(args.task, n_train, n_eval)
+
+
+def cached_logits(args, train, cache_dir: str | None = None, device: str | None = None):
+    from makd.paths import default_cache_dir
+    from makd.pipeline import fetch_teacher_logits
+
+    return fetch_teacher_logits(train_config(args), train, cache_dir or default_cache_dir(), progress=False,
+                                device=device or args.device)
+
+
+# ------------------------------------------------------------------------------------------------ teacher pass
+
+def teacher_section(args) -> pd.DataFrame:
+    train, _ = load(args, args.teacher_examples, 1)
+    with tempfile.TemporaryDirectory(prefix="makd-bench-cache-") as cold:
+        start = time.perf_counter()
+        _, report = cached_logits(args, train, cold)
+        wall = time.perf_counter() - start
+    row = {"examples": len(train), "teacher_pass_s": report.teacher_seconds,
+           "examples_per_s": len(train) / report.teacher_seconds, "with_teacher_load_s": wall}
+    progress(row)
+    return pd.DataFrame([row])
+
+
+# ------------------------------------------------------------------------------------- epoch 1 vs 2, cold process
+
+def child_run(args) -> dict:
+    """One 2-epoch run in this (fresh) process: per-epoch examples/s and eval seconds."""
+    from makd.train import train
+
+    pad, warm = VARIANTS[args.child]
+    data, dev = load(args, args.train_examples, None)
+    logits, _ = cached_logits(args, data)
+    result = train(train_config(args, pad_to_multiple_of=pad, warm_up=warm), data, {"": dev}, logits,
+                   device=args.device, progress=False)
+    h = result.history
+    return {"variant": args.child, "warmup_s": h[0].warmup_seconds,
+            "epoch1_examples_per_s": h[0].train_examples_per_s, "epoch2_examples_per_s": h[1].train_examples_per_s,
+            "eval1_s": h[0].eval_seconds, "eval2_s": h[1].eval_seconds, "peak_gpu_mb": h[-1].peak_gpu_mb}
+
+
+def epochs_section(args, argv: list[str]) -> pd.DataFrame:
+    cached_logits(args, load(args, args.train_examples, None)[0])  # the cache the children read
+    rows = []
+    for variant in VARIANTS:
+        out = subprocess.run([sys.executable, "-m", "bench.gpu", *argv, "--child", variant], check=True,
+                             capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        progress(rows[-1])
+    frame = pd.DataFrame(rows)
+    frame["epoch1_over_epoch2"] = frame["epoch1_examples_per_s"] / frame["epoch2_examples_per_s"]
+    frame["eval1_over_eval2"] = frame["eval1_s"] / frame["eval2_s"]
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------ packing sweeps
+
+def packing_section(args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same sweep at k trials per GPU; returns (one row per k, one row per trial with its epochs)."""
+    cores = os.cpu_count() or 1
+    cpu_per_trial = max(cores // max(args.packings), 1)  # the same for every k: only the packing changes
+    seeds = list(range(max(1, args.trials // 2)))
+    cached_logits(args, load(args, args.train_examples, None)[0])  # every sweep starts with a warm cache
+    sweeps, trials = [], []
+    for k in args.packings:
+        start = time.perf_counter()
+        with common.bench_sweep(f"bench-gpu-{k}", num_cpus=cores, num_gpus=1, tasks=[args.task],
+                                teacher=args.teacher, students=[args.student],
+                                student_tokenizer=args.student_tokenizer, losses=["ce", "vanilla"], lams=[0.5],
+                                seeds=seeds, epochs=args.epochs, batch_size=args.batch_size,
+                                max_train_samples=args.train_examples, max_eval_samples=None,
+                                data={"glue_dir": args.glue_dir}, max_concurrent_trials=k,
+                                resources_per_trial={"cpu": cpu_per_trial, "gpu": 1 / k}) as (outcome, wall, exp):
+            frame = outcome.trials
+            epochs = _trial_epochs(exp / args.task)
+            span = _trial_span(exp / "events.jsonl")
+        finished = frame[frame["status"] == "TERMINATED"]
+        examples = float(len(finished) * args.epochs * args.train_examples)
+        row = {"trials_per_gpu": k, "gpu_fraction": 1 / k, "cpu_per_trial": cpu_per_trial, "trials": len(frame),
+               "finished": len(finished), "sweep_wall_s": wall, "trials_span_s": span,
+               "trials_per_hour": len(finished) / wall * 3600,
+               "aggregate_examples_per_s_sweep": examples / wall,
+               "aggregate_examples_per_s_trials": examples / span if span else None,
+               "peak_gpu_mb_median": pd.to_numeric(frame["peak_gpu_mb"], errors="coerce").median(),
+               "peak_gpu_mb_max": pd.to_numeric(frame["peak_gpu_mb"], errors="coerce").max(),
+               "peak_rss_mb_max": pd.to_numeric(frame["peak_rss_mb"], errors="coerce").max(),
+               "devices": ",".join(sorted(set(map(str, frame["device"].dropna())))),
+               "bench_wall_s": time.perf_counter() - start}
+        sweeps.append(row)
+        progress(row)
+        trials += [{"trials_per_gpu": k, **e} for e in epochs]
+    return pd.DataFrame(sweeps), pd.DataFrame(trials)
+
+
+def _trial_epochs(task_dir: Path) -> list[dict]:
+    """Per trial: epoch 1 and 2 examples/s and eval seconds, the warm-up, from Ray's result.json files."""
+    rows = []
+    for result in sorted(task_dir.glob("*/result.json")):
+        history = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        by_epoch = {h["epoch"]: h for h in history if "epoch" in h}
+        if 1 not in by_epoch:
+            continue
+        first, second = by_epoch[1], by_epoch.get(2, {})
+        rows.append({"trial_id": first.get("trial_id"), "pid": first.get("pid"), "warmup_s": first.get("warmup_seconds"),
+                     "epoch1_examples_per_s": first.get("train_examples_per_s"),
+                     "epoch2_examples_per_s": second.get("train_examples_per_s"),
+                     "eval1_s": first.get("eval_seconds"), "eval2_s": second.get("eval_seconds"),
+                     "peak_gpu_mb": (second or first).get("peak_gpu_mb"),
+                     "gpu_cap_mb": first.get("gpu_cap_mb")})
+    return rows
+
+
+def _trial_span(events: Path) -> float | None:
+    """From the first trial's start to the last trial's end (events.jsonl): the time trials actually ran."""
+    if not events.is_file():
+        return None
+    lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    starts = [e["time"] for e in lines if e.get("event") == "start"]
+    ends = [e["time"] for e in lines if e.get("event") in ("done", "already-done")]
+    return (max(ends) - min(starts)) if starts and ends else None
+
+
+# ------------------------------------------------------------------------------------------ loop vs HF Trainer
+
+LOOP_WAYS = ("makd loop", "HF Trainer, cached logits", "HF Trainer, teacher in the loop")
+
+
+def loop_section(args) -> pd.DataFrame:
+    """One epoch each, interleaved; the first round warms every way up and is not reported."""
+    import torch
+
+    from bench.hf_baseline import run_baseline
+    from makd.train import train
+
+    data, dev = load(args, args.loop_examples, 64)
+    logits, _ = cached_logits(args, data)
+    bf16 = args.device == "cuda" and torch.cuda.is_bf16_supported()
+    rows = []
+    for repeat in range(args.repeats + 1):
+        for way in LOOP_WAYS:
+            if way == "makd loop":
+                epoch = train(train_config(args, epochs=1, lam=0.5, loss="taylor"), data, {"": dev}, logits,
+                              device=args.device, progress=False).history[0]
+                per_s = epoch.train_examples_per_s
+            else:
+                run = run_baseline(data, None, student=args.student, teacher=args.teacher,
+                                   teacher_mode="cache" if "cached" in way else "loop", lam=0.5, kd="taylor",
+                                   epochs=1, batch_size=args.batch_size, max_length=128, lr=1e-4, seed=0,
+                                   teacher_logits=logits, bf16=bf16, student_tokenizer=args.student_tokenizer)
+                per_s = run.examples_per_s
+            if repeat > 0:
+                rows.append({"repeat": repeat, "way": way, "examples_per_s": per_s, "bf16": bf16})
+                progress(rows[-1])
+    return pd.DataFrame(rows)
+
+
+def loop_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    wide = frame.pivot(index="repeat", columns="way", values="examples_per_s")
+    out = []
+    for way in LOOP_WAYS:
+        s, r = stats(wide[way]), stats(wide["makd loop"] / wide[way])
+        out.append({"way": way, "examples_per_s_median": s["median"], "min": s["min"], "max": s["max"],
+                    "makd_x_median": r["median"], "makd_x_min": r["min"], "makd_x_max": r["max"], "repeats": s["n"]})
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------------------------- summary
+
+def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The issue's targets against what this run measured (medians over trials; whole-GPU trial = k=1)."""
+    rows = []
+    if "packing_trials" in tables and len(tables["packing_trials"]):
+        t = tables["packing_trials"].dropna(subset=["epoch2_examples_per_s"])
+        ratio = (t["epoch1_examples_per_s"] / t["epoch2_examples_per_s"]).median()
+        evals = (t["eval1_s"] / t["eval2_s"]).median()
+        rows += [{"target": "epoch-1 throughput >= 90% of epoch 2 (sweep trials, median)", "measured": ratio,
+                  "met": ratio >= 0.9},
+                 {"target": "first evaluation <= 2x a later one (sweep trials, median)", "measured": evals,
+                  "met": evals <= 2}]
+    if "packing" in tables and len(tables["packing"]):
+        p = tables["packing"].set_index("trials_per_gpu")
+        if 1 in p.index and 8 in p.index:
+            x = p.loc[8, "trials_per_hour"] / p.loc[1, "trials_per_hour"]
+            rows.append({"target": "8 trials per GPU >= 6x the trials/hour of 1", "measured": x, "met": x >= 6})
+            t = tables["packing_trials"]
+            warm = t[t["trials_per_gpu"] == 1]["epoch2_examples_per_s"].median()
+            for col, what in (("aggregate_examples_per_s_trials", "while trials run"),
+                              ("aggregate_examples_per_s_sweep", "over the whole sweep wall")):
+                x = p.loc[8, col] / warm
+                rows.append({"target": f"aggregate examples/s at 8 per GPU >= 3x one warm whole-GPU trial ({what})",
+                             "measured": x, "met": x >= 3})
+    if "loop" in tables and len(tables["loop"]):
+        s = loop_summary(tables["loop"]).set_index("way")
+        x = s.loc["HF Trainer, cached logits", "makd_x_median"]
+        rows.append({"target": "makd loop >= 1.5x the HF Trainer (cached logits)", "measured": x, "met": x >= 1.5})
+    return pd.DataFrame(rows)
+
+
+def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], machine: dict, wall: float) -> None:
+    captions = {
+        "teacher": f"Teacher pass ({args.teacher_examples} {args.task} train examples, cold cache, makd's default "
+                   f"batch on {args.device})",
+        "epochs": f"Epoch 1 vs epoch 2, each variant in a fresh process ({args.student}, {args.train_examples} "
+                  f"{args.task} examples, batch {args.batch_size}, full dev set)",
+        "packing": f"Packing: the same {args.trials}-trial sweep ({args.student}, {args.train_examples} {args.task} "
+                   f"examples x {args.epochs} epochs, ce + vanilla) at k trials per GPU",
+        "packing_trials": "Every sweep trial's epoch 1 vs epoch 2 (examples/s, eval seconds) and GPU memory",
+        "loop": f"makd loop vs HF Trainer ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
+                f"taylor lam 0.5; medians over {args.repeats} warm repeats)",
+    }
+    parts = [f"# GPU benchmark (`python -m bench.gpu --device {args.device}`)\n",
+             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on **{machine['gpu']}** "
+             f"({machine['cores']} cores), {wall / 60:.1f} min. Teacher `{Path(args.teacher).name}`, student "
+             f"`{args.student}`, task {args.task}.\n\nMachine: {json.dumps(machine)}\n"]
+    goals = targets(tables)
+    if len(goals):
+        parts.append(f"## Targets\n\n{markdown(goals)}\n")
+    for name, caption in captions.items():
+        if name in tables and len(tables[name]):
+            frame = loop_summary(tables[name]) if name == "loop" else tables[name]
+            parts.append(f"## {caption}\n\n{markdown(frame)}\n")
+    common.atomic_write_bytes(out / "summary.md", "\n".join(parts).encode())
+
+
+def machine_info(device: str) -> dict:
+    import platform
+
+    import torch
+    import transformers
+
+    return {"gpu": torch.cuda.get_device_name(0) if device == "cuda" else "none (CPU, fake GPU fractions)",
+            "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("bench.gpu: no CUDA device here; run with --device cpu for the toy-size check")
+    if args.child:
+        print(json.dumps(child_run(args)), flush=True)
+        return
+    os.environ.setdefault("MAKD_HOME", tempfile.mkdtemp(prefix="makd-bench-gpu-"))
+    out = Path(args.out)
+    common.RESULTS_DIR = out
+    machine = machine_info(args.device)
+    start = time.perf_counter()
+    tables: dict[str, pd.DataFrame] = {}
+    unknown = sorted(set(args.sections) - {"teacher", "epochs", "packing", "loop"})
+    if unknown:
+        raise SystemExit(f"bench.gpu: unknown section {unknown[0]!r} (choose from teacher, epochs, packing, loop)")
+    failed = []
+    for section in args.sections:
+        try:
+            if section == "teacher":
+                tables["teacher"] = teacher_section(args)
+            elif section == "epochs":
+                tables["epochs"] = epochs_section(args, argv)
+            elif section == "packing":
+                tables["packing"], tables["packing_trials"] = packing_section(args)
+            else:
+                tables["loop"] = loop_section(args)
+        except Exception as err:  # one failed section must not lose the others' measurements
+            failed.append(section)
+            progress(f"section {section} FAILED: {type(err).__name__}: {err}")
+            traceback.print_exc()
+        for name, frame in tables.items():
+            common.write_csv(frame.assign(device=machine["gpu"]), f"{name}.csv")
+        write_summary(args, out, tables, machine, time.perf_counter() - start)  # after every section: a timeout
+        progress(f"section {section} done at {time.perf_counter() - start:.0f} s")  # keeps what was measured
+    print((out / "summary.md").read_text())
+    if failed:
+        raise SystemExit(f"bench.gpu: section(s) {', '.join(failed)} failed (see the log above)")
+
+
+if __name__ == "__main__":
+    main()

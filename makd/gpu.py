@@ -1,0 +1,145 @@
+"""GPU memory of one training run: a cap at its share of the device, its peak, a one-line error when it runs out,
+and the measurement that sizes GPU fractions (`resources_per_trial: {gpu: auto}`).
+
+Ray does not enforce fractional GPUs: a trial at `gpu: 0.125` could take the whole device and starve its seven
+neighbours. The cap (`torch.cuda.set_per_process_memory_fraction`) makes an over-budget trial fail alone, with a
+message naming its peak and its cap, instead of taking others down with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+MIB = 1024 * 1024
+_cap: dict[int, tuple[float, float]] = {}  # device index -> (fraction, cap MiB) set by limit_memory in this process
+
+
+class GpuOutOfMemory(RuntimeError):
+    """A run needed more GPU memory than it may use; the message is one line with its peak and its cap."""
+
+
+def is_cuda(device: str | torch.device) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def _index(device: str | torch.device) -> int:
+    device = torch.device(device)
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def total_memory_mb(device: str | torch.device) -> float:
+    return torch.cuda.get_device_properties(_index(device)).total_memory / MIB
+
+
+def limit_memory(fraction: float, device: str | torch.device) -> float | None:
+    """Cap this process's CUDA allocations at `fraction` of the device (whole GPUs: no cap); returns the cap in MiB.
+    Also resets the peak counter, so a reused worker reports each run's own peak."""
+    if not is_cuda(device):
+        return None
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    index = _index(device)
+    torch.cuda.set_per_process_memory_fraction(fraction if fraction > 0 else 1.0, index)
+    torch.cuda.reset_peak_memory_stats(index)
+    cap = total_memory_mb(device) * (fraction if fraction > 0 else 1.0)
+    _cap[index] = (fraction, cap)
+    return round(cap, 1)
+
+
+def reset_peak(device: str | torch.device) -> None:
+    if is_cuda(device):
+        torch.cuda.reset_peak_memory_stats(_index(device))
+
+
+def peak_memory_mb(device: str | torch.device) -> float | None:
+    """The most memory PyTorch's allocator held on the device since the last reset (MiB); None on CPU."""
+    if not is_cuda(device):
+        return None
+    return round(torch.cuda.max_memory_reserved(_index(device)) / MIB, 1)
+
+
+def out_of_memory(err: BaseException, device: str | torch.device, what: str) -> GpuOutOfMemory:
+    """The one-line error for a CUDA out-of-memory during `what` (e.g. "training batch 32 x 128 tokens")."""
+    index = _index(device)
+    total = total_memory_mb(device)
+    fraction, cap = _cap.get(index, (1.0, total))
+    asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", str(err))
+    return GpuOutOfMemory(
+        f"out of GPU memory during {what}: peak {peak_memory_mb(device):,.0f} MiB, cap {cap:,.0f} MiB "
+        f"({fraction:g} of {total:,.0f} MiB{'; asked for ' + asked.group(1) + ' more' if asked else ''}); lower "
+        "batch_size, set micro_batch_size, or give each trial a larger gpu fraction (resources_per_trial.gpu)")
+
+
+@dataclass
+class StepMemory:
+    """What one training step of a student's widest batch took on a GPU: the input of `packing`."""
+
+    student: str
+    peak_mb: float  # the allocator's peak over a training step (optimizer state included) and an eval batch
+    context_mb: float  # the CUDA context and libraries, outside the allocator (every process pays it once)
+    total_mb: float
+    device_name: str
+    batch: str  # e.g. "32 x 128 tokens"
+
+    @property
+    def need_mb(self) -> float:
+        return self.peak_mb + self.context_mb
+
+
+def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> StepMemory:
+    """Run two training steps (the second with AdamW's state allocated) on cfg.batch_size of the longest training
+    examples, then one eval batch of the longest dev-sized widths, and report the peak."""
+    import numpy as np
+
+    from makd.models import build_student
+    from makd.tasks import get_task
+    from makd.train import autocast_dtype, make_optimizer, pad_multiple, train_step
+
+    device = torch.device(device)
+    torch.cuda.init()
+    torch.cuda.synchronize(device)
+    free, total = torch.cuda.mem_get_info(device)
+    context = (total - free) / MIB - torch.cuda.memory_reserved(device) / MIB
+    torch.cuda.reset_peak_memory_stats(device)
+    task = get_task(cfg.task)
+    model, _ = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    model.to(device).train()
+    amp = autocast_dtype(cfg.precision, device)
+    longest = np.argsort(-encoded.lengths, kind="stable")[:cfg.batch_size]
+    targets = torch.zeros((len(longest),), dtype=torch.long) if not task.is_regression else torch.full(
+        (len(longest), 2), 0.5)
+    teacher = torch.zeros((len(longest), task.num_labels)) if cfg.needs_teacher else None
+    optimizer = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    for _ in range(2):
+        train_step(model, encoded, longest, targets.to(device), teacher.to(device) if teacher is not None else None,
+                   cfg, optimizer, scaler, device=device, amp=amp, pad_to_multiple_of=pad_multiple(cfg, device))
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        from makd.batching import collate
+
+        rows = np.argsort(-encoded.lengths, kind="stable")[:cfg.eval_batch_size]
+        model(**{k: v.to(device) for k, v in collate(encoded, rows, pad_to_multiple_of=pad_multiple(cfg, device)).items()})
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_reserved(device) / MIB
+    from makd.batching import padded_length
+
+    width = padded_length(int(encoded.lengths[longest].max()), pad_multiple(cfg, device), encoded.max_length)
+    del model, optimizer
+    torch.cuda.empty_cache()
+    return StepMemory(student=cfg.student, peak_mb=round(peak, 1), context_mb=round(max(context, 0.0), 1),
+                      total_mb=round(total / MIB, 1), device_name=torch.cuda.get_device_name(device),
+                      batch=f"{len(longest)} x {width} tokens")
+
+
+def packing(need_mb: float, total_mb: float, *, margin: float = 0.2, max_trials: int = 64) -> int:
+    """The largest power-of-two number of trials per GPU whose needs, each with `margin` on top, fit the device;
+    0 when not even one does."""
+    trials = 0
+    k = 1
+    while k <= max_trials and k * need_mb * (1 + margin) <= total_mb:
+        trials = k
+        k *= 2
+    return trials

@@ -1,0 +1,84 @@
+"""What only a CUDA GPU can show (skipped without one): warm-up and length buckets on the device, the per-trial
+memory cap and its one-line error, peak_gpu_mb, and `gpu: auto` measuring a real training step.
+
+On the offline GPU box: `source .device/env.sh && MAKD_TEST_TOKENIZER_DIR=$MAKD_DEVICE_TOK python3 -m pytest
+tests/test_gpu.py` (see README, GPUs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import sentiment
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def config(student_dir, **kw):
+    from makd.train import TrainConfig
+
+    base = dict(task="sst2", student="2x128", student_tokenizer=str(student_dir), teacher="unused", loss="vanilla",
+                lam=0.5, epochs=2, batch_size=8, lr=2e-3, max_length=32, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def logits_for(ds) -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 2, size=(len(ds), 2)).astype(np.float32)
+
+
+def test_cuda_run_warms_up_reports_its_peak_and_trains_like_without_warm_up(tiny_bert_dir):
+    from makd.train import train
+
+    ds, dev = sentiment(64), sentiment(32, "validation", seed=1)
+    warmed = train(config(tiny_bert_dir), ds, {"": dev}, logits_for(ds), device="cuda", progress=False)
+    plain = train(config(tiny_bert_dir, warm_up=False), ds, {"": dev}, logits_for(ds), device="cuda", progress=False)
+    assert warmed.history[0].warmup_seconds > 0 and plain.history[0].warmup_seconds == 0
+    assert warmed.history[-1].peak_gpu_mb > 0
+    # the warm-up restores every RNG and takes no step: the same run, up to CUDA's non-deterministic reductions
+    assert [h.train_loss for h in warmed.history] == pytest.approx([h.train_loss for h in plain.history], rel=1e-3)
+
+
+def test_a_run_over_its_memory_cap_fails_in_one_line_naming_peak_and_cap(tiny_bert_dir):
+    from makd import gpu
+    from makd.train import train
+
+    ds, dev = sentiment(64), sentiment(32, "validation", seed=1)
+    total = gpu.total_memory_mb("cuda")
+    try:
+        cap = gpu.limit_memory(16 / total, "cuda")  # 16 MiB: a 6x384 student's weights alone are larger
+        assert cap == pytest.approx(16, rel=0.01)
+        with pytest.raises(gpu.GpuOutOfMemory) as err:
+            train(config(tiny_bert_dir, student="6x384"), ds, {"": dev}, logits_for(ds), device="cuda",
+                  progress=False)
+    finally:
+        gpu.limit_memory(1.0, "cuda")
+        torch.cuda.empty_cache()
+    message = str(err.value)
+    assert "\n" not in message and "cap 16 MiB" in message and "peak" in message and "micro_batch_size" in message
+
+
+def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from makd.cli import main
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    glue = Path(__file__).resolve().parent / "fixtures" / "glue"
+    raw = {"name": "auto", "tasks": ["rte"], "teacher": str(tiny_bert_dir), "students": ["2x128"],
+           "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "vanilla"], "lams": [0.5], "seeds": [0, 1],
+           "epochs": 2, "batch_size": 8, "max_length": 32, "data": {"glue_dir": str(glue)},
+           "resources_per_trial": {"cpu": 1, "gpu": "auto"}, "storage": str(tmp_path / "runs")}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--num-cpus", "4"]) == 0
+    assert "gpu: auto -> " in capsys.readouterr().err
+    sizing = json.loads((tmp_path / "runs" / "auto" / "sweep.json").read_text())["gpu_sizing"]
+    assert sizing["trials_per_gpu"] >= 1 and sizing["measured"][0]["peak_mb"] > 0
+    trials = pd.read_csv(tmp_path / "runs" / "auto" / "trials.csv")
+    assert set(trials["device"]) == {"cuda"} and (trials["peak_gpu_mb"] > 0).all()

@@ -1,0 +1,105 @@
+"""`resources_per_trial: {gpu: auto}` and the GPU memory pieces that can be checked without a GPU: the packing rule,
+the sizing decision from measured steps, config parsing, and a sweep on a cluster without (usable) GPUs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from makd.errors import UsageError
+from makd.gpu import StepMemory, packing
+from tune.config import parse_config
+from tune.gpu_sizing import size_gpu_fraction
+
+
+def sweep_raw(**overrides) -> dict:
+    base = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"],
+            "resources_per_trial": {"cpu": 2, "gpu": "auto"}}
+    return {**base, **overrides}
+
+
+def node(cpus: float, gpus: float) -> dict:
+    return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+
+def step(student: str, peak: float, context: float = 500.0, total: float = 81_000.0) -> StepMemory:
+    return StepMemory(student=student, peak_mb=peak, context_mb=context, total_mb=total, device_name="Fake GPU",
+                      batch="32 x 128 tokens")
+
+
+def test_packing_is_the_largest_power_of_two_that_fits_with_the_margin():
+    assert packing(10_000, 80_000, margin=0.2) == 4  # 4 x 12,000 fits 80,000; 8 x 12,000 does not
+    assert packing(8_000, 80_000, margin=0.2) == 8  # 8 x 9,600 = 76,800
+    assert packing(8_400, 80_000, margin=0.2) == 4  # 8 x 10,080 = 80,640 > 80,000
+    assert packing(100, 80_000, margin=0.2) == 64  # capped
+    assert packing(70_000, 80_000, margin=0.2) == 0  # not even one trial with its margin
+
+
+def test_gpu_auto_parses_and_starts_at_zero():
+    cfg = parse_config(sweep_raw())
+    assert cfg.gpu_auto and cfg.gpu == 0.0
+    assert not parse_config(sweep_raw(resources_per_trial={"gpu": 0.5})).gpu_auto
+
+
+def test_sizing_takes_the_widest_student_and_the_gpu_nodes_cpus():
+    cfg = parse_config(sweep_raw(students=["2x128", "6x384"]))
+    measured = [step("2x128", 1_000), step("6x384", 7_000)]
+    sizing = size_gpu_fraction(cfg, ["probe-a", "probe-b"], [node(64, 1)], measure=lambda probes: measured)
+    # 6x384 needs 7,500 MiB with its context: 8 x 9,000 = 72,000 fits 81,000, 16 x 9,000 does not
+    assert sizing.trials_per_gpu == 8 and sizing.gpu == 0.125 and sizing.widest.student == "6x384"
+    assert not sizing.cpu_bound
+    text = sizing.describe()
+    assert "0.125 GPU per trial (8 per GPU)" in text and "6x384" in text and "7,000 MiB" in text
+    # the same GPU on a node with 8 CPUs holds only 4 trials of 2 CPUs
+    small = size_gpu_fraction(cfg, [], [node(8, 1), node(96, 0)], measure=lambda probes: measured)
+    assert small.trials_per_gpu == 4 and small.cpu_bound and "CPUs" in small.describe()
+    assert json.loads(json.dumps(small.as_dict()))["trials_per_gpu"] == 4
+
+
+def test_sizing_refuses_a_step_larger_than_the_gpu_in_one_line():
+    cfg = parse_config(sweep_raw())
+    with pytest.raises(UsageError) as err:
+        size_gpu_fraction(cfg, [], [node(16, 1)], measure=lambda probes: [step("2x128", 79_000)])
+    assert err.value.field == "resources_per_trial.gpu" and "micro_batch_size" in err.value.problem
+    assert "\n" not in str(err.value)
+
+
+def test_no_gpu_in_the_cluster_means_cpu_trials():
+    def never(probes):
+        raise AssertionError("nothing to measure without a GPU")
+
+    sizing = size_gpu_fraction(parse_config(sweep_raw()), [], [node(2, 0)], measure=never)
+    assert sizing.gpu == 0.0 and "no GPU" in sizing.describe()
+
+
+@pytest.mark.sweep
+def test_gpu_auto_sweeps_on_cpus_without_a_gpu_and_refuses_a_gpu_torch_cannot_see(tiny_bert_dir, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """A laptop config with gpu: auto runs on CPUs; a cluster that lists a GPU torch cannot use is refused in one
+    line (here: Ray told of one fake GPU) before any trial starts."""
+    import yaml
+
+    from makd.cli import main
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
+    raw = sweep_raw(teacher=str(tiny_bert_dir), students=["1x64"], student_tokenizer=str(tiny_bert_dir),
+                    losses=["ce"], epochs=1, batch_size=8, max_length=32, data={"glue_dir": str(fixture_glue)},
+                    resources_per_trial={"cpu": 1, "gpu": "auto"}, storage=str(tmp_path / "runs"))
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(config), "--num-cpus", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "gpu: auto -> 0: no GPU in the Ray cluster" in captured.err
+    summary = json.loads((tmp_path / "runs" / "x" / "sweep.json").read_text())
+    assert summary["gpu_sizing"]["gpu"] == 0.0 and summary["config"]["gpu_auto"] is True
+    trials = json.loads((tmp_path / "runs" / "x" / "trials.jsonl").read_text().splitlines()[0])
+    assert trials["device"] == "cpu" and trials["peak_gpu_mb"] is None
+
+    config.write_text(yaml.safe_dump({**raw, "name": "y"}))
+    assert main(["sweep", str(config), "--num-cpus", "2", "--num-gpus", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("makd: error: resources_per_trial.gpu: auto: the Ray cluster lists a GPU")
