@@ -206,6 +206,12 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=device.type == "cuda") for k, v in batch.items()}
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
                teacher_logits: torch.Tensor | None, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None,
@@ -228,8 +234,8 @@ def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray,
         batch = collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of, pin_memory=device.type == "cuda")
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             logits = model(**to_device(batch, device)).logits
-        loss = distillation_loss(logits, teacher_logits[part].to(device) if teacher_logits is not None else None,
-                                 targets[part].to(device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+        loss = distillation_loss(logits, _to(teacher_logits[part], device) if teacher_logits is not None else None,
+                                 _to(targets[part], device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
         share = len(rows) / len(idx)
         scaler.scale(loss * share).backward()
         loss_sum += loss.detach() * share
@@ -367,9 +373,10 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
         raise ValueError("encoded splits do not match the datasets")
     eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items()}
-    # Targets and teacher logits are a few floats per example: on the device once, indexed there every step.
-    targets = training_targets(task, train_ds.labels).to(dev)
-    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32, device=dev) if cfg.needs_teacher else None
+    # Rows of targets and teacher logits are gathered on the host and travel with the batch (pinned, non-blocking):
+    # indexing device tensors with a host index would make the CPU wait for the GPU every step.
+    targets = training_targets(task, train_ds.labels)
+    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if cfg.needs_teacher else None
 
     steps_per_epoch = -(-len(train_ds) // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -407,8 +414,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
         with _one_line_oom(dev, f"training ({widest})"):
             for idx in bar:
-                index = torch.from_numpy(idx).to(dev)
-                loss = train_step(model, train_enc, idx, targets[index], teacher[index] if teacher is not None else None,
+                loss = train_step(model, train_enc, idx, targets[idx], teacher[idx] if teacher is not None else None,
                                   cfg, optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad)
                 scheduler.step()
                 seen += len(idx)
