@@ -11,6 +11,10 @@ compare with the paper notebook's HF Trainer. One command, one device, results/b
 
     python -m bench.gpu                          # on a GPU box: SST-2, BERT-base-sized teacher, 6x384 student
     python -m bench.gpu --device cpu             # toy size on CPU (fake GPU fractions): what CI runs
+    python -m bench.gpu --summarize DIR          # rebuild DIR/summary.md from its CSVs and run.json
+
+Each section's CSV is written as soon as it ends (with the device name), with run.json (machine, settings, seconds
+per section) and summary.md, so a run cut short keeps what it measured.
 
 On the offline GPU box (../shared/device): `source .device/env.sh && python3 -m bench.gpu --out $OUT/bench-gpu`.
 """
@@ -64,6 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--sections", default="teacher,epochs,packing,loop")
     p.add_argument("--out", default="results/bench-gpu")
+    p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR/summary.md from DIR's CSVs and run.json")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one epochs-section run in a fresh process
     args = p.parse_args(argv)
     for key, value in SIZES[args.device].items():
@@ -283,7 +288,13 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], machine: dict, wall: float) -> None:
+SECTION_TABLES = {"teacher": ["teacher"], "epochs": ["epochs"], "packing": ["packing", "packing_trials"],
+                  "loop": ["loop"]}
+SETTINGS = ("task", "teacher", "student", "student_tokenizer", "train_examples", "loop_examples", "teacher_examples",
+            "trials", "packings", "repeats", "epochs", "batch_size")
+
+
+def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -> None:
     captions = {
         "teacher": f"Teacher pass ({args.teacher_examples} {args.task} train examples, cold cache, makd's default "
                    f"batch on {args.device})",
@@ -295,10 +306,13 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], machine: dic
         "loop": f"makd loop vs HF Trainer ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
                 f"taylor lam 0.5; medians over {args.repeats} warm repeats)",
     }
+    machine, seconds = run["machine"], run["section_seconds"]
+    timing = ", ".join(f"{name} {sec:.0f} s" for name, sec in seconds.items())
     parts = [f"# GPU benchmark (`python -m bench.gpu --device {args.device}`)\n",
-             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on **{machine['gpu']}** "
-             f"({machine['cores']} cores), {wall / 60:.1f} min. Teacher `{Path(args.teacher).name}`, student "
-             f"`{args.student}`, task {args.task}.\n\nMachine: {json.dumps(machine)}\n"]
+             f"Run {run['started']} on **{machine['gpu']}** ({machine['cores']} cores): {timing} "
+             f"({sum(seconds.values()) / 60:.1f} min in all, set-up of the box not included). Teacher "
+             f"`{Path(args.teacher).name}`, student `{args.student}`, task {args.task}.\n\nMachine: "
+             f"{json.dumps(machine)}\n"]
     goals = targets(tables)
     if len(goals):
         parts.append(f"## Targets\n\n{markdown(goals)}\n")
@@ -307,6 +321,16 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], machine: dic
             frame = loop_summary(tables[name]) if name == "loop" else tables[name]
             parts.append(f"## {caption}\n\n{markdown(frame)}\n")
     common.atomic_write_bytes(out / "summary.md", "\n".join(parts).encode())
+
+
+def summarize(out: Path) -> None:
+    """Rebuild out/summary.md from the CSVs there and run.json (e.g. sections measured in separate runs)."""
+    run = json.loads((out / "run.json").read_text())
+    args = argparse.Namespace(device=run["device"], **run["settings"])
+    tables = {name: pd.read_csv(out / f"{name}.csv").drop(columns=["device"])
+              for names in SECTION_TABLES.values() for name in names if (out / f"{name}.csv").is_file()}
+    write_summary(args, out, tables, run)
+    print((out / "summary.md").read_text())
 
 
 def machine_info(device: str) -> dict:
@@ -323,6 +347,9 @@ def machine_info(device: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.summarize:
+        summarize(Path(args.summarize))
+        return
     if args.device == "cuda":
         import torch
 
@@ -334,14 +361,16 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MAKD_HOME", tempfile.mkdtemp(prefix="makd-bench-gpu-"))
     out = Path(args.out)
     common.RESULTS_DIR = out
-    machine = machine_info(args.device)
-    start = time.perf_counter()
+    run = {"started": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+           "device": args.device, "machine": machine_info(args.device),
+           "settings": {k: getattr(args, k) for k in SETTINGS}, "section_seconds": {}}
     tables: dict[str, pd.DataFrame] = {}
     unknown = sorted(set(args.sections) - {"teacher", "epochs", "packing", "loop"})
     if unknown:
         raise SystemExit(f"bench.gpu: unknown section {unknown[0]!r} (choose from teacher, epochs, packing, loop)")
     failed = []
     for section in args.sections:
+        start = time.perf_counter()
         try:
             if section == "teacher":
                 tables["teacher"] = teacher_section(args)
@@ -355,10 +384,13 @@ def main(argv: list[str] | None = None) -> None:
             failed.append(section)
             progress(f"section {section} FAILED: {type(err).__name__}: {err}")
             traceback.print_exc()
-        for name, frame in tables.items():
-            common.write_csv(frame.assign(device=machine["gpu"]), f"{name}.csv")
-        write_summary(args, out, tables, machine, time.perf_counter() - start)  # after every section: a timeout
-        progress(f"section {section} done at {time.perf_counter() - start:.0f} s")  # keeps what was measured
+        run["section_seconds"][section] = round(time.perf_counter() - start, 1)
+        for name in SECTION_TABLES[section]:
+            if name in tables:
+                common.write_csv(tables[name].assign(device=run["machine"]["gpu"]), f"{name}.csv")
+        common.atomic_write_bytes(out / "run.json", json.dumps(run, indent=1).encode())
+        write_summary(args, out, tables, run)  # after every section: a run cut short keeps what it measured
+        progress(f"section {section} took {run['section_seconds'][section]:.0f} s")
     print((out / "summary.md").read_text())
     if failed:
         raise SystemExit(f"bench.gpu: section(s) {', '.join(failed)} failed (see the log above)")
