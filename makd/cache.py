@@ -159,10 +159,12 @@ class CacheReport:
 
 def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_labels: int, max_length: int,
                    cache_dir: str | Path, head_seed: int = 0, fine_tuned: bool = False, batch_size: int | None = None,
-                   device: str | torch.device = "cpu", progress: bool = True) -> tuple[dict[str, np.ndarray], CacheReport]:
+                   device: str | torch.device = "cpu", progress: bool = True,
+                   compute: bool = True) -> tuple[dict[str, np.ndarray], CacheReport]:
     """Logits of the frozen teacher for each named dataset, from the cache when present.
 
-    The teacher is loaded only if at least one entry is missing, and then at most once.
+    The teacher is loaded only if at least one entry is missing, and then at most once. compute=False only looks:
+    a missing entry is left out of the result (and counted as a miss).
     """
     from makd import models  # heavy imports stay out of module import
 
@@ -180,6 +182,8 @@ def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_lab
             result[name] = logits
             continue
         report.misses += 1
+        if not compute:
+            continue
         start = time.perf_counter()
         if loaded is None:
             loaded = models.load_teacher(teacher, num_labels, fine_tuned=fine_tuned, head_seed=head_seed)

@@ -59,15 +59,17 @@ def load_datasets(cfg: TrainConfig, source: DataSource) -> tuple[TextDataset, di
 
 
 def fetch_teacher_logits(cfg: TrainConfig, train_ds: TextDataset, cache_dir: str | Path, *,
-                         progress: bool = True, device=None) -> tuple[np.ndarray | None, CacheReport]:
-    """The teacher's train-split logits from the cache (computed and stored on a miss); None when not needed."""
+                         progress: bool = True, device=None, compute: bool = True) -> tuple[np.ndarray | None, CacheReport]:
+    """The teacher's train-split logits from the cache (computed and stored on a miss); None when not needed, or
+    on a miss with compute=False."""
     if not cfg.needs_teacher:
         return None, CacheReport()
     task = get_task(cfg.task)
     logits, report = teacher_logits({"train": train_ds}, teacher=cfg.teacher, num_labels=task.num_labels,
                                     max_length=cfg.max_length, cache_dir=cache_dir, head_seed=cfg.head_seed,
-                                    fine_tuned=cfg.fine_tuned, device=pick_device(device), progress=progress)
-    return logits["train"], report
+                                    fine_tuned=cfg.fine_tuned, device=pick_device(device), progress=progress,
+                                    compute=compute)
+    return logits.get("train"), report
 
 
 def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_seconds: float,

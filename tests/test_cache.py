@@ -88,3 +88,16 @@ def test_cache_load_of_missing_entry_is_none(tmp_path):
     assert cache.load(key) is None
     cache.save(key, np.arange(4, dtype=np.float32).reshape(2, 2))
     np.testing.assert_array_equal(cache.load(key), [[0, 1], [2, 3]])
+
+
+def test_looking_only_never_loads_the_teacher(tmp_path, tiny_bert_dir, monkeypatch):
+    """compute=False (what the sweep driver asks first, before it sends a teacher pass to a GPU node): a miss is
+    reported and left out, a hit is returned."""
+    ds = sentiment(20)
+    loads = models.TEACHER_LOADS
+    missing, report = fetch(tmp_path, tiny_bert_dir, ds, compute=False)
+    assert missing == {} and report.status == "miss" and models.TEACHER_LOADS == loads
+    filled, _ = fetch(tmp_path, tiny_bert_dir, ds)
+    found, report = fetch(tmp_path, tiny_bert_dir, ds, compute=False)
+    assert report.status == "hit"
+    np.testing.assert_array_equal(found["train"], filled["train"])

@@ -103,3 +103,28 @@ def test_gpu_auto_sweeps_on_cpus_without_a_gpu_and_refuses_a_gpu_torch_cannot_se
     assert main(["sweep", str(config), "--num-cpus", "2", "--num-gpus", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("makd: error: resources_per_trial.gpu: auto: the Ray cluster lists a GPU")
+
+
+def test_a_warm_teacher_cache_sends_no_teacher_pass_to_a_gpu_node(tiny_bert_dir, tmp_path, monkeypatch):
+    """On a cache hit the driver reads the logits itself: no Ray task (a GPU worker that imports torch and starts
+    CUDA only to read a file cost ~8 s per task and sweep)."""
+    import ray
+
+    from tune.driver import prepare_task
+
+    fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
+    cfg = parse_config(sweep_raw(teacher=str(tiny_bert_dir), students=["1x64"], student_tokenizer=str(tiny_bert_dir),
+                                 losses=["vanilla"], lams=[0.5], max_length=32, data={"glue_dir": str(fixture_glue)},
+                                 resources_per_trial={"cpu": 1, "gpu": 0.5}))
+    cache = str(tmp_path / "cache")
+    data, report = prepare_task(cfg, "rte", cache, progress=False)  # cold, no GPU: computed on the driver's CPU
+    assert report.status == "miss" and data.teacher_logits is not None
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a cache hit must not start a Ray task")
+
+    monkeypatch.setattr(ray, "remote", no_ray)
+    again, report = prepare_task(cfg, "rte", cache, progress=False, teacher_on_gpu=True)
+    assert report.status == "hit"
+    assert (again.teacher_logits == data.teacher_logits).all()
+    assert set(again.encoded) == {str(tiny_bert_dir)}  # tokenised once for the student's tokenizer

@@ -72,21 +72,23 @@ def base_train_fields(cfg: SweepConfig) -> dict:
             "pad_to_multiple_of": cfg.pad_to_multiple_of, "warm_up": cfg.warm_up}
 
 
-def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool) -> tuple[TaskData, CacheReport]:
+def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
+                 teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
     """Load the task's data, tokenise it once per student tokenizer, and fetch its teacher logits (from the makd
-    cache; the teacher runs only on a miss)."""
+    cache; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu)."""
     base = base_train_fields(cfg)
     # A config that needs the teacher exactly when the sweep does: it keys the cache like every trial's would.
     probe = TrainConfig(task=task_name, student=cfg.students[0], loss="vanilla" if cfg.uses_teacher else "ce",
                         lam=0.0 if cfg.uses_teacher else 1.0, **base)
     train_ds, eval_sets = load_datasets(probe, DataSource.from_env(cfg.glue_dir))
-    if cfg.gpu > 0 and cfg.uses_teacher:
+    logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, compute=False)
+    if logits is None and cfg.uses_teacher and teacher_on_gpu:
         import ray
 
         # Trials use GPUs: run the teacher pass as a Ray task on a GPU node (the driver's node may have none).
         fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_logits)
         logits, report = ray.get(fill.remote(probe, train_ds, cache_dir, progress=progress))
-    else:
+    elif logits is None and cfg.uses_teacher:
         logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, device="cpu")
     return TaskData(task_name, train_ds, eval_sets, logits, base, encode_for_students(cfg, probe, train_ds, eval_sets)), report
 
@@ -195,7 +197,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         rows, cache, prepared = [], {}, {}
         for task in cfg.tasks:
             t0 = time.perf_counter()
-            data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet)
+            data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet,
+                                        teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
+                                            n["Resources"].get("GPU", 0) > 0 for n in nodes)))
             prepared[task] = data
             cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
                            "misses": report.misses, "teacher_loaded": report.teacher_loaded,
