@@ -83,3 +83,40 @@ def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_pa
     for title in ("Benchmark 1a", "Benchmark 1b", "Benchmark 2a", "Benchmark 2b", "Benchmark 3", "Benchmark 4",
                   "Benchmark 5"):
         assert title in out
+
+
+GPU_BENCH_CPU = ".venv/bin/python -m bench.gpu --device cpu --out /tmp/makd-bench-gpu-cpu"  # README, GPUs
+
+
+def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_readme_shows(glue_dir, tmp_path):
+    """bench/gpu.py's every section on CPU (fake GPU fractions): the real teacher and data, toy sizes."""
+    import shlex
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    assert GPU_BENCH_CPU in (repo / "README.md").read_text()
+    out = Path("/tmp/makd-bench-gpu-cpu")
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home"), "MAKD_GLUE_DIR": str(glue_dir)}
+    proc = subprocess.run(shlex.split(GPU_BENCH_CPU), cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert len(epochs) == 3 and (epochs["epoch2_examples_per_s"] > 0).all()
+    assert epochs["warmup_s"].tolist()[:2] == [0.0, 0.0] and epochs["warmup_s"].iloc[2] > 0  # only the last warms up
+    packing = pd.read_csv(out / "packing.csv")
+    assert (packing["finished"] == packing["trials"]).all() and (packing["gpu_fraction"] == 0.5).all()
+    trials = pd.read_csv(out / "packing_trials.csv")
+    assert len(trials) == packing["trials"].sum() and trials["epoch2_examples_per_s"].notna().all()
+    loop = pd.read_csv(out / "loop.csv")
+    assert sorted(set(loop["way"])) == sorted(["makd loop", "HF Trainer, cached logits",
+                                               "HF Trainer, teacher in the loop"])
+    assert pd.read_csv(out / "teacher.csv")["examples_per_s"].iloc[0] > 0
+    summary = (out / "summary.md").read_text()
+    assert "## Targets" in summary and "## Packing" in summary
+    assert not [line for line in summary.splitlines() if line.startswith(("{", "["))]  # tables only, no progress
+    # the committed GPU results rebuild with the committed code
+    rebuilt = tmp_path / "bench-gpu"
+    shutil.copytree(repo / "results" / "bench-gpu", rebuilt)
+    subprocess.run([sys.executable, "-m", "bench.gpu", "--summarize", str(rebuilt)], cwd=repo, check=True,
+                   capture_output=True)
+    assert (rebuilt / "summary.md").read_text() == (repo / "results" / "bench-gpu" / "summary.md").read_text()
