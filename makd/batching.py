@@ -77,8 +77,8 @@ def bucket_lengths(encoded: EncodedDataset, pad_to_multiple_of: int | None) -> l
     return sorted(widths)
 
 
-def collate(encoded: EncodedDataset, indices: Sequence[int], *, pad_to_multiple_of: int | None = None,
-            pin_memory: bool = False) -> dict[str, torch.Tensor]:
+def collate(encoded: EncodedDataset, indices: Sequence[int], *,
+            pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
     """Pad one batch to its own longest sequence (rounded up to pad_to_multiple_of): int64 ids, as models expect."""
     indices = np.asarray(indices)
     starts, ends = encoded.offsets[indices], encoded.offsets[indices + 1]
@@ -88,9 +88,20 @@ def collate(encoded: EncodedDataset, indices: Sequence[int], *, pad_to_multiple_
         out = np.full((len(indices), width), encoded.pad_id if key == "input_ids" else 0, dtype=np.int64)
         for row, (start, end) in enumerate(zip(starts, ends, strict=True)):
             out[row, :end - start] = flat[start:end]
-        tensor = torch.from_numpy(out)
-        batch[key] = tensor.pin_memory() if pin_memory else tensor
+        batch[key] = torch.from_numpy(out)
     return batch
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host-to-GPU copy that does not make the CPU wait for the GPU (pinned memory, non-blocking): the CPU
+    queues the next step while the GPU runs this one."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: to_device(value, device) for key, value in batch.items()}
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from makd.batching import collate, default_pad_multiple, encode, sorted_batches
+from makd.batching import batch_to_device, collate, default_pad_multiple, encode, sorted_batches
 from makd.data import TextDataset
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,9 @@ def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_le
     batches = sorted_batches(encoded.lengths, batch_size)
     bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex", disable=not progress,
                leave=False)
-    on_gpu = torch.device(device).type == "cuda"
     for idx in batches:
-        batch = collate(encoded, idx, pad_to_multiple_of=default_pad_multiple(device), pin_memory=on_gpu)
-        batch = {k: v.to(device, non_blocking=on_gpu) for k, v in batch.items()}
+        batch = batch_to_device(collate(encoded, idx, pad_to_multiple_of=default_pad_multiple(device)),
+                                torch.device(device))
         out[idx] = model(**batch).logits.float().cpu().numpy()
         bar.update(len(idx))
     bar.close()

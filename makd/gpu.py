@@ -48,11 +48,6 @@ def limit_memory(fraction: float, device: str | torch.device) -> float | None:
     return round(cap, 1)
 
 
-def reset_peak(device: str | torch.device) -> None:
-    if is_cuda(device):
-        torch.cuda.reset_peak_memory_stats(_index(device))
-
-
 def peak_memory_mb(device: str | torch.device) -> float | None:
     """The most memory PyTorch's allocator held on the device since the last reset (MiB); None on CPU."""
     if not is_cuda(device):
@@ -118,10 +113,10 @@ def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> St
                    cfg, optimizer, scaler, device=device, amp=amp, pad_to_multiple_of=pad_multiple(cfg, device))
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-        from makd.batching import collate
+        from makd.batching import batch_to_device, collate
 
         rows = np.argsort(-encoded.lengths, kind="stable")[:cfg.eval_batch_size]
-        model(**{k: v.to(device) for k, v in collate(encoded, rows, pad_to_multiple_of=pad_multiple(cfg, device)).items()})
+        model(**batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_multiple(cfg, device)), device))
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_reserved(device) / MIB
     from makd.batching import padded_length

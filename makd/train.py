@@ -25,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from makd import gpu
 from makd.batching import (
     EncodedDataset,
+    batch_to_device,
     bucket_lengths,
     collate,
     default_pad_multiple,
@@ -32,6 +33,7 @@ from makd.batching import (
     length_grouped_batches,
     padded_length,
     sorted_batches,
+    to_device,
 )
 from makd.data import TextDataset
 from makd.errors import UsageError
@@ -201,17 +203,6 @@ def pad_multiple(cfg: TrainConfig, device: torch.device) -> int | None:
     return cfg.pad_to_multiple_of if cfg.pad_to_multiple_of is not None else default_pad_multiple(device)
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Host-to-device copies that do not wait for the GPU (the batch is in pinned memory there)."""
-    return {k: v.to(device, non_blocking=device.type == "cuda") for k, v in batch.items()}
-
-
-def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
                teacher_logits: torch.Tensor | None, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None,
@@ -231,11 +222,11 @@ def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray,
     for start in range(0, len(idx), chunk):
         part = slice(start, start + chunk)
         rows = idx[part]
-        batch = collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of, pin_memory=device.type == "cuda")
+        batch = batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device)
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-            logits = model(**to_device(batch, device)).logits
-        loss = distillation_loss(logits, _to(teacher_logits[part], device) if teacher_logits is not None else None,
-                                 _to(targets[part], device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+            logits = model(**batch).logits
+        loss = distillation_loss(logits, to_device(teacher_logits[part], device) if teacher_logits is not None else None,
+                                 to_device(targets[part], device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
         share = len(rows) / len(idx)
         scaler.scale(loss * share).backward()
         loss_sum += loss.detach() * share
@@ -279,7 +270,7 @@ def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, e
         for encoded in eval_encs:
             for rows in shape_batches(encoded, cfg.eval_batch_size, pad_to_multiple_of):
                 with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                    model(**to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device))
+                    model(**batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     set_rng_state(state)
@@ -322,9 +313,9 @@ def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tup
         batches = sorted_batches(encoded.lengths, batch_size)
         chunks = []
         for idx in batches:
-            batch = collate(encoded, idx, pad_to_multiple_of=pad_to_multiple_of, pin_memory=device.type == "cuda")
+            batch = batch_to_device(collate(encoded, idx, pad_to_multiple_of=pad_to_multiple_of), device)
             with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                chunks.append(model(**to_device(batch, device)).logits.float())
+                chunks.append(model(**batch).logits.float())
         logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
         if batches:  # one copy back to the host per split, not one wait for the GPU per batch
             logits[np.concatenate(batches)] = torch.cat(chunks).cpu().numpy()
