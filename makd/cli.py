@@ -1,4 +1,5 @@
-"""`makd` command line: distill, cache-teacher, zoo, and the sweep commands of tune/.
+"""The library's commands: distill, cache-teacher, zoo. `makd` (tune/main.py) adds the sweep commands of tune/;
+`python -m makd.cli` runs these three alone (no Ray, no tune/ needed).
 
 Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
 """
@@ -12,16 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from makd.errors import UsageError
-
-EXIT_USAGE = 2
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a misuse is one line (`makd: error: ...`) and exit 2, like every other input error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(self.prog, message)
+from makd.errors import OneLineParser, UsageError, run_command
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -47,11 +39,17 @@ def add_teacher_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--cache-dir", help="teacher-logit cache (default $MAKD_HOME/cache, MAKD_HOME=~/.cache/makd)")
 
 
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog="makd", description="Distil a frozen teacher into small students: vanilla vs "
-                           "Taylor-series KD (Dasgupta et al., 2023).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+DESCRIPTION = "Distil a frozen teacher into small students: vanilla vs Taylor-series KD (Dasgupta et al., 2023)."
 
+
+def build_parser() -> OneLineParser:
+    """The library's commands only (tune/main.py builds `makd` with every command)."""
+    parser = OneLineParser(prog="makd", description=DESCRIPTION)
+    add_library_commands(parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser))
+    return parser
+
+
+def add_library_commands(sub) -> None:
     d = sub.add_parser("distill", help="train one student and print its GLUE metrics as one JSON line")
     add_data_args(d)
     add_teacher_args(d, required=False)
@@ -93,15 +91,6 @@ def build_parser() -> OneLineParser:
     zsub.add_parser("list", help="list zoo models and whether they are installed")
     zp = zsub.add_parser("path", help="print the local model dir of a zoo model (extracting it once if needed)")
     zp.add_argument("name", help="minilm-l6 or mpnet-base (with or without the zoo: prefix)")
-
-    # tune.cli is argparse only: Ray is imported when a sweep runs, never by the makd library itself.
-    from tune.cli import add_job_parsers, add_sweep_parser
-    from tune.leaderboard_cli import add_leaderboard_parser
-
-    add_sweep_parser(sub)
-    add_job_parsers(sub)
-    add_leaderboard_parser(sub)
-    return parser
 
 
 def split_columns(value: str | None) -> tuple[str, ...] | None:
@@ -191,26 +180,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from tune.cli import COMMANDS as TUNE_COMMANDS
-
-    return TUNE_COMMANDS[args.command](args)
+COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo}
 
 
-COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo, **{name: cmd_tune for name in ("sweep", "submit", "jobs", "logs", "stop", "leaderboard")}}
+def setup_logging() -> None:
+    logging.basicConfig(level=os.environ.get("MAKD_LOG_LEVEL", "WARNING"), format="makd: %(levelname)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("MAKD_LOG_LEVEL", "WARNING"), format="makd: %(levelname)s: %(message)s")
-    try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except UsageError as err:
-        print(f"makd: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("makd: interrupted", file=sys.stderr)
-        return 130
+    setup_logging()
+    return run_command(build_parser(), COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,13 @@
-"""One exception type for bad user input, so the CLI can print one line and exit 2."""
+"""Bad user input becomes one line and exit code 2: the exception type, and the CLI pieces every command shares
+(the library's commands in makd/cli.py and the sweep commands in tune/, wired together by tune/main.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USAGE = 2
 
 
 class UsageError(Exception):
@@ -8,3 +17,24 @@ class UsageError(Exception):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a misuse is one line (`makd: error: ...`) and exit 2, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
+def run_command(parser: argparse.ArgumentParser, commands: dict[str, Callable[[argparse.Namespace], int]],
+                argv: Sequence[str] | None) -> int:
+    """Parse, dispatch on args.command, and turn a UsageError into one line on stderr and exit code 2."""
+    try:
+        args = parser.parse_args(argv)
+        return commands[args.command](args)
+    except UsageError as err:
+        print(f"makd: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("makd: interrupted", file=sys.stderr)
+        return 130

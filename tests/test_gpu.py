@@ -65,7 +65,7 @@ def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_p
     import pandas as pd
     import yaml
 
-    from makd.cli import main
+    from tune.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")

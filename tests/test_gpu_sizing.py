@@ -81,7 +81,7 @@ def test_gpu_auto_sweeps_on_cpus_without_a_gpu_and_refuses_a_gpu_torch_cannot_se
     line (here: Ray told of one fake GPU) before any trial starts."""
     import yaml
 
-    from makd.cli import main
+    from tune.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")

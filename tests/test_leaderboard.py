@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from makd.cli import OneLineParser
-from makd.errors import UsageError
+from makd.errors import OneLineParser, UsageError
 from tune import leaderboard as leaderboard_module
 from tune import leaderboard_cli as cli_module
 from tune import plots as plots_module

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from makd.cli import main
+from tune.main import main
 
 pytestmark = pytest.mark.slow
 

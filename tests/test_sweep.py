@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from makd import models
-from makd.cli import main
 from tests.helpers import sentiment
 from tune.config import load_config
 from tune.driver import run_sweep
+from tune.main import main
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 pytestmark = pytest.mark.sweep

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from makd.cli import main
 from makd.errors import UsageError
 from tune.config import grid_cells, load_config, parse_config, trial_budget
+from tune.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,30 @@ def test_makd_library_never_imports_ray():
     import subprocess
     import sys
 
-    code = ("import sys, makd.cli, makd.train, makd.pipeline, makd.cache, makd.models, tune.cli;"
-            "makd.cli.build_parser(); print('ray' in sys.modules)")
+    code = ("import sys, makd.cli, makd.train, makd.pipeline, makd.cache, makd.models, tune.cli, tune.main;"
+            "tune.main.build_parser(); print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_makd_never_imports_tune_or_ray_even_inside_functions():
+    """The library sits below the sweep service: no makd module imports tune/ (not even in a function body), and
+    importing every makd module leaves ray and tune out of sys.modules."""
+    import ast
+    import pkgutil
+    import subprocess
+    import sys
+
+    import makd
+
+    for path in sorted((REPO / "makd").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [n for n in names if n.split(".")[0] in ("tune", "ray")]
+            assert not bad, f"{path.name}:{node.lineno} imports {bad[0]}"
+    modules = sorted(f"makd.{m.name}" for m in pkgutil.iter_modules(makd.__path__))
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}];"
+            "print(sorted(m for m in ('ray', 'tune') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == "[]" and len(modules) >= 12

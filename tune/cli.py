@@ -1,4 +1,5 @@
-"""`makd sweep` (and the Ray Job commands): argparse only at import time; Ray is imported when a command runs."""
+"""`makd sweep`, the Ray Job commands and `makd leaderboard`: argparse only at import time; Ray is imported when a
+command runs. tune/main.py wires them into `makd` next to the library's commands."""
 
 from __future__ import annotations
 
@@ -105,6 +106,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tune.leaderboard_cli import cmd_leaderboard as run
 
     return run(args)
+
+
+def add_sweep_commands(sub) -> None:
+    from tune.leaderboard_cli import add_leaderboard_parser
+
+    add_sweep_parser(sub)
+    add_job_parsers(sub)
+    add_leaderboard_parser(sub)
 
 
 COMMANDS = {"sweep": cmd_sweep, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,

@@ -69,7 +69,7 @@ def submit(config_path: str, *, address: str | None = None, glue_dir: str | None
         if ship_code:
             runtime_env["py_modules"] = package_dirs()
         args = ["sweep", "sweep.yaml", "--quiet", *(["--glue-dir", glue_dir] if glue_dir else []), *(extra_args or [])]
-        entrypoint = " ".join([python, "-m", "makd.cli", *args])
+        entrypoint = " ".join([python, "-m", "tune.main", *args])
         submission_id = f"makd-{cfg.name}-{uuid.uuid4().hex[:8]}"
         return job_client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
                                      metadata={METADATA_KEY: "sweep", "name": cfg.name,

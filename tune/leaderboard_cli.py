@@ -77,17 +77,12 @@ COMMANDS = {"leaderboard": cmd_leaderboard}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Standalone entry (`python -m tune.leaderboard_cli ...`), same behaviour as `makd leaderboard ...`."""
-    from makd.cli import EXIT_USAGE, OneLineParser
-    from makd.errors import UsageError
+    from makd.errors import OneLineParser, run_command
 
     parser = OneLineParser(prog="makd")
     add_leaderboard_parser(parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser))
-    try:
-        args = parser.parse_args(["leaderboard", *(sys.argv[1:] if argv is None else argv)])
-        return cmd_leaderboard(args)
-    except UsageError as err:
-        print(f"makd: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(parser, {"leaderboard": cmd_leaderboard},
+                       ["leaderboard", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
