@@ -58,7 +58,9 @@ def add_library_commands(sub) -> None:
                         "MODEL@LAYERS for a layer-truncated copy (zoo:minilm-l6@0,5, zoo:mpnet-base@0:12:2)")
     d.add_argument("--student-tokenizer", help="tokenizer for an LxH student (default zoo:minilm-l6, the "
                    "bert-base-uncased vocab)")
-    d.add_argument("--loss", default="taylor", help="ce, vanilla, taylor, mse or ortho (default taylor)")
+    from makd.losses import loss_help
+
+    d.add_argument("--loss", default="taylor", help=f"default taylor; {loss_help()}")
     d.add_argument("--lam", type=float, default=0.5, help="weight of CE in lam*CE + (1-lam)*L_KD (default 0.5)")
     d.add_argument("--tau", type=float, default=1.0, help="temperature for vanilla/taylor (default 1)")
     d.add_argument("--epochs", type=int, default=3)

@@ -37,7 +37,7 @@ from makd.batching import (
 )
 from makd.data import TextDataset
 from makd.errors import UsageError
-from makd.losses import distillation_loss, validate_loss_args
+from makd.losses import LOSSES, distillation_loss, validate_loss_args
 from makd.tasks import TaskSpec, compute_metrics, get_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -76,7 +76,8 @@ class TrainConfig:
 
     @property
     def needs_teacher(self) -> bool:
-        return self.loss != "ce" and self.lam < 1.0
+        spec = LOSSES.get(self.loss)
+        return bool(spec and spec.needs_teacher_logits) and self.lam < 1.0
 
     def validate(self) -> None:
         """Raise UsageError naming the first bad field."""

@@ -14,10 +14,8 @@ from typing import Any
 import yaml
 
 from makd.errors import UsageError
-from makd.losses import LOSS_KINDS
+from makd.losses import LOSSES, loss_names
 from makd.tasks import get_task
-
-TEMPERATURE_FREE_LOSSES = ("ce", "mse", "ortho")  # their value ignores tau: one tau is enough
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,8 @@ class SweepConfig:
 
     @property
     def uses_teacher(self) -> bool:
-        return any(loss != "ce" for loss in self.losses) and any(lam < 1 for lam in self.lams) or (
-            self.search.kind == "optuna" and any(loss != "ce" for loss in self.losses))
+        reads = any(LOSSES[loss].needs_teacher_logits for loss in self.losses)
+        return reads and (any(lam < 1 for lam in self.lams) or self.search.kind == "optuna")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -158,8 +156,8 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
 
     losses = [str(loss) for loss in _as_list(raw, "losses", ["ce", "vanilla", "taylor"])]
     for i, loss in enumerate(losses):
-        if loss not in LOSS_KINDS:
-            raise _fail(f"losses[{i}]", f"unknown loss {loss!r}; choose from {', '.join(LOSS_KINDS)}")
+        if loss not in LOSSES:
+            raise _fail(f"losses[{i}]", f"unknown loss {loss!r}; choose from {', '.join(loss_names())}")
     if "ce" not in losses:
         losses.insert(0, "ce")  # the CE-only baseline is always part of a sweep: see the README's method section
     lams = [_number(v, f"lams[{i}]", low=0.0, high=1.0) for i, v in enumerate(_as_list(raw, "lams", [0.5]))]
@@ -318,7 +316,7 @@ def grid_cells(cfg: SweepConfig) -> list[dict]:
             lam, tau = 1.0, 1.0
         elif lam >= 1.0:
             continue
-        if loss in TEMPERATURE_FREE_LOSSES:
+        if not LOSSES[loss].uses_tau:  # one tau is enough
             tau = 1.0
         key = (student, loss, lam, tau, seed)
         if key not in seen:

@@ -38,8 +38,6 @@ from tune.results import TRIAL_COLUMNS, teacher_fields
 FINISHED = ("TERMINATED", "STOPPED")
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
-TEMPERATURE_FREE = ("ce", "mse", "ortho")  # their value ignores τ (tune.config.TEMPERATURE_FREE_LOSSES)
-LOSS_ORDER = ("ce", "vanilla", "taylor", "mse", "ortho")
 TASK_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")  # the paper's Table 2 order
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
 METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman",
@@ -408,7 +406,7 @@ def _setting_view(trials: pd.DataFrame) -> pd.DataFrame:
     is_ce = ((df["loss"] == "ce") | (df["lam"] >= 1.0)).fillna(False).astype(bool)
     df["_loss"] = df["loss"].where(~is_ce, "ce").astype(object)
     df["_lam"] = df["lam"].where(~is_ce, 1.0).round(6)
-    df["_tau"] = df["tau"].where(~(is_ce | df["_loss"].isin(TEMPERATURE_FREE)), 1.0).round(6)
+    df["_tau"] = df["tau"].where(~(is_ce | df["_loss"].isin(_temperature_free())), 1.0).round(6)
     df["_lr"] = df["lr"].round(12)
     # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
     fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
@@ -423,7 +421,7 @@ def _method_labels(df: pd.DataFrame) -> pd.Series:
     n_taus = df.groupby(["student", "_loss"], dropna=False)["_tau"].transform("nunique")
     for index in df.index:
         loss, tau = df.at[index, "_loss"], df.at[index, "_tau"]
-        if loss in TEMPERATURE_FREE or pd.isna(tau):
+        if loss in _temperature_free() or pd.isna(tau):
             continue
         if n_taus[index] > MAX_TAU_ROWS:
             labels[index] = f"{loss} (τ tuned)"
@@ -474,8 +472,18 @@ def _task_rank(task: str) -> tuple[int, str]:
 
 
 def _loss_rank(loss: str) -> tuple[int, str]:
+    """The registry's display order (makd.losses); a loss no longer registered (an old CSV) goes last."""
+    from makd.losses import LOSSES
+
     base = str(loss).split(" ")[0].rstrip(",")
-    return (LOSS_ORDER.index(base) if base in LOSS_ORDER else len(LOSS_ORDER), str(loss))
+    return (LOSSES[base].order if base in LOSSES else 10**6, str(loss))
+
+
+def _temperature_free() -> list[str]:
+    """Losses whose value ignores τ (makd.losses registry): their rows are at τ = 1."""
+    from makd.losses import LOSSES
+
+    return [name for name, spec in LOSSES.items() if not spec.uses_tau]
 
 
 def _student_order(trials: pd.DataFrame) -> list[str]:
