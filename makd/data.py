@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from makd.errors import UsageError
-from makd.tasks import TaskSpec
+from makd.tasks import GlueLayout, TaskSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,27 +130,6 @@ def _label_array(task: TaskSpec, labels: list) -> np.ndarray:
 # --- the original GLUE download -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where a task's fields sit in its GLUE .tsv; `columns` set means the file has no header row."""
-
-    text_columns: tuple[str, ...]
-    label_column: str
-    columns: tuple[str, ...] | None = None
-
-
-_GLUE_LAYOUTS: dict[str, _Layout] = {
-    "cola": _Layout(("sentence",), "label", columns=("source", "label", "original_label", "sentence")),
-    "sst2": _Layout(("sentence",), "label"),
-    "mrpc": _Layout(("#1 String", "#2 String"), "Quality"),
-    "qqp": _Layout(("question1", "question2"), "is_duplicate"),
-    "stsb": _Layout(("sentence1", "sentence2"), "score"),
-    "mnli": _Layout(("sentence1", "sentence2"), "gold_label"),
-    "qnli": _Layout(("question", "sentence"), "label"),
-    "rte": _Layout(("sentence1", "sentence2"), "label"),
-    "wnli": _Layout(("sentence1", "sentence2"), "label"),
-}
-
 _GLUE_FILES = {
     "train": "train.tsv",
     "validation": "dev.tsv",
@@ -170,7 +149,7 @@ def glue_file(task: TaskSpec, split: str, glue_dir: str | Path) -> Path:
     return Path(glue_dir) / task.glue_dir / _GLUE_FILES[split]
 
 
-def _read_tsv(path: Path, layout: _Layout) -> tuple[list[tuple[int, dict[str, str]]], tuple[str, ...]]:
+def _read_tsv(path: Path, layout: GlueLayout) -> tuple[list[tuple[int, dict[str, str]]], tuple[str, ...]]:
     """(line number, {column: field}) for every data row of a QUOTE_NONE tsv, checked for field counts."""
     if not path.is_file():
         raise UsageError(str(path), "file not found")
@@ -204,7 +183,7 @@ def _read_tsv(path: Path, layout: _Layout) -> tuple[list[tuple[int, dict[str, st
     return rows, header
 
 
-def _dataset_from_tsv(task: TaskSpec, split: str, path: Path, layout: _Layout) -> TextDataset:
+def _dataset_from_tsv(task: TaskSpec, split: str, path: Path, layout: GlueLayout) -> TextDataset:
     rows, _ = _read_tsv(path, layout)
     labels = []
     for line, row in rows:
@@ -218,8 +197,10 @@ def _dataset_from_tsv(task: TaskSpec, split: str, path: Path, layout: _Layout) -
 
 
 def load_glue_dir(task: TaskSpec, split: str, glue_dir: str | Path) -> TextDataset:
-    """A split from the original GLUE download layout (see `_GLUE_LAYOUTS` for each task's columns)."""
-    return _dataset_from_tsv(task, split, glue_file(task, split, glue_dir), _GLUE_LAYOUTS[task.name])
+    """A split from the original GLUE download layout (each task's columns: TaskSpec.glue_layout)."""
+    if task.glue_layout is None:
+        raise UsageError("glue_dir", f"task {task.name} has no GLUE-folder layout: use train/eval files instead")
+    return _dataset_from_tsv(task, split, glue_file(task, split, glue_dir), task.glue_layout)
 
 
 # --- the Hugging Face hub -------------------------------------------------------------------------------
@@ -284,7 +265,7 @@ def load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequen
     if not path.is_file():
         raise UsageError(str(path), "file not found")
     if path.suffix.lower() == ".tsv":
-        return _dataset_from_tsv(task, split, path, _Layout(text_columns, label_column))
+        return _dataset_from_tsv(task, split, path, GlueLayout(text_columns, label_column))
     frame = _read_table(path)
     missing = [c for c in (*text_columns, label_column) if c not in frame.columns]
     if missing:

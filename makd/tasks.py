@@ -8,6 +8,7 @@ back to a score through the exact inverse, score = (logit1 - logit0) + 2.5.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 
 import numpy as np
 from scipy.special import expit
@@ -27,14 +28,27 @@ _METRIC_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman"}
+
+
 def metric_key(name: str, suffix: str = "") -> str:
     """'accuracy' + 'm' -> 'accuracy_m'; no suffix leaves the name alone."""
     return f"{name}_{suffix}" if suffix else name
 
 
 @dataclass(frozen=True)
+class GlueLayout:
+    """Where a task's fields sit in its GLUE .tsv; `columns` set means the file has no header row."""
+
+    text_columns: tuple[str, ...]
+    label_column: str
+    columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """One GLUE task: where its data lives, what its labels mean, and how it is scored."""
+    """One GLUE task: where its data lives (hub config, GLUE folder and .tsv layout), what its labels mean, how it
+    is scored, and where it sits in the paper's Table 2. Adding a task = one `register_task(TaskSpec(...))`."""
 
     name: str
     glue_dir: str
@@ -43,6 +57,8 @@ class TaskSpec:
     labels: tuple[str, ...] | None
     metric: str
     eval_splits: tuple[tuple[str, str], ...] = (("validation", ""),)
+    glue_layout: GlueLayout | None = None  # None: no GLUE-folder layout (hub or --train-file only)
+    paper_order: float = 100.0  # column order in the paper-style table (Table 2 of the paper)
 
     @property
     def is_regression(self) -> bool:
@@ -95,21 +111,38 @@ class TaskSpec:
         return logits.argmax(axis=1).astype(np.int64)
 
 
-TASKS: dict[str, TaskSpec] = {
-    t.name: t
-    for t in (
-        TaskSpec("cola", "CoLA", "cola", ("sentence",), ("unacceptable", "acceptable"), "mcc"),
-        TaskSpec("mnli", "MNLI", "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-                 "accuracy_m", (("validation_matched", "m"), ("validation_mismatched", "mm"))),
-        TaskSpec("mrpc", "MRPC", "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1"),
-        TaskSpec("qnli", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy"),
-        TaskSpec("qqp", "QQP", "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1"),
-        TaskSpec("rte", "RTE", "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy"),
-        TaskSpec("sst2", "SST-2", "sst2", ("sentence",), ("negative", "positive"), "accuracy"),
-        TaskSpec("stsb", "STS-B", "stsb", ("sentence1", "sentence2"), None, "pearson"),
-        TaskSpec("wnli", "WNLI", "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
-    )
-}
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Make a task known to data loading, training, sweep configs and the leaderboard (by its name)."""
+    TASKS[spec.name] = spec
+    return spec
+
+
+_PAIR = GlueLayout(("sentence1", "sentence2"), "label")
+for _spec in (  # in the paper's Table 2 order
+    TaskSpec("cola", "CoLA", "cola", ("sentence",), ("unacceptable", "acceptable"), "mcc",
+             glue_layout=GlueLayout(("sentence",), "label", columns=("source", "label", "original_label", "sentence"))),
+    TaskSpec("sst2", "SST-2", "sst2", ("sentence",), ("negative", "positive"), "accuracy",
+             glue_layout=GlueLayout(("sentence",), "label")),
+    TaskSpec("mrpc", "MRPC", "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1",
+             glue_layout=GlueLayout(("#1 String", "#2 String"), "Quality")),
+    TaskSpec("stsb", "STS-B", "stsb", ("sentence1", "sentence2"), None, "pearson",
+             glue_layout=GlueLayout(("sentence1", "sentence2"), "score")),
+    TaskSpec("qqp", "QQP", "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1",
+             glue_layout=GlueLayout(("question1", "question2"), "is_duplicate")),
+    TaskSpec("mnli", "MNLI", "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
+             "accuracy_m", (("validation_matched", "m"), ("validation_mismatched", "mm")),
+             glue_layout=GlueLayout(("sentence1", "sentence2"), "gold_label")),
+    TaskSpec("qnli", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy",
+             glue_layout=GlueLayout(("question", "sentence"), "label")),
+    TaskSpec("rte", "RTE", "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy",
+             glue_layout=_PAIR),
+    TaskSpec("wnli", "WNLI", "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy",
+             glue_layout=_PAIR),
+):
+    register_task(dataclass_replace(_spec, paper_order=float(len(TASKS))))
 
 
 def get_task(name: str) -> TaskSpec:

@@ -63,3 +63,38 @@ def test_an_unknown_loss_is_refused_naming_the_registry(capsys):
     assert main(["distill", "--task", "rte", "--student", "2x128", "--teacher", "t", "--loss", "kl"]) == 2
     err = capsys.readouterr().err
     assert "unknown loss 'kl'" in err and "ortho" in err
+
+
+@pytest.fixture
+def toy_task(monkeypatch, tmp_path):
+    """A made-up single-sentence task with its own GLUE-folder layout, declared between SST-2 and MRPC."""
+    from makd import tasks
+    from tests.helpers import sentiment
+
+    monkeypatch.setitem(tasks.TASKS, "toy", None)  # restored (removed) after the test
+    tasks.register_task(tasks.TaskSpec("toy", "TOY", "toy", ("text",), ("neg", "pos"), "accuracy",
+                                       glue_layout=tasks.GlueLayout(("text",), "polarity"), paper_order=1.5))
+    glue = tmp_path / "glue"
+    (glue / "TOY").mkdir(parents=True)
+    for name, ds in (("train.tsv", sentiment(24)), ("dev.tsv", sentiment(12, "validation", seed=1))):
+        lines = ["polarity\ttext"] + [f"{int(y)}\t{t}" for t, y in zip(ds.text_a, ds.labels, strict=True)]
+        (glue / "TOY" / name).write_text("\n".join(lines) + "\n")
+    return glue
+
+
+def test_a_registered_task_runs_in_makd_distill_a_sweep_config_and_the_leaderboard(toy_task, tiny_bert_dir, tmp_path,
+                                                                                   capsys):
+    code = main(["distill", "--task", "toy", "--glue-dir", str(toy_task), "--teacher", str(tiny_bert_dir),
+                 "--student", "1x64", "--student-tokenizer", str(tiny_bert_dir), "--loss", "vanilla", "--epochs", "1",
+                 "--batch-size", "8", "--max-length", "32", "--quiet", "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["task"] == "toy" and summary["metric"] == "accuracy" and 0 <= summary["score"] <= 1
+    cfg = parse_config({"name": "x", "tasks": ["toy", "sst2"], "teacher": "t", "students": ["2x128"]})
+    assert cfg.tasks == ("toy", "sst2")
+    rows = [trial(task=t, loss="ce", score=0.6, metric="f1" if t == "mrpc" else "accuracy") for t in ("mrpc", "toy", "sst2")]
+    result = build([write_experiment(tmp_path / "exp", rows)])
+    assert list(result.leaderboard["task"]) == ["sst2", "toy", "mrpc"]
+    header = result.paper_table_markdown.splitlines()[0]
+    assert header.index("SST-2 (Acc)") < header.index("TOY (Acc)") < header.index("MRPC (F1)")

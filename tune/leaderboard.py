@@ -38,10 +38,7 @@ from tune.results import TRIAL_COLUMNS, teacher_fields
 FINISHED = ("TERMINATED", "STOPPED")
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
-TASK_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")  # the paper's Table 2 order
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
-METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman",
-                 "accuracy_m": "Acc m/mm"}
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
                        "score_mean", "score_std", "n_seeds", "final_score_mean", "delta_vs_vanilla", "delta_vs_ce",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max", "teacher"]
@@ -467,8 +464,11 @@ def _first(values: pd.Series):
     return values.mode().iloc[0] if len(values) else None
 
 
-def _task_rank(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), str(task))
+def _task_rank(task: str) -> tuple[float, str]:
+    """The task registry's paper order (makd.tasks); an unknown task (an old CSV) goes last."""
+    from makd.tasks import TASKS
+
+    return (TASKS[task].paper_order if task in TASKS else math.inf, str(task))
 
 
 def _loss_rank(loss: str) -> tuple[int, str]:
@@ -527,12 +527,10 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def _task_header(task: str, metric: str | None) -> str:
-    from makd.tasks import get_task
+    """A column of the paper-style table: the task's GLUE name (task registry) and the trials' metric."""
+    from makd.tasks import METRIC_LABELS, TASKS
 
-    try:
-        name = get_task(task).glue_dir
-    except UsageError:
-        name = task
+    name = TASKS[task].glue_dir if task in TASKS else task
     if metric == "accuracy_m":
         return f"{name}-m/mm (Acc)"
     return f"{name} ({METRIC_LABELS.get(metric, metric)})" if metric else name
