@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
-from tune.results import TRIAL_COLUMNS, teacher_fields
+from tune.results import TRIAL_COLUMNS, finish_row, teacher_fields, trial_row, trial_status
+from tune.trial import trial_params
 
 FINISHED = ("TERMINATED", "STOPPED")
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
@@ -61,11 +62,6 @@ class Leaderboard:
 
 
 # ----------------------------------------------------------------------------------------------------- readers
-
-
-def _trial_params(config: dict) -> dict:
-    """Grid trials have {"cell": {...}}, Optuna trials a flat dict (as tune.trial.trial_params)."""
-    return {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
 
 
 def _sweep_config(root: Path) -> dict | None:
@@ -146,12 +142,6 @@ def _read_history(path: Path) -> list[dict]:
     return history
 
 
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
-
-
 def _error_line(path: Path) -> str | None:
     if not path.is_file():
         return None
@@ -165,51 +155,18 @@ def _teacher_fields(config: dict | None, params: dict) -> dict:
 
 
 def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
-    """One trial folder -> the row tune.results.rows_from_result_grid would write (status decided later)."""
+    """One trial folder (params.json, result.json, error.txt) -> tune.results.trial_row (status decided later)."""
     try:
-        params = _trial_params(json.loads((folder / "params.json").read_text()))
+        params = trial_params(json.loads((folder / "params.json").read_text()))
     except (ValueError, AttributeError) as err:
         raise UsageError(str(folder / "params.json"), f"not a Ray Tune params.json ({err})") from None
     history = _read_history(folder / "result.json")
-    scored = [h for h in history if _number(h.get("score")) is not None]
     match = _TRIAL_ID.search(folder.name)
-    metrics = history[-1] if history else {}
-    row = {"task": task, **_teacher_fields(config, params),
-           "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
-           "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
-           "metric": metrics.get("metric"),
-           "trial_id": metrics.get("trial_id") or (match.group(1) if match else folder.name),
-           "error": _error_line(folder / "error.txt"), "_folder": folder.name, "_results": len(history),
-           "_started": bool(metrics) and "score" in metrics}
-    if row["_started"]:
-        best = max(scored, key=lambda h: h["score"]) if scored else metrics  # first best epoch, as idxmax
-        row.update(best_score=_number(best.get("score")), final_score=_number(metrics.get("score")),
-                   best_epoch=int(best.get("epoch") or 0), epochs_run=int(metrics.get("epoch") or len(history)),
-                   wall_seconds=float(metrics.get("time_total_s", 0.0)), device=metrics.get("device"),
-                   node=metrics.get("hostname"), node_id=metrics.get("node_id"),
-                   resumed=any((h.get("resumed_from_epoch") or 0) > 0 for h in history),
-                   teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial", 0)),
-                   peak_rss_mb=metrics.get("peak_rss_mb"),
-                   peak_gpu_mb=max((h["peak_gpu_mb"] for h in history if _number(h.get("peak_gpu_mb")) is not None),
-                                   default=None),
-                   **{k: v for k, v in metrics.items() if k.startswith("glue_")},
-                   **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
-        devices = _device_count(config)
-        row["device_hours"] = row["wall_seconds"] / 3600 * devices if devices else None
-    return row
-
-
-def _status(row: dict, ray_status: str | None, max_epochs: int | None, max_known: bool, sweep_done: bool) -> str:
-    """Map what Ray recorded (or, without a state file, what the folder shows) onto the trials.csv statuses."""
-    started, epochs = row["_started"], row.get("epochs_run") or 0
-    complete = started and max_epochs is not None and epochs >= max_epochs
-    if ray_status == "ERROR" or (ray_status is None and row["error"] and not complete):
-        return "ERROR"
-    if not started:
-        return "RUNNING" if ray_status == "RUNNING" else "NOT_STARTED"
-    if ray_status == "TERMINATED" or (ray_status is None and (complete or sweep_done)) or (max_known and complete):
-        return "TERMINATED" if max_epochs is None or epochs >= max_epochs else "STOPPED"
-    return "RUNNING"
+    config = config or {}
+    row = trial_row(task, params, history, teacher=config.get("teacher"), fine_tuned=bool(config.get("fine_tuned")),
+                    error=_error_line(folder / "error.txt"), devices=_device_count(config),
+                    trial_id=match.group(1) if match else folder.name)
+    return {**row, "_folder": folder.name, "_results": len(history)}
 
 
 def read_trial_folders(root: str | Path) -> pd.DataFrame:
@@ -240,19 +197,15 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
                 chosen[row["trial_id"]] = {**row, "_rank": rank}
         for trial_id, state in states.items():
             if trial_id not in chosen:  # listed by Ray, no folder yet
-                params = _trial_params(state["config"])
+                params = trial_params(state["config"])
                 chosen[trial_id] = {"task": task, "student": params.get("student"), "loss": params.get("loss"),
                                     "lam": params.get("lam"), "tau": params.get("tau"), "seed": params.get("seed"),
                                     "lr": params.get("lr"), "trial_id": trial_id, "error": None, "_started": False,
                                     **_teacher_fields(config, params)}
         for trial_id, row in chosen.items():
-            row["status"] = _status(row, states.get(trial_id, {}).get("status"), max_epochs, max_known,
-                                    sweep_done=config is not None)
-            row["stopped_early"] = row["status"] == "STOPPED"
-            row["max_epochs"] = max_epochs
-            if not row.get("metric"):
-                row["metric"] = _task_metric(task)
-            rows.append({k: v for k, v in row.items() if not k.startswith("_")})
+            status = trial_status(row, states.get(trial_id, {}).get("status"), max_epochs, max_known,
+                                  sweep_done=config is not None)
+            rows.append(finish_row({**row, "metric": row.get("metric") or _task_metric(task)}, status, max_epochs))
     return _ordered(pd.DataFrame(rows)) if rows else _ordered(pd.DataFrame(columns=TRIAL_COLUMNS))
 
 
