@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from makd.cache import atomic_write_bytes
 from makd.data import TextDataset
+from makd.files import atomic_write_bytes
 
 RESULTS_DIR = Path(os.environ.get("MAKD_BENCH_OUT", "results/bench"))
 GLUE_DIR = os.environ.get("MAKD_GLUE_DIR", "../shared/glue")

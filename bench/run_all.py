@@ -13,7 +13,7 @@ import sys
 import time
 
 from bench.common import GLUE_DIR, REPEATS, RESULTS_DIR, machine
-from makd.cache import atomic_write_bytes
+from makd.files import atomic_write_bytes
 
 BENCHMARKS = ["cache_vs_loop", "throughput", "asha", "scaling", "profile_trial"]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from makd.cache import CacheReport, atomic_write_bytes, teacher_logits
+from makd.cache import CacheReport, teacher_logits
 from makd.data import TextDataset, load_split
+from makd.files import atomic_write_bytes
 from makd.tasks import get_task
 from makd.train import TrainConfig, TrainResult, pick_device, train
 

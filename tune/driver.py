@@ -117,20 +117,20 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
 
 
 def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bool, quiet: bool):
-    from ray import tune
+    from ray import tune as ray_tune
 
     path = f"{root}/{task}"
-    if resume and tune.Tuner.can_restore(path):
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True)
-    return tune.Tuner(
+    if resume and ray_tune.Tuner.can_restore(path):
+        return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True)
+    return ray_tune.Tuner(
         trainable, param_space=search.param_space(cfg),
-        tune_config=tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=search.search_algorithm(cfg),
+        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=search.search_algorithm(cfg),
                                     scheduler=search.scheduler(cfg), num_samples=search.num_samples(cfg),
                                     max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
-        run_config=tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
+        run_config=ray_tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
                                   progress_reporter=None if quiet else progress_reporter(cfg),
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                  failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
+                                  checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
 
 
 def progress_reporter(cfg: SweepConfig):
@@ -169,7 +169,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
               quiet: bool = False, num_cpus: int | None = None, num_gpus: float | None = None) -> SweepOutcome:
     """Run (or resume) the whole sweep and write trials.csv/jsonl + sweep.json into the experiment dir."""
     import ray
-    from ray import tune
+    from ray import tune as ray_tune
 
     from makd.paths import default_cache_dir
 
@@ -211,7 +211,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             cfg = gpu_sizing.apply(cfg, sizing)
             _say(quiet, sizing.describe())
         for task, data in prepared.items():
-            trainable = tune.with_resources(tune.with_parameters(distill_trial, task_data=data, events_path=events),
+            trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                             {"cpu": cfg.cpu, "gpu": cfg.gpu})
             grid = build_tuner(cfg, task, trainable, root, resume=resume, quiet=quiet).fit()
             rows += rows_from_result_grid(grid, task, cfg)
@@ -234,7 +234,7 @@ def write_leaderboard(root: str):
     trial, or remote storage: run `makd leaderboard` on a copy)."""
     if is_remote_uri(root):
         return None
-    from makd.cache import atomic_write_bytes
+    from makd.files import atomic_write_bytes
     from tune.leaderboard import build, to_csv_bytes
     from tune.plots import plot_lambda_curves
 

@@ -37,7 +37,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise UsageError("plot", f"expected a .png, .pdf or .svg file name, got {args.plot}")
-    from makd.cache import atomic_write_bytes
+    from makd.files import atomic_write_bytes
     from tune.leaderboard import build, leaderboard_text, to_csv_bytes
 
     result = build(args.paths)

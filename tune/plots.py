@@ -68,7 +68,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None) -> 
 
 
 def write_figure(fig: Figure, path: str | Path) -> Path:
-    from makd.cache import atomic_write_bytes
+    from makd.files import atomic_write_bytes
 
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")

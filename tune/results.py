@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from makd.cache import atomic_write_bytes
+from makd.files import atomic_write_bytes
 from tune.config import SweepConfig, is_remote_uri
 from tune.trial import trial_params
 

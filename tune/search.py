@@ -14,14 +14,14 @@ TIME_ATTR = "epoch"  # a monotonic epoch that survives restores (Tune's training
 
 
 def param_space(cfg: SweepConfig) -> dict:
-    from ray import tune
+    from ray import tune as ray_tune
 
     if cfg.search.kind == "grid":
-        return {"cell": tune.grid_search(grid_cells(cfg))}
-    space = {"student": tune.choice(list(cfg.students)), "loss": tune.choice(list(cfg.losses)),
-             "seed": tune.choice(list(cfg.seeds)), "lam": tune.uniform(*cfg.search.lam)}
-    space["lr"] = tune.loguniform(*cfg.search.lr) if cfg.search.lr else cfg.lr
-    space["tau"] = tune.uniform(*cfg.search.tau) if cfg.search.tau else tune.choice(list(cfg.taus))
+        return {"cell": ray_tune.grid_search(grid_cells(cfg))}
+    space = {"student": ray_tune.choice(list(cfg.students)), "loss": ray_tune.choice(list(cfg.losses)),
+             "seed": ray_tune.choice(list(cfg.seeds)), "lam": ray_tune.uniform(*cfg.search.lam)}
+    space["lr"] = ray_tune.loguniform(*cfg.search.lr) if cfg.search.lr else cfg.lr
+    space["tau"] = ray_tune.uniform(*cfg.search.tau) if cfg.search.tau else ray_tune.choice(list(cfg.taus))
     return space
 
 

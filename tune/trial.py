@@ -82,7 +82,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     """Ray Tune function trainable: train one student, `tune.report` metrics + checkpoint after each epoch."""
     import ray
     import torch
-    from ray import tune
+    from ray import tune as ray_tune
 
     from makd import gpu, models
     from makd.tasks import get_task
@@ -97,12 +97,12 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     # Ray does not enforce GPU fractions: cap this trial's allocations at its share so it cannot starve others.
     gpu_cap_mb = gpu.limit_memory(_assigned("GPU", 1.0), device)
     encoded = task_data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
-    context = tune.get_context()
+    context = ray_tune.get_context()
     trial_id = context.get_trial_id()
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     workdir = Path(tempfile.mkdtemp(prefix="makd-trial-"))
-    checkpoint = tune.get_checkpoint()
+    checkpoint = ray_tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             shutil.copy(Path(ckpt_dir) / CHECKPOINT_NAME, workdir / CHECKPOINT_NAME)
@@ -124,7 +124,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
         # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
         _log_event(events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
                    score=result.score, **node)
-        tune.report(epoch_metrics(result), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        ray_tune.report(epoch_metrics(result), checkpoint=ray_tune.Checkpoint.from_directory(str(ckpt_dir)))
         _maybe_inject_fault(trial_id, result.epoch)
 
     _log_event(events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=checkpoint is not None, **node)
@@ -139,7 +139,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
             # end and Tune recording it): nothing is retrained; report the stored final epoch so Tune's record of
             # this trial ends with it.
             first_epoch.append(result.resumed_from_epoch + 1)
-            tune.report(epoch_metrics(result.history[-1]), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+            ray_tune.report(epoch_metrics(result.history[-1]), checkpoint=ray_tune.Checkpoint.from_directory(str(workdir)))
             _log_event(events_path, event="already-done", trial_id=trial_id, task=cfg.task, **node)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
