@@ -88,6 +88,18 @@ def stats(values: Iterable[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def speed_summary(frame: pd.DataFrame, ways: Iterable[str], reference: str = "makd loop") -> pd.DataFrame:
+    """Examples/s per way (median, min, max over repeats) and the reference's speed-up over each, the ratio taken
+    within each repeat (both measured back to back), then summarised."""
+    wide = frame.pivot(index="repeat", columns="way", values="examples_per_s")
+    out = []
+    for way in ways:
+        s, r = stats(wide[way]), stats(wide[reference] / wide[way])
+        out.append({"way": way, "examples_per_s_median": s["median"], "min": s["min"], "max": s["max"],
+                    "makd_x_median": r["median"], "makd_x_min": r["min"], "makd_x_max": r["max"], "repeats": s["n"]})
+    return pd.DataFrame(out)
+
+
 def write_csv(frame: pd.DataFrame, name: str) -> Path:
     """results/bench/NAME.csv, written to a temp name and renamed (never half-written)."""
     buffer = io.StringIO()

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import common
-from bench.common import markdown, progress, stats
+from bench.common import markdown, progress
 
 SIZES = {  # per device: examples per sweep trial, per loop run, through the teacher; sweep trials; repeats
     "cuda": {"train_examples": 4000, "loop_examples": 6000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
@@ -247,13 +247,7 @@ def loop_section(args) -> pd.DataFrame:
 
 
 def loop_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    wide = frame.pivot(index="repeat", columns="way", values="examples_per_s")
-    out = []
-    for way in LOOP_WAYS:
-        s, r = stats(wide[way]), stats(wide["makd loop"] / wide[way])
-        out.append({"way": way, "examples_per_s_median": s["median"], "min": s["min"], "max": s["max"],
-                    "makd_x_median": r["median"], "makd_x_min": r["min"], "makd_x_max": r["max"], "repeats": s["n"]})
-    return pd.DataFrame(out)
+    return common.speed_summary(frame, LOOP_WAYS)
 
 
 # ------------------------------------------------------------------------------------------------------- summary

@@ -62,13 +62,7 @@ def throughput() -> pd.DataFrame:
 
 
 def throughput_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    wide = frame.pivot(index="repeat", columns="way", values="examples_per_s")
-    out = []
-    for way in WAYS:
-        s, r = stats(wide[way]), stats(wide["makd loop"] / wide[way])
-        out.append({"way": way, "examples_per_s_median": s["median"], "min": s["min"], "max": s["max"],
-                    "makd_x_median": r["median"], "makd_x_min": r["min"], "makd_x_max": r["max"], "repeats": s["n"]})
-    return pd.DataFrame(out)
+    return common.speed_summary(frame, WAYS)
 
 
 MICRO_BATCHES = [None, 16]  # None: the whole batch of 32 in one forward/backward (the default)
