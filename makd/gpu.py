@@ -85,12 +85,18 @@ class StepMemory:
 
 def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> StepMemory:
     """Run two training steps (the second with AdamW's state allocated) on cfg.batch_size of the longest training
-    examples, then one eval batch of the longest dev-sized widths, and report the peak."""
-    import numpy as np
-
+    examples, then one eval batch of the longest ones, and report the peak."""
+    from makd.batching import batch_to_device, collate, padded_length
     from makd.models import build_student
     from makd.tasks import get_task
-    from makd.train import autocast_dtype, make_optimizer, pad_multiple, train_step
+    from makd.train import (
+        autocast_dtype,
+        make_optimizer,
+        pad_multiple,
+        placeholder_targets,
+        shape_batches,
+        train_step,
+    )
 
     device = torch.device(device)
     torch.cuda.init()
@@ -102,31 +108,25 @@ def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> St
     model, _ = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
     model.to(device).train()
     amp = autocast_dtype(cfg.precision, device)
-    longest = np.argsort(-encoded.lengths, kind="stable")[:cfg.batch_size]
-    targets = torch.zeros((len(longest),), dtype=torch.long) if not task.is_regression else torch.full(
-        (len(longest), 2), 0.5)
-    teacher = torch.zeros((len(longest), task.num_labels)) if cfg.needs_teacher else None
+    pad = pad_multiple(cfg, device)
+    widest = shape_batches(encoded, cfg.batch_size, pad)[-1]  # the widest bucket's batch
     optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     for _ in range(2):
-        train_step(model, encoded, longest, targets.to(device), teacher.to(device) if teacher is not None else None,
-                   cfg, optimizer, scaler, device=device, amp=amp, pad_to_multiple_of=pad_multiple(cfg, device))
+        train_step(model, encoded, widest, *placeholder_targets(task, cfg, len(widest)), cfg, optimizer, scaler,
+                   device=device, amp=amp, pad_to_multiple_of=pad)
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-        from makd.batching import batch_to_device, collate
-
-        rows = np.argsort(-encoded.lengths, kind="stable")[:cfg.eval_batch_size]
-        model(**batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_multiple(cfg, device)), device))
+        model(**batch_to_device(collate(encoded, shape_batches(encoded, cfg.eval_batch_size, pad)[-1],
+                                        pad_to_multiple_of=pad), device))
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_reserved(device) / MIB
-    from makd.batching import padded_length
-
-    width = padded_length(int(encoded.lengths[longest].max()), pad_multiple(cfg, device), encoded.max_length)
+    width = padded_length(int(encoded.lengths[widest].max()), pad, encoded.max_length)
     del model, optimizer
     torch.cuda.empty_cache()
     return StepMemory(student=cfg.student, peak_mb=round(peak, 1), context_mb=round(max(context, 0.0), 1),
                       total_mb=round(total / MIB, 1), device_name=torch.cuda.get_device_name(device),
-                      batch=f"{len(longest)} x {width} tokens")
+                      batch=f"{len(widest)} x {width} tokens")
 
 
 def packing(need_mb: float, total_mb: float, *, margin: float = 0.2, max_trials: int = 64) -> int:

@@ -38,7 +38,7 @@ class LossSpec:
     kd_term: KdTerm | None  # None: plain cross-entropy, no teacher logits read
     teacher_in_gradient: bool  # does the student's gradient depend on the teacher's logits?
     uses_tau: bool  # does the value depend on tau? (if not, a sweep runs it at tau = 1 only)
-    order: int  # rank in leaderboards and the paper-style table
+    order: float  # rank in leaderboards and the paper-style table
     citation: str
     summary: str  # one line: what L_KD is
 
@@ -50,7 +50,7 @@ class LossSpec:
 LOSSES: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, *, teacher_in_gradient: bool, uses_tau: bool, order: int, citation: str,
+def register_loss(name: str, *, teacher_in_gradient: bool, uses_tau: bool, order: float, citation: str,
                   summary: str) -> Callable[[KdTerm | None], KdTerm | None]:
     """Decorator for a KD term f(student_logits, teacher_logits, y, tau) -> scalar: makes `name` a loss kind."""
     def add(kd_term: KdTerm | None) -> KdTerm | None:

@@ -249,6 +249,13 @@ def shape_batches(encoded: EncodedDataset, batch_size: int, pad_to_multiple_of: 
     return [order[int(np.argmax(widths <= w)):][:batch_size] for w in bucket_lengths(encoded, pad_to_multiple_of)]
 
 
+def placeholder_targets(task: TaskSpec, cfg: TrainConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Targets and teacher logits of the right shapes for n rows, for steps whose loss value does not matter
+    (the warm-up, the gpu: auto memory measurement)."""
+    targets = training_targets(task, np.zeros(n, dtype=np.float32 if task.is_regression else np.int64))
+    return targets, torch.zeros((n, task.num_labels)) if cfg.needs_teacher else None
+
+
 def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, eval_encs: list[EncodedDataset],
             cfg: TrainConfig, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
             device: torch.device, amp: torch.dtype | None, pad_to_multiple_of: int | None) -> float:
@@ -261,10 +268,8 @@ def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, e
     state = rng_state()
     model.train()
     for rows in shape_batches(train_enc, cfg.batch_size, pad_to_multiple_of):
-        targets = training_targets(task, np.zeros(len(rows), dtype=np.float32 if task.is_regression else np.int64))
-        teacher = torch.zeros((len(rows), task.num_labels)) if cfg.needs_teacher else None
-        train_step(model, train_enc, rows, targets, teacher, cfg, optimizer, scaler, device=device, amp=amp,
-                   pad_to_multiple_of=pad_to_multiple_of, step=False)
+        train_step(model, train_enc, rows, *placeholder_targets(task, cfg, len(rows)), cfg, optimizer, scaler,
+                   device=device, amp=amp, pad_to_multiple_of=pad_to_multiple_of, step=False)
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     with torch.no_grad():

@@ -72,14 +72,19 @@ def base_train_fields(cfg: SweepConfig) -> dict:
             "pad_to_multiple_of": cfg.pad_to_multiple_of, "warm_up": cfg.warm_up}
 
 
+def probe_config(cfg: SweepConfig, task: str, student: str, base: dict) -> TrainConfig:
+    """A TrainConfig that needs the teacher exactly when the sweep does: it keys the teacher cache like every
+    trial's would, and a gpu: auto measurement reads the teacher logits when trials do."""
+    return TrainConfig(task=task, student=student, loss="vanilla" if cfg.uses_teacher else "ce",
+                       lam=0.0 if cfg.uses_teacher else 1.0, **base)
+
+
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
                  teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
     """Load the task's data, tokenise it once per student tokenizer, and fetch its teacher logits (from the makd
     cache; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu)."""
     base = base_train_fields(cfg)
-    # A config that needs the teacher exactly when the sweep does: it keys the cache like every trial's would.
-    probe = TrainConfig(task=task_name, student=cfg.students[0], loss="vanilla" if cfg.uses_teacher else "ce",
-                        lam=0.0 if cfg.uses_teacher else 1.0, **base)
+    probe = probe_config(cfg, task_name, cfg.students[0], base)
     train_ds, eval_sets = load_datasets(probe, DataSource.from_env(cfg.glue_dir))
     logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, compute=False)
     if logits is None and cfg.uses_teacher and teacher_on_gpu:
@@ -111,8 +116,7 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     for task, data in prepared.items():
         for student in cfg.students:
             train_enc, _ = data.encoded[student_tokenizer_spec(student, cfg.student_tokenizer)]
-            probes.append((TrainConfig(task=task, student=student, loss="vanilla" if cfg.uses_teacher else "ce",
-                                       lam=0.0 if cfg.uses_teacher else 1.0, **data.base), train_enc))
+            probes.append((probe_config(cfg, task, student, data.base), train_enc))
     return probes
 
 

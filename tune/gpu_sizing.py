@@ -52,13 +52,6 @@ def _measure_all(probes: list) -> list[StepMemory]:
     return [measure_step_memory(cfg, encoded, "cuda") for cfg, encoded in probes]
 
 
-def _largest_power_of_two(n: float) -> int:
-    k = 1
-    while k * 2 <= n:
-        k *= 2
-    return k
-
-
 def measure_on_a_gpu_node(probes: list) -> list[StepMemory]:
     """`_measure_all` as a Ray task holding one whole GPU (the driver's node may have none)."""
     import ray
@@ -86,7 +79,7 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
                                                     f"than the GPU's {widest.total_mb:,.0f} MiB less a {MARGIN:.0%} "
                                                     "margin; lower batch_size or set micro_batch_size")
     node_cpus = max(n["Resources"].get("CPU", 1.0) for n in gpu_nodes)
-    by_cpus = _largest_power_of_two(max(node_cpus / cfg.cpu, 1.0))
+    by_cpus = max(packing(cfg.cpu, node_cpus, margin=0.0), 1)  # at least one trial: its CPUs were checked
     trials = min(by_memory, by_cpus)
     return Sizing(gpu=1.0 / trials, trials_per_gpu=trials, widest=widest, cpu_bound=by_cpus < by_memory,
                   measured=measured)

@@ -424,7 +424,7 @@ def _task_rank(task: str) -> tuple[float, str]:
     return (TASKS[task].paper_order if task in TASKS else math.inf, str(task))
 
 
-def _loss_rank(loss: str) -> tuple[int, str]:
+def _loss_rank(loss: str) -> tuple[float, str]:
     """The registry's display order (makd.losses); a loss no longer registered (an old CSV) goes last."""
     from makd.losses import LOSSES
 
