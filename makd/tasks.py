@@ -82,6 +82,19 @@ class TaskSpec:
         return tuple(metric_key(m, suffix) for _, suffix in self.eval_splits for m in self.base_metrics)
 
     @property
+    def split_metrics(self) -> tuple[str, ...]:
+        """The main metric on every evaluation split, main first (MNLI: accuracy_m, accuracy_mm): what one cell
+        of the paper-style table shows."""
+        return tuple(metric_key(self.base_metrics[0], suffix) for _, suffix in self.eval_splits)
+
+    @property
+    def column_header(self) -> str:
+        """The task's column in the paper-style table: 'RTE (Acc)', 'MNLI-m/mm (Acc)'."""
+        suffixes = "/".join(suffix for _, suffix in self.eval_splits if suffix)
+        name = f"{self.glue_dir}-{suffixes}" if suffixes else self.glue_dir
+        return f"{name} ({METRIC_LABELS.get(self.base_metrics[0], self.base_metrics[0])})"
+
+    @property
     def splits(self) -> tuple[str, ...]:
         """Labelled split names (Hugging Face spelling): train plus the evaluation splits."""
         return ("train",) + tuple(split for split, _ in self.eval_splits)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tune.leaderboard_cli import main
+from tune.report.cli import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 

@@ -16,13 +16,18 @@ import pandas as pd
 import pytest
 
 from makd.errors import OneLineParser, UsageError
-from tune import leaderboard as leaderboard_module
-from tune import leaderboard_cli as cli_module
-from tune import plots as plots_module
-from tune.leaderboard import LEADERBOARD_COLUMNS, build
-from tune.leaderboard_cli import add_leaderboard_parser, main
-from tune.plots import plot_lambda_curves
-from tune.results import TRIAL_COLUMNS, trials_frame, write_trials
+from tune.report import build as build_module
+from tune.report import cli as cli_module
+from tune.report import order as order_module
+from tune.report import paper as paper_module
+from tune.report import plots as plots_module
+from tune.report import rank as rank_module
+from tune.report import trials as trials_module
+from tune.report.build import build
+from tune.report.cli import add_leaderboard_parser, main
+from tune.report.plots import plot_lambda_curves
+from tune.report.rank import LEADERBOARD_COLUMNS
+from tune.report.trials import TRIAL_COLUMNS, trials_frame, write_trials
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARAMS = {"1x64": 2.041, "2x128": 4.386}
@@ -31,7 +36,7 @@ _IDS = itertools.count()
 
 def trial(task="rte", student="2x128", loss="ce", lam=1.0, tau=1.0, seed=0, score=0.5, *, final=None,
           status="TERMINATED", epochs=3, wall=36.0, metric="accuracy", **extra) -> dict:
-    """One trials.csv row as tune.results writes it; device-hours = wall / 3600 (one CPU per trial)."""
+    """One trials.csv row as tune.report.trials writes it; device-hours = wall / 3600 (one CPU per trial)."""
     return {"task": task, "teacher": None if loss == "ce" else "zoo:minilm-l6", "student": student,
             "student_parameters_m": PARAMS[student], "loss": loss, "lam": lam, "tau": tau, "seed": seed, "lr": 5e-5,
             "metric": metric, "best_score": score, "final_score": score - 0.01 if final is None else final,
@@ -42,7 +47,7 @@ def trial(task="rte", student="2x128", loss="ce", lam=1.0, tau=1.0, seed=0, scor
 
 
 def write_experiment(root: Path, rows: list[dict], epochs: int = 3) -> Path:
-    """A finished sweep's experiment dir: trials.csv + trials.jsonl (through tune.results) + sweep.json."""
+    """A finished sweep's experiment dir: trials.csv + trials.jsonl (through tune.report.trials) + sweep.json."""
     root.mkdir(parents=True, exist_ok=True)
     write_trials(str(root), trials_frame(rows))
     config = {"tasks": sorted({r["task"] for r in rows}), "teacher": "zoo:minilm-l6", "epochs": epochs,
@@ -334,7 +339,8 @@ def test_the_leaderboard_never_imports_ray(tmp_path, monkeypatch, capsys):
     for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "ray", None)
-    for module in (leaderboard_module, plots_module, cli_module):  # their top-level imports run again
+    for module in (trials_module, order_module, rank_module, paper_module, plots_module, build_module,
+                   cli_module):  # their top-level imports run again
         importlib.reload(module)
     root = tmp_path / "exp"
     ray_trial(root / "rte", "eeeee_00000", cell(), [0.5, 0.6])
@@ -384,11 +390,6 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
 
 def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
     """Every sweep adds the ce baseline: two sweeps of one student must not turn one seed into two."""
-    import pandas as pd
-
-    from tune.leaderboard import build
-    from tune.results import TRIAL_COLUMNS
-
     base = {c: None for c in TRIAL_COLUMNS}
     base.update(task="rte", student="s", student_parameters_m=1.0, metric="accuracy", lr=1e-4, max_epochs=3,
                 epochs_run=3, best_epoch=3, status="TERMINATED", stopped_early=False, wall_seconds=10.0,

@@ -11,9 +11,10 @@ import torch
 
 from makd import losses
 from tests.test_leaderboard import trial, write_experiment
-from tune.config import grid_cells, parse_config
-from tune.leaderboard import build
+from tune.config import parse_config
 from tune.main import main
+from tune.report.build import build
+from tune.search.grid import grid_cells
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 

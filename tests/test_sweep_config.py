@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from makd.errors import UsageError
-from tune.config import grid_cells, load_config, parse_config, trial_budget
+from tune.config import load_config, parse_config
 from tune.main import main
+from tune.search import trial_budget
+from tune.search.grid import grid_cells
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,11 +30,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.num_gpus is not None and args.num_gpus < 0:
         raise UsageError("num-gpus", f"must be >= 0, got {args.num_gpus}")
     cfg = load_config(args.config, {"glue_dir": args.glue_dir, "storage": args.storage, "name": args.name})
-    from tune.driver import report, run_sweep
+    from tune.driver import print_outcome, run_sweep
 
     outcome = run_sweep(cfg, resume=args.resume, address=args.address, cache_dir=args.cache_dir, quiet=args.quiet,
                         num_cpus=args.num_cpus, num_gpus=args.num_gpus)
-    return report(outcome)
+    return print_outcome(outcome)
 
 
 def add_job_parsers(sub) -> None:
@@ -103,13 +103,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tune.leaderboard_cli import cmd_leaderboard as run
+    from tune.report.cli import cmd_leaderboard as run
 
     return run(args)
 
 
 def add_sweep_commands(sub) -> None:
-    from tune.leaderboard_cli import add_leaderboard_parser
+    from tune.report.cli import add_leaderboard_parser
 
     add_sweep_parser(sub)
     add_job_parsers(sub)

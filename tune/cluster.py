@@ -10,7 +10,8 @@ import uuid
 from pathlib import Path
 
 from makd.errors import UsageError
-from tune.config import SweepConfig, is_remote_uri
+from tune.config import SweepConfig
+from tune.storage import is_remote_uri
 
 QUIET_DEFAULTS = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # per-epoch checkpoints are intended

@@ -33,16 +33,16 @@ from tune.cluster import (
     local_node_resources,
     resolve_address,
 )
-from tune.config import SweepConfig, experiment_root, is_remote_uri
+from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
-from tune.results import (
-    add_parameter_counts,
+from tune.report.trials import (
+    fill_parameter_counts,
     rows_from_result_grid,
     summary_table,
     trials_frame,
-    write_bytes,
     write_trials,
 )
+from tune.storage import is_remote_uri, write_bytes
 from tune.trial import TaskData, distill_trial
 
 
@@ -52,7 +52,7 @@ class SweepOutcome:
     trials: pd.DataFrame
     cache: dict[str, dict] = field(default_factory=dict)
     wall_seconds: float = 0.0
-    leaderboard: object = None  # tune.leaderboard.Leaderboard once any trial finished
+    report: object = None  # tune.report.build.Report once any trial finished (local storage)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -126,11 +126,12 @@ def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bo
     path = f"{root}/{task}"
     if resume and ray_tune.Tuner.can_restore(path):
         return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True)
+    kind = search.get_search_kind(cfg.search.kind)
     return ray_tune.Tuner(
-        trainable, param_space=search.param_space(cfg),
-        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=search.search_algorithm(cfg),
-                                    scheduler=search.scheduler(cfg), num_samples=search.num_samples(cfg),
-                                    max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
+        trainable, param_space=kind.param_space(cfg),
+        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=kind.algorithm(cfg),
+                                        scheduler=search.scheduler(cfg), num_samples=kind.trials_per_task(cfg),
+                                        max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
         run_config=ray_tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
                                   progress_reporter=None if quiet else progress_reporter(cfg),
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
@@ -138,13 +139,11 @@ def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bo
 
 
 def progress_reporter(cfg: SweepConfig):
-    """A compact status table every 30 s: the swept dimensions, epoch and score."""
+    """A compact status table every 30 s: what the search kind varies, epoch and score."""
     from ray.tune import CLIReporter
 
-    names = ["student", "loss", "lam", "tau", "seed"] + (["lr"] if cfg.search.kind == "optuna" else [])
-    prefix = "cell/" if cfg.search.kind == "grid" else ""
-    return CLIReporter(parameter_columns={prefix + n: n for n in names}, metric_columns=["epoch", "score"],
-                       max_report_frequency=30, sort_by_metric=True)
+    return CLIReporter(parameter_columns=search.get_search_kind(cfg.search.kind).progress_columns(cfg),
+                       metric_columns=["epoch", "score"], max_report_frequency=30, sort_by_metric=True)
 
 
 def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
@@ -221,35 +220,18 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
-    add_parameter_counts(rows, student_parameter_counts(cfg))
-    frame = trials_frame(rows)
+    frame = fill_parameter_counts(trials_frame(rows), student_parameter_counts(cfg))
     outcome = SweepOutcome(root=root, trials=frame, cache=cache, wall_seconds=time.perf_counter() - start)
     write_trials(root, frame)
     write_bytes(root, "sweep.json", json.dumps({
         "config": cfg.as_dict(), "gpu_sizing": sizing.as_dict() if sizing else None, "address": address, "resumed": resume, "teacher_cache": cache,
         "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
         "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
-    outcome.leaderboard = write_leaderboard(root)
+    if not is_remote_uri(root):  # remote storage: run `makd leaderboard` on a copy
+        from tune.report.build import write_report_files
+
+        outcome.report = write_report_files(root)
     return outcome
-
-
-def write_leaderboard(root: str):
-    """Leaderboard CSV, paper-style Markdown table and lambda plot into a local experiment dir (None if no finished
-    trial, or remote storage: run `makd leaderboard` on a copy)."""
-    if is_remote_uri(root):
-        return None
-    from makd.files import atomic_write_bytes
-    from tune.leaderboard import build, to_csv_bytes
-    from tune.plots import plot_lambda_curves
-
-    try:
-        board = build([root])
-    except UsageError:
-        return None
-    atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(board.leaderboard))
-    atomic_write_bytes(Path(root) / "table.md", board.paper_table_markdown.encode())
-    plot_lambda_curves(board.trials, Path(root) / "lambda.png")
-    return board
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -257,17 +239,17 @@ def _say(quiet: bool, message: str) -> None:
         print(f"makd: {message}", file=sys.stderr, flush=True)
 
 
-def report(outcome: SweepOutcome) -> int:
+def print_outcome(outcome: SweepOutcome) -> int:
     """Print the results table; the exit code says whether every trial finished."""
     print(summary_table(outcome.trials))
     print(f"\n{len(outcome.trials)} trials in {outcome.wall_seconds:.1f} s; results: {outcome.root}/trials.csv")
-    if outcome.leaderboard is not None:
-        from tune.leaderboard import leaderboard_text
+    if outcome.report is not None:
+        from tune.report.rank import leaderboard_text
 
         print(f"\nLeaderboard ({outcome.root}/leaderboard.csv, table.md, lambda.png):\n")
-        print(leaderboard_text(outcome.leaderboard.leaderboard))
+        print(leaderboard_text(outcome.report.leaderboard))
         print()
-        print(outcome.leaderboard.paper_table_markdown, end="")
+        print(outcome.report.paper_table_markdown, end="")
     problems = []
     if len(outcome.failed):
         problems.append(f"{len(outcome.failed)} trial(s) failed (see the error column of trials.csv)")

@@ -50,7 +50,8 @@ def package_dirs() -> list[str]:
 def submit(config_path: str, *, address: str | None = None, glue_dir: str | None = None, ship_code: bool = True,
            python: str = "python", extra_args: list[str] | None = None) -> str:
     """Validate the config here, then send `makd sweep` to the cluster; returns the submission id."""
-    from tune.config import is_remote_uri, load_config
+    from tune.config import load_config
+    from tune.storage import is_remote_uri
 
     cfg = load_config(config_path)  # a bad config fails here, before anything is sent
     if not is_remote_uri(cfg.storage) and not Path(cfg.storage).expanduser().is_absolute():

@@ -35,7 +35,8 @@ class TaskData:
 
 
 def trial_params(config: dict) -> dict:
-    """A grid trial's config is {"cell": {...}}; an Optuna trial's is flat. Either way: one flat dict."""
+    """Every trial's config is flat (student, loss, lam, tau, seed, lr); older experiment dirs nested a grid
+    trial's under "cell": read either as one flat dict."""
     return {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
 
 

@@ -38,7 +38,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise UsageError("plot", f"expected a .png, .pdf or .svg file name, got {args.plot}")
     from makd.files import atomic_write_bytes
-    from tune.leaderboard import build, leaderboard_text, to_csv_bytes
+    from tune.report.build import build, to_csv_bytes
+    from tune.report.rank import leaderboard_text
 
     result = build(args.paths)
     written = []
@@ -54,7 +55,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         atomic_write_bytes(Path(args.markdown), result.paper_table_markdown.encode())
         written.append(args.markdown)
     if args.plot:
-        from tune.plots import plot_lambda_curves
+        from tune.report.plots import plot_lambda_curves
 
         plot_lambda_curves(result.trials, args.plot)
         written.append(args.plot)
@@ -76,7 +77,7 @@ COMMANDS = {"leaderboard": cmd_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (`python -m tune.leaderboard_cli ...`), same behaviour as `makd leaderboard ...`."""
+    """Standalone entry (`python -m tune.report.cli ...`), same behaviour as `makd leaderboard ...`."""
     from makd.errors import OneLineParser, run_command
 
     parser = OneLineParser(prog="makd")

@@ -10,7 +10,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tune.leaderboard import _loss_rank, _setting_view, _student_order, _task_header, _task_rank
+from tune.report.order import loss_rank, student_order, task_header, task_rank
+from tune.report.rank import setting_view
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 _STYLES = ("-", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
@@ -23,9 +24,9 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None) -> 
     band of ± one standard deviation over them; the CE-only baseline (any loss at λ = 1) is a horizontal dashed
     line per student. Written atomically to `path` (png, pdf or svg by its suffix) when given.
     """
-    df = _setting_view(trials)
-    tasks = sorted(df["task"].dropna().unique(), key=_task_rank)
-    students = _student_order(df)
+    df = setting_view(trials)
+    tasks = sorted(df["task"].dropna().unique(), key=task_rank)
+    students = student_order(df)
     ncols = max(1, min(3, len(tasks)))
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig = Figure(figsize=(5.2 * ncols, 3.9 * nrows), layout="constrained")
@@ -33,7 +34,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None) -> 
     axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[len(tasks):]:
         fig.delaxes(ax)
-    methods = sorted({m for m in df["_method"].dropna() if m != "ce"}, key=_loss_rank)
+    methods = sorted({m for m in df["_method"].dropna() if m != "ce"}, key=loss_rank)
     color = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     style = {s: _STYLES[i % len(_STYLES)] for i, s in enumerate(students)}
     for ax, task in zip(axes, tasks, strict=False):
@@ -56,7 +57,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None) -> 
                 spread = points["std"].fillna(0.0)
                 ax.fill_between(points.index, points["mean"] - spread, points["mean"] + spread,
                                 color=color[method], alpha=0.15, linewidth=0)
-        ax.set_title(_task_header(task, metric))
+        ax.set_title(task_header(task, metric))
         ax.set_xlabel("λ (weight of CE; 1 = CE only)")
         ax.set_ylabel(f"dev {metric} ×100")
         ax.grid(alpha=0.3)

@@ -1,0 +1,213 @@
+"""What determines one training run, declared once.
+
+Each field of `TrainOptions` and `TrainConfig` carries its help text and its bounds; from them come the `makd
+distill` flags (`add_option_flags`), the sweep YAML's top-level training keys and their validation
+(`parse_option`), and the fields every trial of a sweep shares (a `TrainOptions`). A new training option is one
+field here, with its `option(...)` metadata.
+
+- `TrainOptions`: what a sweep sets once for all its trials (teacher, epochs, batch size, precision, ...).
+- `TrainConfig`: the options plus what varies per run: task, student, loss, λ, τ, seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
+
+from makd.errors import UsageError
+
+GROUPS = ("data", "teacher", "student", "loss", "training")  # how `makd distill --help` groups its flags
+
+
+def option(default: Any, help: str | Callable[[], str], *, group: str = "training", low: float | None = None,
+           low_open: bool = False, below: float | None = None, choices: tuple[str, ...] | None = None,
+           required: bool = False) -> Any:
+    """A config field with what the CLI and the sweep config need: help (text, or a function for registry-built
+    help), flag group, bounds (low, or > low with low_open; < below) and choices. `required`: no default."""
+    meta = {"help": help, "group": group, "low": low, "low_open": low_open, "below": below, "choices": choices}
+    if required:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainOptions:
+    """The options a sweep shares across its trials (its YAML's top-level keys); `makd distill` flags too."""
+
+    teacher: str | None = option(None, "AutoModelForSequenceClassification id or path, or zoo:minilm-l6 / "
+                                 "zoo:mpnet-base", group="teacher")
+    fine_tuned: bool = option(False, "the teacher checkpoint already has a trained head (default: a fresh seeded "
+                              "head, as in the paper)", group="teacher")
+    head_seed: int = option(0, "seed of the teacher's fresh classification head", group="teacher", low=0)
+    student_tokenizer: str | None = option(None, "tokenizer for an LxH student (default zoo:minilm-l6, the "
+                                           "bert-base-uncased vocab)", group="student")
+    max_length: int = option(128, "tokens per example", group="data", low=8)
+    max_train_samples: int | None = option(None, "deterministic subsample of the train split", group="data", low=1)
+    max_eval_samples: int | None = option(None, "deterministic subsample of each dev split", group="data", low=1)
+    data_seed: int = option(0, "subsampling seed: fixed across training seeds so the teacher cache is shared",
+                            group="data", low=0)
+    epochs: int = option(3, "training epochs", low=1)
+    batch_size: int = option(32, "examples per optimizer step", low=1)
+    micro_batch_size: int | None = option(None, "run each batch forward/backward in chunks of this size: the same "
+                                          "gradient with a chunk's activation memory (default: the whole batch)",
+                                          low=1)
+    eval_batch_size: int = option(128, "examples per evaluation batch", low=1)
+    lr: float = option(5e-5, "AdamW learning rate (the paper's)", low=0.0, low_open=True)
+    weight_decay: float = option(0.01, "AdamW weight decay", low=0.0)
+    warmup_ratio: float = option(0.1, "fraction of the steps with a linear learning-rate warm-up", low=0.0,
+                                 below=1.0)
+    max_grad_norm: float = option(1.0, "gradient clipping norm", low=0.0, low_open=True)
+    precision: str = option("auto", "auto (bf16/fp16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16",
+                            choices=("auto", "fp32", "bf16", "fp16"))
+    pad_to_multiple_of: int | None = option(None, "round each batch's width up to a multiple of this (default: 32 "
+                                            "on GPU, a few shapes CUDA warms up once; exact dynamic padding on "
+                                            "CPU)", low=1)
+    warm_up: bool | None = option(None, "run every batch shape once before training (default: on GPU only)")
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first bad field (in its flag spelling, e.g. micro-batch-size)."""
+        for f in fields(self):
+            check_bounds(f, getattr(self, f.name), flag_name(f.name))
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise UsageError("micro-batch-size", f"must be between 1 and batch-size ({self.batch_size}), "
+                                                 f"got {self.micro_batch_size}")
+
+
+def _loss_help() -> str:
+    from makd.losses import loss_help
+
+    return f"default taylor; {loss_help()}"
+
+
+def _task_help() -> str:
+    from makd.tasks import TASKS
+
+    return ", ".join(TASKS)
+
+
+@dataclass(kw_only=True)
+class TrainConfig(TrainOptions):
+    """Everything that determines one training run (and so must match when it resumes)."""
+
+    task: str = option(None, _task_help, group="data", required=True)
+    student: str = option(None, "LxH shape (2x128, 4x312, 6x768: random init), a pretrained id/path/zoo name, or "
+                          "MODEL@LAYERS for a layer-truncated copy (zoo:minilm-l6@0,5, zoo:mpnet-base@0:12:2)",
+                          group="student", required=True)
+    loss: str = option("taylor", _loss_help, group="loss")
+    lam: float = option(0.5, "weight of CE in lam*CE + (1-lam)*L_KD", group="loss")
+    tau: float = option(1.0, "temperature of the KD term (losses that use one)", group="loss")
+    seed: int = option(0, "training seed (student init, batch order, dropout)", group="loss", low=0)
+
+    @property
+    def needs_teacher(self) -> bool:
+        from makd.losses import LOSSES
+
+        spec = LOSSES.get(self.loss)
+        return bool(spec and spec.needs_teacher_logits) and self.lam < 1.0
+
+    @property
+    def options(self) -> TrainOptions:
+        return TrainOptions(**{f.name: getattr(self, f.name) for f in fields(TrainOptions)})
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first bad field."""
+        from makd.losses import validate_loss_args
+        from makd.tasks import get_task
+
+        get_task(self.task)
+        validate_loss_args(self.loss, self.lam, self.tau)
+        if self.needs_teacher and not self.teacher:
+            raise UsageError("teacher", f"loss '{self.loss}' with lam < 1 needs a teacher")
+        super().validate()
+
+
+# ----------------------------------------------------------------------------------------------------- derived
+
+
+OPTION_NAMES = tuple(f.name for f in fields(TrainOptions))  # the sweep YAML's training keys
+RUN_NAMES = tuple(f.name for f in fields(TrainConfig) if f.name not in OPTION_NAMES)  # what varies per run
+
+
+def flag_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@functools.cache
+def _types() -> dict[str, tuple[type, bool]]:
+    """field name -> (its base type, whether None is allowed), from the annotations."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        out[name] = (next(a for a in args if a is not type(None)) if optional else hint, optional)
+    return out
+
+
+def check_bounds(f: Field, value: Any, where: str) -> None:
+    meta = f.metadata
+    if value is None or isinstance(value, bool):
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        raise UsageError(where, f"must be {', '.join(meta['choices'][:-1])} or {meta['choices'][-1]}, got '{value}'")
+    low, below = meta.get("low"), meta.get("below")
+    if low is not None and (value <= low if meta.get("low_open") else value < low):
+        raise UsageError(where, f"must be {'>' if meta.get('low_open') else '>='} {low:g}, got {value}")
+    if below is not None and value >= below:
+        raise UsageError(where, f"must be < {below:g}, got {value}")
+
+
+def parse_option(name: str, value: Any, path: str | None = None) -> Any:
+    """A sweep YAML value for option `name`, type-checked and bounds-checked; UsageError names `path`."""
+    path = path or name
+    kind, optional = _types()[name]
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(path, "must not be null")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UsageError(path, f"expected true or false{' or null' if optional else ''}, got {value!r}")
+    elif kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+            raise UsageError(path, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        value = kind(value)
+    elif not isinstance(value, str) or not value:
+        raise UsageError(path, f"expected a string, got {value!r}")
+    check_bounds(next(f for f in fields(TrainConfig) if f.name == name), value, path)
+    return value
+
+
+def add_option_flags(parser: argparse.ArgumentParser, groups: Iterable[str], *,
+                     required: Iterable[str] = ()) -> None:
+    """One flag per field of the given groups (`--batch-size`, `--warm-up/--no-warm-up`), help and default from
+    the field. `required` makes flags required that have defaults otherwise (e.g. cache-teacher's --teacher)."""
+    required = set(required)
+    titles = {"data": None, "teacher": "teacher", "student": "student", "loss": "loss", "training": "training"}
+    for group in groups:
+        target = parser if titles[group] is None else parser.add_argument_group(titles[group])
+        for f in fields(TrainConfig):
+            if f.metadata.get("group") != group:
+                continue
+            kind, optional = _types()[f.name]
+            help_text = f.metadata["help"]() if callable(f.metadata["help"]) else f.metadata["help"]
+            is_required = f.name in required or f.default is MISSING
+            kwargs: dict[str, Any] = {"required": is_required, "dest": f.name}
+            if kind is bool and not optional:
+                kwargs.update(action="store_true")
+            elif kind is bool:
+                kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+            else:
+                kwargs.update(type=kind, default=None if is_required else f.default, choices=f.metadata.get("choices"))
+                if f.default is not None and not is_required and "default" not in help_text:
+                    help_text += f" (default {f.default})"
+            target.add_argument(f"--{flag_name(f.name)}", help=help_text, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A TrainConfig from parsed flags: every field whose flag the parser has."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})

@@ -1,0 +1,84 @@
+"""A report from any mix of experiment dirs and trials CSVs: the trials, the leaderboard, the paper-style table.
+
+Inputs are merged; a trial given twice (same task and trial_id), or the same run configuration in two sweeps (the
+CE baseline every sweep adds), counts once. Only finished trials (TERMINATED or STOPPED) enter the tables; the
+others are counted in `Report.unfinished`. Pure pandas and matplotlib: Ray is never imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from makd.errors import UsageError
+from makd.files import atomic_write_bytes
+from tune.report.paper import paper_table
+from tune.report.rank import leaderboard_table
+from tune.report.trials import (
+    FINISHED,
+    drop_duplicate_trials,
+    fill_parameter_counts,
+    read_trials,
+    trials_frame,
+)
+
+REPORT_FILES = ("leaderboard.csv", "table.md", "lambda.png")  # what a sweep writes into its experiment dir
+
+
+@dataclass
+class Report:
+    """What `build` returns. Every table holds finished trials only."""
+
+    trials: pd.DataFrame  # one row per finished trial: TRIAL_COLUMNS, then source, then glue_* / best_glue_*
+    leaderboard: pd.DataFrame  # one row per task × student × loss: rank.LEADERBOARD_COLUMNS
+    paper_table_markdown: str  # Table 2 layout of the paper
+    unfinished: int = 0  # trials seen but not TERMINATED/STOPPED (RUNNING, NOT_STARTED, ERROR)
+    unfinished_by_status: dict[str, int] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # one line per input: path and how it was read
+
+
+def build(paths: Iterable[str | os.PathLike]) -> Report:
+    """Read and merge experiment dirs and trials CSVs; UsageError names the first bad path."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise UsageError("leaderboard", "give at least one experiment dir or trials CSV")
+    frames, sources = [], []
+    for path in paths:
+        frame, how = read_trials(path)
+        status = frame["status"].fillna("NOT_STARTED")
+        if not status.isin(FINISHED).any():
+            counts = ", ".join(f"{n} {s}" for s, n in status.value_counts().items())
+            raise UsageError(path, f"no finished trials yet ({counts or 'no trials'})")
+        frames.append(frame.assign(source=path))
+        sources.append(how)
+    merged = pd.concat(frames, ignore_index=True)
+    merged = fill_parameter_counts(drop_duplicate_trials(trials_frame(merged)))
+    finished_mask = merged["status"].isin(FINISHED).fillna(False).astype(bool)
+    rest = merged.loc[~finished_mask, "status"].fillna("NOT_STARTED")
+    trials = merged[finished_mask].reset_index(drop=True)
+    return Report(trials=trials, leaderboard=leaderboard_table(trials), paper_table_markdown=paper_table(trials),
+                  unfinished=int(len(rest)), unfinished_by_status={str(k): int(v) for k, v in
+                                                                   rest.value_counts().items()},
+                  sources=sources)
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def write_report_files(root: str | Path) -> Report | None:
+    """REPORT_FILES into a local experiment dir, from its trials; None when no trial has finished yet."""
+    from tune.report.plots import plot_lambda_curves
+
+    try:
+        report = build([root])
+    except UsageError:
+        return None
+    atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
+    atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
+    plot_lambda_curves(report.trials, Path(root) / "lambda.png")
+    return report

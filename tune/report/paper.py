@@ -1,0 +1,85 @@
+"""The paper-style table: Table 2 of Dasgupta et al. (2023) in Markdown, from finished trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tune.report.order import loss_rank, split_metrics, student_order, task_header, task_rank
+from tune.report.rank import best_settings, most_common, setting_view
+
+
+def _format_params(value) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def paper_table(trials: pd.DataFrame) -> str:
+    """Table 2 of the paper, in Markdown: rows student × method, columns tasks, scores ×100, best per block bold.
+
+    A cell is the mean dev score over seeds at the λ (and lr) with the best mean for that task, student and method;
+    a method is the loss, split by τ ("vanilla τ=2") unless a search drew many τ values ("vanilla (τ tuned)").
+    MNLI shows matched/mismatched accuracy (mismatched at the epoch chosen on matched); the Average is the mean of
+    the row's headline numbers, MNLI counted by its matched accuracy only.
+    """
+    if trials.empty:
+        return "(no finished trials)\n"
+    df = setting_view(trials)
+    companions = {t: split_metrics(t)[1:] for t in df["task"].unique()}  # MNLI: accuracy_mm beside accuracy_m
+    extra = sorted({f"best_glue_{m}" for ms in companions.values() for m in ms} & set(df.columns))
+    cells = best_settings(df, ["task", "student", "_method"], extra=extra)
+    tasks = sorted(cells["task"].unique(), key=task_rank)
+    metric = {t: most_common(cells.loc[cells["task"] == t, "metric"]) for t in tasks}
+    header = ["Student", "Params (M)", "Method", *[task_header(t, metric[t]) for t in tasks], "Average"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 1)) + "|"]
+    incomplete = False
+    for student in [s for s in student_order(trials) if s in set(cells["student"])]:
+        block = cells[cells["student"] == student]
+        methods = sorted(block["_method"].unique(), key=loss_rank)
+        values = {m: {} for m in methods}  # method -> task -> (headline, text)
+        for _, cell in block.iterrows():
+            head = cell["score_mean"] * 100
+            others = [cell.get(f"best_glue_{m}", np.nan) for m in companions[cell["task"]]]
+            text = "/".join([f"{head:.1f}", *("–" if pd.isna(v) else f"{v * 100:.1f}" for v in others)])
+            values[cell["_method"]][cell["task"]] = (head, text)
+        averages, covered = {}, {}
+        for m in methods:
+            heads = [values[m][t][0] for t in tasks if t in values[m]]
+            averages[m] = float(np.mean(heads)) if heads else np.nan
+            covered[m] = len(heads)
+            incomplete |= len(heads) < len(tasks)
+        best = {t: max((round(values[m][t][0], 1) for m in methods if t in values[m]), default=None) for t in tasks}
+        # Averages over different task sets are not comparable: bold only among the rows that cover the most tasks.
+        widest = max(covered.values(), default=0)
+        best_avg = max((round(a, 1) for m, a in averages.items() if pd.notna(a) and covered[m] == widest),
+                       default=None)
+        params = _format_params(block["student_parameters_m"].max())
+        for i, m in enumerate(methods):
+            row = [str(student) if i == 0 else "", params if i == 0 else "", m]
+            for t in tasks:
+                if t not in values[m]:
+                    row.append("–")
+                    continue
+                head, text = values[m][t]
+                row.append(f"**{text}**" if round(head, 1) == best[t] else text)
+            avg = averages[m]
+            avg_text = "–" if pd.isna(avg) else f"{avg:.1f}"
+            if covered[m] == widest and pd.notna(avg) and round(avg, 1) == best_avg:
+                avg_text = f"**{avg_text}**"
+            if 0 < covered[m] < len(tasks):
+                avg_text += f" ({covered[m]} of {len(tasks)})"
+            row.append(avg_text)
+            lines.append("| " + " | ".join(row) + " |")
+    notes = ["Dev-set scores ×100: the mean over seeds at the λ (and lr) with the best mean dev score for each task, "
+             "student and method; a trial's score is its best epoch. Best per student in **bold**.",
+             "ce is cross-entropy on the labels only (λ = 1). At τ = 1 the taylor loss trains exactly like ce "
+             "(its gradient does not depend on the teacher), so taylor vs ce differences are seed noise."]
+    if "mnli" in tasks:
+        notes.insert(1, "MNLI: matched/mismatched accuracy (mismatched at the epoch chosen on matched); the "
+                        "Average uses matched accuracy only.")
+    if incomplete:
+        notes.append("Average over the tasks a row has results for, marked \"(n of N)\" when that is not all of them "
+                     "(bold compares only rows that cover the same, widest set of tasks); – marks a task with no "
+                     "finished trial.")
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

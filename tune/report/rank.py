@@ -1,0 +1,134 @@
+"""Ranking: the best (λ, τ, lr) setting per task × student × loss over seeds, and its differences to the baselines.
+
+**The score of a trial is its `best_score`**: the task's headline dev metric at its best epoch (the epoch is chosen
+on the same dev set, as is λ below, so absolute numbers are optimistic in the same way for every method; the
+mean final-epoch score is carried alongside as `final_score_mean`). Only finished trials (TERMINATED, or STOPPED
+early by ASHA) are ranked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from tune.report.order import loss_rank, student_order, task_rank, temperature_free
+
+FINE_TUNED_SUFFIX = ", fine-tuned teacher"
+MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
+LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
+                       "score_mean", "score_std", "n_seeds", "final_score_mean", "delta_vs_vanilla", "delta_vs_ce",
+                       "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
+                       "teacher"]
+_SETTING = ["_lam", "_tau", "_lr"]
+
+
+def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
+    """Add the grouping columns: _loss (λ = 1 is exactly CE, whatever the loss) and rounded _lam/_tau/_lr."""
+    df = trials.copy()
+    is_ce = ((df["loss"] == "ce") | (df["lam"] >= 1.0)).fillna(False).astype(bool)
+    df["_loss"] = df["loss"].where(~is_ce, "ce").astype(object)
+    df["_lam"] = df["lam"].where(~is_ce, 1.0).round(6)
+    df["_tau"] = df["tau"].where(~(is_ce | df["_loss"].isin(temperature_free())), 1.0).round(6)
+    df["_lr"] = df["lr"].round(12)
+    # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
+    fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
+    df.loc[fine_tuned, "_loss"] = df.loc[fine_tuned, "_loss"] + FINE_TUNED_SUFFIX
+    df["_method"] = _method_labels(df)
+    return df
+
+
+def _method_labels(df: pd.DataFrame) -> pd.Series:
+    """Paper-table method: the loss, with " τ=2" when τ ≠ 1; "(τ tuned)" when a search drew many τ values."""
+    labels = df["_loss"].astype(object).copy()
+    n_taus = df.groupby(["student", "_loss"], dropna=False)["_tau"].transform("nunique")
+    for index in df.index:
+        loss, tau = df.at[index, "_loss"], df.at[index, "_tau"]
+        if loss in temperature_free() or pd.isna(tau):
+            continue
+        if n_taus[index] > MAX_TAU_ROWS:
+            labels[index] = f"{loss} (τ tuned)"
+        elif tau != 1.0:
+            labels[index] = f"{loss} τ={tau:g}"
+    return labels
+
+
+def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) -> pd.DataFrame:
+    """For each group: the (λ, τ, lr) setting with the best mean score over its seeds, and its statistics.
+
+    Ties go to the smaller λ, then τ, then lr (deterministic).
+    """
+    extra = list(extra)
+    records = []
+    for key, group in df.groupby(keys, dropna=False, sort=False):
+        stats = group.groupby(_SETTING, dropna=False).agg(
+            score_mean=("best_score", "mean"), score_std=("best_score", "std"), n_seeds=("best_score", "count"),
+            final_score_mean=("final_score", "mean"), **{c: (c, "mean") for c in extra}).reset_index()
+        stats = stats[stats["score_mean"].notna()]
+        if stats.empty:
+            continue
+        ranked = stats.assign(_rank=stats["score_mean"].round(12))  # float noise must not break a tie
+        best = ranked.sort_values(["_rank", *_SETTING], ascending=[False, True, True, True], kind="stable").iloc[0]
+        record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        record.update(best_lam=best["_lam"], best_tau=best["_tau"], best_lr=best["_lr"],
+                      score_mean=best["score_mean"], score_std=best["score_std"], n_seeds=int(best["n_seeds"]),
+                      final_score_mean=best["final_score_mean"], settings_tried=len(stats),
+                      n_trials=int(group["best_score"].notna().sum()),
+                      wall_seconds_mean=group["wall_seconds"].mean(),
+                      device_hours_total=group["device_hours"].sum(min_count=1),
+                      peak_gpu_mb_max=group["peak_gpu_mb"].max() if "peak_gpu_mb" in group else None,
+                      student_parameters_m=group["student_parameters_m"].max(),
+                      metric=most_common(group["metric"]),
+                      teacher=", ".join(sorted({str(t) for t in group["teacher"].dropna()})) or None,
+                      **{c: best[c] for c in extra})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def most_common(values: pd.Series):
+    """The most frequent non-missing value (None when there is none)."""
+    values = values.dropna()
+    return values.mode().iloc[0] if len(values) else None
+
+
+def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per task × student × loss, from finished trials (see the module docstring for the score).
+
+    The hyperparameter setting is (λ, τ, lr); its score is the mean best_score over seeds; the row reports the
+    setting with the best mean (`best_lam`, `best_tau`, `best_lr`), `score_mean` and `score_std` (ddof 1, NaN for
+    one seed) over its `n_seeds` trials, and `final_score_mean` at that setting. Any loss at λ = 1 is plain CE and
+    joins the `ce` row. `delta_vs_vanilla` = score_mean − vanilla's score_mean at vanilla's own best setting (KD
+    losses other than vanilla); `delta_vs_ce` = score_mean − the ce row's score_mean (every row but ce). Cost
+    columns cover all of the row's trials: `wall_seconds_mean` per trial, `device_hours_total` summed.
+    """
+    if trials.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    df = setting_view(trials)
+    board = best_settings(df, ["task", "student", "_loss"]).rename(columns={"_loss": "loss"})
+    if board.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    per_cell = board.set_index(["task", "student", "loss"])["score_mean"]
+
+    def reference(row, loss):
+        return per_cell.get((row["task"], row["student"], loss), np.nan)
+
+    board["delta_vs_vanilla"] = [np.nan if row["loss"] in ("ce", "vanilla") else row["score_mean"] -
+                                 reference(row, "vanilla") for _, row in board.iterrows()]
+    board["delta_vs_ce"] = [np.nan if row["loss"] == "ce" else row["score_mean"] - reference(row, "ce")
+                            for _, row in board.iterrows()]
+    students = {s: i for i, s in enumerate(student_order(trials))}
+    order = sorted(board.index, key=lambda i: (task_rank(board.at[i, "task"]),
+                                               students.get(board.at[i, "student"], len(students)),
+                                               loss_rank(board.at[i, "loss"])))
+    return board.loc[order, LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+
+def leaderboard_text(board: pd.DataFrame) -> str:
+    """The leaderboard as a plain-text table (what `makd leaderboard` prints)."""
+    if board.empty:
+        return "(no finished trials)"
+    cols = ["task", "student", "loss", "metric", "best_lam", "best_tau", "score_mean", "score_std", "n_seeds",
+            "final_score_mean", "delta_vs_vanilla", "delta_vs_ce", "n_trials", "wall_seconds_mean",
+            "device_hours_total"]
+    return board[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")

@@ -1,0 +1,64 @@
+"""Search kinds (how one task's trials are chosen) and the early-stopping scheduler, for one task's Tuner.
+
+One Tuner per task: ASHA compares a single scalar across trials, and GLUE metrics (accuracy, F1, Pearson, MCC)
+are not comparable across tasks. A search kind is a `SearchKind` subclass (tune/search/base.py) registered here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from makd.errors import UsageError
+from tune.fields import mapping
+from tune.search.base import METRIC, MODE, SWEPT, TIME_ATTR, SearchConfig, SearchKind
+from tune.search.grid import GridSearch
+from tune.search.optuna_search import OptunaSearch
+
+if TYPE_CHECKING:
+    from tune.config import SweepConfig
+
+__all__ = ["METRIC", "MODE", "SEARCH_KINDS", "SWEPT", "TIME_ATTR", "SearchConfig", "SearchKind", "get_search_kind",
+           "parse_search", "register_search_kind", "scheduler", "trial_budget"]
+
+SEARCH_KINDS: dict[str, SearchKind] = {}
+
+
+def register_search_kind(kind: SearchKind) -> SearchKind:
+    SEARCH_KINDS[kind.name] = kind
+    return kind
+
+
+for _kind in (GridSearch(), OptunaSearch()):
+    register_search_kind(_kind)
+
+
+def get_search_kind(name: str) -> SearchKind:
+    if name not in SEARCH_KINDS:
+        raise UsageError("search.kind", f"expected {' or '.join(SEARCH_KINDS)}, got {name!r}")
+    return SEARCH_KINDS[name]
+
+
+def parse_search(raw: Any) -> SearchConfig:
+    """The `search:` section (missing: grid) -> SearchConfig, by its kind."""
+    raw = mapping(raw, "search", set().union(*(kind.fields for kind in SEARCH_KINDS.values())),
+                  "{kind: grid} or {kind: optuna, n_trials: 20}")
+    kind = get_search_kind(raw.get("kind", "grid"))
+    unknown = sorted(set(raw) - kind.fields)
+    if unknown:
+        raise UsageError(f"search.{unknown[0]}", f"not a field of {kind.name} search")
+    return kind.parse(raw)
+
+
+def trial_budget(cfg: SweepConfig) -> int:
+    """Trials the whole sweep runs (every task)."""
+    return get_search_kind(cfg.search.kind).trials_per_task(cfg) * len(cfg.tasks)
+
+
+def scheduler(cfg: SweepConfig):
+    """ASHA on the epoch, or None (every trial runs all epochs)."""
+    if cfg.scheduler.kind != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr=TIME_ATTR, max_t=cfg.max_epochs, grace_period=cfg.scheduler.grace_period,
+                         reduction_factor=cfg.scheduler.reduction_factor)

@@ -1,0 +1,63 @@
+"""Grid search: every (student, loss, λ, τ, seed) cell once, without cells that would train the same student twice."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from makd.errors import UsageError
+from makd.losses import LOSSES
+from tune.search.base import SWEPT, SearchConfig, SearchKind
+
+if TYPE_CHECKING:
+    from tune.config import SweepConfig
+
+
+def grid_cells(cfg: SweepConfig) -> list[dict]:
+    """The full grid for one task, without duplicates that would train the identical student twice.
+
+    `ce` runs once per (student, seed) at lam=1; a KD loss at lam=1 is exactly `ce`, so it is not run again;
+    losses whose value ignores tau (ce, mse, ortho) run at tau=1 only.
+    """
+    cells, seen = [], set()
+    for student, loss, lam, tau, seed in itertools.product(cfg.students, cfg.losses, cfg.lams, cfg.taus, cfg.seeds):
+        if loss == "ce":
+            lam, tau = 1.0, 1.0
+        elif lam >= 1.0:
+            continue
+        if not LOSSES[loss].uses_tau:  # one tau is enough
+            tau = 1.0
+        key = (student, loss, lam, tau, seed)
+        if key not in seen:
+            seen.add(key)
+            cells.append({"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
+                          "lr": float(cfg.lr)})
+    return cells
+
+
+class GridSearch(SearchKind):
+    name = "grid"
+
+    def parse(self, raw: dict) -> SearchConfig:
+        if set(raw) - {"kind"}:
+            raise UsageError("search", "grid search takes no other fields (list values in lams/taus/seeds)")
+        return SearchConfig()
+
+    def may_use_teacher(self, cfg: SweepConfig) -> bool:
+        return any(lam < 1 for lam in cfg.lams)
+
+    def param_space(self, cfg: SweepConfig) -> dict:
+        """Every swept key, as a choice over its grid values; the cells themselves come from `algorithm`."""
+        from ray import tune as ray_tune
+
+        cells = grid_cells(cfg)
+        return {key: ray_tune.choice(list(dict.fromkeys(c[key] for c in cells))) for key in SWEPT}
+
+    def algorithm(self, cfg: SweepConfig):
+        """Tune's BasicVariantGenerator with the cells as its points: one flat trial config per cell, in order."""
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=grid_cells(cfg))
+
+    def trials_per_task(self, cfg: SweepConfig) -> int:
+        return len(grid_cells(cfg))

@@ -1,0 +1,76 @@
+"""Optuna (TPE) over λ (and lr, τ ranges when given), with student, loss and seed as categories."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from makd.errors import UsageError
+from tune.fields import number, value_range
+from tune.search.base import METRIC, MODE, SearchConfig, SearchKind
+
+if TYPE_CHECKING:
+    from tune.config import SweepConfig
+
+
+def categorical_cells(cfg: SweepConfig) -> list[dict]:
+    """(student, loss, seed) cells: what Optuna must cover once each while it searches lam/lr/tau."""
+    return [{"student": s, "loss": loss, "seed": seed}
+            for s, loss, seed in itertools.product(cfg.students, cfg.losses, cfg.seeds)]
+
+
+def start_points(cfg: SweepConfig) -> list[dict]:
+    """One full point per (student, loss, seed) cell, so Optuna tries every categorical cell at least once."""
+    search = cfg.search
+    lam = (search.lam[0] + search.lam[1]) / 2
+    lr = cfg.lr if not search.lr else min(max(cfg.lr, search.lr[0]), search.lr[1])
+    tau = (search.tau[0] + search.tau[1]) / 2 if search.tau else cfg.taus[0]
+    points = []
+    for cell in categorical_cells(cfg):
+        point = {**cell, "lam": 1.0 if cell["loss"] == "ce" and search.lam[1] == 1.0 else lam, "tau": tau}
+        if search.lr:
+            point["lr"] = lr
+        points.append(point)
+    return points
+
+
+class OptunaSearch(SearchKind):
+    name = "optuna"
+    fields = frozenset({"kind", "n_trials", "seed", "lam", "lr", "tau"})
+
+    def parse(self, raw: dict) -> SearchConfig:
+        return SearchConfig(
+            kind=self.name, n_trials=number(raw.get("n_trials", 0), "search.n_trials", kind=int, low=1),
+            seed=number(raw.get("seed", 0), "search.seed", kind=int),
+            lam=value_range(raw.get("lam", [0.0, 1.0]), "search.lam", low=0.0, high=1.0),
+            lr=value_range(raw["lr"], "search.lr", low=0.0, low_open=True) if "lr" in raw else None,
+            tau=value_range(raw["tau"], "search.tau", low=0.0, low_open=True) if "tau" in raw else None)
+
+    def check(self, cfg: SweepConfig) -> None:
+        cells = len(categorical_cells(cfg))
+        if cfg.search.n_trials < cells:
+            raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {cells} categorical cells "
+                                                "(student x loss x seed): each must be tried once")
+
+    def may_use_teacher(self, cfg: SweepConfig) -> bool:
+        return cfg.search.lam[0] < 1
+
+    def param_space(self, cfg: SweepConfig) -> dict:
+        from ray import tune as ray_tune
+
+        search = cfg.search
+        return {"student": ray_tune.choice(list(cfg.students)), "loss": ray_tune.choice(list(cfg.losses)),
+                "seed": ray_tune.choice(list(cfg.seeds)), "lam": ray_tune.uniform(*search.lam),
+                "lr": ray_tune.loguniform(*search.lr) if search.lr else cfg.lr,
+                "tau": ray_tune.uniform(*search.tau) if search.tau else ray_tune.choice(list(cfg.taus))}
+
+    def algorithm(self, cfg: SweepConfig):
+        from ray.tune.search.optuna import OptunaSearch as RayOptunaSearch
+
+        return RayOptunaSearch(metric=METRIC, mode=MODE, seed=cfg.search.seed, points_to_evaluate=start_points(cfg))
+
+    def trials_per_task(self, cfg: SweepConfig) -> int:
+        return cfg.search.n_trials
+
+    def progress_columns(self, cfg: SweepConfig) -> list[str]:
+        return [*super().progress_columns(cfg), "lr"]
