@@ -42,13 +42,13 @@ def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextD
 
 def fill_teacher_cache(task: str, n_train: int):
     """Compute (or find) the teacher logits a sweep on this subset will use, so timed runs all start warm."""
+    from makd.cache import TeacherSpec
     from makd.paths import default_cache_dir
     from makd.pipeline import fetch_teacher_logits
-    from makd.train import TrainConfig
 
     train, _ = load_task(task, n_train, 1)
-    cfg = TrainConfig(task=task, student="unused", teacher=TEACHER, loss="vanilla", lam=0.0, max_length=MAX_LENGTH)
-    logits, _ = fetch_teacher_logits(cfg, train, default_cache_dir(), progress=False)
+    spec = TeacherSpec(TEACHER, task, max_length=MAX_LENGTH)
+    logits, _ = fetch_teacher_logits(spec, train, default_cache_dir(), progress=False)
     return logits
 
 

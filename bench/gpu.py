@@ -96,7 +96,7 @@ def cached_logits(args, train, cache_dir: str | None = None, device: str | None 
     from makd.paths import default_cache_dir
     from makd.pipeline import fetch_teacher_logits
 
-    return fetch_teacher_logits(train_config(args), train, cache_dir or default_cache_dir(), progress=False,
+    return fetch_teacher_logits(train_config(args).teacher_spec, train, cache_dir or default_cache_dir(), progress=False,
                                 device=device or args.device)
 
 

@@ -30,6 +30,18 @@ CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
+class TeacherSpec:
+    """Which teacher logits a task needs: the teacher, how its head is made, how text is cut. With a split's exact
+    examples (TextDataset.fingerprint) it keys the cache; every trial of a task shares one spec."""
+
+    teacher: str
+    task: str
+    head_seed: int = 0
+    fine_tuned: bool = False
+    max_length: int = 128
+
+
+@dataclass(frozen=True)
 class TeacherKey:
     """Everything that determines a teacher's logits on one split."""
 
@@ -140,9 +152,8 @@ class CacheReport:
         return "hit" if self.misses == 0 else ("miss" if self.hits == 0 else "partial")
 
 
-def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_labels: int, max_length: int,
-                   cache_dir: str | Path, head_seed: int = 0, fine_tuned: bool = False, batch_size: int | None = None,
-                   device: str | torch.device = "cpu", progress: bool = True,
+def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, cache_dir: str | Path,
+                   batch_size: int | None = None, device: str | torch.device = "cpu", progress: bool = True,
                    compute: bool = True) -> tuple[dict[str, np.ndarray], CacheReport]:
     """Logits of the frozen teacher for each named dataset, from the cache when present.
 
@@ -150,7 +161,10 @@ def teacher_logits(datasets: Mapping[str, TextDataset], *, teacher: str, num_lab
     a missing entry is left out of the result (and counted as a miss).
     """
     from makd import models  # heavy imports stay out of module import
+    from makd.tasks import get_task
 
+    teacher, head_seed, fine_tuned, max_length = spec.teacher, spec.head_seed, spec.fine_tuned, spec.max_length
+    num_labels = get_task(spec.task).num_labels
     cache = TeacherLogitCache(cache_dir)
     fingerprint = models.model_fingerprint(teacher)
     report = CacheReport()

@@ -13,29 +13,22 @@ import os
 import sys
 from collections.abc import Sequence
 
+from makd.config import add_option_flags
 from makd.errors import OneLineParser, UsageError, run_command
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data (default: --glue-dir, else $MAKD_GLUE_DIR, else the HF hub nyu-mll/glue)")
-    g.add_argument("--task", required=True, help="cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte or wnli")
+    add_option_flags(g, ["data"])
     g.add_argument("--glue-dir", help="a local GLUE folder in the original download layout (<TASK>/train.tsv ...)")
     g.add_argument("--train-file", help="any csv/tsv/jsonl/parquet train file (with --text-columns/--label-column)")
     g.add_argument("--eval-file", help="the matching dev file")
     g.add_argument("--text-columns", help="comma-separated text column(s) of --train-file/--eval-file")
     g.add_argument("--label-column", help="label column of --train-file/--eval-file")
-    g.add_argument("--max-train-samples", type=int, help="deterministic subsample of the train split")
-    g.add_argument("--max-eval-samples", type=int, help="deterministic subsample of each dev split")
-    g.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
 
 
 def add_teacher_args(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--teacher", required=required,
-                   help="AutoModelForSequenceClassification id or path, or zoo:minilm-l6 / zoo:mpnet-base")
-    p.add_argument("--fine-tuned", action="store_true",
-                   help="the teacher checkpoint already has a trained head (default: a fresh seeded head, as in "
-                        "the paper)")
-    p.add_argument("--head-seed", type=int, default=0, help="seed of the teacher's fresh head (default 0)")
+    add_option_flags(p, ["teacher"], required=["teacher"] if required else [])
     p.add_argument("--cache-dir", help="teacher-logit cache (default $MAKD_HOME/cache, MAKD_HOME=~/.cache/makd)")
 
 
@@ -53,28 +46,7 @@ def add_library_commands(sub) -> None:
     d = sub.add_parser("distill", help="train one student and print its GLUE metrics as one JSON line")
     add_data_args(d)
     add_teacher_args(d, required=False)
-    d.add_argument("--student", required=True,
-                   help="LxH shape (2x128, 4x312, 6x768: random init), a pretrained id/path/zoo name, or "
-                        "MODEL@LAYERS for a layer-truncated copy (zoo:minilm-l6@0,5, zoo:mpnet-base@0:12:2)")
-    d.add_argument("--student-tokenizer", help="tokenizer for an LxH student (default zoo:minilm-l6, the "
-                   "bert-base-uncased vocab)")
-    from makd.losses import loss_help
-
-    d.add_argument("--loss", default="taylor", help=f"default taylor; {loss_help()}")
-    d.add_argument("--lam", type=float, default=0.5, help="weight of CE in lam*CE + (1-lam)*L_KD (default 0.5)")
-    d.add_argument("--tau", type=float, default=1.0, help="temperature for vanilla/taylor (default 1)")
-    d.add_argument("--epochs", type=int, default=3)
-    d.add_argument("--batch-size", type=int, default=32)
-    d.add_argument("--micro-batch-size", type=int, help="run each batch forward/backward in chunks of this size: "
-                   "the same gradient with a chunk's activation memory (default: the whole batch)")
-    d.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5, the paper's)")
-    d.add_argument("--warmup-ratio", type=float, default=0.1)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--precision", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16")
-    d.add_argument("--pad-to-multiple-of", type=int, help="round each batch's width up to a multiple of this "
-                   "(default: 32 on GPU, a few shapes CUDA warms up once; exact dynamic padding on CPU)")
-    d.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=None,
-                   help="run every batch shape once before training (default: on GPU only)")
+    add_option_flags(d, ["student", "loss", "training"])
     d.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     d.add_argument("--output-dir", help="checkpoint every epoch here (a rerun resumes), plus result.json")
     d.add_argument("--save-model", action="store_true", help="also export the final student to OUTPUT_DIR/model")
@@ -84,7 +56,8 @@ def add_library_commands(sub) -> None:
     add_data_args(c)
     add_teacher_args(c, required=True)
     c.add_argument("--splits", default="train", help="comma list of train, dev (default train: what KD uses)")
-    c.add_argument("--batch-size", type=int, help="teacher batch size (default 16 on CPU, 64 on GPU)")
+    c.add_argument("--batch-size", dest="teacher_batch_size", type=int,
+                   help="teacher batch size (default 16 on CPU, 64 on GPU)")
     c.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     c.add_argument("--quiet", action="store_true")
 
@@ -117,18 +90,12 @@ def cache_dir(args: argparse.Namespace) -> str:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    from makd.config import TrainConfig, from_args
     from makd.pipeline import run
-    from makd.train import TrainConfig
 
     if args.save_model and not args.output_dir:
         raise UsageError("save-model", "needs --output-dir")
-    cfg = TrainConfig(task=args.task, student=args.student, teacher=args.teacher, loss=args.loss, lam=args.lam,
-                      tau=args.tau, epochs=args.epochs, batch_size=args.batch_size,
-                      micro_batch_size=args.micro_batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio,
-                      max_length=args.max_length, seed=args.seed,
-                      head_seed=args.head_seed, fine_tuned=args.fine_tuned, student_tokenizer=args.student_tokenizer,
-                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
-                      precision=args.precision, pad_to_multiple_of=args.pad_to_multiple_of, warm_up=args.warm_up)
+    cfg = from_args(TrainConfig, args)
     summary = run(cfg, data_source(args), cache_dir=cache_dir(args), output_dir=args.output_dir,
                   save_model=args.save_model, progress=not args.quiet, device=args.device)
     print(json.dumps(summary), flush=True)
@@ -137,25 +104,22 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from makd.cache import teacher_logits
+    from makd.config import TrainOptions, from_args
     from makd.pipeline import load_datasets
     from makd.tasks import get_task
-    from makd.train import TrainConfig
 
     task = get_task(args.task)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "dev")]
     if bad or not splits:
         raise UsageError("splits", f"expected a comma list of train, dev; got '{args.splits}'")
-    cfg = TrainConfig(task=task.name, student="cache-only", teacher=args.teacher, max_length=args.max_length,
-                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
-    cfg.validate()
-    train_ds, eval_sets = load_datasets(cfg, data_source(args))
+    options = from_args(TrainOptions, args)
+    options.validate()
+    train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
     wanted = {"train": train_ds} if "train" in splits else {}
     if "dev" in splits:
         wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items()})
-    logits, report = teacher_logits(wanted, teacher=args.teacher, num_labels=task.num_labels,
-                                    max_length=args.max_length, cache_dir=cache_dir(args), head_seed=args.head_seed,
-                                    fine_tuned=args.fine_tuned, batch_size=args.batch_size,
+    logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args), batch_size=args.teacher_batch_size,
                                     device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)
     print(json.dumps({"task": task.name, "teacher": args.teacher, "cache_dir": cache_dir(args),
                       "splits": {k: len(v) for k, v in logits.items()}, "hits": report.hits, "misses": report.misses,

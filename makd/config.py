@@ -21,7 +21,7 @@ from typing import Any
 
 from makd.errors import UsageError
 
-GROUPS = ("data", "teacher", "student", "loss", "training")  # how `makd distill --help` groups its flags
+GROUP_TITLES = {"data": None, "teacher": "teacher", "student": "student", "loss": "loss", "training": "training"}
 
 
 def option(default: Any, help: str | Callable[[], str], *, group: str = "training", low: float | None = None,
@@ -69,6 +69,14 @@ class TrainOptions:
                                             "CPU)", low=1)
     warm_up: bool | None = option(None, "run every batch shape once before training (default: on GPU only)")
 
+    def teacher_for(self, task: str):
+        """The makd.cache.TeacherSpec these options give a task: what its teacher-logit cache is keyed by."""
+        from makd.cache import TeacherSpec
+
+        if not self.teacher:
+            raise UsageError("teacher", "no teacher given")
+        return TeacherSpec(self.teacher, task, self.head_seed, self.fine_tuned, self.max_length)
+
     def validate(self) -> None:
         """Raise UsageError naming the first bad field (in its flag spelling, e.g. micro-batch-size)."""
         for f in fields(self):
@@ -111,8 +119,9 @@ class TrainConfig(TrainOptions):
         return bool(spec and spec.needs_teacher_logits) and self.lam < 1.0
 
     @property
-    def options(self) -> TrainOptions:
-        return TrainOptions(**{f.name: getattr(self, f.name) for f in fields(TrainOptions)})
+    def teacher_spec(self):
+        """The makd.cache.TeacherSpec of this run's teacher logits; None when the run does not read them."""
+        return self.teacher_for(self.task) if self.needs_teacher else None
 
     def validate(self) -> None:
         """Raise UsageError naming the first bad field."""
@@ -187,10 +196,9 @@ def add_option_flags(parser: argparse.ArgumentParser, groups: Iterable[str], *,
     """One flag per field of the given groups (`--batch-size`, `--warm-up/--no-warm-up`), help and default from
     the field. `required` makes flags required that have defaults otherwise (e.g. cache-teacher's --teacher)."""
     required = set(required)
-    titles = {"data": None, "teacher": "teacher", "student": "student", "loss": "loss", "training": "training"}
-    for group in groups:
-        target = parser if titles[group] is None else parser.add_argument_group(titles[group])
-        for f in fields(TrainConfig):
+    for group in groups:  # "data" goes into the caller's own data group (beside --glue-dir and friends)
+        target = parser if GROUP_TITLES[group] is None else parser.add_argument_group(GROUP_TITLES[group])
+        for f in sorted(fields(TrainConfig), key=lambda f: f.name not in RUN_NAMES):  # --task, --student first
             if f.metadata.get("group") != group:
                 continue
             kind, optional = _types()[f.name]
@@ -208,6 +216,6 @@ def add_option_flags(parser: argparse.ArgumentParser, groups: Iterable[str], *,
             target.add_argument(f"--{flag_name(f.name)}", help=help_text, **kwargs)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A TrainConfig from parsed flags: every field whose flag the parser has."""
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)})
+def from_args(cls: type[TrainOptions], args: argparse.Namespace) -> TrainOptions:
+    """TrainOptions or TrainConfig from parsed flags: every field whose flag the parser has (others: defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from makd.cache import CacheReport, teacher_logits
+from makd.cache import CacheReport, TeacherSpec, teacher_logits
+from makd.config import TrainOptions
 from makd.data import TextDataset, load_split
 from makd.files import atomic_write_bytes
 from makd.tasks import get_task
@@ -44,9 +45,10 @@ class DataSource:
         return f"glue dir {self.glue_dir}" if self.glue_dir else "hub nyu-mll/glue"
 
 
-def load_datasets(cfg: TrainConfig, source: DataSource) -> tuple[TextDataset, dict[str, TextDataset]]:
+def load_datasets(task_name: str, source: DataSource,
+                  options: TrainOptions) -> tuple[TextDataset, dict[str, TextDataset]]:
     """The (subsampled) train split and every dev split of the task, keyed by metric suffix."""
-    task = get_task(cfg.task)
+    task, cfg = get_task(task_name), options
     common = dict(glue_dir=source.glue_dir, text_columns=source.text_columns, label_column=source.label_column,
                   seed=cfg.data_seed)
     train_ds = load_split(task, "train", data_file=source.train_file, max_samples=cfg.max_train_samples, **common)
@@ -59,17 +61,14 @@ def load_datasets(cfg: TrainConfig, source: DataSource) -> tuple[TextDataset, di
     return train_ds, eval_sets
 
 
-def fetch_teacher_logits(cfg: TrainConfig, train_ds: TextDataset, cache_dir: str | Path, *,
+def fetch_teacher_logits(spec: TeacherSpec | None, train_ds: TextDataset, cache_dir: str | Path, *,
                          progress: bool = True, device=None, compute: bool = True) -> tuple[np.ndarray | None, CacheReport]:
-    """The teacher's train-split logits from the cache (computed and stored on a miss); None when not needed, or
-    on a miss with compute=False."""
-    if not cfg.needs_teacher:
+    """The teacher's train-split logits from the cache (computed and stored on a miss); None when no teacher is
+    needed (spec None), or on a miss with compute=False."""
+    if spec is None:
         return None, CacheReport()
-    task = get_task(cfg.task)
-    logits, report = teacher_logits({"train": train_ds}, teacher=cfg.teacher, num_labels=task.num_labels,
-                                    max_length=cfg.max_length, cache_dir=cache_dir, head_seed=cfg.head_seed,
-                                    fine_tuned=cfg.fine_tuned, device=pick_device(device), progress=progress,
-                                    compute=compute)
+    logits, report = teacher_logits({"train": train_ds}, spec, cache_dir=cache_dir, device=pick_device(device),
+                                    progress=progress, compute=compute)
     return logits.get("train"), report
 
 
@@ -105,8 +104,8 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
 
     describe_student(cfg.student)  # a student spec that does not parse fails before any work
     start = time.perf_counter()
-    train_ds, eval_sets = load_datasets(cfg, source)
-    logits, report = fetch_teacher_logits(cfg, train_ds, cache_dir, progress=progress, device=device)
+    train_ds, eval_sets = load_datasets(cfg.task, source, cfg)
+    logits, report = fetch_teacher_logits(cfg.teacher_spec, train_ds, cache_dir, progress=progress, device=device)
     out = Path(output_dir) if output_dir else None
     result = train(cfg, train_ds, eval_sets, logits, checkpoint_dir=out, progress=progress, device=device)
     summary = summarise(cfg, result, report, time.perf_counter() - start, len(train_ds))

@@ -35,74 +35,14 @@ from makd.batching import (
     sorted_batches,
     to_device,
 )
+from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
 from makd.errors import UsageError
-from makd.losses import LOSSES, distillation_loss, validate_loss_args
+from makd.losses import distillation_loss
 from makd.tasks import TaskSpec, compute_metrics, get_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines one training run (and so must match when it resumes)."""
-
-    task: str
-    student: str
-    teacher: str | None = None
-    loss: str = "taylor"
-    lam: float = 0.5
-    tau: float = 1.0
-    epochs: int = 3
-    batch_size: int = 32
-    micro_batch_size: int | None = None  # forward/backward in chunks of this size: same gradient, less memory
-    eval_batch_size: int = 128
-    lr: float = 5e-5  # the paper's learning rate
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    seed: int = 0
-    head_seed: int = 0  # seed of the non-fine-tuned teacher's fresh classification head
-    fine_tuned: bool = False
-    student_tokenizer: str | None = None
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    data_seed: int = 0  # subsampling seed: fixed across training seeds so the teacher cache is shared
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
-    pad_to_multiple_of: int | None = None  # batch width rounded up to this; None: 32 on CUDA, exact on CPU
-    warm_up: bool | None = None  # run every batch shape once before training; None: on CUDA only
-
-    @property
-    def needs_teacher(self) -> bool:
-        spec = LOSSES.get(self.loss)
-        return bool(spec and spec.needs_teacher_logits) and self.lam < 1.0
-
-    def validate(self) -> None:
-        """Raise UsageError naming the first bad field."""
-        get_task(self.task)
-        validate_loss_args(self.loss, self.lam, self.tau)
-        if self.needs_teacher and not self.teacher:
-            raise UsageError("teacher", f"loss '{self.loss}' with lam < 1 needs a teacher")
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
-            if int(getattr(self, name)) < 1:
-                raise UsageError(name.replace("_", "-"), f"must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UsageError("lr", f"must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UsageError("warmup-ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise UsageError(name.replace("_", "-"), f"must be >= 1, got {value}")
-        if self.micro_batch_size is not None and not 1 <= int(self.micro_batch_size) <= int(self.batch_size):
-            raise UsageError("micro-batch-size", f"must be between 1 and batch-size ({self.batch_size}), "
-                                                 f"got {self.micro_batch_size}")
-        if self.pad_to_multiple_of is not None and int(self.pad_to_multiple_of) < 1:
-            raise UsageError("pad-to-multiple-of", f"must be >= 1, got {self.pad_to_multiple_of}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise UsageError("precision", f"must be auto, fp32, bf16 or fp16, got '{self.precision}'")
 
 
 @dataclass
@@ -329,7 +269,7 @@ def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tup
     return metrics
 
 
-def encode_splits(tokenizer, cfg: TrainConfig, train_ds: TextDataset,
+def encode_splits(tokenizer, cfg: TrainOptions, train_ds: TextDataset,
                   eval_sets: Mapping[str, TextDataset]) -> tuple[EncodedDataset, dict[str, EncodedDataset]]:
     """The student tokenizer's ids of the train split and every dev split (what `train(encoded=...)` takes)."""
     return (encode(tokenizer, train_ds, cfg.max_length),

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 
 from makd import models
-from makd.cache import TeacherLogitCache, compute_logits, teacher_logits
+from makd.cache import TeacherLogitCache, TeacherSpec, compute_logits, teacher_logits
 from tests.helpers import sentiment
 
 
-def fetch(tmp_path, teacher, ds, **kw):
-    return teacher_logits({"train": ds}, teacher=str(teacher), num_labels=2, max_length=64, cache_dir=tmp_path,
-                          progress=False, **kw)
+def fetch(tmp_path, teacher, ds, head_seed=0, max_length=64, **kw):
+    spec = TeacherSpec(str(teacher), ds.task, head_seed=head_seed, max_length=max_length)
+    return teacher_logits({"train": ds}, spec, cache_dir=tmp_path, progress=False, **kw)
 
 
 def test_second_fetch_hits_the_cache_without_loading_the_teacher(tmp_path, tiny_bert_dir, monkeypatch):
@@ -40,8 +40,7 @@ def test_key_covers_head_seed_data_and_max_length(tmp_path, tiny_bert_dir):
     assert r1.misses == 1 and not np.allclose(base["train"], other_head["train"])
     _, r2 = fetch(tmp_path, tiny_bert_dir, sentiment(30, seed=5))
     assert r2.misses == 1
-    _, r3 = teacher_logits({"train": ds}, teacher=str(tiny_bert_dir), num_labels=2, max_length=32,
-                           cache_dir=tmp_path, progress=False)
+    _, r3 = fetch(tmp_path, tiny_bert_dir, ds, max_length=32)
     assert r3.misses == 1
     entries = list((tmp_path / "teacher-logits").rglob("*.npy"))
     assert len(entries) == 4

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from makd.cache import TeacherSpec
+from makd.config import OPTION_NAMES, TrainOptions, parse_option
 from makd.errors import UsageError
 from makd.losses import LOSSES, loss_names
 from makd.tasks import get_task
@@ -33,29 +35,17 @@ class SweepConfig:
     name: str
     tasks: tuple[str, ...]
     students: tuple[str, ...]
-    teacher: str | None = None
-    fine_tuned: bool = False
-    head_seed: int = 0
-    student_tokenizer: str | None = None
     losses: tuple[str, ...] = ("ce", "vanilla", "taylor")
     lams: tuple[float, ...] = (0.5,)
     taus: tuple[float, ...] = (1.0,)
     seeds: tuple[int, ...] = (0,)
-    epochs: int = 3
-    lr: float = 5e-5
-    batch_size: int = 32
-    micro_batch_size: int | None = None
-    max_length: int = 128
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
+    train: TrainOptions = field(default_factory=TrainOptions)  # the top-level training keys: shared by every trial
     glue_dir: str | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     cpu: float = 1.0
     gpu: float = 0.0  # with gpu_auto, 0 until the driver measured a training step (tune.gpu_sizing)
     gpu_auto: bool = False
-    pad_to_multiple_of: int | None = None
-    warm_up: bool | None = None
     max_concurrent_trials: int | None = None
     max_failures: int = 1
     storage: str = "runs"
@@ -63,21 +53,24 @@ class SweepConfig:
 
     @property
     def max_epochs(self) -> int:
-        return self.scheduler.max_epochs or self.epochs
+        return self.scheduler.max_epochs or self.train.epochs
 
     @property
     def uses_teacher(self) -> bool:
         reads = any(LOSSES[loss].needs_teacher_logits for loss in self.losses)
         return reads and get_search_kind(self.search.kind).may_use_teacher(self)
 
+    def teacher_spec(self, task: str) -> TeacherSpec | None:
+        """What the task's teacher-logit cache is keyed by; None when no trial reads teacher logits."""
+        return self.train.teacher_for(task) if self.uses_teacher else None
+
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-KNOWN_KEYS = {"name", "tasks", "teacher", "fine_tuned", "head_seed", "students", "student_tokenizer", "losses", "lams",
-              "taus", "seeds", "epochs", "lr", "batch_size", "micro_batch_size", "max_length", "max_train_samples",
-              "max_eval_samples", "data", "search", "scheduler", "resources_per_trial", "max_concurrent_trials",
-              "max_failures", "storage", "address", "pad_to_multiple_of", "warm_up"}
+SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "data", "search", "scheduler",
+              "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address"}
+KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
 
 
 def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
@@ -126,9 +119,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         if not values:
             raise UsageError(key, "must not be empty")
 
-    teacher = raw.get("teacher")
-    if teacher is not None and not isinstance(teacher, str):
-        raise UsageError("teacher", f"expected a model id, path or zoo name, got {teacher!r}")
+    train = parse_train_options(raw)
 
     data = raw.get("data") or {}
     if not isinstance(data, dict) or set(data) - {"glue_dir"}:
@@ -149,16 +140,14 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     if gpu > 1 and not float(gpu).is_integer():
         raise UsageError("resources_per_trial.gpu", f"a fraction must be <= 1 (whole GPUs above 1), got {gpu}")
 
-    epochs = number(raw.get("epochs", 3), "epochs", kind=int, low=1)
+    epochs = train.epochs
     if scheduler.max_epochs is not None and scheduler.max_epochs != epochs:
         raise UsageError("scheduler.max_epochs", f"must equal epochs ({epochs}) or be omitted")
     if scheduler.kind == "asha" and scheduler.grace_period > epochs:
         raise UsageError("scheduler.grace_period", f"{scheduler.grace_period} exceeds epochs ({epochs})")
 
-    def optional_int(key: str) -> int | None:
-        return None if raw.get(key) is None else number(raw[key], key, kind=int, low=1)
-
-    max_concurrent = optional_int("max_concurrent_trials")
+    max_concurrent = None if raw.get("max_concurrent_trials") is None else number(
+        raw["max_concurrent_trials"], "max_concurrent_trials", kind=int, low=1)
     storage = raw.get("storage", "runs")
     if not isinstance(storage, str) or not storage:
         raise UsageError("storage", f"expected a local path or a URI (s3://, gs://), got {storage!r}")
@@ -167,34 +156,27 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("address", f"expected a Ray address string, got {address!r}")
 
     cfg = SweepConfig(
-        name=name.strip(), tasks=tuple(tasks), students=tuple(students), teacher=teacher,
-        fine_tuned=bool(raw.get("fine_tuned", False)),
-        head_seed=number(raw.get("head_seed", 0), "head_seed", kind=int, low=0),
-        student_tokenizer=raw.get("student_tokenizer"), losses=tuple(dict.fromkeys(losses)),
+        name=name.strip(), tasks=tuple(tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
         lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
-        epochs=epochs, lr=number(raw.get("lr", 5e-5), "lr", low=0.0, low_open=True),
-        batch_size=number(raw.get("batch_size", 32), "batch_size", kind=int, low=1),
-        micro_batch_size=optional_int("micro_batch_size"),
-        max_length=number(raw.get("max_length", 128), "max_length", kind=int, low=8),
-        max_train_samples=optional_int("max_train_samples"), max_eval_samples=optional_int("max_eval_samples"),
-        glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu, gpu=gpu,
-        gpu_auto=gpu_auto, pad_to_multiple_of=optional_int("pad_to_multiple_of"), warm_up=_optional_bool(raw, "warm_up"),
-        max_concurrent_trials=max_concurrent,
+        train=train, glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
+        gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
         max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
         storage=storage, address=address)
-    if cfg.micro_batch_size is not None and cfg.micro_batch_size > cfg.batch_size:
-        raise UsageError("micro_batch_size", f"must not exceed batch_size ({cfg.batch_size}), got {cfg.micro_batch_size}")
-    if cfg.uses_teacher and not cfg.teacher:
+    if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
     return cfg
 
 
-def _optional_bool(raw: dict, key: str) -> bool | None:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise UsageError(key, f"expected true, false or null (null: on GPUs only), got {value!r}")
-    return value
+def parse_train_options(raw: dict) -> TrainOptions:
+    """The top-level training keys (every TrainOptions field), typed and bounded by makd/config.py's schema."""
+    given = {name: parse_option(name, raw[name]) for name in OPTION_NAMES if name in raw}
+    options = TrainOptions(**given)
+    try:
+        options.validate()
+    except UsageError as err:  # validate names fields as flags (micro-batch-size): here they are YAML keys
+        raise UsageError(err.field.replace("-", "_"), err.problem) from None
+    return options
 
 
 def _parse_scheduler(raw: Any) -> SchedulerConfig:

@@ -63,48 +63,42 @@ class SweepOutcome:
         return self.trials[self.trials["status"] == "NOT_STARTED"]
 
 
-def base_train_fields(cfg: SweepConfig) -> dict:
-    """TrainConfig fields every trial of the sweep shares (the grid adds student, loss, lam, tau, seed, lr)."""
-    return {"teacher": cfg.teacher, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-            "micro_batch_size": cfg.micro_batch_size, "max_length": cfg.max_length,
-            "head_seed": cfg.head_seed, "fine_tuned": cfg.fine_tuned, "student_tokenizer": cfg.student_tokenizer,
-            "max_train_samples": cfg.max_train_samples, "max_eval_samples": cfg.max_eval_samples,
-            "pad_to_multiple_of": cfg.pad_to_multiple_of, "warm_up": cfg.warm_up}
+def representative_trial(cfg: SweepConfig, task: str, student: str) -> TrainConfig:
+    """A trial of this sweep that reads the teacher's logits when any trial does: what `gpu: auto` measures."""
+    from makd.losses import LOSSES
 
-
-def probe_config(cfg: SweepConfig, task: str, student: str, base: dict) -> TrainConfig:
-    """A TrainConfig that needs the teacher exactly when the sweep does: it keys the teacher cache like every
-    trial's would, and a gpu: auto measurement reads the teacher logits when trials do."""
-    return TrainConfig(task=task, student=student, loss="vanilla" if cfg.uses_teacher else "ce",
-                       lam=0.0 if cfg.uses_teacher else 1.0, **base)
+    loss = next((name for name in cfg.losses if LOSSES[name].needs_teacher_logits), "ce") if cfg.uses_teacher else "ce"
+    return TrainConfig(task=task, student=student, loss=loss, lam=0.0 if loss != "ce" else 1.0,
+                       **dataclasses.asdict(cfg.train))
 
 
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
                  teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
     """Load the task's data, tokenise it once per student tokenizer, and fetch its teacher logits (from the makd
-    cache; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu)."""
-    base = base_train_fields(cfg)
-    probe = probe_config(cfg, task_name, cfg.students[0], base)
-    train_ds, eval_sets = load_datasets(probe, DataSource.from_env(cfg.glue_dir))
-    logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, compute=False)
-    if logits is None and cfg.uses_teacher and teacher_on_gpu:
+    cache, keyed by the task's TeacherSpec; the teacher runs only on a miss, as a Ray task on a GPU node when
+    teacher_on_gpu)."""
+    train_ds, eval_sets = load_datasets(task_name, DataSource.from_env(cfg.glue_dir), cfg.train)
+    spec = cfg.teacher_spec(task_name)
+    logits, report = fetch_teacher_logits(spec, train_ds, cache_dir, progress=progress, compute=False)
+    if logits is None and spec is not None and teacher_on_gpu:
         import ray
 
         # Trials use GPUs: run the teacher pass as a Ray task on a GPU node (the driver's node may have none).
         fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_logits)
-        logits, report = ray.get(fill.remote(probe, train_ds, cache_dir, progress=progress))
-    elif logits is None and cfg.uses_teacher:
-        logits, report = fetch_teacher_logits(probe, train_ds, cache_dir, progress=progress, device="cpu")
-    return TaskData(task_name, train_ds, eval_sets, logits, base, encode_for_students(cfg, probe, train_ds, eval_sets)), report
+        logits, report = ray.get(fill.remote(spec, train_ds, cache_dir, progress=progress))
+    elif logits is None and spec is not None:
+        logits, report = fetch_teacher_logits(spec, train_ds, cache_dir, progress=progress, device="cpu")
+    return TaskData(task_name, train_ds, eval_sets, logits, dataclasses.asdict(cfg.train),
+                    encode_for_students(cfg, train_ds, eval_sets)), report
 
 
-def encode_for_students(cfg: SweepConfig, probe: TrainConfig, train_ds, eval_sets) -> dict:
+def encode_for_students(cfg: SweepConfig, train_ds, eval_sets) -> dict:
     """Token ids of every split, once per distinct student tokenizer: trials then skip tokenisation."""
     from makd.models import load_tokenizer, student_tokenizer_spec
     from makd.train import encode_splits
 
-    specs = dict.fromkeys(student_tokenizer_spec(s, cfg.student_tokenizer) for s in cfg.students)
-    return {spec: encode_splits(load_tokenizer(spec, "student_tokenizer"), probe, train_ds, eval_sets)
+    specs = dict.fromkeys(student_tokenizer_spec(s, cfg.train.student_tokenizer) for s in cfg.students)
+    return {spec: encode_splits(load_tokenizer(spec, "student_tokenizer"), cfg.train, train_ds, eval_sets)
             for spec in specs}
 
 
@@ -115,8 +109,8 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     probes = []
     for task, data in prepared.items():
         for student in cfg.students:
-            train_enc, _ = data.encoded[student_tokenizer_spec(student, cfg.student_tokenizer)]
-            probes.append((probe_config(cfg, task, student, data.base), train_enc))
+            train_enc, _ = data.encoded[student_tokenizer_spec(student, cfg.train.student_tokenizer)]
+            probes.append((representative_trial(cfg, task, student), train_enc))
     return probes
 
 
@@ -163,7 +157,7 @@ def student_parameter_counts(cfg: SweepConfig) -> dict[str, float]:
 
     counts = {}
     for spec in cfg.students:
-        model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.student_tokenizer)
+        model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.train.student_tokenizer)
         counts[spec] = round(count_parameters(model) / 1e6, 3)
     return counts
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from makd.data import TextDataset
+from tune.search.base import SWEPT
 
 FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
 
@@ -30,7 +31,7 @@ class TaskData:
     train: TextDataset
     eval_sets: dict[str, TextDataset]
     teacher_logits: np.ndarray | None
-    base: dict  # TrainConfig fields shared by every trial of the sweep (teacher, epochs, batch size, ...)
+    base: dict  # the sweep's TrainOptions as a dict: shared by every trial (teacher, epochs, batch size, ...)
     encoded: dict = field(default_factory=dict)  # student tokenizer spec -> makd.train.encode_splits(...)
 
 
@@ -90,8 +91,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     from makd.train import CHECKPOINT_NAME, TrainConfig, train
 
     params = trial_params(config)
-    cfg = TrainConfig(task=task_data.task, student=params["student"], loss=params["loss"], lam=float(params["lam"]),
-                      tau=float(params["tau"]), seed=int(params["seed"]), lr=float(params["lr"]), **task_data.base)
+    cfg = TrainConfig(task=task_data.task, **{**task_data.base, **{key: params[key] for key in SWEPT}})
     task = get_task(cfg.task)
     torch.set_num_threads(max(1, int(_assigned("CPU", 1.0))))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"

@@ -125,8 +125,8 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
         if result.metrics and (not history or history[-1].get("epoch") != result.metrics.get("epoch")):
             history.append(result.metrics)
         error = None if result.error is None else str(result.error).strip().splitlines()[-1][:300]
-        row = trial_row(task, trial_params(result.config or {}), history, teacher=cfg.teacher,
-                        fine_tuned=cfg.fine_tuned, error=error, devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu,
+        row = trial_row(task, trial_params(result.config or {}), history, teacher=cfg.train.teacher,
+                        fine_tuned=cfg.train.fine_tuned, error=error, devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu,
                         trial_id=Path(str(result.path)).name)
         # fit() has returned: a trial Ray did not mark ERROR has ended (or never started)
         status = trial_status(row, "ERROR" if result.error is not None else "TERMINATED", cfg.max_epochs, True, True)
@@ -149,8 +149,13 @@ def _max_epochs(config: dict | None) -> int | None:
     if not config:
         return None
     scheduler = config.get("scheduler") or {}
-    value = scheduler.get("max_epochs") or config.get("epochs")
+    value = scheduler.get("max_epochs") or _train_option(config, "epochs")
     return int(value) if value else None
+
+
+def _train_option(config: dict, name: str):
+    """A training option from sweep.json's config: under "train", or at the top level in older files."""
+    return (config.get("train") or {}).get(name, config.get(name))
 
 
 def _device_count(config: dict | None) -> float | None:
@@ -223,7 +228,8 @@ def _row(task: str, params: dict, history: list[dict], config: dict | None, erro
          trial_id: str) -> dict:
     """`trial_row` with the sweep-wide facts taken from sweep.json's config (None: a copied dir without it)."""
     config = config or {}
-    return trial_row(task, params, history, teacher=config.get("teacher"), fine_tuned=bool(config.get("fine_tuned")),
+    return trial_row(task, params, history, teacher=_train_option(config, "teacher"),
+                     fine_tuned=bool(_train_option(config, "fine_tuned")),
                      error=error, devices=_device_count(config), trial_id=trial_id)
 
 

@@ -23,7 +23,7 @@ class SearchConfig:
     n_trials: int = 0  # optuna: trials per task (at least one per categorical cell)
     seed: int = 0
     lam: tuple[float, float] = (0.0, 1.0)
-    lr: tuple[float, float] | None = None  # optuna: log-uniform range; None keeps cfg.lr fixed
+    lr: tuple[float, float] | None = None  # optuna: log-uniform range; None keeps the sweep's lr fixed
     tau: tuple[float, float] | None = None  # optuna: uniform range; None searches the taus list as a category
 
 

@@ -31,7 +31,7 @@ def grid_cells(cfg: SweepConfig) -> list[dict]:
         if key not in seen:
             seen.add(key)
             cells.append({"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
-                          "lr": float(cfg.lr)})
+                          "lr": float(cfg.train.lr)})
     return cells
 
 

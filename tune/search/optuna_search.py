@@ -23,7 +23,7 @@ def start_points(cfg: SweepConfig) -> list[dict]:
     """One full point per (student, loss, seed) cell, so Optuna tries every categorical cell at least once."""
     search = cfg.search
     lam = (search.lam[0] + search.lam[1]) / 2
-    lr = cfg.lr if not search.lr else min(max(cfg.lr, search.lr[0]), search.lr[1])
+    lr = cfg.train.lr if not search.lr else min(max(cfg.train.lr, search.lr[0]), search.lr[1])
     tau = (search.tau[0] + search.tau[1]) / 2 if search.tau else cfg.taus[0]
     points = []
     for cell in categorical_cells(cfg):
@@ -61,7 +61,7 @@ class OptunaSearch(SearchKind):
         search = cfg.search
         return {"student": ray_tune.choice(list(cfg.students)), "loss": ray_tune.choice(list(cfg.losses)),
                 "seed": ray_tune.choice(list(cfg.seeds)), "lam": ray_tune.uniform(*search.lam),
-                "lr": ray_tune.loguniform(*search.lr) if search.lr else cfg.lr,
+                "lr": ray_tune.loguniform(*search.lr) if search.lr else cfg.train.lr,
                 "tau": ray_tune.uniform(*search.tau) if search.tau else ray_tune.choice(list(cfg.taus))}
 
     def algorithm(self, cfg: SweepConfig):
