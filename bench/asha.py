@@ -22,7 +22,7 @@ TRAIN_EXAMPLES = 192
 def run(scheduler: dict) -> dict:
     with common.bench_sweep("bench-asha", num_cpus=2, tasks=["sst2"], losses=["ce", "vanilla", "taylor"],
                             lams=[0.0, 0.5], epochs=EPOCHS, max_train_samples=TRAIN_EXAMPLES, max_eval_samples=400,
-                            scheduler=scheduler, max_concurrent_trials=2) as (outcome, wall, _):
+                            scheduler=scheduler, final=None, max_concurrent_trials=2) as (outcome, wall, _):
         frame = outcome.trials
     return {"trials": len(frame), "trial_epochs": int(frame["epochs_run"].sum()), "wall_s": wall,
             "best_score": float(frame["best_score"].max()),

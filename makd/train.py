@@ -42,6 +42,7 @@ from makd.losses import distillation_loss
 from makd.tasks import TaskSpec, compute_metrics, get_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
 CHECKPOINT_FORMAT = 1
 
 
@@ -378,6 +379,11 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                 state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict())
             save_checkpoint(ckpt_path, state)
+            earlier = [h.score for h in result.history[:-1]]
+            if not earlier or epoch_result.score > max(earlier):  # what `makd export` ships, not the last epoch
+                save_checkpoint(ckpt_path.with_name(BEST_NAME), {
+                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "score": epoch_result.score,
+                    "metrics": epoch_result.metrics, "config": state["config"], "model": state["model"]})
         if on_epoch_end is not None:
             on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
     return result

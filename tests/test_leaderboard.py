@@ -145,13 +145,14 @@ def test_paper_table_layout_bold_average_and_tau_rows(tmp_path):
                  trial("mrpc", score=mrpc, metric="f1", **common)]
     result = build([write_experiment(tmp_path / "exp", rows)])
     lines = result.paper_table_markdown.splitlines()
-    assert lines[0] == "| Student | Params (M) | Method | CoLA (MCC) | MRPC (F1) | MNLI-m/mm (Acc) | Average |"
+    assert lines[0] == ("| Student | Params (M) | Method | CoLA (MCC) | MRPC (F1) | MNLI-m/mm (Acc) | Average | "
+                        "Δ Average vs ce [95% CI] |")
     assert lines[2:7] == [
-        "| 1x64 | 2.0 | ce | **10.0** | **60.0** | **50.0/52.0** | **40.0** |",
-        "| 2x128 | 4.4 | ce | 30.0 | 80.0 | 70.0/71.0 | 60.0 |",
-        "|  |  | vanilla | 35.0 | **85.0** | **72.0/73.0** | **64.0** |",
-        "|  |  | vanilla τ=2 | **40.0** | 81.0 | 69.0/70.0 | 63.3 |",
-        "|  |  | taylor | 31.0 | 82.0 | 70.5/69.0 | 61.2 |"]
+        "| 1x64 | 2.0 | ce | **10.0** | **60.0** | **50.0/52.0** | **40.0** |  |",
+        "| 2x128 | 4.4 | ce | 30.0 | 80.0 | 70.0/71.0 | 60.0 |  |",
+        "|  |  | vanilla | 35.0 | **85.0** | **72.0/73.0** | **64.0** | +4.0 (1 seed, no CI) |",
+        "|  |  | vanilla τ=2 | **40.0** | 81.0 | 69.0/70.0 | 63.3 | +3.3 (1 seed, no CI) |",
+        "|  |  | taylor | 31.0 | 82.0 | 70.5/69.0 | 61.2 | +1.2 (1 seed, no CI) |"]
     assert any("Average uses matched accuracy only" in line for line in lines[7:])
     assert any("taylor" in line and "seed noise" in line for line in lines[7:])
     cola = result.leaderboard.set_index(["task", "student", "loss"]).loc[("cola", "2x128", "vanilla")]
@@ -433,7 +434,7 @@ def test_an_average_over_fewer_tasks_is_marked_and_never_bold(tmp_path):
                                                                     metric="f1"),
             trial("rte", loss="taylor", lam=0.0, score=0.90)]
     lines = build([write_experiment(tmp_path / "exp", rows)]).paper_table_markdown.splitlines()
-    assert lines[2:5] == ["| 2x128 | 4.4 | ce | **60.0** | 50.0 | **55.0** |",
-                          "|  |  | vanilla | 58.0 | 52.0 | **55.0** |",
-                          "|  |  | taylor | – | **90.0** | 90.0 (1 of 2) |"]
+    assert lines[2:5] == ["| 2x128 | 4.4 | ce | **60.0** | 50.0 | **55.0** |  |",
+                          "|  |  | vanilla | 58.0 | 52.0 | **55.0** | +0.0 (1 seed, no CI) |",
+                          "|  |  | taylor | – | **90.0** | 90.0 (1 of 2) | +40.0 (1 seed, no CI) |"]
     assert any('"(n of N)"' in line for line in lines[5:])

@@ -89,7 +89,8 @@ def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
     stay near chance. They run after the good ones (max_concurrent_trials 2), so ASHA must cut them at rung 1."""
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla", "mse"],
                                    lams=[0.0], epochs=4, lr=3e-3, data={"glue_dir": str(toy_sst2_dir(tmp_path))},
-                                   scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2}))
+                                   scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+                                   final=None))
     # quiet=False: the progress reporter path that `makd sweep` without --quiet takes
     outcome = run_sweep(cfg, quiet=False, num_cpus=2, cache_dir=str(tmp_path / "cache"))
     frame = outcome.trials.set_index("loss")
@@ -106,7 +107,8 @@ def test_optuna_samples_lam_in_range_and_is_reproducible(tiny_bert_dir, tmp_path
     sampled = []
     for name in ("opt-a", "opt-b"):
         cfg = load_config(write_config(tmp_path, tiny_bert_dir, name=name, losses=["ce", "taylor"], epochs=1,
-                                       search={"kind": "optuna", "n_trials": 5, "seed": 7, "lam": [0.0, 1.0]}))
+                                       search={"kind": "optuna", "n_trials": 5, "seed": 7, "lam": [0.0, 1.0]},
+                                       final=None))
         outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
         frame = outcome.trials
         assert len(frame) == 5 and set(frame["status"]) == {"TERMINATED"}

@@ -110,6 +110,16 @@ def test_taylor_at_tau_one_ignores_the_teacher_in_training(tiny_bert_dir):
     assert max_diff(vanilla_1, vanilla_2) > 1e-3
 
 
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_taylor_at_tau_one_trains_the_bit_identical_student_of_ce(tiny_bert_dir, lam):
+    """Eq. 8 is computed as CE(y, f_tau) - H(p_tau): at tau = 1 its gradient is ce's, bit for bit, whatever the
+    teacher, so a sweep's taylor and ce rows at the same seed are equal (lam 0 and 0.5 scale g by powers of 2)."""
+    ds, dev = sentiment(24), sentiment(8, "validation", seed=1)
+    taylor = final_weights(tiny_bert_dir, ds, dev, teacher_for(ds, 3) * 5, loss="taylor", lam=lam, epochs=2)
+    ce = final_weights(tiny_bert_dir, ds, dev, None, loss="ce", lam=1.0, epochs=2)
+    assert max_diff(taylor, ce) == 0.0
+
+
 def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
     ds, dev = similarity(48), similarity(24, "validation", seed=1)
     cfg = config(tiny_bert_dir, task="stsb", loss="taylor", epochs=6)

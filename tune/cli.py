@@ -1,9 +1,10 @@
-"""`makd sweep`, the Ray Job commands and `makd leaderboard`: argparse only at import time; Ray is imported when a
-command runs. tune/main.py wires them into `makd` next to the library's commands."""
+"""`makd sweep`, the Ray Job commands, `makd leaderboard` and `makd export`: argparse only at import time; Ray is
+imported when a command runs. tune/main.py wires them into `makd` next to the library's commands."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def add_sweep_parser(sub) -> None:
@@ -108,13 +109,38 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a leaderboard cell's best student as a Hugging Face model dir",
+                       description="The best trial of one task x student x loss cell (final stage by default), at "
+                                   "its best epoch, as a dir that AutoModelForSequenceClassification and "
+                                   "AutoTokenizer load, with a model card (README.md).")
+    p.add_argument("experiment", metavar="EXP_DIR", help="experiment dir written by makd sweep")
+    p.add_argument("--task", required=True)
+    p.add_argument("--student", required=True, help="the student spec as in the sweep config")
+    p.add_argument("--loss", required=True)
+    p.add_argument("--stage", choices=("final", "search"), help="default: final when the sweep has a final stage")
+    p.add_argument("--out", metavar="DIR", help="default EXP_DIR/export/TASK-STUDENT-LOSS")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from makd.tasks import get_task
+    from tune.export import export_winner
+
+    path, score = export_winner(args.experiment, get_task(args.task).name, args.student, args.loss, args.out,
+                                stage=args.stage)
+    print(json.dumps({"exported": str(path), "task": get_task(args.task).name, "student": args.student,
+                      "loss": args.loss, "best_epoch_score": score}))
+    return 0
+
+
 def add_sweep_commands(sub) -> None:
     from tune.report.cli import add_leaderboard_parser
 
     add_sweep_parser(sub)
     add_job_parsers(sub)
     add_leaderboard_parser(sub)
+    add_export_parser(sub)
 
 
 COMMANDS = {"sweep": cmd_sweep, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "export": cmd_export}

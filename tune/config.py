@@ -19,6 +19,7 @@ from makd.losses import LOSSES, loss_names
 from makd.tasks import get_task
 from tune.fields import as_list, mapping, number
 from tune.search import SearchConfig, get_search_kind, parse_search
+from tune.search.final import FinalConfig
 from tune.storage import is_remote_uri
 
 
@@ -40,6 +41,7 @@ class SweepConfig:
     taus: tuple[float, ...] = (1.0,)
     seeds: tuple[int, ...] = (0,)
     train: TrainOptions = field(default_factory=TrainOptions)  # the top-level training keys: shared by every trial
+    final: FinalConfig | None = None  # the final stage (tune/search/final.py); None: the search is the result
     glue_dir: str | None = None
     search: SearchConfig = field(default_factory=SearchConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -68,7 +70,7 @@ class SweepConfig:
         return asdict(self)
 
 
-SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "data", "search", "scheduler",
+SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "data", "search", "scheduler",
               "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address"}
 KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
 
@@ -158,7 +160,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     cfg = SweepConfig(
         name=name.strip(), tasks=tuple(tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
         lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
-        train=train, glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
+        train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
         gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
         max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
         storage=storage, address=address)
@@ -166,6 +168,22 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
     return cfg
+
+
+def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, seeds: list[int]) -> FinalConfig | None:
+    """`final:` -> FinalConfig. Missing: on (over the sweep's seeds, top 1) whenever the search stops trials early
+    or samples settings (ASHA, Optuna), so that methods are compared at one budget; `final: null` turns it off."""
+    if "final" not in raw:
+        early = scheduler.kind != "none" or search.kind != "grid"
+        return FinalConfig(tuple(dict.fromkeys(seeds))) if early else None
+    if raw["final"] is None or raw["final"] is False:
+        return None
+    section = mapping(raw["final"], "final", {"seeds", "top_k"}, "{seeds: [0, 1, 2], top_k: 1}")
+    final_seeds = [number(v, f"final.seeds[{i}]", kind=int, low=0)
+                   for i, v in enumerate(as_list(section, "seeds", list(seeds)))]
+    if not final_seeds:
+        raise UsageError("final.seeds", "must not be empty")
+    return FinalConfig(tuple(dict.fromkeys(final_seeds)), number(section.get("top_k", 1), "final.top_k", kind=int, low=1))
 
 
 def parse_train_options(raw: dict) -> TrainOptions:

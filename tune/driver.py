@@ -42,6 +42,7 @@ from tune.report.trials import (
     trials_frame,
     write_trials,
 )
+from tune.search.final import FINAL_DIR_SUFFIX, FinalStage, final_cells
 from tune.storage import is_remote_uri, write_bytes
 from tune.trial import TaskData, distill_trial
 
@@ -114,29 +115,33 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     return probes
 
 
-def build_tuner(cfg: SweepConfig, task: str, trainable, root: str, *, resume: bool, quiet: bool):
+def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable, root: str, *, resume: bool,
+                quiet: bool, early_stopping: bool = True):
+    """One stage of one task: a new Tuner in root/name, or the one there restored (`--resume`)."""
     from ray import tune as ray_tune
 
-    path = f"{root}/{task}"
+    path = f"{root}/{name}"
     if resume and ray_tune.Tuner.can_restore(path):
-        return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True)
-    kind = search.get_search_kind(cfg.search.kind)
+        # the param space again: a Tuner killed right after it started may not have stored it yet
+        return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True,
+                                      param_space=kind.param_space(cfg))
     return ray_tune.Tuner(
         trainable, param_space=kind.param_space(cfg),
         tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=kind.algorithm(cfg),
-                                        scheduler=search.scheduler(cfg), num_samples=kind.trials_per_task(cfg),
+                                        scheduler=search.scheduler(cfg) if early_stopping else None,
+                                        num_samples=kind.trials_per_task(cfg),
                                         max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
-        run_config=ray_tune.RunConfig(name=task, storage_path=root, verbose=0 if quiet else 1,
-                                  progress_reporter=None if quiet else progress_reporter(cfg),
+        run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=0 if quiet else 1,
+                                  progress_reporter=None if quiet else progress_reporter(cfg, kind),
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
                                   checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
 
 
-def progress_reporter(cfg: SweepConfig):
+def progress_reporter(cfg: SweepConfig, kind: search.SearchKind):
     """A compact status table every 30 s: what the search kind varies, epoch and score."""
     from ray.tune import CLIReporter
 
-    return CLIReporter(parameter_columns=search.get_search_kind(cfg.search.kind).progress_columns(cfg),
+    return CLIReporter(parameter_columns=kind.progress_columns(cfg),
                        metric_columns=["epoch", "score"], max_report_frequency=30, sort_by_metric=True)
 
 
@@ -210,8 +215,17 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         for task, data in prepared.items():
             trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                             {"cpu": cfg.cpu, "gpu": cfg.gpu})
-            grid = build_tuner(cfg, task, trainable, root, resume=resume, quiet=quiet).fit()
-            rows += rows_from_result_grid(grid, task, cfg)
+            grid = build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root, resume=resume,
+                               quiet=quiet).fit()
+            searched = rows_from_result_grid(grid, task, cfg)
+            rows += searched
+            cells = final_cells(cfg, searched)
+            if cells:  # the search's best settings, every final seed, the full budget, no early stopping
+                _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
+                            f"{cfg.max_epochs} epochs, no early stopping)")
+                grid = build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root, resume=resume,
+                                   quiet=quiet, early_stopping=False).fit()
+                rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
     frame = fill_parameter_counts(trials_frame(rows), student_parameter_counts(cfg))

@@ -88,7 +88,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
 
     from makd import gpu, models
     from makd.tasks import get_task
-    from makd.train import CHECKPOINT_NAME, TrainConfig, train
+    from makd.train import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
 
     params = trial_params(config)
     cfg = TrainConfig(task=task_data.task, **{**task_data.base, **{key: params[key] for key in SWEPT}})
@@ -106,7 +106,9 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     checkpoint = ray_tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
-            shutil.copy(Path(ckpt_dir) / CHECKPOINT_NAME, workdir / CHECKPOINT_NAME)
+            for name in (CHECKPOINT_NAME, BEST_NAME):  # the latest epoch, and the best one so far
+                if (Path(ckpt_dir) / name).exists():
+                    shutil.copy(Path(ckpt_dir) / name, workdir / name)
     start = time.perf_counter()
     first_epoch: list[int] = []
 

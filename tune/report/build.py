@@ -39,10 +39,20 @@ class Report:
     unfinished: int = 0  # trials seen but not TERMINATED/STOPPED (RUNNING, NOT_STARTED, ERROR)
     unfinished_by_status: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # one line per input: path and how it was read
+    stage: str = "search"  # which stage's trials the tables hold: final (when there is one) or search
+    stages: dict[str, int] = field(default_factory=dict)  # finished trials per stage in the inputs
 
 
-def build(paths: Iterable[str | os.PathLike]) -> Report:
-    """Read and merge experiment dirs and trials CSVs; UsageError names the first bad path."""
+STAGES = ("final", "search")
+
+
+def build(paths: Iterable[str | os.PathLike], stage: str | None = None) -> Report:
+    """Read and merge experiment dirs and trials CSVs; UsageError names the first bad path.
+
+    The tables hold one stage's trials: `stage`, or by default the final stage when the inputs have one (every
+    method at the full budget over the same seeds), else the search stage."""
+    if stage is not None and stage not in STAGES:
+        raise UsageError("stage", f"expected final or search, got {stage!r}")
     paths = [str(p) for p in paths]
     if not paths:
         raise UsageError("leaderboard", "give at least one experiment dir or trials CSV")
@@ -59,8 +69,15 @@ def build(paths: Iterable[str | os.PathLike]) -> Report:
     merged = fill_parameter_counts(drop_duplicate_trials(trials_frame(merged)))
     finished_mask = merged["status"].isin(FINISHED).fillna(False).astype(bool)
     rest = merged.loc[~finished_mask, "status"].fillna("NOT_STARTED")
-    trials = merged[finished_mask].reset_index(drop=True)
-    return Report(trials=trials, leaderboard=leaderboard_table(trials), paper_table_markdown=paper_table(trials),
+    finished = merged[finished_mask]
+    stages = {str(k): int(v) for k, v in finished["stage"].value_counts().items()}
+    chosen = stage or ("final" if stages.get("final") else "search")
+    if not stages.get(chosen):
+        raise UsageError("stage", f"no finished {chosen}-stage trials in the input (finished: "
+                                  f"{', '.join(f'{n} {s}' for s, n in stages.items())})")
+    trials = finished[finished["stage"] == chosen].reset_index(drop=True)
+    return Report(trials=trials, leaderboard=leaderboard_table(trials), paper_table_markdown=paper_table(trials, chosen),
+                  stage=chosen, stages=stages,
                   unfinished=int(len(rest)), unfinished_by_status={str(k): int(v) for k, v in
                                                                    rest.value_counts().items()},
                   sources=sources)

@@ -27,6 +27,9 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--trials-csv", metavar="FILE", help="write the merged per-trial table (finished trials)")
     p.add_argument("--markdown", metavar="FILE|-", help="write the paper-style Markdown table ('-': stdout)")
     p.add_argument("--plot", metavar="FILE.png", help="plot score against λ, one panel per task (.png/.pdf/.svg)")
+    p.add_argument("--stage", choices=("final", "search"),
+                   help="which stage's trials the tables hold (default: final when the inputs have a final stage, "
+                        "else search)")
     return p
 
 
@@ -41,7 +44,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tune.report.build import build, to_csv_bytes
     from tune.report.rank import leaderboard_text
 
-    result = build(args.paths)
+    result = build(args.paths, stage=args.stage)
     written = []
     if args.csv:
         atomic_write_bytes(Path(args.csv), to_csv_bytes(result.leaderboard))
@@ -65,7 +68,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(result.paper_table_markdown, end="", flush=True)
     for path in written:
         print(f"makd: wrote {path}", file=sys.stderr)
-    summary = f"makd: {len(result.trials)} finished trial(s) from {len(args.paths)} input(s)"
+    summary = f"makd: {len(result.trials)} finished {result.stage}-stage trial(s) from {len(args.paths)} input(s)"
+    other = sum(n for s, n in result.stages.items() if s != result.stage)
+    if other:
+        summary += f" ({other} finished trial(s) of the other stage: --stage {'search' if result.stage == 'final' else 'final'})"
     if result.unfinished:
         detail = ", ".join(f"{n} {s}" for s, n in sorted(result.unfinished_by_status.items()))
         summary += f"; {result.unfinished} not finished ({detail}), left out of the tables"

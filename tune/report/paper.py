@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pandas as pd
 
 from tune.report.order import loss_rank, split_metrics, student_order, task_header, task_rank
-from tune.report.rank import best_settings, most_common, setting_view
+from tune.report.paired import paired_difference
+from tune.report.rank import best_settings, most_common, setting_rows, setting_scores, setting_view
 
 
 def _format_params(value) -> str:
@@ -15,7 +19,32 @@ def _format_params(value) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
-def paper_table(trials: pd.DataFrame) -> str:
+def _mark(method: str, task: str, seeds: dict) -> str:
+    """'=' identical to ce at every paired seed, '°' a CI that contains 0, '' otherwise (or for ce itself)."""
+    reference = seeds.get(("ce", task))
+    if method == "ce" or reference is None:
+        return ""
+    d = paired_difference(seeds[(method, task)], reference)
+    if d.identical:
+        return " ="
+    return " °" if d.pairs >= 2 and d.contains_zero else ""
+
+
+def _average_vs_ce(method: str, tasks: list[str], seeds: dict) -> str:
+    """The paired difference of the row's Average to ce's Average over the same tasks, seed by seed."""
+    if method == "ce" or not all(("ce", t) in seeds for t in tasks) or not tasks:
+        return ""
+    mine = pd.concat([seeds[(method, t)] for t in tasks], axis=1).dropna().mean(axis=1)
+    ce = pd.concat([seeds[("ce", t)] for t in tasks], axis=1).dropna().mean(axis=1)
+    d = paired_difference(mine, ce)
+    if d.identical and not all(paired_difference(seeds[(method, t)], seeds[("ce", t)]).identical for t in tasks):
+        # equal averages of unequal cells: a zero difference, not an identical method
+        d = dataclasses.replace(d, identical=False, ci_low=d.ci_low if d.pairs > 1 else math.nan,
+                                ci_high=d.ci_high if d.pairs > 1 else math.nan)
+    return d.describe()
+
+
+def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     """Table 2 of the paper, in Markdown: rows student × method, columns tasks, scores ×100, best per block bold.
 
     A cell is the mean dev score over seeds at the λ (and lr) with the best mean for that task, student and method;
@@ -31,13 +60,18 @@ def paper_table(trials: pd.DataFrame) -> str:
     cells = best_settings(df, ["task", "student", "_method"], extra=extra)
     tasks = sorted(cells["task"].unique(), key=task_rank)
     metric = {t: most_common(cells.loc[cells["task"] == t, "metric"]) for t in tasks}
-    header = ["Student", "Params (M)", "Method", *[task_header(t, metric[t]) for t in tasks], "Average"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 1)) + "|"]
-    incomplete = False
+    header = ["Student", "Params (M)", "Method", *[task_header(t, metric[t]) for t in tasks], "Average",
+              "Δ Average vs ce [95% CI]"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 2)) + "|"]
+    incomplete = any_cut = False
     for student in [s for s in student_order(trials) if s in set(cells["student"])]:
         block = cells[cells["student"] == student]
         methods = sorted(block["_method"].unique(), key=loss_rank)
         values = {m: {} for m in methods}  # method -> task -> (headline, text)
+        seeds = {(c["_method"], c["task"]): setting_scores(df, c, key="_method") for _, c in block.iterrows()}
+        cut = {(c["_method"], c["task"]) for _, c in block.iterrows()
+               if setting_rows(df, c, key="_method")["stopped_early"].fillna(False).astype(bool).any()}
+        any_cut |= bool(cut)
         for _, cell in block.iterrows():
             head = cell["score_mean"] * 100
             others = [cell.get(f"best_glue_{m}", np.nan) for m in companions[cell["task"]]]
@@ -62,7 +96,8 @@ def paper_table(trials: pd.DataFrame) -> str:
                     row.append("–")
                     continue
                 head, text = values[m][t]
-                row.append(f"**{text}**" if round(head, 1) == best[t] else text)
+                text = f"**{text}**" if round(head, 1) == best[t] else text
+                row.append(text + _mark(m, t, seeds) + (" †" if (m, t) in cut else ""))
             avg = averages[m]
             avg_text = "–" if pd.isna(avg) else f"{avg:.1f}"
             if covered[m] == widest and pd.notna(avg) and round(avg, 1) == best_avg:
@@ -70,11 +105,21 @@ def paper_table(trials: pd.DataFrame) -> str:
             if 0 < covered[m] < len(tasks):
                 avg_text += f" ({covered[m]} of {len(tasks)})"
             row.append(avg_text)
+            row.append(_average_vs_ce(m, [t for t in tasks if t in values[m]], seeds))
             lines.append("| " + " | ".join(row) + " |")
     notes = ["Dev-set scores ×100: the mean over seeds at the λ (and lr) with the best mean dev score for each task, "
              "student and method; a trial's score is its best epoch. Best per student in **bold**.",
              "ce is cross-entropy on the labels only (λ = 1). At τ = 1 the taylor loss trains exactly like ce "
-             "(its gradient does not depend on the teacher), so taylor vs ce differences are seed noise."]
+             "(its gradient does not depend on the teacher), so taylor vs ce differences are seed noise.",
+             "Differences to ce are paired by seed (same initialisation, batch order and dropout): = marks a cell "
+             "identical to ce at every seed; ° a difference whose 95% CI (Student t over seeds) contains 0. The last "
+             "column is the paired difference of the Average ×100 with its CI (one seed: no CI)."]
+    if stage == "final":
+        notes.insert(1, "Final stage: each method's best search setting, rerun for every final seed to the full "
+                        "epoch budget with no early stopping (the same budget and seeds for every method).")
+    if any_cut:
+        notes.insert(1, "† the cell's trials include ones that early stopping cut short: budgets differ, so the "
+                        "comparison with other cells is not at equal cost (add a final stage: `final:`).")
     if "mnli" in tasks:
         notes.insert(1, "MNLI: matched/mismatched accuracy (mismatched at the epoch chosen on matched); the "
                         "Average uses matched accuracy only.")

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
+from tune.report.paired import NO_PAIRS, PairedDifference, paired_difference
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
+BASELINES = ("ce", "vanilla")  # every other row is compared with these, paired by seed
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
-                       "score_mean", "score_std", "n_seeds", "final_score_mean", "delta_vs_vanilla", "delta_vs_ce",
+                       "score_mean", "score_std", "n_seeds", "final_score_mean",
+                       *[f"{c}_{b}" for b in BASELINES for c in ("delta_vs", "ci_low_vs", "ci_high_vs", "pairs_vs",
+                                                                  "identical_to")],
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
                        "teacher"]
 _SETTING = ["_lam", "_tau", "_lr"]
@@ -98,9 +101,11 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     The hyperparameter setting is (λ, τ, lr); its score is the mean best_score over seeds; the row reports the
     setting with the best mean (`best_lam`, `best_tau`, `best_lr`), `score_mean` and `score_std` (ddof 1, NaN for
     one seed) over its `n_seeds` trials, and `final_score_mean` at that setting. Any loss at λ = 1 is plain CE and
-    joins the `ce` row. `delta_vs_vanilla` = score_mean − vanilla's score_mean at vanilla's own best setting (KD
-    losses other than vanilla); `delta_vs_ce` = score_mean − the ce row's score_mean (every row but ce). Cost
-    columns cover all of the row's trials: `wall_seconds_mean` per trial, `device_hours_total` summed.
+    joins the `ce` row. Every row but the baseline's own is compared with `ce` and with `vanilla` (each at its own
+    best setting), paired by seed (tune/report/paired.py): `delta_vs_ce` is the mean paired difference, with its
+    95% interval `ci_low_vs_ce`..`ci_high_vs_ce` over `pairs_vs_ce` seeds and `identical_to_ce` when every paired
+    score is exactly equal (the same for vanilla). Cost columns cover all of the row's trials:
+    `wall_seconds_mean` per trial, `device_hours_total` summed.
     """
     if trials.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -108,15 +113,14 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     board = best_settings(df, ["task", "student", "_loss"]).rename(columns={"_loss": "loss"})
     if board.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    per_cell = board.set_index(["task", "student", "loss"])["score_mean"]
-
-    def reference(row, loss):
-        return per_cell.get((row["task"], row["student"], loss), np.nan)
-
-    board["delta_vs_vanilla"] = [np.nan if row["loss"] in ("ce", "vanilla") else row["score_mean"] -
-                                 reference(row, "vanilla") for _, row in board.iterrows()]
-    board["delta_vs_ce"] = [np.nan if row["loss"] == "ce" else row["score_mean"] - reference(row, "ce")
-                            for _, row in board.iterrows()]
+    differences = paired_differences(df, board)
+    for baseline in BASELINES:
+        found = [differences.get((r["task"], r["student"], r["loss"], baseline), NO_PAIRS) for _, r in board.iterrows()]
+        board[f"delta_vs_{baseline}"] = [d.mean for d in found]
+        board[f"ci_low_vs_{baseline}"] = [d.ci_low for d in found]
+        board[f"ci_high_vs_{baseline}"] = [d.ci_high for d in found]
+        board[f"pairs_vs_{baseline}"] = [d.pairs for d in found]
+        board[f"identical_to_{baseline}"] = [d.identical for d in found]  # False without pairs (pairs_vs_ = 0)
     students = {s: i for i, s in enumerate(student_order(trials))}
     order = sorted(board.index, key=lambda i: (task_rank(board.at[i, "task"]),
                                                students.get(board.at[i, "student"], len(students)),
@@ -124,11 +128,38 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     return board.loc[order, LEADERBOARD_COLUMNS].reset_index(drop=True)
 
 
+def setting_rows(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.DataFrame:
+    """The `setting_view` trials behind a `best_settings` row (its task, student, method and chosen setting);
+    `key` is the row's grouping column ("loss", or "_method" for the paper table's method rows)."""
+    column = "_loss" if key == "loss" else key
+    return df[(df["task"] == cell["task"]) & (df["student"] == cell["student"]) & (df[column] == cell[key])
+              & (df["_lam"] == cell["best_lam"]) & (df["_tau"] == cell["best_tau"]) & (df["_lr"] == cell["best_lr"])
+              & df["best_score"].notna()]
+
+
+def setting_scores(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Series:
+    """Score by seed (mean over repeats of a seed) of a `best_settings` row's setting."""
+    return setting_rows(df, cell, key).groupby("seed")["best_score"].mean()
+
+
+def paired_differences(df: pd.DataFrame, board: pd.DataFrame) -> dict[tuple, PairedDifference]:
+    """(task, student, loss, baseline) -> the row's paired difference to the baseline at their best settings."""
+    scores = {(r["task"], r["student"], r["loss"]): setting_scores(df, r) for _, r in board.iterrows()}
+    out = {}
+    for (task, student, loss), mine in scores.items():
+        for baseline in BASELINES:
+            reference = scores.get((task, student, baseline))
+            if loss != baseline and reference is not None and not (baseline == "vanilla" and loss == "ce"):
+                out[(task, student, loss, baseline)] = paired_difference(mine, reference)
+    return out
+
+
 def leaderboard_text(board: pd.DataFrame) -> str:
     """The leaderboard as a plain-text table (what `makd leaderboard` prints)."""
     if board.empty:
         return "(no finished trials)"
     cols = ["task", "student", "loss", "metric", "best_lam", "best_tau", "score_mean", "score_std", "n_seeds",
-            "final_score_mean", "delta_vs_vanilla", "delta_vs_ce", "n_trials", "wall_seconds_mean",
+            "final_score_mean", "delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce", "pairs_vs_ce", "identical_to_ce",
+            "delta_vs_vanilla", "n_trials", "wall_seconds_mean",
             "device_hours_total"]
     return board[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")

@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
+from tune.search.final import FINAL_DIR_SUFFIX
 from tune.storage import write_bytes
 from tune.trial import trial_params
 
 if TYPE_CHECKING:
     from tune.config import SweepConfig
 
-TRIAL_COLUMNS = ["task", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam", "tau",
-                 "seed", "lr", "metric", "best_score", "final_score", "best_epoch", "epochs_run", "max_epochs",
+TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
+                 "tau", "seed", "lr", "metric", "best_score", "final_score", "best_epoch", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
@@ -71,7 +72,8 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
     (history, oldest first), whatever they were read from: a live ResultGrid or Ray's folders (result.json).
     The status is decided by `trial_status` (it needs what Ray knows of the trial)."""
     metrics = history[-1] if history else {}
-    row = {"task": task, **teacher_fields(params.get("loss"), teacher, fine_tuned),
+    row = {"task": task, "stage": params.get("stage") or "search",
+           **teacher_fields(params.get("loss"), teacher, fine_tuned),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
            "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
            "metric": metrics.get("metric"), "trial_id": metrics.get("trial_id") or trial_id, "error": error,
@@ -176,13 +178,14 @@ def _is_task_dir(path: Path) -> bool:
 
 
 def task_dirs(root: Path) -> list[tuple[str, Path]]:
-    """(task, dir) of every Ray Tune experiment under ROOT (one per task), or ROOT itself when it is one."""
+    """(task, dir) of every Ray Tune experiment under ROOT (a task's search stage in <task>/, its final stage in
+    <task>-final/), or ROOT itself when it is one."""
     root = Path(root)
     if not root.is_dir():
         return []
     if _is_task_dir(root):
-        return [(root.name, root)]
-    return [(p.name, p) for p in sorted(root.iterdir()) if _is_task_dir(p)]
+        return [(root.name.removesuffix(FINAL_DIR_SUFFIX), root)]
+    return [(p.name.removesuffix(FINAL_DIR_SUFFIX), p) for p in sorted(root.iterdir()) if _is_task_dir(p)]
 
 
 def _ray_states(task_dir: Path) -> dict[str, dict]:
@@ -257,7 +260,7 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
     """
     root = Path(root)
     dirs = task_dirs(root)
-    config = _sweep_config(root.parent if dirs == [(root.name, root)] else root)  # a task dir given directly
+    config = _sweep_config(root.parent if [d for _, d in dirs] == [root] else root)  # a task dir given directly
     rows = []
     for task, task_dir in dirs:
         states = _ray_states(task_dir)
@@ -378,6 +381,7 @@ def trials_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in frame.columns if c.startswith(("glue_", "best_glue_"))]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].astype("string").str.upper()
+    frame["stage"] = frame["stage"].astype(object).where(frame["stage"].notna(), "search")  # older CSVs: no stages
     frame["stopped_early"] = frame["stopped_early"].map(_as_bool).astype("boolean")
     frame["resumed"] = frame["resumed"].map(_as_bool).astype("boolean")
     frame["teacher_fine_tuned"] = frame["teacher_fine_tuned"].map(_as_bool).astype("boolean")
@@ -417,7 +421,7 @@ def drop_duplicate_trials(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop(index=dup[dup].index)
     # The same run configuration (e.g. the ce baseline every sweep adds, in two sweeps of one student) is one
     # experiment, not two seeds: count it once, the first finished copy given.
-    same_run = ["task", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
+    same_run = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
     finished = frame["status"].isin(FINISHED).fillna(False).astype(bool)
     ranked = frame.assign(_finished=finished).sort_values("_finished", ascending=False, kind="stable")
     dup = ranked[ranked["_finished"]].duplicated([c for c in same_run if c in frame], keep="first")
@@ -437,7 +441,8 @@ def summary_table(frame: pd.DataFrame) -> str:
     """The plain per-trial table printed at the end of a sweep (the leaderboard builds on the same rows)."""
     if frame.empty:
         return "(no trials)"
-    cols = ["task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "final_score", "epochs_run",
-            "stopped_early", "status", "wall_seconds"]
-    view = frame[cols].sort_values(["task", "best_score"], ascending=[True, False], na_position="last")
+    cols = ["task", "stage", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "final_score",
+            "epochs_run", "stopped_early", "status", "wall_seconds"]
+    view = frame[cols].sort_values(["task", "stage", "best_score"], ascending=[True, False, False],
+                                   na_position="last")
     return view.to_string(index=False, float_format=lambda v: f"{v:.4f}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from makd.errors import UsageError
 from makd.losses import LOSSES
-from tune.search.base import SWEPT, SearchConfig, SearchKind
+from tune.search.base import SearchConfig, SearchKind
 
 if TYPE_CHECKING:
     from tune.config import SweepConfig
@@ -35,8 +35,33 @@ def grid_cells(cfg: SweepConfig) -> list[dict]:
     return cells
 
 
-class GridSearch(SearchKind):
+class PointsSearch(SearchKind):
+    """Trials at given points, in order: one flat trial config per point (Ray Tune's BasicVariantGenerator)."""
+
+    def points(self, cfg: SweepConfig) -> list[dict]:
+        raise NotImplementedError
+
+    def param_space(self, cfg: SweepConfig) -> dict:
+        """Every key of the points, as a choice over its values; the points themselves come from `algorithm`."""
+        from ray import tune as ray_tune
+
+        points = self.points(cfg)
+        return {key: ray_tune.choice(list(dict.fromkeys(p[key] for p in points))) for key in points[0]}
+
+    def algorithm(self, cfg: SweepConfig):
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=self.points(cfg))
+
+    def trials_per_task(self, cfg: SweepConfig) -> int:
+        return len(self.points(cfg))
+
+
+class GridSearch(PointsSearch):
     name = "grid"
+
+    def points(self, cfg: SweepConfig) -> list[dict]:
+        return grid_cells(cfg)
 
     def parse(self, raw: dict) -> SearchConfig:
         if set(raw) - {"kind"}:
@@ -45,19 +70,3 @@ class GridSearch(SearchKind):
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         return any(lam < 1 for lam in cfg.lams)
-
-    def param_space(self, cfg: SweepConfig) -> dict:
-        """Every swept key, as a choice over its grid values; the cells themselves come from `algorithm`."""
-        from ray import tune as ray_tune
-
-        cells = grid_cells(cfg)
-        return {key: ray_tune.choice(list(dict.fromkeys(c[key] for c in cells))) for key in SWEPT}
-
-    def algorithm(self, cfg: SweepConfig):
-        """Tune's BasicVariantGenerator with the cells as its points: one flat trial config per cell, in order."""
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
-        return BasicVariantGenerator(points_to_evaluate=grid_cells(cfg))
-
-    def trials_per_task(self, cfg: SweepConfig) -> int:
-        return len(grid_cells(cfg))

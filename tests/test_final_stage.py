@@ -1,0 +1,122 @@
+"""The two-stage protocol on local Ray: a search with ASHA, then the best settings rerun at the full budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_sweep import events, quiet_ray, toy_sst2_dir, write_config  # noqa: F401 (quiet_ray: autouse)
+from tune.config import load_config
+from tune.driver import run_sweep
+from tune.report.build import build
+
+pytestmark = pytest.mark.sweep
+
+
+def test_the_final_stage_compares_every_method_at_full_budget_and_taylor_equals_ce(tiny_bert_dir, tmp_path):
+    """vanilla at lam 0 imitates a random teacher and ASHA cuts it in the search; the final stage reruns each
+    loss's best setting for three seeds, three epochs each, and taylor (tau 1) equals ce at every seed."""
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla"],
+                                   lams=[0.0, 0.5], seeds=[0, 1], epochs=3, lr=3e-3,
+                                   data={"glue_dir": str(toy_sst2_dir(tmp_path))}, final={"seeds": [0, 1, 2]},
+                                   scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2}))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    trials = outcome.trials
+    search, final = trials[trials["stage"] == "search"], trials[trials["stage"] == "final"]
+    assert len(search) == 2 + 4 + 4 and search["stopped_early"].any()  # ASHA cut some search trials
+    assert len(final) == 3 * 3 and set(final["status"]) == {"TERMINATED"} and (final["epochs_run"] == 3).all()
+    assert sorted(final["loss"].unique()) == ["ce", "taylor", "vanilla"] and set(final["seed"]) == {0, 1, 2}
+    scores = final.pivot_table(index="seed", columns="loss", values="best_score")
+    assert (scores["taylor"] == scores["ce"]).all()  # bit-identical students, hence equal scores
+
+    report = build([outcome.root])  # default: the final stage
+    assert report.stage == "final" and set(report.trials["stage"]) == {"final"}
+    taylor = report.leaderboard.set_index("loss").loc["taylor"]
+    assert taylor["identical_to_ce"] and taylor["pairs_vs_ce"] == 3
+    assert (taylor["ci_low_vs_ce"], taylor["ci_high_vs_ce"]) == (0.0, 0.0)
+    assert "Final stage:" in report.paper_table_markdown and "†" not in report.paper_table_markdown
+    searched = build([outcome.root], stage="search")
+    assert searched.stage == "search" and "†" in searched.paper_table_markdown  # early-stopped cells are marked
+    on_disk = pd.read_csv(Path(outcome.root) / "trials.csv")
+    assert Counter(on_disk["stage"]) == {"search": 10, "final": 9}
+
+
+def test_a_driver_killed_after_the_search_resumes_with_exactly_the_missing_final_trials(tiny_bert_dir, tmp_path):
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=2, max_concurrent_trials=1,
+                          final={"seeds": [0, 1, 2]},
+                          scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2})
+    exe = str(Path(sys.executable).with_name("makd"))
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
+    root = tmp_path / "runs" / "exp"
+    driver = subprocess.Popen([exe, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (root / "rte-final").exists():
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert (root / "rte-final").exists(), "the driver must be killed once the final stage has begun"
+    search_ids = {p.name.split("_")[2] + "_" + p.name.split("_")[3] for p in (root / "rte").glob("distill_trial_*")}
+    assert len(search_ids) == 2
+    search_epochs = Counter(e["trial_id"] for e in events(root) if e["event"] == "epoch" and e["trial_id"] in search_ids)
+    time.sleep(2)
+    resumed = subprocess.run([exe, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_csv(root / "trials.csv")
+    assert Counter(frame["stage"]) == {"search": 2, "final": 3}
+    final = frame[frame["stage"] == "final"]
+    assert set(final["status"]) == {"TERMINATED"} and (final["epochs_run"] == 2).all() and set(final["seed"]) == {0, 1, 2}
+    assert set(frame.loc[frame["stage"] == "search", "trial_id"]) == search_ids
+    log = events(root)
+    # the search was not rerun by --resume: its trials trained exactly the epochs they had before the kill
+    assert Counter(e["trial_id"] for e in log if e["event"] == "epoch" and e["trial_id"] in search_ids) == search_epochs
+    done = Counter(e["trial_id"] for e in log if e["event"] == "done" and e["trial_id"] not in search_ids)
+    assert sorted(done) == sorted(final["trial_id"]) and set(done.values()) == {1}  # each final trial once
+    trained = {(e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch" and e["trial_id"] not in search_ids}
+    assert len(trained) == 3 * 2
+
+
+def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(tiny_bert_dir, tmp_path, capsys):
+    """A grid sweep (no final stage): the exported student loads with from_pretrained and scores on dev exactly
+    what the leaderboard reports for its trial's best epoch."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from makd.data import load_split
+    from makd.tasks import compute_metrics, get_task
+    from tune.main import main
+
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce", "vanilla"], lams=[0.5], epochs=3))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "exported"
+    assert main(["export", outcome.root, "--task", "rte", "--student", "1x64", "--loss", "vanilla", "--out",
+                 str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    trial = outcome.trials.set_index("loss").loc["vanilla"]
+    assert printed["best_epoch_score"] == pytest.approx(trial["best_score"], abs=1e-12)
+    card = (out / "README.md").read_text()
+    assert "vanilla" in card and "vs ce, paired by seed" in card and "## Sweep config" in card
+
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    task = get_task("rte")
+    dev = load_split(task, "validation", glue_dir=str(Path(__file__).parent / "fixtures" / "glue"))
+    with torch.no_grad():
+        batch = tokenizer(list(dev.text_a), list(dev.text_b), truncation=True, max_length=32, padding=True,
+                          return_tensors="pt")
+        logits = model(**batch).logits.numpy()
+    score = compute_metrics(task, task.predictions(logits), np.asarray(dev.labels))[task.metric]
+    assert score == pytest.approx(trial["best_score"], abs=1e-6)
+    assert main(["export", outcome.root, "--task", "rte", "--student", "1x64", "--loss", "mse"]) == 2

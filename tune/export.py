@@ -1,0 +1,102 @@
+"""`makd export EXP --task T --student S --loss L`: the winning student of one leaderboard cell as a Hugging Face
+model dir, with a model card.
+
+The cell's setting is the leaderboard's (final stage by default); of its trials, the one with the best score is
+exported at its best epoch (the trial's `best_model.pt`, kept beside every checkpoint), not its last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from makd.errors import UsageError
+from tune.report.build import Report, build
+from tune.report.rank import setting_rows, setting_view
+from tune.search.final import FINAL_DIR_SUFFIX
+
+
+def winning_trial(report: Report, task: str, student: str, loss: str) -> tuple[pd.Series, pd.Series]:
+    """(leaderboard row, trial row) of the cell's best trial at the cell's chosen setting."""
+    board = report.leaderboard
+    cell = board[(board["task"] == task) & (board["student"] == student) & (board["loss"] == loss)]
+    if cell.empty:
+        have = ", ".join(sorted({f"{t}/{s}/{lo}" for t, s, lo in board[["task", "student", "loss"]].values}))
+        raise UsageError("loss", f"no {report.stage}-stage leaderboard row for task {task}, student {student}, loss "
+                                 f"{loss} (rows: {have})")
+    row = cell.iloc[0]
+    trials = setting_rows(setting_view(report.trials), row)
+    return row, trials.sort_values("best_score", ascending=False, kind="stable").iloc[0]
+
+
+def best_weights(root: Path, trial: pd.Series) -> Path:
+    """The trial's best-epoch weights in its newest Ray checkpoint (<task>[-final]/<trial folder>/checkpoint_*)."""
+    from makd.train import BEST_NAME
+
+    stage_dir = root / (trial["task"] + (FINAL_DIR_SUFFIX if trial["stage"] == "final" else ""))
+    folders = [p for p in stage_dir.glob(f"*{trial['trial_id']}*") if p.is_dir()]
+    found = sorted((c for f in folders for c in f.glob("checkpoint_*") if (c / BEST_NAME).is_file()),
+                   key=lambda c: int(re.sub(r"\D", "", c.name) or 0))
+    if not found:
+        raise UsageError(str(stage_dir), f"no {BEST_NAME} for trial {trial['trial_id']}: its checkpoints are gone "
+                                         "(or the sweep predates best-epoch checkpoints)")
+    return found[-1] / BEST_NAME
+
+
+def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -> str:
+    def pct(value) -> str:
+        return "–" if pd.isna(value) else f"{value * 100:.2f}"
+
+    def interval(baseline: str) -> str:
+        if baseline == row["loss"] or not row.get(f"pairs_vs_{baseline}"):
+            return "–"
+        if row[f"identical_to_{baseline}"]:
+            return f"identical over {int(row[f'pairs_vs_{baseline}'])} seeds"
+        return (f"{row[f'delta_vs_{baseline}'] * 100:+.2f} (95% CI {pct(row[f'ci_low_vs_{baseline}'])} to "
+                f"{pct(row[f'ci_high_vs_{baseline}'])}, {int(row[f'pairs_vs_{baseline}'])} paired seeds)")
+
+    train = sweep.get("train") or sweep
+    lines = [f"# {row['student']} distilled for {row['task']} with makd ({row['loss']})", "",
+             "Exported by `makd export` from a makd sweep: the best trial of its leaderboard cell, at its best epoch.",
+             "", "| | |", "|---|---|",
+             f"| task, metric | {row['task']}, {row['metric']} (GLUE dev) |",
+             f"| this student's dev score | {pct(trial['best_score'])} (epoch {best_epoch}, seed {int(trial['seed'])}) |",
+             f"| the cell's mean over {int(row['n_seeds'])} seed(s) | {pct(row['score_mean'])} "
+             f"(std {pct(row['score_std'])}) |",
+             f"| vs ce, paired by seed | {interval('ce')} |", f"| vs vanilla, paired by seed | {interval('vanilla')} |",
+             f"| loss, λ, τ, lr | {row['loss']}, {row['best_lam']:g}, {row['best_tau']:g}, {row['best_lr']:g} |",
+             f"| teacher | {train.get('teacher')} ({'fine-tuned' if train.get('fine_tuned') else 'not fine-tuned'}, "
+             f"head seed {train.get('head_seed', 0)}) |",
+             f"| stage | {trial['stage']} |", "",
+             "The epoch and the setting were chosen on the dev set that is reported, so the score is optimistic.", "",
+             "```python", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+             "model = AutoModelForSequenceClassification.from_pretrained(PATH)",
+             "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```", "", "## Sweep config", "", "```yaml",
+             yaml.safe_dump(sweep, sort_keys=False).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def export_winner(root: str | Path, task: str, student: str, loss: str, out: str | Path | None = None,
+                  stage: str | None = None) -> tuple[Path, float]:
+    """Write the cell's winning student to `out` (default EXP/export/<task>-<student>-<loss>); returns the dir
+    and the dev score it reproduces."""
+    import torch
+
+    from makd.config import TrainConfig
+    from makd.pipeline import save_student
+
+    root = Path(root)
+    report = build([root], stage=stage)
+    row, trial = winning_trial(report, task, student, loss)
+    weights = best_weights(root, trial)
+    saved = torch.load(weights, map_location="cpu", weights_only=False)
+    sweep = json.loads((root / "sweep.json").read_text())["config"] if (root / "sweep.json").is_file() else {}
+    cfg = TrainConfig(**saved["config"])
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{student}-{loss}")
+    target = Path(out) if out else root / "export" / name
+    save_student(cfg, weights, target, card=model_card(row, trial, sweep, int(saved["epoch"])))
+    return target, float(saved["score"])

@@ -1,0 +1,69 @@
+"""The final stage: each (student, loss)'s best search settings, rerun for every final seed to the full epoch budget
+with no early stopping, so that methods are compared at the same budget over the same seeds.
+
+The search stage (grid or Optuna, with ASHA) only ranks settings; a setting's selection score is its mean
+`best_score` over the seeds it ran. The CE baseline (λ = 1) always has a final stage too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from tune.search.grid import PointsSearch
+
+if TYPE_CHECKING:
+    from tune.config import SweepConfig
+
+FINISHED = ("TERMINATED", "STOPPED")
+FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
+SETTING = ["lam", "tau", "lr"]
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """The `final:` section: which seeds every chosen setting reruns with, and how many settings per cell."""
+
+    seeds: tuple[int, ...]
+    top_k: int = 1
+
+
+def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
+    """The final stage's trials for one task, from its search stage's rows (tune.report.trials.trial_row).
+
+    Per (student, loss): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them (ties:
+    smaller λ, then τ, then lr), each once per final seed. Deterministic, so a resumed driver rebuilds the same list.
+    """
+    frame = pd.DataFrame(search_rows)
+    if frame.empty or cfg.final is None:
+        return []
+    done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
+    cells = []
+    for student in cfg.students:
+        for loss in cfg.losses:
+            mine = done[(done["student"] == student) & (done["loss"] == loss)]
+            if mine.empty:
+                continue
+            ranked = (mine.groupby(SETTING)["best_score"].mean().round(12).reset_index()
+                      .sort_values(["best_score", *SETTING], ascending=[False, True, True, True], kind="stable"))
+            for _, best in ranked.head(cfg.final.top_k).iterrows():
+                cells += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
+                           "seed": int(seed), "lr": float(best["lr"]), "stage": "final"} for seed in cfg.final.seeds]
+    return cells
+
+
+class FinalStage(PointsSearch):
+    """Not a `search.kind`: the driver builds one per task from the search stage's results."""
+
+    name = "final"
+
+    def __init__(self, cells: list[dict]):
+        self.cells = cells
+
+    def points(self, cfg: SweepConfig) -> list[dict]:
+        return self.cells
+
+    def may_use_teacher(self, cfg: SweepConfig) -> bool:
+        return any(cell["lam"] < 1 for cell in self.cells)
