@@ -118,7 +118,7 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
     wanted = {"train": train_ds} if "train" in splits else {}
     if "dev" in splits:
-        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items()})
+        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items() if s != "holdout"})
     logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args), batch_size=args.teacher_batch_size,
                                     device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)
     print(json.dumps({"task": task.name, "teacher": args.teacher, "cache_dir": cache_dir(args),

@@ -17,9 +17,10 @@ import numpy as np
 from makd.cache import CacheReport, TeacherSpec, teacher_logits
 from makd.config import TrainOptions
 from makd.data import TextDataset, load_split
+from makd.errors import UsageError
 from makd.files import atomic_write_bytes
 from makd.tasks import get_task
-from makd.train import TrainConfig, TrainResult, pick_device, train
+from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"
 
@@ -53,12 +54,24 @@ def load_datasets(task_name: str, source: DataSource,
                   seed=cfg.data_seed)
     train_ds = load_split(task, "train", data_file=source.train_file, max_samples=cfg.max_train_samples, **common)
     eval_sets = {}
+    if cfg.holdout_fraction > 0:  # selection data: out of the training set (and out of the teacher's cache entry)
+        train_ds, eval_sets[HOLDOUT] = split_holdout(train_ds, cfg.holdout_fraction, cfg.data_seed)
     for i, (split, suffix) in enumerate(task.eval_splits):
         data_file = source.eval_file if (source.eval_file and i == 0) else None
         if source.train_file and data_file is None:
             continue  # generic files give one dev set (the first dev split of the task)
         eval_sets[suffix] = load_split(task, split, data_file=data_file, max_samples=cfg.max_eval_samples, **common)
     return train_ds, eval_sets
+
+
+def split_holdout(train_ds: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
+    """(the rest, the hold-out): a fixed, seeded `fraction` of the training examples (at least one), each part in
+    the original order. The same seed and data give the same split in every trial and on every node."""
+    n = len(train_ds)
+    held = np.sort(np.random.default_rng([seed, 2023]).permutation(n)[:max(1, round(fraction * n))])
+    if len(held) >= n:
+        raise UsageError("holdout_fraction", f"{fraction} of {n} training examples leaves none to train on")
+    return train_ds.select(np.setdiff1d(np.arange(n), held)), train_ds.select(held)
 
 
 def fetch_teacher_logits(spec: TeacherSpec | None, train_ds: TextDataset, cache_dir: str | Path, *,

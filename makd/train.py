@@ -42,7 +42,8 @@ from makd.losses import distillation_loss
 from makd.tasks import TaskSpec, compute_metrics, get_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
+BEST_NAME = "best_model.pt"
+HOLDOUT = "holdout"  # eval_sets key of the selection split held out of train (TrainOptions.holdout_fraction)  # beside the checkpoint: the weights of the first epoch with the best score
 CHECKPOINT_FORMAT = 1
 
 
@@ -50,13 +51,14 @@ CHECKPOINT_FORMAT = 1
 class EpochResult:
     epoch: int  # 1-based number of completed epochs
     metrics: dict[str, float]  # all GLUE metrics of the task on dev
-    score: float  # the task's main metric
+    score: float  # the task's main metric on the selection split: the hold-out when there is one, else dev
     train_loss: float
     train_examples_per_s: float
     train_seconds: float
     eval_seconds: float
     peak_gpu_mb: float | None = None  # the allocator's peak on the GPU so far in this run (None on CPU)
     warmup_seconds: float = 0.0  # every batch shape run once just before this epoch (the first one run, on CUDA)
+    dev_score: float | None = None  # the main metric on dev (= score unless a hold-out selects)
 
 
 @dataclass
@@ -310,7 +312,9 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, cfg, train_ds, eval_sets)
     if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
         raise ValueError("encoded splits do not match the datasets")
-    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items()}
+    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items() if s != HOLDOUT}
+    # the hold-out is scored like the first dev split (its metric keys), then renamed holdout_*
+    selection = {task.eval_splits[0][1]: (eval_sets[HOLDOUT], eval_encs[HOLDOUT])} if HOLDOUT in eval_sets else None
     # Rows of targets and teacher logits are gathered on the host and travel with the batch (pinned, non-blocking):
     # indexing device tensors with a host index would make the CPU wait for the GPU every step.
     targets = training_targets(task, train_ds.labels)
@@ -363,7 +367,11 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         with _one_line_oom(dev, f"evaluation (batch {cfg.eval_batch_size})"):
             metrics = evaluate(model, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp,
                                pad_to_multiple_of=pad)
-        epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=metrics[task.metric],
+            held = {} if selection is None else evaluate(model, task, selection, batch_size=cfg.eval_batch_size,
+                                                         device=dev, amp=amp, pad_to_multiple_of=pad)
+        score = held[task.metric] if held else metrics[task.metric]
+        metrics.update({f"{HOLDOUT}_{k}": v for k, v in held.items()})
+        epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=score, dev_score=metrics[task.metric],
                                    train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
                                    train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
                                    peak_gpu_mb=gpu.peak_memory_mb(dev),

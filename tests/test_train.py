@@ -257,3 +257,20 @@ def test_pre_tokenised_splits_give_the_identical_run(tiny_bert_dir):
     with pytest.raises(ValueError, match="encoded splits"):
         train(cfg, ds, {"": dev}, teacher_for(ds, 0), progress=False,
               encoded=encode_splits(tok, cfg, sentiment(8), {"": dev}))
+
+
+def test_a_train_holdout_chooses_the_epoch_and_dev_is_only_reported(tiny_bert_dir):
+    from makd.pipeline import split_holdout
+    from makd.train import HOLDOUT
+
+    ds, dev = sentiment(60), sentiment(16, "validation", seed=1)
+    rest, held = split_holdout(ds, 0.25, seed=0)
+    assert (len(rest), len(held)) == (45, 15) and not set(rest.text_a) & set(held.text_a)
+    again, held_again = split_holdout(ds, 0.25, seed=0)
+    assert list(held_again.text_a) == list(held.text_a) and list(again.text_a) == list(rest.text_a)
+    assert list(split_holdout(ds, 0.25, seed=1)[1].text_a) != list(held.text_a)
+    result = train(config(tiny_bert_dir, loss="ce", lam=1.0, epochs=2), rest, {"": dev, HOLDOUT: held}, None,
+                   progress=False)
+    for epoch in result.history:
+        assert epoch.score == epoch.metrics["holdout_accuracy"] and epoch.dev_score == epoch.metrics["accuracy"]
+    assert result.best.score == max(e.metrics["holdout_accuracy"] for e in result.history)

@@ -29,7 +29,7 @@ def non_default(f: dataclasses.Field):
     if kind is int:
         return 8 if f.default is None else f.default + 1  # 8: within every bound (micro batch <= batch 32)
     if kind is float:
-        return f.default / 2
+        return f.default / 2 if f.default else 0.25
     return "some/model"
 
 

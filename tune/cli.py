@@ -129,7 +129,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, score = export_winner(args.experiment, get_task(args.task).name, args.student, args.loss, args.out,
                                 stage=args.stage)
     print(json.dumps({"exported": str(path), "task": get_task(args.task).name, "student": args.student,
-                      "loss": args.loss, "best_epoch_score": score}))
+                      "loss": args.loss, "dev_score": score}))
     return 0
 
 

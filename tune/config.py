@@ -70,7 +70,8 @@ class SweepConfig:
         return asdict(self)
 
 
-SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "data", "search", "scheduler",
+SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "selection", "data", "search",
+              "scheduler",
               "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address"}
 KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
 
@@ -121,7 +122,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         if not values:
             raise UsageError(key, "must not be empty")
 
-    train = parse_train_options(raw)
+    train = parse_train_options(_with_selection(raw))
 
     data = raw.get("data") or {}
     if not isinstance(data, dict) or set(data) - {"glue_dir"}:
@@ -184,6 +185,24 @@ def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, se
     if not final_seeds:
         raise UsageError("final.seeds", "must not be empty")
     return FinalConfig(tuple(dict.fromkeys(final_seeds)), number(section.get("top_k", 1), "final.top_k", kind=int, low=1))
+
+
+def _with_selection(raw: dict) -> dict:
+    """`selection: {split: train_holdout, fraction: 0.1}` is the sweep's spelling of the training option
+    `holdout_fraction` (choose epochs and settings on a seeded hold-out of train; report dev untouched)."""
+    if raw.get("selection") is None:
+        return raw
+    section = mapping(raw["selection"], "selection", {"split", "fraction"}, "{split: train_holdout, fraction: 0.1}")
+    split = section.get("split", "dev")
+    if split not in ("dev", "train_holdout"):
+        raise UsageError("selection.split", f"expected dev or train_holdout, got {split!r}")
+    if split == "dev" and "fraction" in section:
+        raise UsageError("selection.fraction", "only with split: train_holdout")
+    fraction = 0.0 if split == "dev" else number(section.get("fraction", 0.1), "selection.fraction", low=0.0,
+                                                 low_open=True, high=0.5)
+    if raw.get("holdout_fraction") not in (None, fraction):
+        raise UsageError("selection", f"fraction {fraction} conflicts with holdout_fraction {raw['holdout_fraction']}")
+    return {**raw, "holdout_fraction": fraction}
 
 
 def parse_train_options(raw: dict) -> TrainOptions:

@@ -64,7 +64,7 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              "Exported by `makd export` from a makd sweep: the best trial of its leaderboard cell, at its best epoch.",
              "", "| | |", "|---|---|",
              f"| task, metric | {row['task']}, {row['metric']} (GLUE dev) |",
-             f"| this student's dev score | {pct(trial['best_score'])} (epoch {best_epoch}, seed {int(trial['seed'])}) |",
+             f"| this student's dev score | {pct(trial['dev_score'])} (epoch {best_epoch}, seed {int(trial['seed'])}) |",
              f"| the cell's mean over {int(row['n_seeds'])} seed(s) | {pct(row['score_mean'])} "
              f"(std {pct(row['score_std'])}) |",
              f"| vs ce, paired by seed | {interval('ce')} |", f"| vs vanilla, paired by seed | {interval('vanilla')} |",
@@ -72,7 +72,10 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"| teacher | {train.get('teacher')} ({'fine-tuned' if train.get('fine_tuned') else 'not fine-tuned'}, "
              f"head seed {train.get('head_seed', 0)}) |",
              f"| stage | {trial['stage']} |", "",
-             "The epoch and the setting were chosen on the dev set that is reported, so the score is optimistic.", "",
+             ("The epoch and the setting were chosen on a held-out part of the training set; the dev score is a test "
+              "score." if trial["selection"] == "train_holdout" else
+              "The epoch and the setting were chosen on the dev set that is reported, so the score is optimistic."),
+             "",
              "```python", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
              "model = AutoModelForSequenceClassification.from_pretrained(PATH)",
              "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```", "", "## Sweep config", "", "```yaml",
@@ -88,6 +91,7 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
 
     from makd.config import TrainConfig
     from makd.pipeline import save_student
+    from makd.tasks import get_task
 
     root = Path(root)
     report = build([root], stage=stage)
@@ -99,4 +103,4 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{student}-{loss}")
     target = Path(out) if out else root / "export" / name
     save_student(cfg, weights, target, card=model_card(row, trial, sweep, int(saved["epoch"])))
-    return target, float(saved["score"])
+    return target, float(saved["metrics"][get_task(cfg.task).metric])  # dev, whatever chose the epoch

@@ -113,7 +113,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     first_epoch: list[int] = []
 
     def epoch_metrics(result) -> dict:
-        return {"epoch": result.epoch, "score": result.score, "metric": task.metric,
+        return {"epoch": result.epoch, "score": result.score, "metric": task.metric, "dev_score": result.dev_score,
+                "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
                 "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
                 "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
                 "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,

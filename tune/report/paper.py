@@ -114,6 +114,15 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
              "Differences to ce are paired by seed (same initialisation, batch order and dropout): = marks a cell "
              "identical to ce at every seed; ° a difference whose 95% CI (Student t over seeds) contains 0. The last "
              "column is the paired difference of the Average ×100 with its CI (one seed: no CI)."]
+    selections = set(trials["selection"].dropna()) if "selection" in trials else {"dev"}
+    if selections == {"train_holdout"}:
+        notes[0] = ("Dev-set scores ×100, the dev set used as a test set only: each trial's epoch and each task, "
+                    "student and method's λ (and lr) were chosen on a held-out part of the training set "
+                    "(`selection: train_holdout`); a cell is the mean dev score over seeds at that setting. Best per "
+                    "student in **bold**.")
+    elif len(selections) > 1:
+        notes.insert(1, "Mixed selection: some trials chose their epoch and setting on dev, others on a train "
+                        "hold-out; their dev scores are not equally optimistic.")
     if stage == "final":
         notes.insert(1, "Final stage: each method's best search setting, rerun for every final seed to the full "
                         "epoch budget with no early stopping (the same budget and seeds for every method).")

@@ -58,7 +58,8 @@ def _method_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) -> pd.DataFrame:
-    """For each group: the (λ, τ, lr) setting with the best mean score over its seeds, and its statistics.
+    """For each group: the (λ, τ, lr) setting with the best mean selection score (`best_score`) over its seeds,
+    and its statistics, reported on dev (`dev_score`: the same number unless a train hold-out selected).
 
     Ties go to the smaller λ, then τ, then lr (deterministic).
     """
@@ -66,12 +67,13 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
     records = []
     for key, group in df.groupby(keys, dropna=False, sort=False):
         stats = group.groupby(_SETTING, dropna=False).agg(
-            score_mean=("best_score", "mean"), score_std=("best_score", "std"), n_seeds=("best_score", "count"),
-            final_score_mean=("final_score", "mean"), **{c: (c, "mean") for c in extra}).reset_index()
-        stats = stats[stats["score_mean"].notna()]
+            selection_mean=("best_score", "mean"), score_mean=("dev_score", "mean"), score_std=("dev_score", "std"),
+            n_seeds=("dev_score", "count"), final_score_mean=("final_score", "mean"),
+            **{c: (c, "mean") for c in extra}).reset_index()
+        stats = stats[stats["selection_mean"].notna()]
         if stats.empty:
             continue
-        ranked = stats.assign(_rank=stats["score_mean"].round(12))  # float noise must not break a tie
+        ranked = stats.assign(_rank=stats["selection_mean"].round(12))  # float noise must not break a tie
         best = ranked.sort_values(["_rank", *_SETTING], ascending=[False, True, True, True], kind="stable").iloc[0]
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         record.update(best_lam=best["_lam"], best_tau=best["_tau"], best_lr=best["_lr"],
@@ -138,8 +140,8 @@ def setting_rows(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Dat
 
 
 def setting_scores(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Series:
-    """Score by seed (mean over repeats of a seed) of a `best_settings` row's setting."""
-    return setting_rows(df, cell, key).groupby("seed")["best_score"].mean()
+    """Dev score by seed (mean over repeats of a seed) of a `best_settings` row's setting."""
+    return setting_rows(df, cell, key).groupby("seed")["dev_score"].mean()
 
 
 def paired_differences(df: pd.DataFrame, board: pd.DataFrame) -> dict[tuple, PairedDifference]:

@@ -32,13 +32,14 @@ if TYPE_CHECKING:
     from tune.config import SweepConfig
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
-                 "tau", "seed", "lr", "metric", "best_score", "final_score", "best_epoch", "epochs_run", "max_epochs",
+                 "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "best_epoch",
+                 "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 FINISHED = ("TERMINATED", "STOPPED")  # ran to the end, or stopped early by ASHA: both have a score
-_NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "final_score", "best_epoch",
-            "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
+_NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
+            "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial")
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
@@ -83,6 +84,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
         best = max(scored, key=lambda h: h["score"])  # the first best epoch
         peaks = [number(h.get("peak_gpu_mb")) for h in history]
         row.update(best_score=number(best.get("score")), final_score=number(metrics.get("score")),
+                   dev_score=number(best.get("dev_score")), selection=metrics.get("selection"),
                    best_epoch=int(best.get("epoch") or 0), epochs_run=int(metrics.get("epoch") or len(history)),
                    wall_seconds=float(metrics.get("time_total_s") or 0.0), device=metrics.get("device"),
                    node=metrics.get("hostname"), node_id=metrics.get("node_id"),
@@ -382,6 +384,9 @@ def trials_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].astype("string").str.upper()
     frame["stage"] = frame["stage"].astype(object).where(frame["stage"].notna(), "search")  # older CSVs: no stages
+    # Older rows chose the epoch on dev: their dev score at the best epoch is the best score.
+    frame["selection"] = frame["selection"].astype(object).where(frame["selection"].notna(), "dev")
+    frame["dev_score"] = frame["dev_score"].where(frame["dev_score"].notna(), frame["best_score"])
     frame["stopped_early"] = frame["stopped_early"].map(_as_bool).astype("boolean")
     frame["resumed"] = frame["resumed"].map(_as_bool).astype("boolean")
     frame["teacher_fine_tuned"] = frame["teacher_fine_tuned"].map(_as_bool).astype("boolean")
