@@ -1,11 +1,8 @@
-"""The two-stage protocol on local Ray: a search with ASHA, then the best settings rerun at the full budget."""
+"""On local Ray: the two-stage protocol (a search with ASHA, then the best settings rerun at the full budget),
+resuming between stages, selection on a train hold-out, and `makd export` of the winner."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_sweep import events, quiet_ray, toy_sst2_dir, write_config  # noqa: F401 (quiet_ray: autouse)
+from tests.test_sweep import (  # noqa: F401 (quiet_ray: autouse)
+    events,
+    kill_driver,
+    quiet_ray,
+    resume_driver,
+    start_driver,
+    toy_sst2_dir,
+    write_config,
+)
 from tune.config import load_config
 from tune.driver import run_sweep
 from tune.report.build import build
@@ -53,23 +58,18 @@ def test_a_driver_killed_after_the_search_resumes_with_exactly_the_missing_final
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=2, max_concurrent_trials=1,
                           final={"seeds": [0, 1, 2]},
                           scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2})
-    exe = str(Path(sys.executable).with_name("makd"))
-    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
     root = tmp_path / "runs" / "exp"
-    driver = subprocess.Popen([exe, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver, env = start_driver(config, tmp_path)
     deadline = time.time() + 180
     while time.time() < deadline and not (root / "rte-final").exists():
         time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver(driver)
     assert (root / "rte-final").exists(), "the driver must be killed once the final stage has begun"
     search_ids = {p.name.split("_")[2] + "_" + p.name.split("_")[3] for p in (root / "rte").glob("distill_trial_*")}
     assert len(search_ids) == 2
     search_epochs = Counter(e["trial_id"] for e in events(root) if e["event"] == "epoch" and e["trial_id"] in search_ids)
     time.sleep(2)
-    resumed = subprocess.run([exe, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = resume_driver(config, env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_csv(root / "trials.csv")
     assert Counter(frame["stage"]) == {"search": 2, "final": 3}

@@ -48,6 +48,27 @@ def events(root: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+MAKD = str(Path(sys.executable).with_name("makd"))
+
+
+def start_driver(config: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
+    """`makd sweep CONFIG` in its own process group, so that a test can SIGKILL it with its Ray workers."""
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
+    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return driver, env
+
+
+def kill_driver(driver: subprocess.Popen) -> None:
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
+def resume_driver(config: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 def toy_sst2_dir(tmp_path: Path, n_train: int = 400) -> Path:
     """A separable SST-2-like task in the GLUE layout: a good trial learns it within the first epoch."""
     root = tmp_path / "toy-glue" / "SST-2"
@@ -138,21 +159,16 @@ def test_a_trial_that_raises_once_resumes_from_its_checkpoint(tiny_bert_dir, tmp
 def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_dir, tmp_path):
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
                           max_concurrent_trials=1)
-    exe = str(Path(sys.executable).with_name("makd"))
-    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
     root = tmp_path / "runs" / "exp"
-    driver = subprocess.Popen([exe, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver, env = start_driver(config, tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and sum(e["event"] == "done" for e in events(root)) < 1:
         time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver(driver)
     done_before = sum(e["event"] == "done" for e in events(root))
     assert 1 <= done_before < 4, "the driver must be killed mid-sweep"
     time.sleep(2)  # anything the dead driver left behind would show up as extra events here
-    resumed = subprocess.run([exe, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = resume_driver(config, env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_csv(root / "trials.csv")
     assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
