@@ -20,6 +20,7 @@ from makd.errors import UsageError
 ADDRESS_ENV = ("MAKD_JOBS_ADDRESS", "RAY_API_SERVER_ADDRESS")
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 METADATA_KEY = "makd"
+AGENT_WAIT_S = 60  # how long `makd submit` retries a job server whose agent is not up yet
 
 
 def jobs_address(address: str | None) -> str:
@@ -72,9 +73,21 @@ def submit(config_path: str, *, address: str | None = None, glue_dir: str | None
         args = ["sweep", "sweep.yaml", "--quiet", *(["--glue-dir", glue_dir] if glue_dir else []), *(extra_args or [])]
         entrypoint = " ".join([python, "-m", "tune.main", *args])
         submission_id = f"makd-{cfg.name}-{uuid.uuid4().hex[:8]}"
-        return job_client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                                     metadata={METADATA_KEY: "sweep", "name": cfg.name,
-                                               "config": Path(config_path).name})
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                return job_client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                             submission_id=submission_id,
+                                             metadata={METADATA_KEY: "sweep", "name": cfg.name,
+                                                       "config": Path(config_path).name})
+            except RuntimeError as err:
+                # A cluster that has just started accepts connections before its job agent is up.
+                if "No available agent" not in str(err):
+                    raise
+                if time.monotonic() > deadline:
+                    raise UsageError("address", f"the cluster's job server had no agent for {AGENT_WAIT_S} s "
+                                                "(is the head node up?): try again later") from None
+                time.sleep(2.0)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
