@@ -107,6 +107,7 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from makd.config import TrainOptions, from_args
     from makd.pipeline import load_datasets
     from makd.tasks import get_task
+    from makd.train import HOLDOUT
 
     task = get_task(args.task)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -118,8 +119,9 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
     wanted = {"train": train_ds} if "train" in splits else {}
     if "dev" in splits:
-        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items() if s != "holdout"})
-    logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args), batch_size=args.teacher_batch_size,
+        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items() if s != HOLDOUT})
+    logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args),
+                                    batch_size=args.teacher_batch_size,
                                     device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)
     print(json.dumps({"task": task.name, "teacher": args.teacher, "cache_dir": cache_dir(args),
                       "splits": {k: len(v) for k, v in logits.items()}, "hits": report.hits, "misses": report.misses,

@@ -173,6 +173,13 @@ def check_bounds(f: Field, value: Any, where: str) -> None:
         raise UsageError(where, f"must be < {below:g}, got {value}")
 
 
+def typed_number(value: Any, path: str, kind: type = float) -> Any:
+    """An int (integral values only) or float from a config value; bools and text are refused, naming `path`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        raise UsageError(path, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
 def parse_option(name: str, value: Any, path: str | None = None) -> Any:
     """A sweep YAML value for option `name`, type-checked and bounds-checked; UsageError names `path`."""
     path = path or name
@@ -185,9 +192,7 @@ def parse_option(name: str, value: Any, path: str | None = None) -> Any:
         if not isinstance(value, bool):
             raise UsageError(path, f"expected true or false{' or null' if optional else ''}, got {value!r}")
     elif kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-            raise UsageError(path, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-        value = kind(value)
+        value = typed_number(value, path, kind)
     elif not isinstance(value, str) or not value:
         raise UsageError(path, f"expected a string, got {value!r}")
     check_bounds(next(f for f in fields(TrainConfig) if f.name == name), value, path)

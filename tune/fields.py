@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from makd.config import typed_number
 from makd.errors import UsageError
 
 
@@ -18,9 +19,7 @@ def as_list(raw: dict, key: str, default: Any) -> list:
 def number(value: Any, path: str, *, kind=float, low: float | None = None, high: float | None = None,
            low_open: bool = False) -> Any:
     """An int or float within [low, high] (or (low, high] with low_open); bools are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        raise UsageError(path, f"expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-    value = kind(value)
+    value = typed_number(value, path, kind)
     if low is not None and (value <= low if low_open else value < low):
         raise UsageError(path, f"must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and value > high:
