@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from makd.batching import batch_to_device, collate, default_pad_multiple, encode, sorted_batches
+from makd.batching import default_pad_multiple, encode, sorted_batches
 from makd.data import TextDataset
 from makd.files import atomic_write_bytes
+from makd.masks import model_batch
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -129,11 +130,13 @@ def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_le
     batches = sorted_batches(encoded.lengths, batch_size)
     bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex", disable=not progress,
                leave=False)
+    chunks = []
     for idx in batches:
-        batch = batch_to_device(collate(encoded, idx, pad_to_multiple_of=default_pad_multiple(device)),
-                                torch.device(device))
-        out[idx] = model(**batch).logits.float().cpu().numpy()
+        batch = model_batch(model, encoded, idx, torch.device(device), default_pad_multiple(device))
+        chunks.append(model(**batch).logits.float())
         bar.update(len(idx))
+    if batches:  # one copy back to the host, not one wait for the GPU per batch
+        out[np.concatenate(batches)] = torch.cat(chunks).cpu().numpy()
     bar.close()
     return out
 

@@ -86,7 +86,8 @@ class StepMemory:
 def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> StepMemory:
     """Run two training steps (the second with AdamW's state allocated) on cfg.batch_size of the longest training
     examples, then one eval batch of the longest ones, and report the peak."""
-    from makd.batching import batch_to_device, collate, padded_length
+    from makd.batching import padded_length
+    from makd.masks import model_batch
     from makd.models import build_student
     from makd.tasks import get_task
     from makd.train import (
@@ -117,8 +118,7 @@ def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> St
                    device=device, amp=amp, pad_to_multiple_of=pad)
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-        model(**batch_to_device(collate(encoded, shape_batches(encoded, cfg.eval_batch_size, pad)[-1],
-                                        pad_to_multiple_of=pad), device))
+        model(**model_batch(model, encoded, shape_batches(encoded, cfg.eval_batch_size, pad)[-1], device, pad))
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_reserved(device) / MIB
     width = padded_length(int(encoded.lengths[widest].max()), pad, encoded.max_length)

@@ -25,9 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from makd import gpu
 from makd.batching import (
     EncodedDataset,
-    batch_to_device,
     bucket_lengths,
-    collate,
     default_pad_multiple,
     encode,
     length_grouped_batches,
@@ -39,11 +37,12 @@ from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
 from makd.errors import UsageError
 from makd.losses import distillation_loss
+from makd.masks import model_batch
 from makd.tasks import TaskSpec, compute_metrics, get_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best_model.pt"
-HOLDOUT = "holdout"  # eval_sets key of the selection split held out of train (TrainOptions.holdout_fraction)  # beside the checkpoint: the weights of the first epoch with the best score
+BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
+HOLDOUT = "holdout"  # eval_sets key of the selection split held out of train (TrainOptions.holdout_fraction)
 CHECKPOINT_FORMAT = 1
 
 
@@ -166,7 +165,7 @@ def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray,
     for start in range(0, len(idx), chunk):
         part = slice(start, start + chunk)
         rows = idx[part]
-        batch = batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device)
+        batch = model_batch(model, encoded, rows, device, pad_to_multiple_of)
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             logits = model(**batch).logits
         loss = distillation_loss(logits, to_device(teacher_logits[part], device) if teacher_logits is not None else None,
@@ -199,11 +198,13 @@ def placeholder_targets(task: TaskSpec, cfg: TrainConfig, n: int) -> tuple[torch
     return targets, torch.zeros((n, task.num_labels)) if cfg.needs_teacher else None
 
 
-def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, eval_encs: list[EncodedDataset],
-            cfg: TrainConfig, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
-            device: torch.device, amp: torch.dtype | None, pad_to_multiple_of: int | None) -> float:
-    """Forward/backward once per training batch shape and forward once per eval batch shape, so the first epoch
-    does not pay CUDA's first call of each shape (kernel loading and selection, allocator growth); returns seconds.
+def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset,
+            eval_sets: list[Mapping[str, tuple[TextDataset, EncodedDataset]]], cfg: TrainConfig,
+            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, device: torch.device,
+            amp: torch.dtype | None, pad_to_multiple_of: int | None) -> float:
+    """Forward/backward once per training batch shape, then one whole evaluation of every eval set (each of its
+    batch shapes, the copy back and the metrics' first call), so the first epoch and the first evaluation do not
+    pay CUDA's first call of each shape (kernel loading and selection, allocator growth); returns seconds.
 
     No optimizer step is taken and every RNG is restored: the run trains exactly as it would without it.
     """
@@ -214,12 +215,9 @@ def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset, e
         train_step(model, train_enc, rows, *placeholder_targets(task, cfg, len(rows)), cfg, optimizer, scaler,
                    device=device, amp=amp, pad_to_multiple_of=pad_to_multiple_of, step=False)
     optimizer.zero_grad(set_to_none=True)
-    model.eval()
-    with torch.no_grad():
-        for encoded in eval_encs:
-            for rows in shape_batches(encoded, cfg.eval_batch_size, pad_to_multiple_of):
-                with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                    model(**batch_to_device(collate(encoded, rows, pad_to_multiple_of=pad_to_multiple_of), device))
+    for splits in eval_sets:
+        evaluate(model, task, splits, batch_size=cfg.eval_batch_size, device=device, amp=amp,
+                 pad_to_multiple_of=pad_to_multiple_of)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     set_rng_state(state)
@@ -262,7 +260,7 @@ def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tup
         batches = sorted_batches(encoded.lengths, batch_size)
         chunks = []
         for idx in batches:
-            batch = batch_to_device(collate(encoded, idx, pad_to_multiple_of=pad_to_multiple_of), device)
+            batch = model_batch(model, encoded, idx, device, pad_to_multiple_of)
             with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 chunks.append(model(**batch).logits.float())
         logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
@@ -344,8 +342,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     warmup_seconds = 0.0
     if start_epoch < cfg.epochs and (cfg.warm_up if cfg.warm_up is not None else dev.type == "cuda"):
         with _one_line_oom(dev, "the warm-up of every batch shape"):
-            warmup_seconds = warm_up(model, task, train_enc, list(eval_encs.values()), cfg, optimizer, scaler,
-                                            device=dev, amp=amp, pad_to_multiple_of=pad)
+            warmup_seconds = warm_up(model, task, train_enc, [eval_enc] + ([selection] if selection else []), cfg,
+                                     optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad)
     widest = f"batch {cfg.batch_size} x up to {padded_length(int(train_enc.lengths.max()), pad, cfg.max_length)} tokens"
     for epoch in range(start_epoch, cfg.epochs):
         model.train()

@@ -82,3 +82,32 @@ def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_p
     assert sizing["trials_per_gpu"] >= 1 and sizing["measured"][0]["peak_mb"] > 0
     trials = pd.read_csv(tmp_path / "runs" / "auto" / "trials.csv")
     assert set(trials["device"]) == {"cuda"} and (trials["peak_gpu_mb"] > 0).all()
+
+
+def test_a_cuda_training_step_never_waits_for_the_gpu(tiny_bert_dir):
+    """transformers' encoders read `padding_mask.all()` in every forward; makd.masks hands them the expanded mask,
+    so a step (forward, loss, backward, clipping, fused AdamW) queues its kernels without one synchronisation."""
+    from makd.batching import encode
+    from makd.models import build_student
+    from makd.tasks import get_task
+    from makd.train import autocast_dtype, make_optimizer, train_step, training_targets
+
+    cfg = config(tiny_bert_dir, loss="taylor")
+    ds, device = sentiment(64), torch.device("cuda")
+    model, tokenizer = build_student(cfg.student, 2, seed=0, tokenizer=cfg.student_tokenizer)
+    model.to(device).train()
+    encoded = encode(tokenizer, ds, cfg.max_length)
+    assert len(set(encoded.lengths.tolist())) > 1  # padded batches: the mask matters
+    optimizer, scaler = make_optimizer(model, cfg), torch.amp.GradScaler("cuda", enabled=False)
+    targets, teacher = training_targets(get_task("sst2"), ds.labels), torch.tensor(logits_for(ds))
+    rows = [np.arange(i, i + 8) for i in range(0, 64, 8)]
+    step = dict(device=device, amp=autocast_dtype("auto", device), pad_to_multiple_of=32)
+    for idx in rows[:2]:  # first calls: allocator growth and library handles
+        train_step(model, encoded, idx, targets[idx], teacher[idx], cfg, optimizer, scaler, **step)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for idx in rows[2:]:
+            train_step(model, encoded, idx, targets[idx], teacher[idx], cfg, optimizer, scaler, **step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
