@@ -20,6 +20,7 @@ import numpy as np
 from makd.data import TextDataset
 from tune.search.base import SWEPT
 
+FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
 FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
 
 

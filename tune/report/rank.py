@@ -57,6 +57,14 @@ def _method_labels(df: pd.DataFrame) -> pd.Series:
     return labels
 
 
+def rank_settings(stats: pd.DataFrame, score: str, setting: list[str]) -> pd.DataFrame:
+    """One row per setting, best first: by mean selection score (rounded to 12 digits: float noise must not break
+    a tie), then the smaller λ, τ, lr. The leaderboard's choice and the final stage's are this one rule."""
+    ranked = stats.assign(_rank=stats[score].round(12))
+    return (ranked.sort_values(["_rank", *setting], ascending=[False] + [True] * len(setting), kind="stable")
+            .drop(columns="_rank"))
+
+
 def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) -> pd.DataFrame:
     """For each group: the (λ, τ, lr) setting with the best mean selection score (`best_score`) over its seeds,
     and its statistics, reported on dev (`dev_score`: the same number unless a train hold-out selected).
@@ -73,8 +81,7 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
         stats = stats[stats["selection_mean"].notna()]
         if stats.empty:
             continue
-        ranked = stats.assign(_rank=stats["selection_mean"].round(12))  # float noise must not break a tie
-        best = ranked.sort_values(["_rank", *_SETTING], ascending=[False, True, True, True], kind="stable").iloc[0]
+        best = rank_settings(stats, "selection_mean", _SETTING).iloc[0]
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         record.update(best_lam=best["_lam"], best_tau=best["_tau"], best_lr=best["_lr"],
                       score_mean=best["score_mean"], score_std=best["score_std"], n_seeds=int(best["n_seeds"]),

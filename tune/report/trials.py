@@ -26,7 +26,7 @@ import pandas as pd
 from makd.errors import UsageError
 from tune.search.final import FINAL_DIR_SUFFIX
 from tune.storage import write_bytes
-from tune.trial import trial_params
+from tune.trial import FINISHED, trial_params
 
 if TYPE_CHECKING:
     from tune.config import SweepConfig
@@ -37,7 +37,6 @@ TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "s
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
-FINISHED = ("TERMINATED", "STOPPED")  # ran to the end, or stopped early by ASHA: both have a score
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial")

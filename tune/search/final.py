@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tune.report.rank import rank_settings
 from tune.search.grid import PointsSearch
+from tune.trial import FINISHED
 
 if TYPE_CHECKING:
     from tune.config import SweepConfig
 
-FINISHED = ("TERMINATED", "STOPPED")
 FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
 SETTING = ["lam", "tau", "lr"]
 
@@ -33,8 +34,8 @@ class FinalConfig:
 def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     """The final stage's trials for one task, from its search stage's rows (tune.report.trials.trial_row).
 
-    Per (student, loss): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them (ties:
-    smaller λ, then τ, then lr), each once per final seed. Deterministic, so a resumed driver rebuilds the same list.
+    Per (student, loss): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them, ranked
+    by the leaderboard's rule (tune.report.rank.rank_settings), each once per final seed. Deterministic, so a resumed driver rebuilds the same list.
     """
     frame = pd.DataFrame(search_rows)
     if frame.empty or cfg.final is None:
@@ -46,8 +47,7 @@ def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
             mine = done[(done["student"] == student) & (done["loss"] == loss)]
             if mine.empty:
                 continue
-            ranked = (mine.groupby(SETTING)["best_score"].mean().round(12).reset_index()
-                      .sort_values(["best_score", *SETTING], ascending=[False, True, True, True], kind="stable"))
+            ranked = rank_settings(mine.groupby(SETTING)["best_score"].mean().reset_index(), "best_score", SETTING)
             for _, best in ranked.head(cfg.final.top_k).iterrows():
                 cells += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
                            "seed": int(seed), "lr": float(best["lr"]), "stage": "final"} for seed in cfg.final.seeds]
