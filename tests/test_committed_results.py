@@ -1,27 +1,48 @@
-"""The committed results are rebuilt from the committed CSVs by committed code (issue 5's acceptance)."""
+"""The committed results are rebuilt from the committed CSVs by committed code (issue 5's acceptance), and the
+headline table shows what the method implies (issue 12): at tau = 1 taylor trains ce's student, seed for seed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tune.report.cli import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
+EARLIER = RESULTS / "earlier"
 
 
-@pytest.mark.skipif(not (RESULTS / "table.md").is_file(), reason="no committed results/glue-cpu/table.md")
-def test_makd_leaderboard_reprints_the_committed_table(capsys):
-    csvs = sorted(str(p) for p in RESULTS.glob("*.csv"))
-    assert csvs, "results/glue-cpu holds no trials CSV"
-    assert main([*csvs, "--markdown", "-"]) == 0
-    assert capsys.readouterr().out.strip() == (RESULTS / "table.md").read_text().strip()
-
-
-@pytest.mark.skipif(not (RESULTS / "finetuned-teacher" / "table.md").is_file(), reason="no fine-tuned-teacher table")
-def test_the_fine_tuned_teacher_table_is_rebuilt_from_its_csvs(capsys):
-    folder = RESULTS / "finetuned-teacher"
-    csvs = [str(RESULTS / "trials-2x384.csv"), *sorted(str(p) for p in folder.glob("trials-*.csv"))]
+@pytest.mark.parametrize("folder", [RESULTS, EARLIER], ids=["final-stage", "earlier"])
+def test_makd_leaderboard_reprints_the_committed_table(folder, capsys):
+    if not (folder / "table.md").is_file():
+        pytest.skip(f"no committed {folder}/table.md")
+    csvs = sorted(str(p) for p in folder.glob("*.csv"))
+    assert csvs, f"{folder} holds no trials CSV"
     assert main([*csvs, "--markdown", "-"]) == 0
     assert capsys.readouterr().out.strip() == (folder / "table.md").read_text().strip()
+
+
+@pytest.mark.skipif(not (EARLIER / "finetuned-teacher" / "table.md").is_file(), reason="no fine-tuned-teacher table")
+def test_the_fine_tuned_teacher_table_is_rebuilt_from_its_csvs(capsys):
+    folder = EARLIER / "finetuned-teacher"
+    csvs = [str(EARLIER / "trials-2x384.csv"), *sorted(str(p) for p in folder.glob("trials-*.csv"))]
+    assert main([*csvs, "--markdown", "-"]) == 0
+    assert capsys.readouterr().out.strip() == (folder / "table.md").read_text().strip()
+
+
+@pytest.mark.skipif(not (RESULTS / "tables" / "leaderboard.csv").is_file(), reason="no committed leaderboard")
+def test_in_the_committed_final_stage_taylor_at_tau_1_is_ce_in_every_cell():
+    board = pd.read_csv(RESULTS / "tables" / "leaderboard.csv")
+    trials = pd.concat(pd.read_csv(p) for p in RESULTS.glob("trials-*.csv"))
+    final = trials[trials["stage"] == "final"]
+    assert final["status"].eq("TERMINATED").all()  # the final stage never stops a trial early
+    taylor = board[(board["loss"] == "taylor") & (board["best_tau"] == 1.0)]
+    assert len(taylor) == len(board[board["loss"] == "ce"]) > 0
+    assert taylor["identical_to_ce"].all() and (taylor["pairs_vs_ce"] == 3).all()
+    assert (taylor["ci_low_vs_ce"] == 0).all() and (taylor["ci_high_vs_ce"] == 0).all()
+    for (task, student), cell in final.groupby(["task", "student"]):
+        ce = cell[cell["loss"] == "ce"].set_index("seed")["dev_score"]
+        ta = cell[cell["loss"] == "taylor"].set_index("seed")["dev_score"]
+        assert len(ce) == 3 and ce.sort_index().equals(ta.sort_index()), (task, student)

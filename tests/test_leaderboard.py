@@ -25,7 +25,7 @@ from tune.report import rank as rank_module
 from tune.report import trials as trials_module
 from tune.report.build import build
 from tune.report.cli import add_leaderboard_parser, main
-from tune.report.plots import plot_lambda_curves
+from tune.report.plots import method_color, plot_lambda_curves
 from tune.report.rank import LEADERBOARD_COLUMNS
 from tune.report.trials import TRIAL_COLUMNS, trials_frame, write_trials
 
@@ -263,26 +263,37 @@ def test_merging_dirs_adds_seeds_and_a_trial_given_twice_counts_once(tmp_path):
     pd.testing.assert_frame_equal(twice.leaderboard, build([a, b]).leaderboard)
 
 
-def test_plot_has_one_axes_per_task_a_band_per_curve_and_the_ce_line(tmp_path):
+def test_plot_is_small_multiples_with_error_bars_a_labelled_ce_band_and_one_colour_per_method(tmp_path):
     rows = []
     for task in ("rte", "sst2", "mrpc", "stsb"):
         rows += [trial(task, loss="ce", seed=0, score=0.60), trial(task, loss="ce", seed=1, score=0.64),
                  trial(task, loss="vanilla", lam=0.0, seed=0, score=0.5), trial(task, loss="vanilla", lam=0.0,
                                                                                  seed=1, score=0.7),
                  trial(task, loss="vanilla", lam=0.5, seed=0, score=0.6)]
+    rows += [trial("rte", loss="ce", seed=0, score=0.5, student="1x64")]  # a second student, run on RTE only
     trials = build([write_experiment(tmp_path / "exp", rows)]).trials
     path = tmp_path / "plots" / "lambda.png"
-    fig = plot_lambda_curves(trials, path)
+    fig = plot_lambda_curves(trials, path, stage="search")
     assert path.read_bytes()[:8] == PNG_SIGNATURE
-    assert len(fig.axes) == 4
-    assert [ax.get_title() for ax in fig.axes] == ["SST-2 (Acc)", "MRPC (Acc)", "STS-B (Acc)", "RTE (Acc)"]
-    ax = fig.axes[0]
-    ce_line, vanilla = ax.lines
-    assert list(ce_line.get_ydata()) == pytest.approx([62.0, 62.0]) and ce_line.get_linestyle() == "--"
-    assert list(vanilla.get_xdata()) == [0.0, 0.5] and list(vanilla.get_ydata()) == pytest.approx([60.0, 60.0])
-    band = ax.collections[0].get_paths()[0].vertices[:, 1]
-    assert band.max() == pytest.approx(60.0 + 100 * math.sqrt(0.02)) and band.min() == pytest.approx(
-        60.0 - 100 * math.sqrt(0.02))
+    assert len(fig.axes) == 8  # 2 students (rows) x 4 tasks (columns, paper order)
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["SST-2 (Acc)", "MRPC (Acc)", "STS-B (Acc)", "RTE (Acc)"]
+    assert "search stage" in fig.get_suptitle()
+    first = [ax for ax in fig.axes if ax.get_ylabel().startswith("2x128")]
+    ax = first[0]
+    ce_line = next(line for line in ax.lines if line.get_linestyle() == "--")
+    assert list(ce_line.get_ydata()) == pytest.approx([62.0, 62.0])
+    band = ax.patches[0]  # the ce band: its mean ± the std of its two seeds (60 and 64)
+    assert band.get_y() == pytest.approx(62.0 - 100 * math.sqrt(0.0008))
+    assert band.get_y() + band.get_height() == pytest.approx(62.0 + 100 * math.sqrt(0.0008))
+    vanilla = ax.containers[0]  # the errorbar: mean 60 at both lambdas, std over the two lambda-0 seeds
+    assert list(vanilla.lines[0].get_xdata()) == [0.0, 0.5]
+    assert list(vanilla.lines[0].get_ydata()) == pytest.approx([60.0, 60.0])
+    colours = {c.lines[0].get_color() for a in fig.axes for c in a.containers}
+    assert colours == {method_color("vanilla")}  # the same colour in every panel
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ce (λ = 1), ± std band", "vanilla"]
+    not_run = [a for a in fig.axes if any(t.get_text() == "not run" for t in a.texts)]
+    assert len(not_run) == 3  # the second student's SST-2, MRPC and STS-B panels
+    assert method_color("taylor") != method_color("vanilla") and method_color("ce") == "0.35"
 
 
 @pytest.mark.parametrize("case", ["missing", "empty-dir", "foreign-dir", "csv-columns", "csv-empty", "not-csv",

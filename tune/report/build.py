@@ -97,5 +97,5 @@ def write_report_files(root: str | Path) -> Report | None:
         return None
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
     atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
-    plot_lambda_curves(report.trials, Path(root) / "lambda.png")
+    plot_lambda_curves(report.trials, Path(root) / "lambda.png", stage=report.stage)
     return report

@@ -26,7 +26,7 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the leaderboard (one row per task x student x loss)")
     p.add_argument("--trials-csv", metavar="FILE", help="write the merged per-trial table (finished trials)")
     p.add_argument("--markdown", metavar="FILE|-", help="write the paper-style Markdown table ('-': stdout)")
-    p.add_argument("--plot", metavar="FILE.png", help="plot score against λ, one panel per task (.png/.pdf/.svg)")
+    p.add_argument("--plot", metavar="FILE.png", help="plot dev score against λ, a panel per task x student (.png/.pdf/.svg)")
     p.add_argument("--stage", choices=("final", "search"),
                    help="which stage's trials the tables hold (default: final when the inputs have a final stage, "
                         "else search)")
@@ -60,7 +60,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.plot:
         from tune.report.plots import plot_lambda_curves
 
-        plot_lambda_curves(result.trials, args.plot)
+        plot_lambda_curves(result.trials, args.plot, stage=result.stage)
         written.append(args.plot)
     if not (args.csv or args.trials_csv or args.markdown or args.plot):
         print(leaderboard_text(result.leaderboard))

@@ -1,68 +1,92 @@
-"""Leaderboard plot: dev score against λ, one panel per task (matplotlib, Agg canvas; pyplot is never used)."""
+"""Leaderboard plot: dev score against λ, a panel per task × student (matplotlib, Agg canvas; never pyplot)."""
 
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from makd.losses import LOSSES
 from tune.report.order import loss_rank, student_order, task_header, task_rank
 from tune.report.rank import setting_view
 
 PLOT_FORMATS = ("png", "pdf", "svg")
-_STYLES = ("-", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None) -> Figure:
-    """Score ×100 against λ for each task (one axes per task, in the paper's task order).
+def method_color(method: str) -> str:
+    """One colour per loss, the same in every figure and panel: its place in the loss registry (ce is grey)."""
+    base = str(method).split(" ")[0].rstrip(",")
+    if base == "ce":
+        return "0.35"
+    order = [name for name in LOSSES if name != "ce"]
+    return f"C{order.index(base) % 10}" if base in order else "C9"
 
-    A line per (method, student): the mean over the finished trials at each λ (seeds, and any lr), with a shaded
-    band of ± one standard deviation over them; the CE-only baseline (any loss at λ = 1) is a horizontal dashed
-    line per student. Written atomically to `path` (png, pdf or svg by its suffix) when given.
+
+def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, stage: str | None = None) -> Figure:
+    """Dev score ×100 against λ, small multiples: one panel per task (columns, paper order) × student (rows).
+
+    In each panel a method is its mean dev score over seeds at each λ with ± one standard deviation as error bars
+    (one point per λ in a final stage, a curve in a search); the CE-only baseline (any loss at λ = 1) is a grey
+    dashed line with its ± std band. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
+    a fine-tuned teacher) differ by marker. One legend for the figure, below the panels. Written atomically to
+    `path` (png, pdf or svg by its suffix) when given.
     """
     df = setting_view(trials)
+    score = "dev_score" if "dev_score" in df and df["dev_score"].notna().any() else "best_score"
     tasks = sorted(df["task"].dropna().unique(), key=task_rank)
     students = student_order(df)
-    ncols = max(1, min(3, len(tasks)))
-    nrows = max(1, math.ceil(len(tasks) / ncols))
-    fig = Figure(figsize=(5.2 * ncols, 3.9 * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[len(tasks):]:
-        fig.delaxes(ax)
     methods = sorted({m for m in df["_method"].dropna() if m != "ce"}, key=loss_rank)
-    color = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    style = {s: _STYLES[i % len(_STYLES)] for i, s in enumerate(students)}
-    for ax, task in zip(axes, tasks, strict=False):
-        sub = df[df["task"] == task]
-        metric = sub["metric"].dropna().iloc[0] if sub["metric"].notna().any() else "score"
-        for student in students:
-            mine = sub[sub["student"] == student]
-            ce = mine.loc[mine["_method"] == "ce", "best_score"].dropna()
+    marker, seen = {}, {}  # the first variant of a loss gets the first marker, the next the second, ...
+    for m in methods:
+        base = m.split(" ")[0].rstrip(",")
+        marker[m] = _MARKERS[seen.get(base, 0) % len(_MARKERS)]
+        seen[base] = seen.get(base, 0) + 1
+    nrows, ncols = max(1, len(students)), max(1, len(tasks))
+    fig = Figure(figsize=(3.1 * ncols + 0.6, 2.5 * nrows + 1.1), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    handles: dict[str, object] = {}
+    for col, task in enumerate(tasks):
+        for row, student in enumerate(students):
+            ax = axes[row][col]
+            mine = df[(df["task"] == task) & (df["student"] == student)]
+            metric = (mine if len(mine) else df[df["task"] == task])["metric"].dropna()
+            metric = metric.iloc[0] if len(metric) else None
+            if mine.empty:
+                ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="0.5")
+                ax.set_yticks([])
+            ce = mine.loc[mine["_method"] == "ce", score].dropna() * 100
             if len(ce):
-                ax.axhline(ce.mean() * 100, color="0.3", linestyle="--", linewidth=1.2,
-                           label=f"ce (λ=1) {student}" if len(students) > 1 else "ce (λ=1)")
+                mean, spread = ce.mean(), (ce.std() if len(ce) > 1 else 0.0)
+                ax.axhspan(mean - spread, mean + spread, color=method_color("ce"), alpha=0.12, linewidth=0)
+                handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
+                                                                linewidth=1.3)
             for method in methods:
-                points = mine[mine["_method"] == method].groupby("_lam")["best_score"].agg(["mean", "std"])
+                points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
                     continue
-                points = points.sort_index() * 100
-                label = f"{method} {student}" if len(students) > 1 else method
-                ax.plot(points.index, points["mean"], marker="o", markersize=3.5, color=color[method],
-                        linestyle=style[student], label=label)
-                spread = points["std"].fillna(0.0)
-                ax.fill_between(points.index, points["mean"] - spread, points["mean"] + spread,
-                                color=color[method], alpha=0.15, linewidth=0)
-        ax.set_title(task_header(task, metric))
-        ax.set_xlabel("λ (weight of CE; 1 = CE only)")
-        ax.set_ylabel(f"dev {metric} ×100")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Dev score vs λ: mean ± std over seeds")
+                points = points.sort_index()
+                handles[method] = ax.errorbar(points.index, points["mean"], yerr=points["std"].fillna(0.0),
+                                              color=method_color(method), marker=marker[method], markersize=4.5,
+                                              linewidth=1.4, capsize=3, elinewidth=1)
+            ax.set_xlim(-0.08, 1.08)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(task_header(task, metric), fontsize=10)
+            if row == nrows - 1:
+                ax.set_xlabel("λ (weight of CE)")
+            if col == 0:
+                ax.set_ylabel(f"{student}\ndev ×100", fontsize=9)
+    what = {"final": "final stage: every method at its best λ, full budget",
+            "search": "search stage: ASHA may have stopped trials early"}.get(stage or "", "")
+    fig.suptitle(f"Dev score vs λ, mean ± std over seeds{' (' + what + ')' if what else ''}", fontsize=11)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 5),
+                   fontsize=9, frameon=False)
     if path is not None:
         write_figure(fig, path)
     return fig
