@@ -17,4 +17,6 @@ t2=$(date +%s)
 MAKD_TEST_TOKENIZER_DIR=$MAKD_DEVICE_TOK timeout "${TESTS_TIMEOUT:-110}" python3 -m pytest -q -p no:cacheprovider \
     tests/test_gpu.py > "$out/tests-gpu.log" 2>&1
 echo "tests rc=$? $(( $(date +%s) - t2 )) s" >> "$out/timing.txt"
+# The device tool returns at most 8 files from a run: the benchmark's folder travels as one archive.
+tar -C "$out" -czf "$out/bench-gpu.tgz" bench-gpu && rm -rf "$out/bench-gpu"
 cat "$out/timing.txt"; tail -3 "$out/bench-gpu.log"; tail -5 "$out/tests-gpu.log"

@@ -8,6 +8,7 @@ epoch where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import random
 import tempfile
@@ -44,6 +45,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
 HOLDOUT = "holdout"  # eval_sets key of the selection split held out of train (TrainOptions.holdout_fraction)
 CHECKPOINT_FORMAT = 1
+DISK_FULL_ENV = "MAKD_FAULT_DISK_FULL_ONCE"  # tests only: see _injected_disk_full
 
 
 @dataclass
@@ -224,13 +226,29 @@ def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset,
     return time.perf_counter() - start
 
 
+def _injected_disk_full(tmp: str, epoch: int | None) -> None:
+    """Tests of a full disk: with $MAKD_FAULT_DISK_FULL_ONCE = "MARKER:EPOCH", the first checkpoint write of EPOCH
+    (in any process, while MARKER does not exist) stops half-written with ENOSPC, as a full disk would."""
+    spec = os.environ.get(DISK_FULL_ENV)
+    if not spec:
+        return
+    marker, _, at = spec.rpartition(":")
+    if epoch != int(at) or os.path.exists(marker):
+        return
+    Path(marker).touch()
+    with open(tmp, "r+b") as f:
+        f.truncate(os.path.getsize(tmp) // 2)
+    raise OSError(errno.ENOSPC, "No space left on device (injected by $" + DISK_FULL_ENV + ")", tmp)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a run killed mid-write leaves the previous checkpoint intact."""
+    """Atomic: a run killed mid-write, or out of disk, leaves the previous checkpoint intact and no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(state, tmp)
+        _injected_disk_full(tmp, state.get("epoch"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

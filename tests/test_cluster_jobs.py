@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,11 @@ pytestmark = pytest.mark.sweep
 def makd(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     exe = str(Path(sys.executable).with_name("makd"))
     return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def ray_preamble(line: str) -> bool:
+    """The lines Ray's job manager writes into a job's log before the entrypoint's own output."""
+    return line.startswith("Running entrypoint for job") or bool(re.match(r"\d{4}-\d\d-\d\d [\d:,]+\s+INFO ", line))
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +53,11 @@ def local_cluster():
 
 def test_submit_runs_a_sweep_on_both_nodes_and_jobs_lists_it(local_cluster, tiny_bert_dir, tmp_path):
     env = local_cluster
-    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=2,
+    # 25 epochs (a few seconds): trials long enough that the second actor, on the other node, is up before the first
+    # actor is free again (with 1-second trials on a loaded machine Tune reused the first actor for all four)
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=25,
                           max_concurrent_trials=2)
-    sub = makd("submit", str(config), "--python", sys.executable, "--wait", env=env)
+    sub = makd("submit", str(config), "--wait", env=env)  # the default python: $MAKD_CLUSTER_PYTHON of local.sh
     assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
     job_id = sub.stdout.splitlines()[0].strip()
     assert job_id.startswith("makd-exp-") and "TERMINATED" in sub.stdout
@@ -66,7 +74,7 @@ def test_stop_ends_a_running_sweep(local_cluster, tiny_bert_dir, tmp_path):
     env = local_cluster
     config = write_config(tmp_path, tiny_bert_dir, name="long", losses=["ce"], seeds=list(range(8)), epochs=30,
                           max_concurrent_trials=2)
-    sub = makd("submit", str(config), "--python", sys.executable, env=env)
+    sub = makd("submit", str(config), env=env)
     assert sub.returncode == 0, sub.stderr
     job_id = sub.stdout.strip()
     deadline = time.time() + 120
@@ -74,6 +82,69 @@ def test_stop_ends_a_running_sweep(local_cluster, tiny_bert_dir, tmp_path):
         time.sleep(0.5)
     stopped = makd("stop", job_id, env=env)
     assert stopped.returncode == 0 and stopped.stdout.strip() == f"{job_id} STOPPED"
+
+
+def test_a_stopped_sweep_resubmitted_with_resume_finishes_and_runs_no_trial_twice(local_cluster, tiny_bert_dir,
+                                                                                  tmp_path):
+    """Injected: `makd stop` once the first epoch is reported. Checked: `makd submit --resume --wait` succeeds,
+    every trial ends exactly once, no trial that had ended starts again, and a trial that had reported an epoch
+    starts again from its checkpoint (resumed), not from scratch."""
+    env = local_cluster
+    config = write_config(tmp_path, tiny_bert_dir, name="again", losses=["ce"], seeds=[0, 1, 2], epochs=30,
+                          max_concurrent_trials=2)
+    job_id = makd("submit", str(config), env=env).stdout.strip()
+    root = tmp_path / "runs" / "again"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(e["event"] == "epoch" for e in events(root)):
+        time.sleep(0.2)
+    assert makd("stop", job_id, env=env).stdout.strip() == f"{job_id} STOPPED"
+    before = events(root)
+    done_before = {e["trial_id"] for e in before if e["event"] == "done"}
+    reported = {e["trial_id"] for e in before if e["event"] == "epoch"}
+    assert len(done_before) < 3 and reported, "the stop came too late or too early: the test checked nothing"
+    again = makd("submit", str(config), "--resume", "--wait", env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    after = events(root)[len(before):]
+    done = [e["trial_id"] for e in before + after if e["event"] == "done"]
+    assert sorted(done) == sorted(set(done)) and len(done) == 3
+    restarts = [e for e in after if e["event"] == "start"]
+    assert not {e["trial_id"] for e in restarts} & done_before
+    assert all(e["resumed"] for e in restarts if e["trial_id"] in reported - done_before)
+    frame = pd.read_csv(root / "trials.csv")
+    assert len(frame) == 3 and set(frame["status"]) == {"TERMINATED"}
+
+
+def test_a_cluster_python_without_torch_gets_one_line_and_exit_1(local_cluster, tiny_bert_dir, tmp_path):
+    """Injected: `--python` of a bare venv (no torch). Checked: the job fails before the sweep with one line naming
+    torch and the fix, `makd submit --wait` exits 1, no traceback anywhere, `makd logs` shows that line first."""
+    env = local_cluster
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    config = write_config(tmp_path, tiny_bert_dir, name="nodeps", losses=["ce"])
+    sub = makd("submit", str(config), "--python", str(bare / "bin" / "python"), "--wait", env=env)
+    out = sub.stdout + sub.stderr
+    assert sub.returncode == 1, out
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("makd job:")]
+    assert len(errors) == 1 and "lacks torch" in errors[0] and "--python" in errors[0], out
+    job_id = sub.stdout.splitlines()[0].strip()
+    logs = [line for line in makd("logs", job_id, env=env).stdout.strip().splitlines() if not ray_preamble(line)]
+    assert logs and logs[0] == errors[0]  # after Ray's own lines (runtime env set-up, the entrypoint), ours first
+    assert not (tmp_path / "runs" / "nodeps").exists()  # nothing half-started
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_is_refused_in_one_line(local_cluster, tiny_bert_dir, tmp_path):
+    """Injected: resources_per_trial.gpu 1 on the GPU-less local cluster. Checked: the job refuses before any trial
+    in one line naming the field; `makd submit --wait` exits 1 with no traceback."""
+    env = local_cluster
+    config = write_config(tmp_path, tiny_bert_dir, name="gpu", losses=["ce"],
+                          resources_per_trial={"cpu": 1, "gpu": 1})
+    sub = makd("submit", str(config), "--wait", env=env)
+    out = sub.stdout + sub.stderr
+    assert sub.returncode == 1 and "Traceback" not in out, out
+    refusals = [line for line in out.splitlines() if "resources_per_trial.gpu" in line]
+    assert len(refusals) == 1 and "no GPU" in refusals[0], out
+    assert not any(e["event"] == "start" for e in events(tmp_path / "runs" / "gpu"))
 
 
 def test_unknown_job_and_bad_config_are_one_line_errors(local_cluster, tmp_path):

@@ -45,7 +45,8 @@ def add_job_parsers(sub) -> None:
     s.add_argument("config", help="sweep config YAML (validated here before it is sent)")
     s.add_argument("--address", help=address_help)
     s.add_argument("--glue-dir", help="GLUE folder as seen from the cluster head")
-    s.add_argument("--python", default="python", help="python on the cluster that has makd's dependencies")
+    s.add_argument("--python", help="python on the cluster that has makd's dependencies (default: $MAKD_CLUSTER_PYTHON, "
+                                    "else the python running this command; the job checks it before the sweep)")
     s.add_argument("--no-ship-code", action="store_true", help="use the makd installed on the cluster instead of "
                                                              "shipping this checkout's makd/ and tune/")
     s.add_argument("--resume", action="store_true", help="finish an earlier, stopped or failed, submission of this "
@@ -53,6 +54,7 @@ def add_job_parsers(sub) -> None:
     s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit 1 unless it succeeded")
     j = sub.add_parser("jobs", help="list submitted sweeps and their status")
     j.add_argument("--address", help=address_help)
+    j.add_argument("--last", action="store_true", help="print only the id of the latest submitted sweep")
     g = sub.add_parser("logs", help="print (or --follow) a submitted sweep's output")
     g.add_argument("job", help="submission id from `makd submit` / `makd jobs`")
     g.add_argument("--address", help=address_help)
@@ -77,11 +79,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from makd.errors import UsageError
     from tune import jobs
 
     rows = jobs.list_jobs(args.address)
     if not rows:
+        if args.last:
+            raise UsageError("job", "no makd sweep has been submitted to this cluster")
         print("no makd sweeps on this cluster")
+        return 0
+    if args.last:
+        print(rows[-1]["job"])
         return 0
     print(f"{'job':<30} {'status':<10} {'name':<16} {'started':<20} seconds")
     for r in rows:

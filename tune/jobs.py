@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,16 @@ ADDRESS_ENV = ("MAKD_JOBS_ADDRESS", "RAY_API_SERVER_ADDRESS")
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 METADATA_KEY = "makd"
 AGENT_WAIT_S = 60  # how long `makd submit` retries a job server whose agent is not up yet
+PYTHON_ENV = "MAKD_CLUSTER_PYTHON"  # the cluster's interpreter with makd's dependencies (cluster/local.sh sets it)
+PROBE = "probe"  # metadata of the no-op job `wait_until_ready` submits (not a sweep: `makd jobs` hides it)
+
+
+def default_python() -> str:
+    """The interpreter a submitted job runs when --python is not given: $MAKD_CLUSTER_PYTHON (cluster/local.sh's
+    env names the project's .venv python its nodes run), else the one running `makd submit`, which is right
+    whenever the cluster's nodes see this machine's files or image (a local cluster, or nodes built from the same
+    image). The job checks it before the sweep starts (tune.jobcheck)."""
+    return os.environ.get(PYTHON_ENV) or sys.executable
 
 
 def jobs_address(address: str | None) -> str:
@@ -49,9 +60,11 @@ def package_dirs() -> list[str]:
 
 
 def submit(config_path: str, *, address: str | None = None, glue_dir: str | None = None, ship_code: bool = True,
-           python: str = "python", extra_args: list[str] | None = None) -> str:
-    """Validate the config here, then send `makd sweep` to the cluster; returns the submission id."""
+           python: str | None = None, extra_args: list[str] | None = None) -> str:
+    """Validate the config here, then send `makd sweep` to the cluster, behind a check of the cluster's interpreter
+    and paths (tune.jobcheck); returns the submission id."""
     from tune.config import load_config
+    from tune.jobcheck import client_versions
     from tune.storage import is_remote_uri
 
     cfg = load_config(config_path)  # a bad config fails here, before anything is sent
@@ -71,7 +84,11 @@ def submit(config_path: str, *, address: str | None = None, glue_dir: str | None
         if ship_code:
             runtime_env["py_modules"] = package_dirs()
         args = ["sweep", "sweep.yaml", "--quiet", *(["--glue-dir", glue_dir] if glue_dir else []), *(extra_args or [])]
-        entrypoint = " ".join([python, "-m", "tune.main", *args])
+        python = python or default_python()
+        data_dir = glue_dir or cfg.glue_dir
+        check = ["-m", "tune.jobcheck", "--expect", *(f"{k}={v}" for k, v in client_versions().items()),
+                 *(["--glue-dir", data_dir] if data_dir else []), "--storage", cfg.storage]
+        entrypoint = " && ".join(shlex.join([python, *part]) for part in (check, ["-m", "tune.main", *args]))
         submission_id = f"makd-{cfg.name}-{uuid.uuid4().hex[:8]}"
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
@@ -90,6 +107,24 @@ def submit(config_path: str, *, address: str | None = None, glue_dir: str | None
                 time.sleep(2.0)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def wait_until_ready(address: str | None = None, timeout: float = 90.0) -> bool:
+    """Until a no-op job runs to SUCCEEDED on the cluster (the job server has an agent and a node runs jobs) or
+    `timeout` passes; what `cluster/local.sh up` waits for before it says the cluster is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            job_client = client(address)
+            job_id = job_client.submit_job(entrypoint="true", metadata={METADATA_KEY: PROBE})
+        except (UsageError, RuntimeError, ConnectionError):
+            time.sleep(1.0)
+            continue
+        status = _wait_for_end(job_client, job_id, max(deadline - time.monotonic(), 1.0), poll=0.5)
+        if status == "SUCCEEDED":
+            return True
+        time.sleep(1.0)
+    return False
 
 
 def list_jobs(address: str | None = None) -> list[dict]:
