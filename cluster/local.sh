@@ -51,7 +51,7 @@ ENV
     if ! (cd "$ROOT" && "$PYTHON" -c "import sys; from tune.jobs import wait_until_ready
 sys.exit(0 if wait_until_ready('http://127.0.0.1:$DASHBOARD_PORT', 120) else 1)"); then
         echo "the local cluster started but its job server ran no job within 120 s: see $STATE/ray/session_latest/logs" >&2
-        [ -n "${MAKD_KEEP_FAILED_CLUSTER:-}" ] || down >/dev/null; exit 1
+        [ -n "${MAKD_KEEP_FAILED_CLUSTER:-}" ] || down >/dev/null; exit 1  # set it to inspect the failed nodes
     fi
     echo "local cluster up: 2 nodes x $CPUS_PER_NODE CPU, Ray at 127.0.0.1:$PORT, jobs at http://127.0.0.1:$DASHBOARD_PORT"
     echo "connect with: source $STATE/env"

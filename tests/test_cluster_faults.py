@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.test_cluster_jobs import REPO, makd
+from tests.test_cluster_jobs import makd, started_local_cluster
 from tests.test_sweep import events, write_config
 
 pytestmark = pytest.mark.sweep
@@ -25,18 +24,7 @@ PORT, DASHBOARD_PORT = "6392", "8267"
 
 @pytest.fixture(scope="module")
 def fault_cluster():
-    state = Path(tempfile.mkdtemp(prefix="mkf-", dir="/tmp"))  # short: Ray's AF_UNIX socket paths max 107 bytes
-    env = {**os.environ, "MAKD_LOCAL_CLUSTER_DIR": str(state), "MAKD_RAY_PORT": PORT,
-           "MAKD_DASHBOARD_PORT": DASHBOARD_PORT, "RAY": str(Path(sys.executable).with_name("ray"))}
-    env.pop("RAY_ADDRESS", None)
-    local_sh = ["bash", str(REPO / "cluster" / "local.sh")]
-    up = subprocess.run([*local_sh, "up"], capture_output=True, text=True, env=env, timeout=180)
-    assert up.returncode == 0, up.stdout + up.stderr
-    for line in (state / "env").read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    yield env, state
-    subprocess.run([*local_sh, "down"], capture_output=True, text=True, env=env, timeout=60)
+    yield from started_local_cluster("mkf-", PORT, DASHBOARD_PORT)
 
 
 def test_a_checkpoint_write_that_runs_out_of_disk_is_retried_from_the_last_good_checkpoint(fault_cluster,

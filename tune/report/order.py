@@ -18,9 +18,14 @@ def task_rank(task: str) -> tuple[float, str]:
     return (TASKS[task].paper_order if task in TASKS else math.inf, str(task))
 
 
+def base_loss(method: str) -> str:
+    """The loss a method label is built on: "vanilla τ=2" and "taylor, fine-tuned teacher" -> vanilla, taylor."""
+    return str(method).split(" ")[0].rstrip(",")
+
+
 def loss_rank(method: str) -> tuple[float, str]:
     """A loss or a method label built on one ("vanilla τ=2", "taylor, fine-tuned teacher")."""
-    base = str(method).split(" ")[0].rstrip(",")
+    base = base_loss(method)
     return (LOSSES[base].order if base in LOSSES else 10**6, str(method))
 
 

@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from makd.losses import LOSSES
-from tune.report.order import loss_rank, student_order, task_header, task_rank
+from tune.report.order import base_loss, loss_rank, student_order, task_header, task_rank
 from tune.report.rank import setting_view
 
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -19,7 +19,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 def method_color(method: str) -> str:
     """One colour per loss, the same in every figure and panel: its place in the loss registry (ce is grey)."""
-    base = str(method).split(" ")[0].rstrip(",")
+    base = base_loss(method)
     if base == "ce":
         return "0.35"
     order = [name for name in LOSSES if name != "ce"]
@@ -42,7 +42,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
     methods = sorted({m for m in df["_method"].dropna() if m != "ce"}, key=loss_rank)
     marker, seen = {}, {}  # the first variant of a loss gets the first marker, the next the second, ...
     for m in methods:
-        base = m.split(" ")[0].rstrip(",")
+        base = base_loss(m)
         marker[m] = _MARKERS[seen.get(base, 0) % len(_MARKERS)]
         seen[base] = seen.get(base, 0) + 1
     nrows, ncols = max(1, len(students)), max(1, len(tasks))
