@@ -35,6 +35,6 @@ def run_command(parser: argparse.ArgumentParser, commands: dict[str, Callable[[a
     except UsageError as err:
         print(f"makd: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("makd: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl+C, or a sweep stopped by a signal (tune.interrupt.SweepStopped)
+        print(f"makd: {err or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

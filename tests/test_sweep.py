@@ -179,6 +179,42 @@ def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_d
     assert len(trained) == 4 * 3  # every epoch of every trial was trained and checkpointed
 
 
+def test_a_signalled_driver_stops_the_whole_sweep_and_resume_finishes_it(tiny_bert_dir, tmp_path):
+    """Injected: SIGTERM (what `makd stop` and schedulers send) to the driver once the search
+    stage reported an epoch (Ctrl+C's SIGINT takes the same path: tests/test_interrupt.py). Checked: the driver exits
+    128+signal with one line naming --resume, the final stage never starts, and --resume finishes every trial exactly
+    once, the interrupted ones from their checkpoints."""
+    sig = signal.SIGTERM
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=12, max_concurrent_trials=2,
+                          final={"seeds": [0, 1], "top_k": 1})
+    root = tmp_path / "runs" / "exp"
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
+    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(e["event"] == "epoch" and e["epoch"] >= 2 for e in events(root)):
+        time.sleep(0.2)
+    driver.send_signal(sig)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 128 + sig, err[-2000:]
+    ours = [line for line in err.splitlines() if line.startswith("makd:")]
+    assert ours[-1].startswith(f"makd: stopped by {sig.name}") and "--resume" in ours[-1]
+    before = events(root)
+    done_before = {e["trial_id"] for e in before if e["event"] == "done"}
+    # a trial that is training its 2nd epoch has had its 1st checkpoint registered by Tune (report blocks till then)
+    interrupted = {e["trial_id"] for e in before if e["event"] == "epoch" and e["epoch"] >= 2} - done_before
+    assert interrupted and not (root / "rte-final").exists()
+    resumed = resume_driver(config, env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_csv(root / "trials.csv")
+    assert len(frame) == 3 + 2 and set(frame["status"]) == {"TERMINATED"}
+    after = events(root)[len(before):]
+    done = Counter(e["trial_id"] for e in before + after if e["event"] == "done")
+    assert sorted(done) == sorted(frame["trial_id"]) and set(done.values()) == {1}
+    restarts = {e["trial_id"]: e["resumed"] for e in after if e["event"] == "start"}
+    assert not set(restarts) & done_before and all(restarts[t] for t in interrupted)
+
+
 def test_without_resume_an_existing_experiment_is_not_overwritten(tiny_bert_dir, tmp_path, capsys):
     config = write_config(tmp_path, tiny_bert_dir)
     (tmp_path / "runs" / "exp" / "rte").mkdir(parents=True)

@@ -35,6 +35,7 @@ from tune.cluster import (
 )
 from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
+from tune.interrupt import stop_signals
 from tune.report.trials import (
     fill_parameter_counts,
     rows_from_result_grid,
@@ -190,42 +191,43 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
     init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, quiet=quiet)
     try:
-        nodes = alive_nodes()
-        check_resources(cfg, nodes)
-        check_shared_storage(root, nodes)
-        if not is_remote_uri(root):
-            Path(root).mkdir(parents=True, exist_ok=True)
-        events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
-        rows, cache, prepared = [], {}, {}
-        for task in cfg.tasks:
-            t0 = time.perf_counter()
-            data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet,
-                                        teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
-                                            n["Resources"].get("GPU", 0) > 0 for n in nodes)))
-            prepared[task] = data
-            cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
-                           "misses": report.misses, "teacher_loaded": report.teacher_loaded,
-                           "teacher_seconds": round(report.teacher_seconds, 2),
-                           "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train)}
-            _say(quiet, f"[{task}] teacher cache: {cache[task]['status']} ({len(data.train)} train examples)")
-        if cfg.gpu_auto:
-            sizing = size_gpu_fraction(cfg, gpu_probes(cfg, prepared), nodes)
-            cfg = gpu_sizing.apply(cfg, sizing)
-            _say(quiet, sizing.describe())
-        for task, data in prepared.items():
-            trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
-                                            {"cpu": cfg.cpu, "gpu": cfg.gpu})
-            grid = build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root, resume=resume,
-                               quiet=quiet).fit()
-            searched = rows_from_result_grid(grid, task, cfg)
-            rows += searched
-            cells = final_cells(cfg, searched)
-            if cells:  # the search's best settings, every final seed, the full budget, no early stopping
-                _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
-                            f"{cfg.max_epochs} epochs, no early stopping)")
-                grid = build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root, resume=resume,
-                                   quiet=quiet, early_stopping=False).fit()
-                rows += rows_from_result_grid(grid, task, cfg)
+        with stop_signals() as stops:
+            nodes = alive_nodes()
+            check_resources(cfg, nodes)
+            check_shared_storage(root, nodes)
+            if not is_remote_uri(root):
+                Path(root).mkdir(parents=True, exist_ok=True)
+            events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
+            rows, cache, prepared = [], {}, {}
+            for task in cfg.tasks:
+                t0 = time.perf_counter()
+                data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet,
+                                            teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
+                                                n["Resources"].get("GPU", 0) > 0 for n in nodes)))
+                prepared[task] = data
+                cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
+                               "misses": report.misses, "teacher_loaded": report.teacher_loaded,
+                               "teacher_seconds": round(report.teacher_seconds, 2),
+                               "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train)}
+                _say(quiet, f"[{task}] teacher cache: {cache[task]['status']} ({len(data.train)} train examples)")
+            if cfg.gpu_auto:
+                sizing = size_gpu_fraction(cfg, gpu_probes(cfg, prepared), nodes)
+                cfg = gpu_sizing.apply(cfg, sizing)
+                _say(quiet, sizing.describe())
+            for task, data in prepared.items():
+                trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
+                                                {"cpu": cfg.cpu, "gpu": cfg.gpu})
+                grid = stops.fit(build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root,
+                                             resume=resume, quiet=quiet))
+                searched = rows_from_result_grid(grid, task, cfg)
+                rows += searched
+                cells = final_cells(cfg, searched)
+                if cells:  # the search's best settings, every final seed, the full budget, no early stopping
+                    _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
+                                f"{cfg.max_epochs} epochs, no early stopping)")
+                    grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root,
+                                                 resume=resume, quiet=quiet, early_stopping=False))
+                    rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
     frame = fill_parameter_counts(trials_frame(rows), student_parameter_counts(cfg))
