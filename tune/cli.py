@@ -117,6 +117,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tune.report.cli import cmd_report as run
+
+    return run(args)
+
+
 def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a leaderboard cell's best student as a Hugging Face model dir",
                        description="The best trial of one task x student x loss cell (final stage by default), at "
@@ -142,13 +148,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_sweep_commands(sub) -> None:
-    from tune.report.cli import add_leaderboard_parser
+    from tune.report.cli import add_leaderboard_parser, add_report_parser
 
     add_sweep_parser(sub)
     add_job_parsers(sub)
     add_leaderboard_parser(sub)
+    add_report_parser(sub)
     add_export_parser(sub)
 
 
 COMMANDS = {"sweep": cmd_sweep, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
-            "leaderboard": cmd_leaderboard, "export": cmd_export}
+            "leaderboard": cmd_leaderboard, "report": cmd_report, "export": cmd_export}

@@ -21,6 +21,7 @@ from tune.fields import as_list, mapping, number
 from tune.search import SearchConfig, get_search_kind, parse_search
 from tune.search.final import FinalConfig
 from tune.storage import is_remote_uri
+from tune.tracking import TrackingConfig, parse_tracking
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SweepConfig:
     max_failures: int = 1
     storage: str = "runs"
     address: str | None = None
+    tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
 
     @property
     def max_epochs(self) -> int:
@@ -72,7 +74,8 @@ class SweepConfig:
 
 SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "selection", "data", "search",
               "scheduler",
-              "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address"}
+              "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address",
+              "tracking"}
 KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
 
 
@@ -164,7 +167,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
         gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
         max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
-        storage=storage, address=address)
+        storage=storage, address=address, tracking=parse_tracking(raw.get("tracking")))
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)

@@ -24,7 +24,7 @@ from makd.errors import UsageError
 from makd.pipeline import DataSource, fetch_teacher_logits, load_datasets
 from makd.tasks import get_task
 from makd.train import TrainConfig
-from tune import gpu_sizing, search
+from tune import gpu_sizing, search, tracking
 from tune.cluster import (
     alive_nodes,
     check_resources,
@@ -116,8 +116,11 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     return probes
 
 
+REPORT_ARTIFACTS = ["leaderboard.csv", "trials.csv", "table.md", "lambda.png", "report.html"]  # parent run
+
+
 def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable, root: str, *, resume: bool,
-                quiet: bool, early_stopping: bool = True):
+                quiet: bool, early_stopping: bool = True, callbacks: list | None = None):
     """One stage of one task: a new Tuner in root/name, or the one there restored (`--resume`)."""
     from ray import tune as ray_tune
 
@@ -132,7 +135,7 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
                                         scheduler=search.scheduler(cfg) if early_stopping else None,
                                         num_samples=kind.trials_per_task(cfg),
                                         max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
-        run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=0 if quiet else 1,
+        run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=0 if quiet else 1, callbacks=callbacks,
                                   progress_reporter=None if quiet else progress_reporter(cfg, kind),
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
                                   checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
@@ -175,6 +178,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     from ray import tune as ray_tune
 
     from makd.paths import default_cache_dir
+    from tune.live_report import LiveReport
 
     start = time.perf_counter()
     root = experiment_root(cfg)
@@ -185,6 +189,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         # finish: work from a directory that outlives the job.
         os.chdir(tempfile.gettempdir())
     check_experiment_dir(cfg, root, resume)
+    tracking.check_tracking(cfg.tracking)  # a missing package or an unreachable server: one line, before Ray starts
     sizing = None
     address = resolve_address(cfg, address)
     if not address:  # a private local Ray: refuse impossible requests before starting anything
@@ -198,6 +203,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             if not is_remote_uri(root):
                 Path(root).mkdir(parents=True, exist_ok=True)
             events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
+            parent = tracking.parent_run_id(cfg.tracking, cfg, root)
+            live = [] if is_remote_uri(root) else [LiveReport(root)]  # report.html rewritten as trials finish
             rows, cache, prepared = [], {}, {}
             for task in cfg.tasks:
                 t0 = time.perf_counter()
@@ -218,7 +225,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
                 grid = stops.fit(build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root,
-                                             resume=resume, quiet=quiet))
+                                             resume=resume, quiet=quiet, callbacks=live + tracking.callbacks(
+                                                 cfg.tracking, cfg, root, task=task, stage="search", parent=parent)))
                 searched = rows_from_result_grid(grid, task, cfg)
                 rows += searched
                 cells = final_cells(cfg, searched)
@@ -226,7 +234,10 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                     _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
                                 f"{cfg.max_epochs} epochs, no early stopping)")
                     grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root,
-                                                 resume=resume, quiet=quiet, early_stopping=False))
+                                                 resume=resume, quiet=quiet, early_stopping=False,
+                                                 callbacks=live + tracking.callbacks(cfg.tracking, cfg, root,
+                                                                                     task=task, stage="final",
+                                                                                     parent=parent)))
                     rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
@@ -241,6 +252,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         from tune.report.build import write_report_files
 
         outcome.report = write_report_files(root)
+        tracking.log_sweep_artifacts(cfg.tracking, parent, root, REPORT_ARTIFACTS)
     return outcome
 
 

@@ -30,3 +30,8 @@ mkdir -p "$OUT/tables"
     --plot "$OUT/lambda.png"
 # The search stage alone (ASHA-stopped trials included), for comparison with the final stage's table.
 "$MAKD" leaderboard "$OUT"/trials-*.csv --stage search --markdown "$OUT/tables/search-stage.md"
+# The HTML report of the final stage, and the screenshot the README shows (headless Chromium, when installed).
+"$MAKD" report "$OUT"/trials-*.csv -o "$OUT/report.html"
+if command -v chromium >/dev/null; then
+    .venv/bin/python -m tests.browser "$OUT/report.html" "$OUT/report.png" > /dev/null
+fi

@@ -26,7 +26,7 @@ from tune.report.trials import (
     trials_frame,
 )
 
-REPORT_FILES = ("leaderboard.csv", "table.md", "lambda.png")  # what a sweep writes into its experiment dir
+REPORT_FILES = ("leaderboard.csv", "table.md", "lambda.png", "report.html")  # what a sweep writes into its experiment dir
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Report:
     sources: list[str] = field(default_factory=list)  # one line per input: path and how it was read
     stage: str = "search"  # which stage's trials the tables hold: final (when there is one) or search
     stages: dict[str, int] = field(default_factory=dict)  # finished trials per stage in the inputs
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["task", "trial_id", "error"]))
 
 
 STAGES = ("final", "search")
@@ -80,7 +81,7 @@ def build(paths: Iterable[str | os.PathLike], stage: str | None = None) -> Repor
                   stage=chosen, stages=stages,
                   unfinished=int(len(rest)), unfinished_by_status={str(k): int(v) for k, v in
                                                                    rest.value_counts().items()},
-                  sources=sources)
+                  sources=sources, failed=merged.loc[merged["status"] == "ERROR", ["task", "trial_id", "error"]])
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -89,6 +90,7 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def write_report_files(root: str | Path) -> Report | None:
     """REPORT_FILES into a local experiment dir, from its trials; None when no trial has finished yet."""
+    from tune.report.html import write_html
     from tune.report.plots import plot_lambda_curves
 
     try:
@@ -98,4 +100,5 @@ def write_report_files(root: str | Path) -> Report | None:
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
     atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
     plot_lambda_curves(report.trials, Path(root) / "lambda.png", stage=report.stage)
+    write_html(report, [str(root)], Path(root) / "report.html")
     return report

@@ -27,6 +27,8 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--trials-csv", metavar="FILE", help="write the merged per-trial table (finished trials)")
     p.add_argument("--markdown", metavar="FILE|-", help="write the paper-style Markdown table ('-': stdout)")
     p.add_argument("--plot", metavar="FILE.png", help="plot dev score against λ, a panel per task x student (.png/.pdf/.svg)")
+    p.add_argument("--html", metavar="FILE.html", help="write the self-contained HTML report (the same page as "
+                                                     "`makd report`)")
     p.add_argument("--stage", choices=("final", "search"),
                    help="which stage's trials the tables hold (default: final when the inputs have a final stage, "
                         "else search)")
@@ -40,6 +42,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise UsageError("plot", f"expected a .png, .pdf or .svg file name, got {args.plot}")
+    if args.html and Path(args.html).suffix.lower() not in (".html", ".htm"):
+        raise UsageError("html", f"expected an .html file name, got {args.html}")
     from makd.files import atomic_write_bytes
     from tune.report.build import build, to_csv_bytes
     from tune.report.rank import leaderboard_text
@@ -62,7 +66,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         plot_lambda_curves(result.trials, args.plot, stage=result.stage)
         written.append(args.plot)
-    if not (args.csv or args.trials_csv or args.markdown or args.plot):
+    if args.html:
+        from tune.report.html import write_html
+
+        write_html(result, args.paths, args.html)
+        written.append(args.html)
+    if not (args.csv or args.trials_csv or args.markdown or args.plot or args.html):
         print(leaderboard_text(result.leaderboard))
         print()
         print(result.paper_table_markdown, end="", flush=True)
@@ -94,3 +103,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def add_report_parser(sub) -> argparse.ArgumentParser:
+    """`makd report EXP... -o report.html`: the self-contained HTML page."""
+    p = sub.add_parser("report", help="one self-contained HTML page: leaderboard, paper table, Pareto front, curves",
+                       description="Read experiment dirs and/or trials CSVs (as makd leaderboard does) and write one "
+                                   "HTML page with every figure embedded: open it offline.")
+    p.add_argument("paths", nargs="+", metavar="EXP_DIR_OR_CSV")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html", help="where to write the page")
+    p.add_argument("--stage", choices=("final", "search"), help="as for makd leaderboard")
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from makd.errors import UsageError
+    from tune.report.build import build
+    from tune.report.html import write_html
+
+    if Path(args.output).suffix.lower() not in (".html", ".htm"):
+        raise UsageError("output", f"expected an .html file name, got {args.output}")
+    result = build(args.paths, stage=args.stage)
+    write_html(result, args.paths, args.output)
+    print(f"makd: wrote {args.output} ({len(result.trials)} finished {result.stage}-stage trial(s), "
+          f"{len(result.leaderboard)} leaderboard row(s))", file=sys.stderr)
+    return 0

@@ -1,0 +1,88 @@
+"""`makd report` / `makd leaderboard --html`: one self-contained page, checked in a real headless Chromium
+(Debian's chromium, driven by Playwright): tables with one row per cell and per trial, every image decodes, no console
+error. The screenshot the README shows is the committed one of results/glue-cpu (tests write theirs to tmp)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tests.browser import open_in_chromium
+from tests.test_sweep import write_config
+from tune.report.pareto import pareto_mask
+
+REPO = Path(__file__).resolve().parents[1]
+MAKD = str(Path(sys.executable).with_name("makd"))
+COMMITTED = sorted(str(p) for p in (REPO / "results" / "glue-cpu").glob("trials-*.csv"))
+
+
+def test_pareto_mask_keeps_only_undominated_points():
+    cost = pd.Series([1.0, 2.0, 2.0, 3.0, 1.0])
+    score = pd.Series([50.0, 60.0, 55.0, 60.0, 50.0])
+    # (2, 55) is dominated by (2, 60); (3, 60) by (2, 60); the two equal (1, 50) points dominate nothing of each other
+    assert pareto_mask(cost, score) == [True, True, False, False, True]
+
+
+def test_makd_report_on_the_committed_results_loads_in_chromium_without_errors(tmp_path):
+    out = tmp_path / "report.html"
+    done = subprocess.run([MAKD, "report", *COMMITTED, "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    html = out.read_text()
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing fetched to view it
+    seen = open_in_chromium(out, tmp_path / "report.png")
+    assert seen["errors"] == []
+    assert len(seen["images"]) >= 2 and all(seen["images"])  # the Pareto front and the λ curves
+    board = pd.read_csv(REPO / "results" / "glue-cpu" / "tables" / "leaderboard.csv")
+    trials = pd.concat(pd.read_csv(p) for p in COMMITTED)
+    final = trials[(trials["stage"] == "final") & trials["status"].isin(["TERMINATED", "STOPPED"])]
+    assert seen["rows"]["leaderboard"] == len(board)  # one row per task x student x method
+    assert seen["rows"]["trials"] == len(final)  # one row per finished final-stage trial
+    assert seen["rows"]["paper-table"] == final.groupby(["student", "loss"]).ngroups
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def readme_block(heading: str) -> list[str]:
+    """The first ```bash block under a README heading, one command per line (comments dropped)."""
+    text = (REPO / "README.md").read_text().split(heading, 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_a_toy_sweep_writes_its_report_and_the_readme_report_commands_work_as_printed(tiny_bert_dir, tmp_path):
+    """The toy sweep is named quickstart and lives in runs/ of a directory where results/ is the repo's: the README's
+    `makd report` / `leaderboard --html` lines then run verbatim there."""
+    config = write_config(tmp_path, tiny_bert_dir, name="quickstart", losses=["ce", "taylor"], lams=[0.5],
+                          seeds=[0, 1], epochs=2)
+    swept = subprocess.run([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], capture_output=True, text=True,
+                           timeout=600)
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    root = tmp_path / "runs" / "quickstart"
+    page = root / "report.html"
+    assert page.is_file()  # written by the sweep (and rewritten by tune.live_report as trials finished)
+    seen = open_in_chromium(page, tmp_path / "sweep.png")
+    trials = pd.read_csv(root / "trials.csv")
+    assert seen["errors"] == [] and all(seen["images"])
+    assert len(seen["images"]) == 3  # Pareto front, λ curves and the per-trial learning curves
+    assert seen["rows"]["trials"] == len(trials) == 4
+
+    (tmp_path / "results").symlink_to(REPO / "results")
+    env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
+    commands = readme_block("## Tracking and reports")
+    assert len(commands) == 3 and all(c.startswith("makd ") for c in commands)
+    for command in commands:
+        (tmp_path / "report.html").unlink(missing_ok=True)
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (command, done.stderr)
+        shown = open_in_chromium(tmp_path / "report.html", tmp_path / "readme.png")
+        assert shown["errors"] == [] and all(shown["images"]), command
+    assert shown["rows"] == seen["rows"]  # `leaderboard --html` on the sweep is the sweep's own page
+
+
+def test_report_refuses_a_non_html_output_in_one_line(tmp_path):
+    done = subprocess.run([MAKD, "report", *COMMITTED, "-o", str(tmp_path / "report.png")], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "output" in done.stderr

@@ -1,0 +1,43 @@
+"""Ray Tune's MLflowLoggerCallback, made resumable (imported only when `tracking.mlflow` is set: it needs Ray)."""
+
+from __future__ import annotations
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from tune.tracking import EXPERIMENT_TAG
+
+
+class ResumableMLflowCallback(MLflowLoggerCallback):
+    """Ray's callback, plus: a trial that `--resume` restarts logs into its earlier run (found by the trial name,
+    experiment dir and stage tags) instead of opening a second one, metrics are logged at step = epoch and an epoch
+    already in the run is not logged again (a resumed trial that had ended re-reports its last epoch); the run's
+    params include task and stage."""
+
+    def __init__(self, *, extra_params: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.extra_params = extra_params
+        self._last_epoch: dict = {}
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        epoch = result.get("epoch")
+        if epoch is None:
+            return super().log_trial_result(iteration, trial, result)
+        if epoch <= self._last_epoch.get(trial, 0):
+            return None
+        self._last_epoch[trial] = epoch
+        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=result, step=int(epoch))
+        return None
+
+    def log_trial_start(self, trial) -> None:
+        if trial not in self._trial_runs:
+            client = self.mlflow_util._mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
+            query = (f"tags.trial_name = '{trial}' and tags.`{EXPERIMENT_TAG}` = '{self.tags[EXPERIMENT_TAG]}' "
+                     f"and tags.stage = '{self.tags['stage']}'")
+            found = client.search_runs([self.mlflow_util.experiment_id], query, max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+                self._trial_runs[trial] = run_id
+                self._last_epoch[trial] = max((m.value for m in client.get_metric_history(run_id, "epoch")), default=0)
+                client.update_run(run_id, status="RUNNING")
+        super().log_trial_start(trial)
+        self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=self.extra_params)

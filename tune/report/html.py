@@ -1,0 +1,186 @@
+"""`makd report EXP... -o report.html`: one self-contained page (figures embedded, no network needed to view it).
+
+Sections: the sweep's facts, the headline leaderboard with paired differences to CE and their CIs, the paper-style
+table, the score-vs-cost Pareto front, λ curves, per-trial learning curves, and every finished trial. The sweep
+driver writes it into the experiment dir and rewrites it as trials finish (tune/live_report.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from makd.files import atomic_write_bytes
+from tune.report.build import Report
+from tune.report.curves import learning_curves, plot_learning_curves
+from tune.report.pareto import COSTS, cost_frame, plot_pareto
+from tune.report.plots import plot_lambda_curves
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
+color:#222}
+h1{font-size:1.6rem} h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0} th,td{border:1px solid #ddd;padding:.25rem .5rem}
+th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;border:1px solid #eee} .note{color:#555;font-size:.9rem} pre{background:#f7f7f7;padding:.6rem;
+overflow-x:auto;font-size:.8rem} .facts td:first-child{font-weight:600}
+"""
+
+
+def _png(fig: Figure | None) -> str | None:
+    if fig is None:
+        return None
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(uri: str | None, alt: str) -> str:
+    return f'<img src="{uri}" alt="{html.escape(alt)}">' if uri else f'<p class="note">{html.escape(alt)}: no data.</p>'
+
+
+def _fmt(value, digits: int = 1, scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value * scale:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, table_id: str, numeric: set[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(f'<td class="num">{row[c]}</td>' if c in numeric else f"<td>{row[c]}</td>" for c in frame.columns)
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _inline(text: str) -> str:
+    """Markdown's **bold** and `code` in one escaped line."""
+    text = html.escape(text)
+    for mark, tag in (("**", "b"), ("`", "code")):
+        while text.count(mark) >= 2:
+            text = text.replace(mark, f"<{tag}>", 1).replace(mark, f"</{tag}>", 1)
+    return text
+
+
+def markdown_table_html(markdown: str, table_id: str) -> str:
+    """The paper table's Markdown (a pipe table, then `- ` notes) as HTML; **bold** kept."""
+    lines = markdown.strip().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    notes = [line[2:] for line in lines if line.startswith("- ")]
+
+    def cell(text: str, tag: str) -> str:
+        return f"<{tag}>{_inline(text.strip())}</{tag}>"
+
+    rows = ["<tr>" + "".join(cell(c, "th" if i == 0 else "td") for c in line.strip().strip("|").split("|")) + "</tr>"
+            for i, line in enumerate(table) if i != 1]  # line 1 is the |---| separator
+    body = f'<table id="{table_id}"><thead>{rows[0] if rows else ""}</thead><tbody>{"".join(rows[1:])}</tbody></table>'
+    return body + ("<ul class='note'>" + "".join(f"<li>{_inline(n)}</li>" for n in notes) + "</ul>" if notes else "")
+
+
+def headline(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as people read it: one row per task × student × method, scores ×100, Δ vs CE with its CI."""
+    def delta(row) -> str:
+        if row.get("identical_to_ce") is True or str(row.get("identical_to_ce")) == "True":
+            return "= (identical at every seed)"
+        d, lo, hi = row.get("delta_vs_ce"), row.get("ci_low_vs_ce"), row.get("ci_high_vs_ce")
+        if d is None or pd.isna(d):
+            return ""
+        ci = "" if lo is None or pd.isna(lo) else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        return f"{100 * d:+.1f}{ci}"
+
+    return pd.DataFrame({
+        "task": board["task"], "student": board["student"], "params (M)": board["student_parameters_m"].map(_fmt),
+        "method": board["loss"], "best λ": board["best_lam"].map(lambda v: _fmt(v, 2)),
+        "best τ": board["best_tau"].map(lambda v: _fmt(v, 2)),
+        "score ×100": [f"{_fmt(m, 1, 100)} ± {_fmt(s, 1, 100)}" for m, s in zip(board["score_mean"], board["score_std"], strict=True)],
+        "seeds": board["n_seeds"], "Δ vs ce ×100 [95% CI]": board.apply(delta, axis=1),
+        "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4))})
+
+
+def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": trials["task"], "trial": trials["trial_id"], "student": trials["student"], "method": trials["loss"],
+        "λ": trials["lam"].map(lambda v: _fmt(v, 2)), "τ": trials["tau"].map(lambda v: _fmt(v, 2)),
+        "seed": trials["seed"], "score ×100": trials["best_score"].map(lambda v: _fmt(v, 1, 100)),
+        "epochs": trials["epochs_run"], "status": trials["status"],
+        "wall s": trials["wall_seconds"].map(lambda v: _fmt(v, 1))})
+
+
+def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
+    """sweep.json of each experiment dir (config, teacher cache, wall time, status counts); a running sweep has none."""
+    facts = []
+    for path in paths:
+        sweep = Path(path) / "sweep.json"
+        if not sweep.is_file():
+            if Path(path).is_dir():
+                facts.append((f"{path}", "running (no sweep.json yet): the page is rewritten as trials finish"))
+            continue
+        try:
+            data = json.loads(sweep.read_text())
+        except ValueError:
+            continue
+        cache = data.get("teacher_cache") or {}
+        facts += [(f"{path}: wall time", f"{data.get('wall_seconds', '?')} s"),
+                  (f"{path}: trials", ", ".join(f"{n} {s}" for s, n in (data.get("status_counts") or {}).items())),
+                  (f"{path}: teacher cache", "; ".join(f"{t}: {c.get('status')}" for t, c in cache.items())),
+                  (f"{path}: config", "<pre>" + html.escape(json.dumps(data.get("config"), indent=1)) + "</pre>")]
+    return facts
+
+
+def render(report: Report, paths: list[str], title: str | None = None) -> str:
+    """The whole page as one string."""
+    board = report.leaderboard
+    costs = cost_frame(board)
+    pareto_rows = costs[costs[[f"pareto_{c}" for c, _ in COSTS]].any(axis=1)]
+    pareto = pd.DataFrame({"task": pareto_rows["task"], "student": pareto_rows["student"], "method": pareto_rows["loss"],
+                           "score ×100": pareto_rows["score"].map(_fmt),
+                           "optimal against": [", ".join(label for c, label in COSTS if r[f"pareto_{c}"])
+                                               for _, r in pareto_rows.iterrows()]})
+    failed = report.failed
+    facts = [("inputs", "<br>".join(html.escape(s) for s in report.sources)),
+             ("tables hold", f"the {report.stage} stage ({len(report.trials)} finished trials; finished per stage: "
+                             + ", ".join(f"{n} {s}" for s, n in report.stages.items()) + ")"),
+             ("not finished", ", ".join(f"{n} {s}" for s, n in report.unfinished_by_status.items()) or "none"),
+             ("failures", "<br>".join(html.escape(f"{r.task} {r.trial_id}: {r.error}") for r in failed.itertuples())
+              or "none")]
+    facts += sweep_facts(paths)
+    curves = plot_learning_curves(learning_curves(paths), report.trials)
+    title = title or "makd report: " + ", ".join(Path(p).name for p in paths)
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by makd report. Dev-set scores ×100; a "
+        "trial's score is its best epoch. At τ = 1 the taylor loss trains exactly like ce (its gradient does not depend "
+        "on the teacher): a taylor-vs-ce difference is seed noise, and ce is always in the table to show it.</p>",
+        "<h2>Sweep</h2>", '<table class="facts" id="facts">' + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in facts) + "</table>",
+        "<h2>Leaderboard</h2><p class='note'>One row per task × student × method at its best setting; Δ vs ce is "
+        "paired by seed with a Student-t 95% CI.</p>",
+        _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours"}),
+        "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
+        "<h2>Score against cost: the Pareto front</h2>",
+        _img(_png(plot_pareto(board)), "score against student parameters and device-hours"),
+        _table(pareto, "pareto", {"score ×100"}),
+        "<h2>Dev score against λ</h2>", _img(_png(plot_lambda_curves(report.trials, stage=report.stage)), "λ curves"),
+        "<h2>Learning curves</h2>",
+        _img(_png(curves), "per-trial learning curves (experiment dirs only: trials CSVs hold no per-epoch history)"),
+        f"<h2>Trials ({report.stage} stage, finished)</h2>",
+        _table(trials_view(report.trials), "trials", {"λ", "τ", "seed", "score ×100", "epochs", "wall s"}),
+    ]
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +
+            f"</title><style>{STYLE}</style></head><body>" + "\n".join(sections) + "</body></html>\n")
+
+
+def write_html(report: Report, paths: list[str], out: str | Path) -> Path:
+    atomic_write_bytes(Path(out), render(report, [str(p) for p in paths]).encode())
+    return Path(out)

@@ -1,0 +1,181 @@
+"""Experiment trackers through Ray Tune's own logger callbacks: MLflow, Weights & Biases, TensorBoard.
+
+`tracking:` in the sweep config turns them on. Every trial becomes a run with its parameters (task, student, loss,
+λ, τ, seed, lr, stage), its per-epoch metrics (what tune/trial.py reports: score, glue_*, train_loss,
+train_examples_per_s, ...) and the sweep's tags (teacher, fine-tuned or not, sweep name). For MLflow the driver also
+keeps one parent run per experiment (trial runs are nested under it) holding the leaderboard, trials and report as
+artifacts. A resumed sweep finds its runs again by tag, so no run is duplicated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from makd.errors import UsageError
+from tune.fields import mapping
+
+EXAMPLE = "{mlflow: {tracking_uri: http://127.0.0.1:5000, experiment: makd}, wandb: {project: makd, mode: offline}, " \
+          "tensorboard: true}"
+WANDB_MODES = ("online", "offline", "disabled")
+EXTRA = {"mlflow": ("mlflow", "makd[mlflow]"), "wandb": ("wandb", "makd[wandb]"), "tensorboard": ("tensorboardX", "tensorboardX")}
+EXPERIMENT_TAG = "makd.experiment"  # the experiment dir: which runs belong to this sweep (and to its resumes)
+PARENT_TAG = "makd.parent"
+
+
+@dataclass(frozen=True)
+class MlflowTracking:
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class WandbTracking:
+    project: str
+    mode: str = "online"
+    entity: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+    tensorboard: bool = False
+
+
+def _text(section: dict, key: str, path: str, default: str | None = None) -> str:
+    value = section.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{path}.{key}", f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def parse_tracking(raw: Any) -> TrackingConfig | None:
+    """`tracking:` -> TrackingConfig (None: no tracker); a bad value names its field."""
+    if raw is None:
+        return None
+    section = mapping(raw, "tracking", {"mlflow", "wandb", "tensorboard"}, EXAMPLE)
+    mlflow = wandb = None
+    if section.get("mlflow") is not None:
+        sub = mapping(section["mlflow"], "tracking.mlflow", {"tracking_uri", "experiment"},
+                      "{tracking_uri: http://127.0.0.1:5000, experiment: makd}")
+        uri = _text(sub, "tracking_uri", "tracking.mlflow")
+        if "://" not in uri and not uri.startswith(("file:", "sqlite:", "databricks")):
+            raise UsageError("tracking.mlflow.tracking_uri", f"expected a URI like http://host:5000 or file:///path, "
+                                                             f"got {uri!r}")
+        mlflow = MlflowTracking(uri, _text(sub, "experiment", "tracking.mlflow", "makd"))
+    if section.get("wandb") is not None:
+        sub = mapping(section["wandb"], "tracking.wandb", {"project", "mode", "entity"}, "{project: makd, mode: offline}")
+        mode = sub.get("mode", "online")
+        if mode not in WANDB_MODES:
+            raise UsageError("tracking.wandb.mode", f"expected one of {', '.join(WANDB_MODES)}, got {mode!r}")
+        entity = None if sub.get("entity") is None else _text(sub, "entity", "tracking.wandb")
+        wandb = WandbTracking(_text(sub, "project", "tracking.wandb"), mode, entity)
+    tensorboard = section.get("tensorboard", False)
+    if not isinstance(tensorboard, bool):
+        raise UsageError("tracking.tensorboard", f"expected true or false, got {tensorboard!r}")
+    return TrackingConfig(mlflow, wandb, tensorboard) if (mlflow or wandb or tensorboard) else None
+
+
+def check_tracking(tracking: TrackingConfig | None, *, timeout: float = 5.0) -> None:
+    """Before Ray starts: each tracker's package is installed and an MLflow server answers, else one line."""
+    if tracking is None:
+        return
+    for name, wanted in (("mlflow", tracking.mlflow), ("wandb", tracking.wandb), ("tensorboard", tracking.tensorboard)):
+        module, package = EXTRA[name]
+        if wanted and importlib.util.find_spec(module) is None:
+            raise UsageError(f"tracking.{name}", f"needs the {module} package: pip install '{package}'")
+    if tracking.wandb and tracking.wandb.mode == "online" and not _wandb_key_known():
+        raise UsageError("tracking.wandb", "no W&B API key: run `wandb login` or set WANDB_API_KEY (or use mode: "
+                                           "offline)")
+    uri = tracking.mlflow.tracking_uri if tracking.mlflow else ""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise UsageError("tracking.mlflow.tracking_uri",
+                             f"no MLflow server answers at {uri} ({reason}); start one or fix the URI") from None
+
+
+def _wandb_key_known() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace"))
+
+
+def sweep_tags(cfg, root: str) -> dict[str, str]:
+    return {"makd.sweep": cfg.name, EXPERIMENT_TAG: str(Path(root).resolve()) if "://" not in root else root,
+            "teacher": str(cfg.train.teacher), "teacher_fine_tuned": str(bool(cfg.train.fine_tuned))}
+
+
+def parent_run_id(tracking: TrackingConfig | None, cfg, root: str) -> str | None:
+    """The experiment's MLflow parent run: found again on --resume, else created (before any trial starts)."""
+    if tracking is None or tracking.mlflow is None:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(tracking.mlflow.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(tracking.mlflow.experiment)
+    tags = sweep_tags(cfg, root)
+    found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '1' and tags.`{EXPERIMENT_TAG}` = "
+                                                 f"'{tags[EXPERIMENT_TAG]}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    return client.create_run(experiment_id, run_name=f"sweep {cfg.name}", tags={**tags, PARENT_TAG: "1"}).info.run_id
+
+
+def callbacks(tracking: TrackingConfig | None, cfg, root: str, *, task: str, stage: str, parent: str | None) -> list:
+    """The Ray Tune callbacks of one Tuner (one task and stage)."""
+    if tracking is None:
+        return []
+    tags = {**sweep_tags(cfg, root), "task": task, "stage": stage}
+    out: list = []
+    if tracking.mlflow:
+        from tune.mlflow_callback import ResumableMLflowCallback
+
+        out.append(ResumableMLflowCallback(tracking_uri=tracking.mlflow.tracking_uri,
+                                           experiment_name=tracking.mlflow.experiment,
+                                           tags={**tags, **({"mlflow.parentRunId": parent} if parent else {})},
+                                           extra_params={"task": task, "stage": stage}))
+    if tracking.wandb:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        # Ray's callback insists on an API key even for runs that never upload: offline/disabled runs get a placeholder
+        key = None if tracking.wandb.mode == "online" or os.environ.get("WANDB_API_KEY") else "0" * 40
+        out.append(WandbLoggerCallback(project=tracking.wandb.project, entity=tracking.wandb.entity, api_key=key,
+                                       group=f"{cfg.name}/{task}/{stage}", mode=tracking.wandb.mode,
+                                       tags=[cfg.name, task, stage], dir=_local_dir(root)))
+    if tracking.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        out.append(TBXLoggerCallback())
+    return out
+
+
+def _local_dir(root: str) -> str | None:
+    """W&B writes its run files (offline runs included) under the experiment dir when that is local."""
+    if "://" in root:
+        return None
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return str(Path(root).resolve())
+
+
+def log_sweep_artifacts(tracking: TrackingConfig | None, parent: str | None, root: str, names: list[str]) -> None:
+    """The leaderboard, trials and report files as artifacts of the parent run (re-logged after a resume)."""
+    if tracking is None or tracking.mlflow is None or parent is None:
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.mlflow.tracking_uri)
+    for name in names:
+        path = Path(root) / name
+        if path.is_file():
+            client.log_artifact(parent, str(path))
+    client.set_terminated(parent)
