@@ -86,3 +86,42 @@ def test_report_refuses_a_non_html_output_in_one_line(tmp_path):
     done = subprocess.run([MAKD, "report", *COMMITTED, "-o", str(tmp_path / "report.png")], capture_output=True,
                           text=True)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "output" in done.stderr
+
+
+def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path, monkeypatch):
+    """Injected: a spy on tune.live_report.LiveReport's write. Checked: during the sweep (before sweep.json exists)
+    report.html is written after trials complete, its facts say the sweep is running, and the page then holds the
+    trials finished so far; at most one rewrite per min_interval_s unless forced at the end of a Tune run."""
+    from tune.config import load_config
+    from tune.driver import run_sweep
+    from tune.live_report import LiveReport
+
+    seen: list[dict] = []
+    original = LiveReport._write
+
+    def spy(self, force: bool) -> None:
+        before = self.writes
+        original(self, force)
+        page = Path(self.root) / "report.html"
+        seen.append({"force": force, "wrote": self.writes > before, "sweep_json": (Path(self.root) / "sweep.json").exists(),
+                     "running": page.is_file() and "running (no sweep.json yet)" in page.read_text()})
+
+    monkeypatch.setattr(LiveReport, "_write", spy)
+    monkeypatch.setattr(LiveReport, "__init__", lambda self, root, min_interval_s=0.0: (
+        setattr(self, "root", root), setattr(self, "min_interval_s", min_interval_s),
+        setattr(self, "last", float("-inf")), setattr(self, "writes", 0))[-1])
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=1,
+                                   max_concurrent_trials=1))
+    run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    on_trial = [s for s in seen if not s["force"]]
+    assert len(on_trial) == 3 and all(s["wrote"] and s["running"] and not s["sweep_json"] for s in on_trial)
+    assert seen[-1]["force"] and seen[-1]["wrote"]
+
+
+def test_live_report_throttles_rewrites(tmp_path):
+    from tune.live_report import LiveReport
+
+    live = LiveReport(str(tmp_path / "nothing-yet"), min_interval_s=3600)
+    live.on_trial_complete(1, [], None)  # no finished trial to report: nothing written, no error
+    live.on_trial_complete(2, [], None)
+    assert live.writes == 0 and not (tmp_path / "nothing-yet" / "report.html").exists()

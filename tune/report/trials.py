@@ -98,15 +98,18 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
 
 
 def trial_status(row: dict, ray_status: str | None, max_epochs: int | None, max_known: bool,
-                 sweep_done: bool) -> str:
-    """Map what Ray recorded (or, without it, what the trial's files show) onto the trials.csv statuses."""
+                 sweep_done: bool, ended: bool = False) -> str:
+    """Map what Ray recorded (or, without it, what the trial's files show) onto the trials.csv statuses. `ended`:
+    the trial's own "done" event (events.jsonl) says its training loop returned, which Ray's saved state may not
+    show yet while the sweep runs."""
     started, epochs = row["_started"], row.get("epochs_run") or 0
     complete = started and max_epochs is not None and epochs >= max_epochs
     if ray_status == "ERROR" or (ray_status is None and row["error"] and not complete):
         return "ERROR"
     if not started:
         return "RUNNING" if ray_status == "RUNNING" else "NOT_STARTED"
-    if ray_status == "TERMINATED" or (ray_status is None and (complete or sweep_done)) or (max_known and complete):
+    if ray_status == "TERMINATED" or (ray_status is None and (complete or sweep_done)) or (max_known and complete) \
+            or (ended and ray_status != "ERROR"):
         return "TERMINATED" if max_epochs is None or epochs >= max_epochs else "STOPPED"
     return "RUNNING"
 
@@ -263,6 +266,7 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
     dirs = task_dirs(root)
     config = _sweep_config(root.parent if [d for _, d in dirs] == [root] else root)  # a task dir given directly
     rows = []
+    ended = _ended_trials(root if [d for _, d in dirs] != [root] else root.parent)
     for task, task_dir in dirs:
         states = _ray_states(task_dir)
         folder_rows = [_folder_row(task, p, config) for p in sorted(task_dir.iterdir()) if _is_trial_dir(p)]
@@ -281,9 +285,25 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
                 chosen[trial_id] = _row(task, trial_params(state["config"]), [], config, None, trial_id)
         for trial_id, row in chosen.items():
             status = trial_status(row, states.get(trial_id, {}).get("status"), max_epochs, max_known,
-                                  sweep_done=config is not None)
+                                  sweep_done=config is not None, ended=trial_id in ended)
             rows.append(finish_row({**row, "metric": row.get("metric") or _task_metric(task)}, status, max_epochs))
     return trials_frame(rows)
+
+
+def _ended_trials(root: Path) -> set[str]:
+    """Trial ids whose training loop returned ("done"/"already-done" in the experiment's events.jsonl)."""
+    path = root / "events.jsonl"
+    if not path.is_file():
+        return set()
+    ended = set()
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line being appended
+        if isinstance(event, dict) and event.get("event") in ("done", "already-done"):
+            ended.add(str(event.get("trial_id")))
+    return ended
 
 
 def _task_metric(task: str) -> str | None:
