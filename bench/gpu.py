@@ -189,7 +189,8 @@ def packing_section(args, save) -> None:
 
 
 def _trial_epochs(task_dir: Path) -> list[dict]:
-    """Per trial: epoch 1 and 2 examples/s and eval seconds, the warm-up, from Ray's result.json files."""
+    """Per trial: epoch 1 and 2 examples/s and eval seconds, the warm-up, the checkpoint writes and the first
+    epoch's report (Ray copying the checkpoint to storage + Tune taking the result), from Ray's result.json files."""
     rows = []
     for result in sorted(task_dir.glob("*/result.json")):
         history = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
@@ -201,6 +202,8 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
                      "epoch1_examples_per_s": first.get("train_examples_per_s"),
                      "epoch2_examples_per_s": second.get("train_examples_per_s"),
                      "eval1_s": first.get("eval_seconds"), "eval2_s": second.get("eval_seconds"),
+                     "ckpt1_s": first.get("checkpoint_seconds"), "ckpt2_s": second.get("checkpoint_seconds"),
+                     "report1_s": second.get("previous_report_seconds"), "trial_s": history[-1].get("trial_seconds"),
                      "peak_gpu_mb": (second or first).get("peak_gpu_mb"),
                      "gpu_cap_mb": first.get("gpu_cap_mb")})
     return rows

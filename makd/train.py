@@ -60,6 +60,7 @@ class EpochResult:
     peak_gpu_mb: float | None = None  # the allocator's peak on the GPU so far in this run (None on CPU)
     warmup_seconds: float = 0.0  # every batch shape run once just before this epoch (the first one run, on CUDA)
     dev_score: float | None = None  # the main metric on dev (= score unless a hold-out selects)
+    checkpoint_seconds: float = 0.0  # writing this epoch's checkpoint (and the best model, when it improved)
 
 
 @dataclass
@@ -394,6 +395,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                    warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0)
         result.history.append(epoch_result)
         if ckpt_path is not None:
+            ckpt_start = time.perf_counter()
             state = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
                      "model": model.state_dict(), "rng": rng_state(),
                      "history": [dataclasses.asdict(h) for h in result.history]}
@@ -408,6 +410,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                 save_checkpoint(ckpt_path.with_name(BEST_NAME), {
                     "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "score": epoch_result.score,
                     "metrics": epoch_result.metrics, "config": state["config"], "model": state["model"]})
+            epoch_result.checkpoint_seconds = time.perf_counter() - ckpt_start
         if on_epoch_end is not None:
             on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
     return result

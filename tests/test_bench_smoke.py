@@ -107,6 +107,9 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_readme_shows(glue_
     assert (packing["finished"] == packing["trials"]).all() and (packing["gpu_fraction"] == 0.5).all()
     trials = pd.read_csv(out / "packing_trials.csv")
     assert len(trials) == packing["trials"].sum() and trials["epoch2_examples_per_s"].notna().all()
+    # where a trial's time goes: checkpoint writes, the first report (Ray's copy to storage), the trial's wall
+    assert (trials["ckpt1_s"] > 0).all() and (trials["report1_s"] > 0).all()
+    assert (trials["trial_s"] > trials["ckpt1_s"] + trials["report1_s"]).all()
     loop = pd.read_csv(out / "loop.csv")
     assert sorted(set(loop["way"])) == sorted(["makd loop", "makd loop, mask left to the model (before makd.masks)",
                                                "HF Trainer, cached logits", "HF Trainer, teacher in the loop"])

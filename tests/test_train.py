@@ -52,6 +52,7 @@ def test_callback_gets_every_epoch_after_its_checkpoint(tiny_bert_dir, tmp_path)
     def on_epoch_end(result, ckpt_dir):
         state = torch.load(ckpt_dir / CHECKPOINT_NAME, weights_only=False)
         seen.append((result.epoch, state["epoch"], sorted(result.metrics)))
+        assert result.checkpoint_seconds > 0  # the time of the writes just made, reported with the epoch
 
     train(config(tiny_bert_dir, epochs=3), ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path,
           on_epoch_end=on_epoch_end, progress=False)

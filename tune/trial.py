@@ -112,6 +112,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                     shutil.copy(Path(ckpt_dir) / name, workdir / name)
     start = time.perf_counter()
     first_epoch: list[int] = []
+    report_seconds: list[float] = [0.0]
 
     def epoch_metrics(result) -> dict:
         return {"epoch": result.epoch, "score": result.score, "metric": task.metric, "dev_score": result.dev_score,
@@ -120,7 +121,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
                 "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
                 "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
-                "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds, **node,
+                "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
+                "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1], **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:
@@ -129,7 +131,10 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
         # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
         _log_event(events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
                    score=result.score, **node)
+        report_start = time.perf_counter()
         ray_tune.report(epoch_metrics(result), checkpoint=ray_tune.Checkpoint.from_directory(str(ckpt_dir)))
+        # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
+        report_seconds.append(time.perf_counter() - report_start)
         _maybe_inject_fault(trial_id, result.epoch)
 
     _log_event(events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=checkpoint is not None, **node)
