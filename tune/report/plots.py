@@ -15,6 +15,7 @@ from tune.report.rank import setting_view
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+DODGE = 0.03  # λ units between methods' points in a final-stage panel
 
 
 def method_color(method: str) -> str:
@@ -65,12 +66,14 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.axhspan(mean - spread, mean + spread, color=method_color("ce"), alpha=0.12, linewidth=0)
                 handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
                                                                 linewidth=1.3)
-            for method in methods:
+            for i, method in enumerate(methods):
                 points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
                     continue
                 points = points.sort_index()
-                handles[method] = ax.errorbar(points.index, points["mean"], yerr=points["std"].fillna(0.0),
+                # final stage: one point per method, often at the same λ: dodge them so no error bar hides another
+                dodge = (i - (len(methods) - 1) / 2) * DODGE if stage == "final" else 0.0
+                handles[method] = ax.errorbar(points.index + dodge, points["mean"], yerr=points["std"].fillna(0.0),
                                               color=method_color(method), marker=marker[method], markersize=4.5,
                                               linewidth=1.4, capsize=3, elinewidth=1)
             ax.set_xlim(-0.08, 1.08)
@@ -81,7 +84,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.set_xlabel("λ (weight of CE)")
             if col == 0:
                 ax.set_ylabel(f"{student}\ndev ×100", fontsize=9)
-    what = {"final": "final stage: every method at its best λ, full budget",
+    what = {"final": "final stage: every method at its best λ, full budget; points dodged sideways",
             "search": "search stage: ASHA may have stopped trials early"}.get(stage or "", "")
     fig.suptitle(f"Dev score vs λ, mean ± std over seeds{' (' + what + ')' if what else ''}", fontsize=11)
     if handles:
