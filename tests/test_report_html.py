@@ -4,6 +4,7 @@ error. The screenshot the README shows is the committed one of results/glue-cpu 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,31 +89,39 @@ def test_report_refuses_a_non_html_output_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "output" in done.stderr
 
 
-def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path, monkeypatch):
-    """Injected: a spy on tune.live_report.LiveReport's write. Checked: during the sweep (before sweep.json exists)
-    report.html is written after trials complete, its facts say the sweep is running, and the page then holds the
-    trials finished so far; at most one rewrite per min_interval_s unless forced at the end of a Tune run."""
-    from tune.config import load_config
-    from tune.driver import run_sweep
-    from tune.live_report import LiveReport
+SPY = """
+import json, sys
+from pathlib import Path
+from tune.config import load_config
+from tune.driver import run_sweep
+from tune.live_report import LiveReport
 
-    seen: list[dict] = []
-    original = LiveReport._write
+seen, original = [], LiveReport._write
 
-    def spy(self, force: bool) -> None:
-        before = self.writes
-        original(self, force)
-        page = Path(self.root) / "report.html"
-        seen.append({"force": force, "wrote": self.writes > before, "sweep_json": (Path(self.root) / "sweep.json").exists(),
-                     "running": page.is_file() and "running (no sweep.json yet)" in page.read_text()})
+def spy(self, force):
+    before = self.writes
+    original(self, force)
+    page = Path(self.root) / "report.html"
+    seen.append({"force": force, "wrote": self.writes > before, "sweep_json": (Path(self.root) / "sweep.json").exists(),
+                 "running": page.is_file() and "running (no sweep.json yet)" in page.read_text()})
 
-    monkeypatch.setattr(LiveReport, "_write", spy)
-    monkeypatch.setattr(LiveReport, "__init__", lambda self, root, min_interval_s=0.0: (
-        setattr(self, "root", root), setattr(self, "min_interval_s", min_interval_s),
-        setattr(self, "last", float("-inf")), setattr(self, "writes", 0))[-1])
-    cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=1,
-                                   max_concurrent_trials=1))
-    run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+LiveReport._write = spy
+LiveReport.__init__.__defaults__ = (0.0,)  # min_interval_s: every completion writes
+run_sweep(load_config(sys.argv[1]), quiet=True, num_cpus=2, cache_dir=sys.argv[2])
+print(json.dumps(seen))
+"""
+
+
+def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path):
+    """Injected: a spy on tune.live_report.LiveReport's write (in a child process: a CE-only sweep run in the pytest
+    process leaves Ray unable to start the next in-process sweep's actors). Checked: during the sweep (before
+    sweep.json exists) report.html is written after every completed trial, its facts say the sweep is running, and a
+    last write is forced at the end of the Tune run."""
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=2)
+    done = subprocess.run([sys.executable, "-c", SPY, str(config), str(tmp_path / "cache")], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
     on_trial = [s for s in seen if not s["force"]]
     assert len(on_trial) == 3 and all(s["wrote"] and s["running"] and not s["sweep_json"] for s in on_trial)
     assert seen[-1]["force"] and seen[-1]["wrote"]
