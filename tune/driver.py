@@ -36,6 +36,7 @@ from tune.cluster import (
 from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
+from tune.report.build import REPORT_FILES
 from tune.report.trials import (
     fill_parameter_counts,
     rows_from_result_grid,
@@ -116,7 +117,7 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     return probes
 
 
-REPORT_ARTIFACTS = ["leaderboard.csv", "trials.csv", "table.md", "lambda.png", "report.html"]  # parent run
+REPORT_ARTIFACTS = ("trials.csv", *REPORT_FILES)  # what the MLflow parent run keeps
 
 
 def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable, root: str, *, resume: bool,
@@ -205,6 +206,10 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
             parent = tracking.parent_run_id(cfg.tracking, cfg, root)
             live = [] if is_remote_uri(root) else [LiveReport(root)]  # report.html rewritten as trials finish
+
+            def stage_callbacks(task: str, stage: str) -> list:
+                return live + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage, parent=parent)
+
             rows, cache, prepared = [], {}, {}
             for task in cfg.tasks:
                 t0 = time.perf_counter()
@@ -225,8 +230,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
                 grid = stops.fit(build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root,
-                                             resume=resume, quiet=quiet, callbacks=live + tracking.callbacks(
-                                                 cfg.tracking, cfg, root, task=task, stage="search", parent=parent)))
+                                             resume=resume, quiet=quiet, callbacks=stage_callbacks(task, "search")))
                 searched = rows_from_result_grid(grid, task, cfg)
                 rows += searched
                 cells = final_cells(cfg, searched)
@@ -235,9 +239,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                                 f"{cfg.max_epochs} epochs, no early stopping)")
                     grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root,
                                                  resume=resume, quiet=quiet, early_stopping=False,
-                                                 callbacks=live + tracking.callbacks(cfg.tracking, cfg, root,
-                                                                                     task=task, stage="final",
-                                                                                     parent=parent)))
+                                                 callbacks=stage_callbacks(task, "final")))
                     rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()

@@ -13,12 +13,14 @@ import importlib.util
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from makd.errors import UsageError
 from tune.fields import mapping
+from tune.storage import is_remote_uri
 
 EXAMPLE = "{mlflow: {tracking_uri: http://127.0.0.1:5000, experiment: makd}, wandb: {project: makd, mode: offline}, " \
           "tensorboard: true}"
@@ -110,7 +112,7 @@ def _wandb_key_known() -> bool:
 
 
 def sweep_tags(cfg, root: str) -> dict[str, str]:
-    return {"makd.sweep": cfg.name, EXPERIMENT_TAG: str(Path(root).resolve()) if "://" not in root else root,
+    return {"makd.sweep": cfg.name, EXPERIMENT_TAG: root if is_remote_uri(root) else str(Path(root).resolve()),
             "teacher": str(cfg.train.teacher), "teacher_fine_tuned": str(bool(cfg.train.fine_tuned))}
 
 
@@ -161,13 +163,13 @@ def callbacks(tracking: TrackingConfig | None, cfg, root: str, *, task: str, sta
 
 def _local_dir(root: str) -> str | None:
     """W&B writes its run files (offline runs included) under the experiment dir when that is local."""
-    if "://" in root:
+    if is_remote_uri(root):
         return None
     Path(root).mkdir(parents=True, exist_ok=True)
     return str(Path(root).resolve())
 
 
-def log_sweep_artifacts(tracking: TrackingConfig | None, parent: str | None, root: str, names: list[str]) -> None:
+def log_sweep_artifacts(tracking: TrackingConfig | None, parent: str | None, root: str, names: Iterable[str]) -> None:
     """The leaderboard, trials and report files as artifacts of the parent run (re-logged after a resume)."""
     if tracking is None or tracking.mlflow is None or parent is None:
         return
