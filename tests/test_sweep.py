@@ -99,10 +99,13 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
     assert summary["teacher_cache"]["rte"]["teacher_loaded"] is True and summary["trials"] == 8
     # a second sweep over the same tasks hits the cache: the teacher is not loaded at all
     again = load_config(write_config(tmp_path, tiny_bert_dir, name="exp2", tasks=["rte", "mrpc"], lams=[0.0],
-                                     losses=["vanilla"], epochs=1))
+                                     losses=["vanilla"], epochs=1, max_concurrent_trials=1))
     outcome2 = run_sweep(again, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
     assert models.TEACHER_LOADS - loads_before == 2
     assert {v["status"] for v in outcome2.cache.values()} == {"hit"}
+    # max_concurrent_trials 1 holds for a grid too (2 CPUs would fit two trials): one trial at a time
+    spans = sorted((e["time"], e["trial_id"], e["event"]) for e in events(outcome2.root) if e["event"] in ("start", "done"))
+    assert [event for _, _, event in spans] == ["start", "done"] * 4
 
 
 def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):

@@ -124,18 +124,22 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
                 quiet: bool, early_stopping: bool = True, callbacks: list | None = None):
     """One stage of one task: a new Tuner in root/name, or the one there restored (`--resume`)."""
     from ray import tune as ray_tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     path = f"{root}/{name}"
     if resume and ray_tune.Tuner.can_restore(path):
         # the param space again: a Tuner killed right after it started may not have stored it yet
         return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True,
                                       param_space=kind.param_space(cfg))
+    algorithm = kind.algorithm(cfg)
+    # Grid points limit concurrency in their own generator: Tune would ignore the limit there, with a warning
+    limit = None if isinstance(algorithm, BasicVariantGenerator) else cfg.max_concurrent_trials
     return ray_tune.Tuner(
         trainable, param_space=kind.param_space(cfg),
-        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=kind.algorithm(cfg),
+        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=algorithm,
                                         scheduler=search.scheduler(cfg) if early_stopping else None,
                                         num_samples=kind.trials_per_task(cfg),
-                                        max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True),
+                                        max_concurrent_trials=limit, reuse_actors=True),
         run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=0 if quiet else 1, callbacks=callbacks,
                                   progress_reporter=None if quiet else progress_reporter(cfg, kind),
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),

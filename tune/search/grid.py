@@ -51,7 +51,8 @@ class PointsSearch(SearchKind):
     def algorithm(self, cfg: SweepConfig):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(points_to_evaluate=self.points(cfg))
+        # Tune wraps only a Searcher in its ConcurrencyLimiter; this generator must apply the limit itself
+        return BasicVariantGenerator(points_to_evaluate=self.points(cfg), max_concurrent=cfg.max_concurrent_trials or 0)
 
     def trials_per_task(self, cfg: SweepConfig) -> int:
         return len(self.points(cfg))
