@@ -9,8 +9,8 @@ compare with the paper notebook's HF Trainer. One command, one device, results/b
   packing   the same N-trial sweep at 1, 2, 4, 8 trials per GPU: sweep wall, trials/hour, aggregate examples/s,
             peak GPU memory per trial, and every trial's epoch 1 vs epoch 2
   loop      makd's training loop vs the HF Trainer, both bf16 from cached logits, and the Trainer with the teacher
-            in the loop: warm, `--repeats` times; makd also with the mask left to the model (the loop before
-            makd.masks)
+            in the loop: warm, `--repeats` times; with --before-masks makd also with the mask left to the model
+            (the loop before makd.masks; measured once in results/bench-gpu/loop.csv, left out to fit 6 minutes)
 
     python -m bench.gpu                          # on a GPU box: SST-2, BERT-base-sized teacher, 6x384 student
     python -m bench.gpu --device cpu             # toy size on CPU (fake GPU fractions): what CI runs
@@ -41,12 +41,12 @@ from bench import common
 from bench.common import markdown, progress
 
 SIZES = {  # per device: examples per sweep trial, per loop run, through the teacher; sweep trials; repeats
-    "cuda": {"train_examples": 4000, "loop_examples": 6000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
+    "cuda": {"train_examples": 3000, "loop_examples": 4000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
              "packings": "1,2,4,8", "student": "6x384"},
     "cpu": {"train_examples": 48, "loop_examples": 48, "teacher_examples": 48, "trials": 2, "repeats": 1,
             "packings": "2", "student": "2x128"},
 }
-SECTIONS = ("syncs", "loop", "teacher", "epochs", "packing")  # the order a run cut short loses the least in
+SECTIONS = ("syncs", "teacher", "packing", "epochs", "loop")  # the open targets first: a run cut short keeps them
 VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
     "exact padding, no warm-up (before)": (1, False),
     "length buckets of 32, no warm-up": (32, False),
@@ -70,6 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--before-masks", action="store_true", help="the loop section also times makd's loop as it was "
+                                                                "before makd.masks")
     p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--out", default="results/bench-gpu")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR/summary.md from DIR's CSVs and run.json")
@@ -159,7 +161,7 @@ def packing_section(args, save) -> None:
     cached_logits(args, load(args, args.train_examples, None)[0])  # every sweep starts with a warm cache
     sweeps, trials = [], []
     for k in args.packings:
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         with common.bench_sweep(f"bench-gpu-{k}", num_cpus=cores, num_gpus=1, tasks=[args.task],
                                 teacher=args.teacher, students=[args.student],
                                 student_tokenizer=args.student_tokenizer, losses=["ce", "vanilla"], lams=[0.5],
@@ -167,13 +169,18 @@ def packing_section(args, save) -> None:
                                 max_train_samples=args.train_examples, max_eval_samples=None,
                                 data={"glue_dir": args.glue_dir}, max_concurrent_trials=k,
                                 resources_per_trial={"cpu": cpu_per_trial, "gpu": 1 / k}) as (outcome, wall, exp):
+            ended_at = time.time()
             frame = outcome.trials
             epochs = _trial_epochs(exp / args.task)
-            span = _trial_span(exp / "events.jsonl")
+            first_start, last_end = _trial_span(exp / "events.jsonl") or (None, None)
+        span = last_end - first_start if first_start else None
         finished = frame[frame["status"] == "TERMINATED"]
         examples = float(len(finished) * args.epochs * args.train_examples)
         row = {"trials_per_gpu": k, "gpu_fraction": 1 / k, "cpu_per_trial": cpu_per_trial, "trials": len(frame),
                "finished": len(finished), "sweep_wall_s": wall, "trials_span_s": span,
+               # the sweep's fixed cost: Ray, data, Tune and the first actor before; reports and shutdown after
+               "before_first_trial_s": first_start - started_at if first_start else None,
+               "after_last_trial_s": ended_at - last_end if last_end else None,
                "trials_per_hour": len(finished) / wall * 3600,
                "aggregate_examples_per_s_sweep": examples / wall,
                "aggregate_examples_per_s_trials": examples / span if span else None,
@@ -209,14 +216,14 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
     return rows
 
 
-def _trial_span(events: Path) -> float | None:
-    """From the first trial's start to the last trial's end (events.jsonl): the time trials actually ran."""
+def _trial_span(events: Path) -> tuple[float, float] | None:
+    """The first trial's start and the last trial's end (events.jsonl, epoch seconds): when trials actually ran."""
     if not events.is_file():
         return None
     lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
     starts = [e["time"] for e in lines if e.get("event") == "start"]
     ends = [e["time"] for e in lines if e.get("event") in ("done", "already-done")]
-    return (max(ends) - min(starts)) if starts and ends else None
+    return (min(starts), max(ends)) if starts and ends else None
 
 
 # ------------------------------------------------------------------------------- host-device syncs per step
@@ -297,8 +304,9 @@ def loop_section(args) -> pd.DataFrame:
     logits, _ = cached_logits(args, data)
     bf16 = args.device == "cuda" and torch.cuda.is_bf16_supported()
     rows = []
+    ways = [way for way in LOOP_WAYS if args.before_masks or way != BEFORE_MASKS]
     for repeat in range(args.repeats + 1):
-        for way in LOOP_WAYS:
+        for way in ways:
             if way.startswith("makd loop"):
                 masks.ON_CUDA = way != BEFORE_MASKS
                 try:

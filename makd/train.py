@@ -61,6 +61,7 @@ class EpochResult:
     warmup_seconds: float = 0.0  # every batch shape run once just before this epoch (the first one run, on CUDA)
     dev_score: float | None = None  # the main metric on dev (= score unless a hold-out selects)
     checkpoint_seconds: float = 0.0  # writing this epoch's checkpoint (and the best model, when it improved)
+    student_parameters: int = 0  # the student's size, with every epoch: a sweep trial's report carries it
 
 
 @dataclass
@@ -392,7 +393,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                    train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
                                    train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
                                    peak_gpu_mb=gpu.peak_memory_mb(dev),
-                                   warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0)
+                                   warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0,
+                                   student_parameters=result.student_parameters)
         result.history.append(epoch_result)
         if ckpt_path is not None:
             ckpt_start = time.perf_counter()

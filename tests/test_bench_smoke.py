@@ -105,14 +105,18 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_readme_shows(glue_
     assert epochs["warmup_s"].tolist()[:2] == [0.0, 0.0] and epochs["warmup_s"].iloc[2] > 0  # only the last warms up
     packing = pd.read_csv(out / "packing.csv")
     assert (packing["finished"] == packing["trials"]).all() and (packing["gpu_fraction"] == 0.5).all()
+    # the sweep's wall = its fixed cost before the first trial + the trials' span + its fixed cost after the last
+    parts = packing["before_first_trial_s"] + packing["trials_span_s"] + packing["after_last_trial_s"]
+    assert (packing["before_first_trial_s"] > 0).all() and (packing["after_last_trial_s"] > 0).all()
+    assert (parts >= packing["sweep_wall_s"] - 0.5).all() and (parts <= packing["bench_wall_s"] + 0.5).all()
     trials = pd.read_csv(out / "packing_trials.csv")
     assert len(trials) == packing["trials"].sum() and trials["epoch2_examples_per_s"].notna().all()
     # where a trial's time goes: checkpoint writes, the first report (Ray's copy to storage), the trial's wall
     assert (trials["ckpt1_s"] > 0).all() and (trials["report1_s"] > 0).all()
     assert (trials["trial_s"] > trials["ckpt1_s"] + trials["report1_s"]).all()
     loop = pd.read_csv(out / "loop.csv")
-    assert sorted(set(loop["way"])) == sorted(["makd loop", "makd loop, mask left to the model (before makd.masks)",
-                                               "HF Trainer, cached logits", "HF Trainer, teacher in the loop"])
+    assert sorted(set(loop["way"])) == sorted(["makd loop", "HF Trainer, cached logits",  # --before-masks: one more
+                                               "HF Trainer, teacher in the loop"])
     syncs = pd.read_csv(out / "syncs.csv")  # on CPU nothing synchronises: the section runs, every count is 0
     assert len(syncs) > 0 and (syncs["syncs"] == 0).all() and syncs["way"].nunique() == 2
     assert pd.read_csv(out / "teacher.csv")["examples_per_s"].iloc[0] > 0

@@ -93,6 +93,9 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
     assert (frame["peak_rss_mb"] > 100).all()  # a real process size in MiB, reported by every trial
     assert set(frame["metric"]) == {"accuracy", "f1"} and frame["glue_f1"].notna().sum() == 4
     assert frame["student_parameters_m"].iloc[0] > 0
+    reported = {json.loads(line)["student_parameters_m"] for result in Path(outcome.root).glob("*/*/result.json")
+                for line in result.read_text().splitlines() if line.strip()}
+    assert reported == set(frame["student_parameters_m"])  # every trial reports its student's size
     done = Counter(e["trial_id"] for e in events(outcome.root) if e["event"] == "done")
     assert len(done) == 8 and set(done.values()) == {1}
     summary = json.loads((Path(outcome.root) / "sweep.json").read_text())

@@ -166,11 +166,13 @@ def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
         raise UsageError("resume", f"no experiment to resume at {root}")
 
 
-def student_parameter_counts(cfg: SweepConfig) -> dict[str, float]:
+def student_parameter_counts(cfg: SweepConfig, students: list[str]) -> dict[str, float]:
+    """Built here only for students no trial reported (every trial reports its own): building one imports the
+    model code, seconds of the driver's time."""
     from makd.models import build_student, count_parameters
 
     counts = {}
-    for spec in cfg.students:
+    for spec in students:
         model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.train.student_tokenizer)
         counts[spec] = round(count_parameters(model) / 1e6, 3)
     return counts
@@ -247,7 +249,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                     rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
-    frame = fill_parameter_counts(trials_frame(rows), student_parameter_counts(cfg))
+    frame = trials_frame(rows)
+    reported = set(frame.dropna(subset=["student_parameters_m"])["student"])
+    frame = fill_parameter_counts(frame, student_parameter_counts(cfg, [s for s in cfg.students if s not in reported]))
     outcome = SweepOutcome(root=root, trials=frame, cache=cache, wall_seconds=time.perf_counter() - start)
     write_trials(root, frame)
     write_bytes(root, "sweep.json", json.dumps({

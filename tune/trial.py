@@ -122,7 +122,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
                 "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
-                "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1], **node,
+                "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1],
+                "student_parameters_m": round(result.student_parameters / 1e6, 3) or None, **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:

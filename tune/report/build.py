@@ -100,5 +100,6 @@ def write_report_files(root: str | Path) -> Report | None:
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
     atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
     plot_lambda_curves(report.trials, Path(root) / "lambda.png", stage=report.stage)
-    write_html(report, [str(root)], Path(root) / "report.html")
+    # the page embeds the same figure: drawn once
+    write_html(report, [str(root)], Path(root) / "report.html", lambda_png=(Path(root) / "lambda.png").read_bytes())
     return report

@@ -40,7 +40,11 @@ def _png(fig: Figure | None) -> str | None:
         return None
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _png_uri(buffer.getvalue())
+
+
+def _png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _img(uri: str | None, alt: str) -> str:
@@ -138,8 +142,8 @@ def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
     return facts
 
 
-def render(report: Report, paths: list[str], title: str | None = None) -> str:
-    """The whole page as one string."""
+def render(report: Report, paths: list[str], title: str | None = None, lambda_png: bytes | None = None) -> str:
+    """The whole page as one string; lambda_png: the λ figure already drawn for lambda.png (drawn here otherwise)."""
     board = report.leaderboard
     costs = cost_frame(board)
     pareto_rows = costs[costs[[f"pareto_{c}" for c, _ in COSTS]].any(axis=1)]
@@ -171,7 +175,9 @@ def render(report: Report, paths: list[str], title: str | None = None) -> str:
         "<h2>Score against cost: the Pareto front</h2>",
         _img(_png(plot_pareto(board)), "score against student parameters and device-hours"),
         _table(pareto, "pareto", {"score ×100"}),
-        "<h2>Dev score against λ</h2>", _img(_png(plot_lambda_curves(report.trials, stage=report.stage)), "λ curves"),
+        "<h2>Dev score against λ</h2>",
+        _img(_png_uri(lambda_png) if lambda_png else _png(plot_lambda_curves(report.trials, stage=report.stage)),
+             "λ curves"),
         "<h2>Learning curves</h2>",
         _img(_png(curves), "per-trial learning curves (experiment dirs only: trials CSVs hold no per-epoch history)"),
         f"<h2>Trials ({report.stage} stage, finished)</h2>",
@@ -181,6 +187,6 @@ def render(report: Report, paths: list[str], title: str | None = None) -> str:
             f"</title><style>{STYLE}</style></head><body>" + "\n".join(sections) + "</body></html>\n")
 
 
-def write_html(report: Report, paths: list[str], out: str | Path) -> Path:
-    atomic_write_bytes(Path(out), render(report, [str(p) for p in paths]).encode())
+def write_html(report: Report, paths: list[str], out: str | Path, lambda_png: bytes | None = None) -> Path:
+    atomic_write_bytes(Path(out), render(report, [str(p) for p in paths], lambda_png=lambda_png).encode())
     return Path(out)

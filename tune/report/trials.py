@@ -89,7 +89,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
                    node=metrics.get("hostname"), node_id=metrics.get("node_id"),
                    resumed=any((number(h.get("resumed_from_epoch")) or 0) > 0 for h in history),
                    teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial") or 0),
-                   peak_rss_mb=metrics.get("peak_rss_mb"),
+                   peak_rss_mb=metrics.get("peak_rss_mb"), student_parameters_m=number(metrics.get("student_parameters_m")),
                    peak_gpu_mb=max((p for p in peaks if p is not None), default=None),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
