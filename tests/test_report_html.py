@@ -173,3 +173,26 @@ def test_live_report_without_finished_trials_writes_nothing(tmp_path):
     live.on_trial_complete(1, [], None)  # no finished trial to report: nothing written, no error
     live.on_experiment_end([])
     assert live.writes == 0 and not (tmp_path / "nothing-yet" / "report.html").exists()
+
+
+def test_methods_on_one_point_are_nested_in_the_pareto_figure():
+    """In the committed results taylor (τ = 1) scores exactly ce in several cells: every marker sharing a point with
+    another has its own size, the later-drawn (on top) smaller, so none is hidden."""
+    from collections import defaultdict
+
+    from tune.report.build import build
+    from tune.report.pareto import plot_pareto
+
+    fig = plot_pareto(build([str(p) for p in COMMITTED]).leaderboard)
+    shared = 0
+    for ax in fig.axes:
+        at = defaultdict(list)
+        for c in ax.collections:
+            if len(c.get_offsets()) == 1 and c.get_facecolors().size and c.get_facecolors()[0][3] > 0:  # markers, not rings
+                at[tuple(round(v, 9) for v in c.get_offsets()[0])].append((c.get_zorder(), float(c.get_sizes()[0])))
+        for markers in at.values():
+            if len(markers) > 1:
+                shared += 1
+                sizes = [size for _, size in sorted(markers)]  # bottom to top
+                assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    assert shared >= 4

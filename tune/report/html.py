@@ -172,7 +172,8 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
         "paired by seed with a Student-t 95% CI.</p>",
         _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours"}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
-        "<h2>Score against cost: the Pareto front</h2>",
+        "<h2>Score against cost: the Pareto front</h2><p class='note'>Methods on the same point are drawn nested, the "
+        "first in the leaderboard's order outermost (taylor at τ = 1 often sits inside ce).</p>",
         _img(_png(plot_pareto(board)), "score against student parameters and device-hours"),
         _table(pareto, "pareto", {"score ×100"}),
         "<h2>Dev score against λ</h2>",

@@ -33,9 +33,15 @@ def cost_frame(leaderboard: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _nested_size(depth: int) -> float:
+    """Marker area of the depth-th marker under the top one at a shared point (0: the top one, smallest)."""
+    return 42.0 * (1 + 1.5 * depth)
+
+
 def plot_pareto(leaderboard: pd.DataFrame) -> Figure:
     """A column per task, a row per cost: one marker per method (colour) and student (shape), the CE baseline in
-    grey, the Pareto-optimal cells ringed in black and joined by the front's staircase."""
+    grey, the Pareto-optimal cells ringed in black and joined by the front's staircase. Methods on the same point
+    are nested (the first drawn largest), so that none hides another."""
     frame = cost_frame(leaderboard)
     tasks = sorted(frame["task"].dropna().unique(), key=task_rank)
     students = student_order(frame)
@@ -48,12 +54,17 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure:
         for row, (cost, label) in enumerate(COSTS):
             ax = axes[row][col]
             points = part.dropna(subset=[cost, "score"])
-            for _, cell in points.iterrows():
+            # methods that land on one point (taylor at tau 1 = ce) are drawn as nested markers, largest first
+            place = points[[cost, "score"]].round(6).apply(tuple, axis=1)
+            rank, count = place.groupby(place).cumcount(), place.map(place.value_counts())
+            for i, cell in points.iterrows():
                 marker = _MARKERS[students.index(cell["student"]) % len(_MARKERS)] if cell["student"] in students else "o"
-                ax.scatter(cell[cost], cell["score"], color=method_color(cell["loss"]), marker=marker, s=42, zorder=3)
+                ax.scatter(cell[cost], cell["score"], color=method_color(cell["loss"]), marker=marker,
+                           s=_nested_size(count[i] - 1 - rank[i]), edgecolors="white", linewidths=0.6,
+                           zorder=3 + 0.01 * rank[i])
             front = points[points[f"pareto_{cost}"]].sort_values(cost)
-            ax.scatter(front[cost], front["score"], s=120, facecolors="none", edgecolors="black", linewidths=1.2,
-                       zorder=4)
+            ax.scatter(front[cost], front["score"], s=[_nested_size(count[i] - 1) + 80 for i in front.index],
+                       facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
             if len(front) > 1:
                 ax.step(front[cost], front["score"], where="post", color="black", linewidth=0.8, alpha=0.6)
             ax.set_xlabel(label)
