@@ -31,20 +31,18 @@ class LiveReport(Callback):
         self.written_ended = -1  # self.ended when the last write began
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # one write at a time
         self._thread: threading.Thread | None = None
 
     def _write(self) -> None:
-        """One rewrite now, in the caller's thread."""
+        """One rewrite now, in the caller's thread (the report thread, or Tune's once that thread has ended)."""
         from tune.report.build import write_report_files
 
-        with self._lock:
-            self.last, self.written_ended = time.monotonic(), self.ended
-            try:
-                if write_report_files(self.root) is not None:
-                    self.writes += 1
-            except Exception as err:  # the report is a view: the sweep goes on without it
-                logger.warning("makd: could not rewrite the report in %s: %s", self.root, err)
+        self.last, self.written_ended = time.monotonic(), self.ended
+        try:
+            if write_report_files(self.root) is not None:
+                self.writes += 1
+        except Exception as err:  # the report is a view: the sweep goes on without it
+            logger.warning("makd: could not rewrite the report in %s: %s", self.root, err)
 
     def __getstate__(self) -> dict:
         """Tune pickles its callbacks with the experiment state: not the thread and its events."""
@@ -83,5 +81,5 @@ class LiveReport(Callback):
         if self._thread is not None:
             self._thread.join()  # at most the write in flight
         self._wake.clear()
-        if self.written_ended != self.ended or self.writes == 0:
+        if self.written_ended != self.ended:  # also true when nothing was written yet (-1 against 0)
             self._write()
