@@ -46,7 +46,7 @@ from tune.report.trials import (
 )
 from tune.search.final import FINAL_DIR_SUFFIX, FinalStage, final_cells
 from tune.storage import is_remote_uri, write_bytes
-from tune.trial import TaskData, distill_trial
+from tune.trial import TaskData, distill_trial, parameters_m
 
 
 @dataclass
@@ -174,7 +174,7 @@ def student_parameter_counts(cfg: SweepConfig, students: list[str]) -> dict[str,
     counts = {}
     for spec in students:
         model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.train.student_tokenizer)
-        counts[spec] = round(count_parameters(model) / 1e6, 3)
+        counts[spec] = parameters_m(count_parameters(model))
     return counts
 
 

@@ -75,6 +75,11 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def parameters_m(count: int) -> float:
+    """A parameter count in millions as trials.csv holds it (trials report it; the driver fills what none did)."""
+    return round(count / 1e6, 3)
+
+
 def _assigned(resource: str, default: float) -> float:
     import ray
 
@@ -123,7 +128,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
                 "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1],
-                "student_parameters_m": round(result.student_parameters / 1e6, 3) or None, **node,
+                "student_parameters_m": parameters_m(result.student_parameters) or None, **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:
