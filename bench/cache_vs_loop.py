@@ -33,6 +33,7 @@ from bench.common import (
     stats,
     write_csv,
 )
+from tune.loopback import loopback_ray
 
 STEPS = 6  # timed steps per mode and repeat (after one warm-up step)
 SWEEP = dict(task="rte", n_train=256, n_eval=64, epochs=2, lams=[0.0, 0.25, 0.5], seeds=[0, 1], lr=1e-4)
@@ -130,8 +131,9 @@ def loop_sweep() -> dict:
              "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH}
     root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # bench/ importable
+    with loopback_ray():  # a private Ray, loopback only (tune/loopback.py)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # bench/ importable
     try:
         space = {"lam": tune.grid_search([1.0, *SWEEP["lams"]]), "seed": tune.grid_search(SWEEP["seeds"])}
         trainable = tune.with_resources(tune.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bench import common
 from bench.common import REPEATS, print_table, stats, write_csv
+from tune.loopback import loopback_cluster
 
 TRAIN_EXAMPLES = 128
 EPOCHS = 1
@@ -38,13 +39,8 @@ def trial_compute(root: Path) -> list[dict]:
 
 
 def run(nodes: int) -> tuple[dict, list[dict]]:
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = loopback_cluster(nodes)  # every node on 127.0.0.1, every server on loopback (tune/loopback.py)
     try:
-        for _ in range(nodes - 1):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
         with common.bench_sweep("bench-scaling", address=cluster.address, epochs=EPOCHS,
                                 max_train_samples=TRAIN_EXAMPLES) as (outcome, wall, root):
             frame, trials = outcome.trials, trial_compute(root)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.sockets import SocketWatch, processes_mentioning
 from tests.test_sweep import events, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,18 +54,27 @@ def started_local_cluster(prefix: str, port: str, dashboard_port: str):
 
 
 @pytest.fixture(scope="module")
-def local_cluster():
-    for env, _ in started_local_cluster("mkc-", "6391", "8266"):
-        yield env
+def local_cluster_and_state():
+    yield from started_local_cluster("mkc-", "6391", "8266")
 
 
-def test_submit_runs_a_sweep_on_both_nodes_and_jobs_lists_it(local_cluster, tiny_bert_dir, tmp_path):
-    env = local_cluster
+@pytest.fixture(scope="module")
+def local_cluster(local_cluster_and_state):
+    return local_cluster_and_state[0]
+
+
+def test_submit_runs_a_sweep_on_both_nodes_and_jobs_lists_it(local_cluster_and_state, tiny_bert_dir, tmp_path):
+    """...with token auth on, and every process of both nodes (GCS, raylets, agents, the job's driver, the trials'
+    workers) listening on loopback only while the sweep runs (issue 29)."""
+    env, state = local_cluster_and_state
+    assert env["RAY_AUTH_MODE"] == "token"
     # 25 epochs (a few seconds): trials long enough that the second actor, on the other node, is up before the first
     # actor is free again (with 1-second trials on a loaded machine Tune reused the first actor for all four)
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=25,
                           max_concurrent_trials=2)
-    sub = makd("submit", str(config), "--wait", env=env)  # the default python: $MAKD_CLUSTER_PYTHON of local.sh
+    with SocketWatch(lambda: processes_mentioning(str(state))) as watch:
+        sub = makd("submit", str(config), "--wait", env=env)  # the default python: $MAKD_CLUSTER_PYTHON of local.sh
+    watch.assert_loopback_only(min_raylets=2)
     assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-2000:]
     job_id = sub.stdout.splitlines()[0].strip()
     assert job_id.startswith("makd-exp-") and "TERMINATED" in sub.stdout

@@ -17,8 +17,10 @@ import yaml
 
 from makd import models
 from tests.helpers import sentiment
+from tests.sockets import SocketWatch, process_tree
 from tune.config import load_config
 from tune.driver import run_sweep
+from tune.loopback import loopback_cluster
 from tune.main import main
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -229,20 +231,19 @@ def test_without_resume_an_existing_experiment_is_not_overwritten(tiny_bert_dir,
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(tiny_bert_dir, tmp_path):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    """...and every process of both nodes listens on loopback only, checked while the trials run."""
+    cluster = loopback_cluster(2)
     try:
         cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=2,
                                        max_concurrent_trials=2))
-        outcome = run_sweep(cfg, address=cluster.address, quiet=True, cache_dir=str(tmp_path / "cache"))
+        with SocketWatch(lambda: process_tree(os.getpid())) as watch:
+            outcome = run_sweep(cfg, address=cluster.address, quiet=True, cache_dir=str(tmp_path / "cache"))
     finally:
         cluster.shutdown()
     frame = outcome.trials
     assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"}
     assert frame["node_id"].nunique() == 2
+    watch.assert_loopback_only(servers=("gcs_server", "raylet"), min_raylets=2)
 
 
 def test_gpu_request_without_gpu_is_refused_before_anything_starts(tiny_bert_dir, tmp_path, capsys):

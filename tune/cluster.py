@@ -6,11 +6,14 @@ Ray itself leaves such trials PENDING forever with no error; we check before the
 from __future__ import annotations
 
 import os
+import socket
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 from makd.errors import UsageError
 from tune.config import SweepConfig
+from tune.loopback import address_host, is_loopback_host, loopback_ray
 from tune.storage import is_remote_uri
 
 QUIET_DEFAULTS = {
@@ -31,6 +34,8 @@ def forwarded_env() -> dict[str, str]:
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: float | None = None,
              quiet: bool = False) -> None:
+    """Join the cluster at `address` as Ray makes it, or start a private Ray on this machine that listens on
+    loopback only (tune/loopback.py)."""
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import ray
@@ -39,15 +44,38 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
     # worker; Ray refuses to merge a second one with the same keys.
     runtime_env = None if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else {"env_vars": forwarded_env()}
     if address:
+        check_reachable(address)
+        # 127.0.0.1:PORT names a Ray on this machine: keep it on loopback (Ray would rewrite it to the LAN address,
+        # where a loopback-only cluster such as cluster/local.sh's does not listen)
+        on_this_machine = loopback_ray() if is_loopback_host(address_host(address)) else nullcontext()
         try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
+            with on_this_machine:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UsageError("address", f"cannot connect to Ray at {address}: {first} (Ray 2.60 clusters use token "
                                         "auth: see README 'Running on a cluster')") from None
     else:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 runtime_env=runtime_env, log_to_driver=not quiet)
+        with loopback_ray():  # a private Ray on this machine: node IP 127.0.0.1, every server on loopback
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     runtime_env=runtime_env, log_to_driver=not quiet)
+
+
+LOCAL_CLUSTER_HINT = ("start one on this machine with `bash cluster/local.sh up`, or leave out --address for a "
+                      "private local Ray")
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A host:port address must accept a TCP connection: Ray itself retries an unreachable GCS for minutes with no
+    error. 'auto' and addresses without a port are left to Ray."""
+    host, port = address_host(address), address.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
+    if host == address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UsageError("address", f"no Ray answers at {address} ({err.strerror or type(err).__name__}); "
+                                    + LOCAL_CLUSTER_HINT) from None
 
 
 def local_node_resources(num_cpus: int | None, num_gpus: float | None) -> dict:
