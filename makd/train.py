@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from makd import gpu
+from makd import fingerprints, gpu
 from makd.batching import (
     EncodedDataset,
     bucket_lengths,
@@ -62,6 +62,9 @@ class EpochResult:
     dev_score: float | None = None  # the main metric on dev (= score unless a hold-out selects)
     checkpoint_seconds: float = 0.0  # writing this epoch's checkpoint (and the best model, when it improved)
     student_parameters: int = 0  # the student's size, with every epoch: a sweep trial's report carries it
+    weights_fingerprint: str | None = None  # makd.fingerprints: the weights after this epoch (identity, not a tie)
+    predictions_fingerprint: str | None = None  # the dev predictions after this epoch
+    predicted_classes: int | None = None  # distinct classes predicted on dev (1: constant; None for regression)
 
 
 @dataclass
@@ -272,10 +275,12 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]], *,
              batch_size: int, device: torch.device, amp: torch.dtype | None,
-             pad_to_multiple_of: int | None = None) -> dict[str, float]:
-    """All official metrics of the task on each dev split (mnli: matched and mismatched)."""
+             pad_to_multiple_of: int | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
+    """All official metrics of the task on each dev split (mnli: matched and mismatched), and each split's
+    predictions in split order (what makd.fingerprints hashes)."""
     model.eval()
     metrics: dict[str, float] = {}
+    predictions: list[np.ndarray] = []
     for suffix, (ds, encoded) in eval_sets.items():
         batches = sorted_batches(encoded.lengths, batch_size)
         chunks = []
@@ -286,8 +291,9 @@ def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tup
         logits = np.zeros((len(ds), task.num_labels), dtype=np.float32)
         if batches:  # one copy back to the host per split, not one wait for the GPU per batch
             logits[np.concatenate(batches)] = torch.cat(chunks).cpu().numpy()
-        metrics.update(compute_metrics(task, task.predictions(logits), ds.labels, suffix=suffix))
-    return metrics
+        predictions.append(task.predictions(logits))
+        metrics.update(compute_metrics(task, predictions[-1], ds.labels, suffix=suffix))
+    return metrics, predictions
 
 
 def encode_splits(tokenizer, cfg: TrainOptions, train_ds: TextDataset,
@@ -383,10 +389,10 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         train_seconds = time.perf_counter() - start
         eval_start = time.perf_counter()
         with _one_line_oom(dev, f"evaluation (batch {cfg.eval_batch_size})"):
-            metrics = evaluate(model, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev, amp=amp,
-                               pad_to_multiple_of=pad)
+            metrics, dev_predictions = evaluate(model, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev,
+                                                amp=amp, pad_to_multiple_of=pad)
             held = {} if selection is None else evaluate(model, task, selection, batch_size=cfg.eval_batch_size,
-                                                         device=dev, amp=amp, pad_to_multiple_of=pad)
+                                                         device=dev, amp=amp, pad_to_multiple_of=pad)[0]
         score = held[task.metric] if held else metrics[task.metric]
         metrics.update({f"{HOLDOUT}_{k}": v for k, v in held.items()})
         epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=score, dev_score=metrics[task.metric],
@@ -394,7 +400,11 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                    train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
                                    peak_gpu_mb=gpu.peak_memory_mb(dev),
                                    warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0,
-                                   student_parameters=result.student_parameters)
+                                   student_parameters=result.student_parameters,
+                                   weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
+                                   predictions_fingerprint=fingerprints.predictions_fingerprint(dev_predictions),
+                                   predicted_classes=fingerprints.predicted_classes(dev_predictions,
+                                                                                    task.is_regression))
         result.history.append(epoch_result)
         if ckpt_path is not None:
             ckpt_start = time.perf_counter()

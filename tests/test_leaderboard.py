@@ -231,8 +231,16 @@ def test_cli_writes_csvs_markdown_and_plot_that_round_trip(tmp_path, capsys):
     expected = build([root])
     board = pd.read_csv(files["csv"])
     assert list(board.columns) == LEADERBOARD_COLUMNS
-    numbers = [c for c in LEADERBOARD_COLUMNS if c not in ("task", "student", "loss", "metric", "teacher")]
+    text = ["task", "student", "loss", "metric", "teacher", "agreement_vs_ce", "agreement_vs_vanilla"]
+    flags = ["identical_to_ce", "identical_to_vanilla", "constant_predictor"]  # True, False or empty (unknown)
+    numbers = [c for c in LEADERBOARD_COLUMNS if c not in text + flags]
     pd.testing.assert_frame_equal(board[numbers], expected.leaderboard[numbers], check_dtype=False)
+    assert board[text[-2:]].fillna("").values.tolist() == expected.leaderboard[text[-2:]].values.tolist()
+
+    def flag_values(frame: pd.DataFrame) -> list:
+        return [[None if pd.isna(v) else bool(v) for v in frame[c]] for c in flags]
+
+    assert flag_values(board) == flag_values(expected.leaderboard)
     assert board[["task", "student", "loss"]].values.tolist() == expected.leaderboard[
         ["task", "student", "loss"]].values.tolist()
     trials = pd.read_csv(files["trials"])
@@ -356,7 +364,7 @@ def test_the_leaderboard_never_imports_ray(tmp_path, monkeypatch, capsys):
         importlib.reload(module)
     root = tmp_path / "exp"
     ray_trial(root / "rte", "eeeee_00000", cell(), [0.5, 0.6])
-    write_experiment(tmp_path / "csv", [trial()])
+    write_experiment(tmp_path / "csv", [trial(), *(trial(loss="vanilla", lam=lam) for lam in (0.0, 0.5))])  # a λ axis
     assert cli_module.main([str(root), str(tmp_path / "csv" / "trials.csv"), "--plot", str(tmp_path / "p.png"),
                  "--markdown", str(tmp_path / "t.md")]) == 0, capsys.readouterr().err
     assert (tmp_path / "p.png").read_bytes()[:8] == PNG_SIGNATURE

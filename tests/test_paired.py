@@ -16,10 +16,36 @@ def by_seed(*scores: float, seeds=None) -> pd.Series:
     return pd.Series(scores, index=list(seeds or range(len(scores))), dtype=float)
 
 
-def test_identical_scores_give_identical_and_a_zero_interval():
-    d = paired_difference(by_seed(0.61, 0.58, 0.64), by_seed(0.61, 0.58, 0.64))
-    assert d.identical and (d.mean, d.ci_low, d.ci_high, d.pairs) == (0.0, 0.0, 0.0, 3)
+def seeds_frame(scores, weights, predictions) -> pd.DataFrame:
+    return pd.DataFrame({"dev_score": scores, "weights_fingerprint": weights, "predictions_fingerprint": predictions},
+                        index=range(len(scores)))
+
+
+def test_equal_scores_are_identical_only_when_the_weights_fingerprints_are_equal_at_every_seed():
+    ce = seeds_frame([0.61, 0.58, 0.64], ["w0", "w1", "w2"], ["p0", "p1", "p2"])
+    d = paired_difference(seeds_frame([0.61, 0.58, 0.64], ["w0", "w1", "w2"], ["p0", "p1", "p2"]), ce)
+    assert d.identical and d.agreement == "identical" and (d.mean, d.ci_low, d.ci_high, d.pairs) == (0, 0, 0, 3)
     assert d.describe() == "identical"
+    same = paired_difference(seeds_frame([0.61, 0.58, 0.64], ["x0", "w1", "w2"], ["p0", "p1", "p2"]), ce)
+    assert not same.identical and same.agreement == "same predictions"
+    assert same.describe() == "+0.0 (same predictions)" and same.contains_zero
+    tie = paired_difference(seeds_frame([0.61, 0.58, 0.64], ["x0", "x1", "x2"], ["p0", "q1", "p2"]), ce)
+    assert tie.agreement == "tie" and tie.describe() == "+0.0 (tie)"
+
+
+def test_equal_scores_without_fingerprints_are_unknown_never_identical():
+    d = paired_difference(by_seed(0.61, 0.58, 0.64), by_seed(0.61, 0.58, 0.64))
+    assert not d.identical and d.agreement == "unknown"
+    assert d.describe() == "+0.0 (equal scores; identity unknown)"
+    one_side = seeds_frame([0.61, 0.58, 0.64], ["w0", None, "w2"], ["p0", "p1", "p2"])
+    assert paired_difference(one_side, seeds_frame([0.61, 0.58, 0.64], ["w0", "w1", "w2"], ["p0", "p1", "p2"])
+                             ).agreement == "unknown"
+
+
+def test_different_scores_have_no_agreement_whatever_the_fingerprints():
+    d = paired_difference(seeds_frame([0.7, 0.6], ["w0", "w1"], ["p0", "p1"]),
+                          seeds_frame([0.6, 0.6], ["w0", "w1"], ["p0", "p1"]))
+    assert d.agreement == "" and not d.identical and d.mean == pytest.approx(0.05)
 
 
 def test_the_interval_is_the_student_t_interval_of_the_paired_differences():
@@ -39,19 +65,27 @@ def test_only_shared_seeds_are_paired_and_one_pair_has_no_interval():
     assert paired_difference(by_seed(0.7, seeds=[3]), by_seed(0.6, seeds=[4])).pairs == 0
 
 
+def fingerprinted(loss: str, seed: int, weights: str | None = None, predictions: str | None = None,
+                  classes: int = 2, **kwargs) -> dict:
+    """A trial row with its best epoch's fingerprints (its own unless given) and dev class count."""
+    return trial(loss=loss, seed=seed, weights_fingerprint=weights or f"{loss}-w{seed}",
+                 predictions_fingerprint=predictions or f"{loss}-p{seed}", predicted_classes=classes, **kwargs)
+
+
 def test_the_leaderboard_pairs_by_seed_and_the_table_marks_identical_and_undistinguished_cells(tmp_path):
     rows = []
     for seed, ce, vanilla, mse in [(0, 0.60, 0.70, 0.61), (1, 0.62, 0.71, 0.60), (2, 0.58, 0.69, 0.605)]:
-        rows += [trial(loss="ce", seed=seed, score=ce), trial(loss="taylor", lam=0.0, seed=seed, score=ce),
-                 trial(loss="vanilla", lam=0.0, seed=seed, score=vanilla),
-                 trial(loss="mse", lam=0.0, seed=seed, score=mse)]
+        rows += [fingerprinted("ce", seed, score=ce),
+                 fingerprinted("taylor", seed, f"ce-w{seed}", f"ce-p{seed}", lam=0.0, score=ce),  # ce's weights
+                 fingerprinted("vanilla", seed, lam=0.0, score=vanilla), fingerprinted("mse", seed, lam=0.0, score=mse)]
     result = build([write_experiment(tmp_path / "exp", rows)])
     board = result.leaderboard.set_index("loss")
     taylor = board.loc["taylor"]
-    assert taylor["identical_to_ce"] and taylor["pairs_vs_ce"] == 3
+    assert taylor["identical_to_ce"] and taylor["agreement_vs_ce"] == "identical" and taylor["pairs_vs_ce"] == 3
     assert (taylor["delta_vs_ce"], taylor["ci_low_vs_ce"], taylor["ci_high_vs_ce"]) == (0.0, 0.0, 0.0)
     vanilla = board.loc["vanilla"]
-    assert not vanilla["identical_to_ce"] and vanilla["delta_vs_ce"] == pytest.approx(0.1)
+    assert not vanilla["identical_to_ce"] and vanilla["agreement_vs_ce"] == ""
+    assert vanilla["delta_vs_ce"] == pytest.approx(0.1)
     assert 0 < vanilla["ci_low_vs_ce"] < 0.1 < vanilla["ci_high_vs_ce"]
     assert board.loc["taylor", "delta_vs_vanilla"] == pytest.approx(-0.1) and board.loc["ce", "pairs_vs_ce"] == 0
     lines = {line.split(" | ")[2]: line for line in result.paper_table_markdown.splitlines()[2:6]}
@@ -79,3 +113,36 @@ def test_the_tables_use_the_final_stage_by_default_and_stage_search_on_request(t
     only_search = write_experiment(tmp_path / "old", rows[:2])
     assert main([str(only_search), "--stage", "final"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("makd: error: stage: no finished final-stage")
+
+
+def test_constant_predictors_of_different_losses_are_same_predictions_not_identical(tmp_path):
+    """The committed 2x128 MRPC case: vanilla and ce both answer "paraphrase" for every pair (F1 81.2): different
+    students, one prediction; the table says so and marks the constant predictor."""
+    rows = []
+    for seed in (0, 1):
+        constant = {"predictions": "all-ones", "classes": 1, "score": 0.812, "task": "mrpc", "metric": "f1"}
+        rows += [fingerprinted("ce", seed, **constant), fingerprinted("vanilla", seed, lam=0.0, **constant),
+                 fingerprinted("taylor", seed, f"ce-w{seed}", lam=0.0, **constant)]
+    result = build([write_experiment(tmp_path / "exp", rows)])
+    board = result.leaderboard.set_index("loss")
+    assert board.loc["vanilla", "agreement_vs_ce"] == "same predictions"
+    assert not board.loc["vanilla", "identical_to_ce"] and board.loc["taylor", "identical_to_ce"]
+    assert board["constant_predictor"].all()
+    lines = {line.split(" | ")[2]: line for line in result.paper_table_markdown.splitlines()[2:5]}
+    assert "81.2** =p (1 class) |" in lines["vanilla"] and "81.2** = (1 class) |" in lines["taylor"]
+    assert "81.2** (1 class) |" in lines["ce"]
+    assert lines["vanilla"].endswith("| +0.0 (same predictions) |")
+    assert "=p the same dev predictions" in result.paper_table_markdown
+    assert "a constant predictor" in result.paper_table_markdown
+
+
+def test_old_trials_without_fingerprints_read_identity_as_unknown_with_a_note(tmp_path):
+    rows = [trial(loss=loss, lam=0.0 if loss == "taylor" else 1.0, seed=seed, score=0.6 + seed / 100)
+            for seed in (0, 1) for loss in ("ce", "taylor")]
+    root = write_experiment(tmp_path / "exp", rows)
+    result = build([root / "trials.csv"])
+    taylor = result.leaderboard.set_index("loss").loc["taylor"]
+    assert pd.isna(taylor["identical_to_ce"]) and taylor["agreement_vs_ce"] == "unknown"
+    assert " =? |" in result.paper_table_markdown and " = |" not in result.paper_table_markdown
+    assert "without weight fingerprints" in result.paper_table_markdown
+    assert "| +0.0 (equal scores; identity unknown) |" in result.paper_table_markdown

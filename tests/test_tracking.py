@@ -127,8 +127,9 @@ def test_a_tracked_sweep_killed_and_resumed_leaves_one_mlflow_run_per_trial(mlfl
     resumed = subprocess.run([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    trials = pd.read_csv(root / "trials.csv")
+    trials = pd.read_csv(root / "trials.csv", dtype={"weights_fingerprint": str, "predictions_fingerprint": str})
     assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}
+    assert trials["weights_fingerprint"].str.fullmatch("[0-9a-f]{16}").all()
 
     mlflow.set_tracking_uri(mlflow_server)
     runs = mlflow.search_runs(experiment_names=["makd-test"], filter_string="tags.`makd.sweep` = 'tracked'")
@@ -149,6 +150,12 @@ def test_a_tracked_sweep_killed_and_resumed_leaves_one_mlflow_run_per_trial(mlfl
         assert len(client.get_metric_history(run_id, "glue_accuracy")) == 3
         assert len(client.get_metric_history(run_id, "train_loss")) == 3
     assert set(children["status"]) == {"FINISHED"}
+    # the selected student's fingerprints: the same in MLflow's params as in trials.csv (the resumed trials included)
+    by_trial = trials.set_index("trial_id")
+    for _, run in children.iterrows():
+        row = by_trial.loc[run["tags.trial_name"][-11:]]
+        assert run["params.weights_fingerprint"] == row["weights_fingerprint"]
+        assert run["params.predictions_fingerprint"] == row["predictions_fingerprint"]
     artifacts = {a.path for a in client.list_artifacts(parents["run_id"].iloc[0])}
     assert {"leaderboard.csv", "trials.csv", "table.md", "report.html"} <= artifacts
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -82,6 +83,10 @@ def test_killed_run_resumes_at_its_epoch_and_matches_an_uninterrupted_run(tiny_b
     straight = train(cfg, ds, {"": dev}, logits, progress=False)
     assert resumed.final.score == straight.final.score
     assert resumed.final.train_loss == pytest.approx(straight.final.train_loss, rel=1e-5)
+    # the fingerprints of every epoch survive the checkpoint and the resumed epoch trains the same weights
+    assert [h.weights_fingerprint for h in resumed.history] == [h.weights_fingerprint for h in straight.history]
+    assert [h.predictions_fingerprint for h in resumed.history] == [h.predictions_fingerprint for h in straight.history]
+    assert len(set(h.weights_fingerprint for h in straight.history)) == 3  # every epoch moved the weights
 
 
 def test_a_checkpoint_of_another_run_is_refused(tiny_bert_dir, tmp_path):
@@ -119,6 +124,49 @@ def test_taylor_at_tau_one_trains_the_bit_identical_student_of_ce(tiny_bert_dir,
     taylor = final_weights(tiny_bert_dir, ds, dev, teacher_for(ds, 3) * 5, loss="taylor", lam=lam, epochs=2)
     ce = final_weights(tiny_bert_dir, ds, dev, None, loss="ce", lam=1.0, epochs=2)
     assert max_diff(taylor, ce) == 0.0
+
+
+def by_seed_frame(results: list) -> pd.DataFrame:
+    """What the leaderboard pairs: a trial's selected epoch per seed (here: seed i = results[i], its best epoch)."""
+    best = [r.best for r in results]
+    return pd.DataFrame({"dev_score": [b.dev_score for b in best],
+                         "weights_fingerprint": [b.weights_fingerprint for b in best],
+                         "predictions_fingerprint": [b.predictions_fingerprint for b in best]})
+
+
+def test_fingerprints_tell_the_identical_student_from_a_tie(tiny_bert_dir, tmp_path):
+    """taylor (tau 1) vs ce: the same weights, so `identical`; two constant predictors trained with different losses:
+    the same dev predictions (one class everywhere) from different weights, so `same predictions`, never identical."""
+    from tune.report.paired import paired_difference
+
+    ds, dev = sentiment(24), sentiment(12, "validation", seed=1)
+    runs = {loss: [train(config(tiny_bert_dir, loss=loss, lam=lam, seed=seed), ds, {"": dev}, teacher_for(ds, 3),
+                         progress=False) for seed in (0, 1)] for loss, lam in (("ce", 1.0), ("taylor", 0.5))}
+    assert all(h.weights_fingerprint and h.predictions_fingerprint for r in runs["ce"] for h in r.history)
+    assert paired_difference(by_seed_frame(runs["taylor"]), by_seed_frame(runs["ce"])).agreement == "identical"
+
+    ones = sentiment(24)
+    ones.labels[:] = 1  # every training label "positive": a student that answers it for all of dev
+    constant = {loss: [train(config(tiny_bert_dir, loss=loss, lam=0.0 if loss != "ce" else 1.0, lr=5e-3, seed=seed),
+                             ones, {"": dev}, np.tile([[-4.0, 4.0]], (len(ones), 1)).astype(np.float32),
+                             progress=False) for seed in (0, 1)] for loss in ("ce", "vanilla")}
+    assert all(r.best.predicted_classes == 1 for rs in constant.values() for r in rs)
+    d = paired_difference(by_seed_frame(constant["vanilla"]), by_seed_frame(constant["ce"]))
+    assert d.agreement == "same predictions" and not d.identical
+
+
+def test_the_weights_fingerprint_is_the_same_in_another_process(tiny_bert_dir, tmp_path):
+    import subprocess
+    import sys
+
+    ds, dev = sentiment(16), sentiment(8, "validation", seed=1)
+    result = train(config(tiny_bert_dir, loss="ce", lam=1.0, epochs=1), ds, {"": dev}, None, checkpoint_dir=tmp_path,
+                   progress=False)
+    code = ("import sys, torch; from makd.fingerprints import weights_fingerprint; "
+            "print(weights_fingerprint(torch.load(sys.argv[1], weights_only=False)['model']))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / CHECKPOINT_NAME)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == result.final.weights_fingerprint
 
 
 def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):

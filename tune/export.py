@@ -16,6 +16,7 @@ import yaml
 
 from makd.errors import UsageError
 from tune.report.build import Report, build
+from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
 from tune.report.rank import setting_rows, setting_view
 from tune.search.final import FINAL_DIR_SUFFIX
 
@@ -47,6 +48,11 @@ def best_weights(root: Path, trial: pd.Series) -> Path:
     return found[-1] / BEST_NAME
 
 
+def _known_true(value) -> bool:
+    """A True/False/unknown flag of the leaderboard, read as True only when it is known to be."""
+    return value is not None and not pd.isna(value) and bool(value)
+
+
 def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -> str:
     def pct(value) -> str:
         return "–" if pd.isna(value) else f"{value * 100:.2f}"
@@ -54,8 +60,14 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
     def interval(baseline: str) -> str:
         if baseline == row["loss"] or not row.get(f"pairs_vs_{baseline}"):
             return "–"
-        if row[f"identical_to_{baseline}"]:
-            return f"identical over {int(row[f'pairs_vs_{baseline}'])} seeds"
+        agreement, pairs = row.get(f"agreement_vs_{baseline}"), int(row[f"pairs_vs_{baseline}"])
+        if isinstance(agreement, str) and agreement:
+            return {IDENTICAL: f"the identical student (equal weight fingerprints) at each of {pairs} seeds",
+                    SAME_PREDICTIONS: f"+0.00: the same dev predictions from different weights at each of {pairs} "
+                                      "seeds",
+                    TIE: f"+0.00: equal scores from different predictions (a tie) at each of {pairs} seeds",
+                    UNKNOWN: f"+0.00: equal scores at each of {pairs} seeds; whether the students are identical is "
+                             "unknown (trials without fingerprints)"}[agreement]
         return (f"{row[f'delta_vs_{baseline}'] * 100:+.2f} (95% CI {pct(row[f'ci_low_vs_{baseline}'])} to "
                 f"{pct(row[f'ci_high_vs_{baseline}'])}, {int(row[f'pairs_vs_{baseline}'])} paired seeds)")
 
@@ -71,7 +83,10 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"| loss, λ, τ, lr | {row['loss']}, {row['best_lam']:g}, {row['best_tau']:g}, {row['best_lr']:g} |",
              f"| teacher | {train.get('teacher')} ({'fine-tuned' if train.get('fine_tuned') else 'not fine-tuned'}, "
              f"head seed {train.get('head_seed', 0)}) |",
-             f"| stage | {trial['stage']} |", "",
+             f"| stage | {trial['stage']} |",
+             *(["| warning | every seed of this cell predicts a single class on dev (a constant predictor): its score "
+                "is that class's, not something learned |"] if _known_true(row.get("constant_predictor")) else []),
+             f"| weights fingerprint | {trial.get('weights_fingerprint') or '– (not recorded)'} |", "",
              ("The epoch and the setting were chosen on a held-out part of the training set; the dev score is a test "
               "score." if trial["selection"] == "train_holdout" else
               "The epoch and the setting were chosen on the dev set that is reported, so the score is optimistic."),

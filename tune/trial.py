@@ -128,7 +128,10 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
                 "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1],
-                "student_parameters_m": parameters_m(result.student_parameters) or None, **node,
+                "student_parameters_m": parameters_m(result.student_parameters) or None,
+                "weights_fingerprint": result.weights_fingerprint,
+                "predictions_fingerprint": result.predictions_fingerprint,
+                "predicted_classes": result.predicted_classes, **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:

@@ -1,10 +1,15 @@
-"""Paired differences: a method against a baseline, seed by seed, with a Student-t confidence interval.
+"""Paired differences: a method against a baseline, seed by seed, with a Student-t confidence interval, and what
+equal scores mean.
 
 Two methods trained with the same seed share the student's initialisation, the batch order and the dropout draws,
 so the difference of their scores at one seed removes most of the seed-to-seed noise. With n paired seeds the
-interval is mean ± t(0.975, n − 1) · sd / √n (scipy.stats); one pair gives no interval. When every paired score is
-exactly equal (taylor vs ce at τ = 1 trains bit-identical students) the difference is `identical` and its
-interval is [0, 0].
+interval is mean ± t(0.975, n − 1) · sd / √n (scipy.stats); one pair gives no interval.
+
+Equal scores at every paired seed are not identity (two different students that both predict "paraphrase" for every
+MRPC pair tie on F1), so such a pair is told apart by the trials' fingerprints (makd/fingerprints.py):
+`identical` (the weights' fingerprints are equal at every paired seed: taylor at τ = 1 and ce train bit-identical
+students), `same predictions` (different weights, the same dev predictions at every seed), `tie` (different
+predictions, equal scores), or `unknown` (equal scores from trials recorded without fingerprints: older CSVs).
 """
 
 from __future__ import annotations
@@ -19,21 +24,32 @@ from scipy import stats
 CONFIDENCE = 0.95
 
 
+IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN = "identical", "same predictions", "tie", "unknown"
+AGREEMENT_ORDER = (IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN)  # strongest first
+FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     mean: float  # mean over the paired seeds of (method − reference)
     ci_low: float  # NaN with fewer than two pairs
     ci_high: float
     pairs: int
-    identical: bool  # every paired score exactly equal
+    agreement: str = ""  # equal scores at every paired seed: IDENTICAL, SAME_PREDICTIONS, TIE or UNKNOWN; else ""
+
+    @property
+    def identical(self) -> bool:
+        """The same student at every paired seed (equal weight fingerprints), never inferred from scores."""
+        return self.agreement == IDENTICAL
 
     @property
     def contains_zero(self) -> bool:
         """The interval does not exclude 0 (or there is none): not a difference the seeds can tell apart."""
-        return self.identical or math.isnan(self.ci_low) or self.ci_low <= 0.0 <= self.ci_high
+        return bool(self.agreement) or math.isnan(self.ci_low) or self.ci_low <= 0.0 <= self.ci_high
 
     def describe(self, scale: float = 100.0) -> str:
-        """'+1.2 [-0.5, +2.9]' (×scale), 'identical', or '+1.2 (1 seed, no CI)'."""
+        """'+1.2 [-0.5, +2.9]' (×scale), 'identical', '+0.0 (same predictions)', '+0.0 (tie)',
+        '+0.0 (equal scores; identity unknown)', or '+1.2 (1 seed, no CI)'."""
         def signed(value: float) -> str:
             text = f"{value * scale:+.1f}"
             return "+0.0" if text == "-0.0" else text
@@ -42,28 +58,59 @@ class PairedDifference:
             return "–"
         if self.identical:
             return "identical"
+        if self.agreement:
+            what = {UNKNOWN: "equal scores; identity unknown"}.get(self.agreement, self.agreement)
+            return f"+0.0 ({what})"
         if math.isnan(self.ci_low):
             return f"{signed(self.mean)} (1 seed, no CI)"
         return f"{signed(self.mean)} [{signed(self.ci_low)}, {signed(self.ci_high)}]"
 
 
-NO_PAIRS = PairedDifference(math.nan, math.nan, math.nan, 0, False)
+NO_PAIRS = PairedDifference(math.nan, math.nan, math.nan, 0)
 
 
-def paired_difference(method: pd.Series, reference: pd.Series) -> PairedDifference:
-    """`method` and `reference`: a score per seed (the index). Seeds only one side has are left out."""
+def _by_seed(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
+    """A per-seed frame with dev_score and the fingerprint columns (missing ones empty)."""
+    frame = values.to_frame("dev_score") if isinstance(values, pd.Series) else values.copy()
+    for column in FINGERPRINT_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    return frame
+
+
+def agreement(method: pd.DataFrame, reference: pd.DataFrame) -> str:
+    """What equal paired scores mean, from the fingerprints of the paired seeds (rows aligned by seed)."""
+    def equal(column: str) -> bool | None:
+        a, b = method[column], reference[column]
+        if a.isna().any() or b.isna().any():
+            return None
+        return bool((a.astype(str).to_numpy() == b.astype(str).to_numpy()).all())
+
+    weights = equal("weights_fingerprint")
+    if weights is None:
+        return UNKNOWN
+    if weights:
+        return IDENTICAL
+    return SAME_PREDICTIONS if equal("predictions_fingerprint") else TIE
+
+
+def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | pd.DataFrame) -> PairedDifference:
+    """`method` and `reference`: a dev score per seed (the index), as a Series or as a frame with `dev_score` and
+    the fingerprint columns (a Series has none: equal scores are then UNKNOWN). Seeds only one side has are left out."""
+    method, reference = _by_seed(method), _by_seed(reference)
     seeds = method.index.intersection(reference.index)
     if len(seeds) == 0:
         return NO_PAIRS
-    a, b = method.loc[seeds].to_numpy(float), reference.loc[seeds].to_numpy(float)
+    mine, theirs = method.loc[seeds], reference.loc[seeds]
+    a, b = mine["dev_score"].to_numpy(float), theirs["dev_score"].to_numpy(float)
     diff = a - b
     mean, n = float(diff.mean()), len(diff)
     if np.array_equal(a, b):
-        return PairedDifference(0.0, 0.0, 0.0, n, True)
+        return PairedDifference(0.0, 0.0, 0.0, n, agreement(mine, theirs))
     if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, n, False)
+        return PairedDifference(mean, math.nan, math.nan, n)
     sem = float(diff.std(ddof=1)) / math.sqrt(n)
     if sem == 0.0:
-        return PairedDifference(mean, mean, mean, n, False)
+        return PairedDifference(mean, mean, mean, n)
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=sem)
-    return PairedDifference(mean, float(low), float(high), n, False)
+    return PairedDifference(mean, float(low), float(high), n)

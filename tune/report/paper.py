@@ -9,8 +9,22 @@ import numpy as np
 import pandas as pd
 
 from tune.report.order import loss_rank, split_metrics, student_order, task_header, task_rank
-from tune.report.paired import paired_difference
-from tune.report.rank import best_settings, most_common, setting_rows, setting_scores, setting_view
+from tune.report.paired import (
+    AGREEMENT_ORDER,
+    IDENTICAL,
+    SAME_PREDICTIONS,
+    TIE,
+    UNKNOWN,
+    paired_difference,
+)
+from tune.report.rank import (
+    best_settings,
+    constant_predictor,
+    most_common,
+    setting_rows,
+    setting_seeds,
+    setting_view,
+)
 
 
 def _format_params(value) -> str:
@@ -19,28 +33,50 @@ def _format_params(value) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
-def _mark(method: str, task: str, seeds: dict) -> str:
-    """'=' identical to ce at every paired seed, '°' a CI that contains 0, '' otherwise (or for ce itself)."""
+MARKS = {IDENTICAL: " =", SAME_PREDICTIONS: " =p", TIE: " =s", UNKNOWN: " =?"}
+MARK_NOTES = {
+    IDENTICAL: "= marks a cell identical to ce at every paired seed: the same trained weights (equal weight "
+               "fingerprints), not merely the same score",
+    SAME_PREDICTIONS: "=p the same dev predictions as ce at every seed from different weights",
+    TIE: "=s the same dev scores as ce at every seed from different predictions (a tie)",
+    UNKNOWN: "=? the same dev scores as ce at every seed, from trials recorded without weight fingerprints "
+             "(older trials CSVs): whether they are the same students is unknown",
+}
+CONSTANT = " (1 class)"
+
+
+def _mark(method: str, task: str, seeds: dict, used: set) -> str:
+    """'=' identical to ce at every paired seed (weights), '=p' same predictions, '=s' a tie, '=?' equal scores
+    without fingerprints, '°' a CI that contains 0, '' otherwise (or for ce itself); ' (1 class)' when every seed
+    of the cell predicts one class on dev (any method, ce included). `used` collects what needs a note."""
+    text = ""
     reference = seeds.get(("ce", task))
-    if method == "ce" or reference is None:
-        return ""
-    d = paired_difference(seeds[(method, task)], reference)
-    if d.identical:
-        return " ="
-    return " °" if d.pairs >= 2 and d.contains_zero else ""
+    if method != "ce" and reference is not None:
+        d = paired_difference(seeds[(method, task)], reference)
+        if d.agreement:
+            text, _ = MARKS[d.agreement], used.add(d.agreement)
+        elif d.pairs >= 2 and d.contains_zero:
+            text = " °"
+    if constant_predictor(seeds[(method, task)]):
+        text, _ = text + CONSTANT, used.add(CONSTANT)
+    return text
 
 
 def _average_vs_ce(method: str, tasks: list[str], seeds: dict) -> str:
-    """The paired difference of the row's Average to ce's Average over the same tasks, seed by seed."""
+    """The paired difference of the row's Average to ce's Average over the same tasks, seed by seed; equal
+    Averages agree only as far as every task's cell does (its weakest agreement)."""
     if method == "ce" or not all(("ce", t) in seeds for t in tasks) or not tasks:
         return ""
-    mine = pd.concat([seeds[(method, t)] for t in tasks], axis=1).dropna().mean(axis=1)
-    ce = pd.concat([seeds[("ce", t)] for t in tasks], axis=1).dropna().mean(axis=1)
+    mine = pd.concat([seeds[(method, t)]["dev_score"] for t in tasks], axis=1).dropna().mean(axis=1)
+    ce = pd.concat([seeds[("ce", t)]["dev_score"] for t in tasks], axis=1).dropna().mean(axis=1)
     d = paired_difference(mine, ce)
-    if d.identical and not all(paired_difference(seeds[(method, t)], seeds[("ce", t)]).identical for t in tasks):
-        # equal averages of unequal cells: a zero difference, not an identical method
-        d = dataclasses.replace(d, identical=False, ci_low=d.ci_low if d.pairs > 1 else math.nan,
-                                ci_high=d.ci_high if d.pairs > 1 else math.nan)
+    if d.agreement:
+        cells = [paired_difference(seeds[(method, t)], seeds[("ce", t)]).agreement for t in tasks]
+        if all(cells):
+            d = dataclasses.replace(d, agreement=max(cells, key=AGREEMENT_ORDER.index))
+        else:  # equal averages of unequal cells: a zero difference, not an agreement
+            d = dataclasses.replace(d, agreement="", ci_low=d.ci_low if d.pairs > 1 else math.nan,
+                                    ci_high=d.ci_high if d.pairs > 1 else math.nan)
     return d.describe()
 
 
@@ -64,11 +100,12 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
               "Δ Average vs ce [95% CI]"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 2)) + "|"]
     incomplete = any_cut = False
+    used: set[str] = set()  # marks that need their note
     for student in [s for s in student_order(trials) if s in set(cells["student"])]:
         block = cells[cells["student"] == student]
         methods = sorted(block["_method"].unique(), key=loss_rank)
         values = {m: {} for m in methods}  # method -> task -> (headline, text)
-        seeds = {(c["_method"], c["task"]): setting_scores(df, c, key="_method") for _, c in block.iterrows()}
+        seeds = {(c["_method"], c["task"]): setting_seeds(df, c, key="_method") for _, c in block.iterrows()}
         cut = {(c["_method"], c["task"]) for _, c in block.iterrows()
                if setting_rows(df, c, key="_method")["stopped_early"].fillna(False).astype(bool).any()}
         any_cut |= bool(cut)
@@ -97,7 +134,7 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
                     continue
                 head, text = values[m][t]
                 text = f"**{text}**" if round(head, 1) == best[t] else text
-                row.append(text + _mark(m, t, seeds) + (" †" if (m, t) in cut else ""))
+                row.append(text + _mark(m, t, seeds, used) + (" †" if (m, t) in cut else ""))
             avg = averages[m]
             avg_text = "–" if pd.isna(avg) else f"{avg:.1f}"
             if covered[m] == widest and pd.notna(avg) and round(avg, 1) == best_avg:
@@ -111,9 +148,13 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
              "student and method; a trial's score is its best epoch. Best per student in **bold**.",
              "ce is cross-entropy on the labels only (λ = 1). At τ = 1 the taylor loss trains exactly like ce "
              "(its gradient does not depend on the teacher), so taylor vs ce differences are seed noise.",
-             "Differences to ce are paired by seed (same initialisation, batch order and dropout): = marks a cell "
-             "identical to ce at every seed; ° a difference whose 95% CI (Student t over seeds) contains 0. The last "
-             "column is the paired difference of the Average ×100 with its CI (one seed: no CI)."]
+             "Differences to ce are paired by seed (same initialisation, batch order and dropout): "
+             + "".join(MARK_NOTES[a] + "; " for a in AGREEMENT_ORDER if a in used)
+             + "° a difference whose 95% CI (Student t over seeds) contains 0. The last column is the paired "
+             "difference of the Average ×100 with its CI (one seed: no CI)."]
+    if CONSTANT in used:
+        notes.append("(1 class): every seed of the cell predicts a single class for all of dev, a constant "
+                     "predictor: its score is the metric's value for that class, whatever the method.")
     selections = set(trials["selection"].dropna()) if "selection" in trials else {"dev"}
     if selections == {"train_holdout"}:
         notes[0] = ("Dev-set scores ×100, the dev set used as a test set only: each trial's epoch and each task, "

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
-from tune.report.paired import NO_PAIRS, PairedDifference, paired_difference
+from tune.report.paired import NO_PAIRS, UNKNOWN, PairedDifference, paired_difference
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
@@ -21,7 +21,8 @@ BASELINES = ("ce", "vanilla")  # every other row is compared with these, paired 
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
                        "score_mean", "score_std", "n_seeds", "final_score_mean",
                        *[f"{c}_{b}" for b in BASELINES for c in ("delta_vs", "ci_low_vs", "ci_high_vs", "pairs_vs",
-                                                                  "identical_to")],
+                                                                  "identical_to", "agreement_vs")],
+                       "constant_predictor",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
                        "teacher"]
 _SETTING = ["_lam", "_tau", "_lr"]
@@ -112,8 +113,10 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     one seed) over its `n_seeds` trials, and `final_score_mean` at that setting. Any loss at λ = 1 is plain CE and
     joins the `ce` row. Every row but the baseline's own is compared with `ce` and with `vanilla` (each at its own
     best setting), paired by seed (tune/report/paired.py): `delta_vs_ce` is the mean paired difference, with its
-    95% interval `ci_low_vs_ce`..`ci_high_vs_ce` over `pairs_vs_ce` seeds and `identical_to_ce` when every paired
-    score is exactly equal (the same for vanilla). Cost columns cover all of the row's trials:
+    95% interval `ci_low_vs_ce`..`ci_high_vs_ce` over `pairs_vs_ce` seeds; `identical_to_ce` when the weights'
+    fingerprints are equal at every paired seed (empty when the trials have none) and `agreement_vs_ce` for equal
+    scores (identical, same predictions, tie, unknown: tune/report/paired.py); the same for vanilla.
+    `constant_predictor`: every seed at the best setting predicts one class on dev. Cost columns cover all of the row's trials:
     `wall_seconds_mean` per trial, `device_hours_total` summed.
     """
     if trials.empty:
@@ -122,14 +125,20 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     board = best_settings(df, ["task", "student", "_loss"]).rename(columns={"_loss": "loss"})
     if board.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    differences = paired_differences(df, board)
+    seeds = {(r["task"], r["student"], r["loss"]): setting_seeds(df, r) for _, r in board.iterrows()}
+    differences = paired_differences(seeds)
     for baseline in BASELINES:
         found = [differences.get((r["task"], r["student"], r["loss"], baseline), NO_PAIRS) for _, r in board.iterrows()]
         board[f"delta_vs_{baseline}"] = [d.mean for d in found]
         board[f"ci_low_vs_{baseline}"] = [d.ci_low for d in found]
         board[f"ci_high_vs_{baseline}"] = [d.ci_high for d in found]
         board[f"pairs_vs_{baseline}"] = [d.pairs for d in found]
-        board[f"identical_to_{baseline}"] = [d.identical for d in found]  # False without pairs (pairs_vs_ = 0)
+        # True: the same weights at every paired seed; empty: equal scores without fingerprints (older trials)
+        board[f"identical_to_{baseline}"] = pd.array([None if d.agreement == UNKNOWN else d.identical for d in found],
+                                                     dtype="boolean")
+        board[f"agreement_vs_{baseline}"] = [d.agreement for d in found]
+    board["constant_predictor"] = pd.array([constant_predictor(seeds[(r["task"], r["student"], r["loss"])])
+                                            for _, r in board.iterrows()], dtype="boolean")
     students = {s: i for i, s in enumerate(student_order(trials))}
     order = sorted(board.index, key=lambda i: (task_rank(board.at[i, "task"]),
                                                students.get(board.at[i, "student"], len(students)),
@@ -146,18 +155,29 @@ def setting_rows(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Dat
               & df["best_score"].notna()]
 
 
-def setting_scores(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Series:
-    """Dev score by seed (mean over repeats of a seed) of a `best_settings` row's setting."""
-    return setting_rows(df, cell, key).groupby("seed")["dev_score"].mean()
+def setting_seeds(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.DataFrame:
+    """A `best_settings` row's setting by seed: dev_score (the mean over repeats of a seed), and the first repeat's
+    weights_fingerprint, predictions_fingerprint and predicted_classes (what `paired_difference` compares)."""
+    rows = setting_rows(df, cell, key)
+    firsts = rows.groupby("seed")[["weights_fingerprint", "predictions_fingerprint", "predicted_classes"]].first()
+    return firsts.assign(dev_score=rows.groupby("seed")["dev_score"].mean())
 
 
-def paired_differences(df: pd.DataFrame, board: pd.DataFrame) -> dict[tuple, PairedDifference]:
-    """(task, student, loss, baseline) -> the row's paired difference to the baseline at their best settings."""
-    scores = {(r["task"], r["student"], r["loss"]): setting_scores(df, r) for _, r in board.iterrows()}
+def constant_predictor(seeds: pd.DataFrame) -> bool | None:
+    """Every seed predicts one class on dev (None: unknown, a regression task or trials without the count)."""
+    classes = seeds["predicted_classes"]
+    if classes.isna().any() or classes.empty:
+        return None
+    return bool((classes == 1).all())
+
+
+def paired_differences(seeds: dict[tuple, pd.DataFrame]) -> dict[tuple, PairedDifference]:
+    """(task, student, loss, baseline) -> the row's paired difference to the baseline at their best settings, from
+    each row's `setting_seeds`."""
     out = {}
-    for (task, student, loss), mine in scores.items():
+    for (task, student, loss), mine in seeds.items():
         for baseline in BASELINES:
-            reference = scores.get((task, student, baseline))
+            reference = seeds.get((task, student, baseline))
             if loss != baseline and reference is not None and not (baseline == "vanilla" and loss == "ce"):
                 out[(task, student, loss, baseline)] = paired_difference(mine, reference)
     return out
@@ -168,7 +188,7 @@ def leaderboard_text(board: pd.DataFrame) -> str:
     if board.empty:
         return "(no finished trials)"
     cols = ["task", "student", "loss", "metric", "best_lam", "best_tau", "score_mean", "score_std", "n_seeds",
-            "final_score_mean", "delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce", "pairs_vs_ce", "identical_to_ce",
+            "final_score_mean", "delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce", "pairs_vs_ce", "agreement_vs_ce",
             "delta_vs_vanilla", "n_trials", "wall_seconds_mean",
             "device_hours_total"]
     return board[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
