@@ -4,18 +4,22 @@ error. The screenshot the README shows is the committed one of results/glue-cpu 
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from tests.browser import open_in_chromium
 from tests.test_sweep import write_config
+from tune.config import load_config, parse_config
 from tune.report.pareto import pareto_mask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,8 +73,18 @@ def test_a_toy_sweep_writes_its_report_and_the_readme_report_commands_work_as_pr
     seen = open_in_chromium(page, tmp_path / "sweep.png")
     trials = pd.read_csv(root / "trials.csv")
     assert seen["errors"] == [] and all(seen["images"])
-    assert len(seen["images"]) == 3  # Pareto front, λ curves and the per-trial learning curves
+    # the Pareto front (device-hours only: one student) and the learning curves; one λ (0.5): no λ figure
+    assert len(seen["images"]) == 2 and not (root / "lambda.png").exists()
     assert seen["rows"]["trials"] == len(trials) == 4
+    text = page.read_text()
+    headings = re.findall(r"<h2>(.*?)</h2>", text)
+    assert headings[:3] == ["Answer", "Leaderboard", "Paper-style table (Table 2 layout)"]  # the answer first
+    assert headings.index("Sweep") > headings.index("Learning curves")  # facts and config after the results
+    assert "taylor is ce&#x27;s student at every seed (identical weights)" in text
+    assert re.search(r"± </td>|± <", text) is None  # no "±" without a number (one seed per cell here)
+    folded = re.search(r"<details><summary>the sweep's config.*?<pre>(.*?)</pre></details>", text, re.S)
+    rerun = yaml.safe_load(html.unescape(folded.group(1)))
+    assert parse_config(rerun).as_dict() == load_config(config).as_dict()  # the YAML reruns this very sweep
 
     (tmp_path / "results").symlink_to(REPO / "results")
     env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -196,3 +210,15 @@ def test_methods_on_one_point_are_nested_in_the_pareto_figure():
                 sizes = [size for _, size in sorted(markers)]  # bottom to top
                 assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
     assert shared >= 4
+
+
+def test_a_report_of_a_sweep_with_no_finished_trial_says_so_in_the_page_and_one_line(tmp_path):
+    from tests.test_leaderboard import trial, write_experiment
+
+    root = write_experiment(tmp_path / "exp", [trial(status="RUNNING", score=float("nan")),
+                                               trial(seed=1, status="NOT_STARTED", score=float("nan"))])
+    out = tmp_path / "report.html"
+    done = subprocess.run([MAKD, "report", str(root), "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no finished trials yet" in done.stderr
+    page = out.read_text()
+    assert "No report yet" in page and "no finished trials yet" in page and "<img" not in page

@@ -258,3 +258,40 @@ def test_too_many_cpus_per_trial_is_refused(tiny_bert_dir, tmp_path, capsys):
     config = write_config(tmp_path, tiny_bert_dir, resources_per_trial={"cpu": 64})
     assert main(["sweep", str(config), "--quiet", "--num-cpus", "2"]) == 2
     assert capsys.readouterr().err.startswith("makd: error: resources_per_trial.cpu")
+
+
+def run_cli_sweep(config: Path, tmp_path: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([MAKD, "sweep", str(config), "--num-cpus", "2", *extra], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MAKD_HOME": str(tmp_path / "home"), **(env or {})})
+
+
+def test_the_console_prints_a_line_per_trial_start_and_end_and_the_tables_not_rays_status(tiny_bert_dir, tmp_path):
+    """Issue 28: by default one line when a trial starts and one when it ends (setting, score, epoch, stage ETA), then
+    the tables and the answer; Ray Tune's status tables and the trials' checkpoint lines only with --verbose."""
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "vanilla"], lams=[0.0], seeds=[0, 1], epochs=2)
+    run = run_cli_sweep(config, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stderr.splitlines()
+    starts = [line for line in lines if line.startswith("makd: [rte search] start ")]
+    ends = [line for line in lines if line.startswith("makd: [rte search] done ")]
+    assert len(starts) == len(ends) == 4 and ends[-1].endswith("stage done")
+    assert all(" seed " in line and "λ=" in line for line in starts + ends)
+    assert all("accuracy " in line and "at epoch" in line for line in ends)
+    console = run.stdout + run.stderr
+    for noise in ("Trial status", "== Status ==", "Checkpoint successfully created", "Current time"):
+        assert noise not in console
+    assert len(console.splitlines()) < 60
+    assert "| Student | Params (M) |" in run.stdout and "Answer (" in run.stdout and "- RTE (Acc), student" in run.stdout
+
+    verbose = run_cli_sweep(config, tmp_path, "--verbose", "--name", "loud")
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    loud = verbose.stdout + verbose.stderr
+    assert "== Status ==" in loud and "makd: [rte search] start" not in loud
+
+
+def test_a_failed_trial_prints_its_error_whole(tiny_bert_dir, tmp_path):
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0], epochs=2, max_failures=0)
+    run = run_cli_sweep(config, tmp_path, env={"MAKD_FAULT_ONCE": f"{tmp_path / 'faults'}:1"})
+    assert run.returncode == 1
+    assert "makd: [rte search] FAILED 1/1" in run.stderr
+    assert "Traceback" in run.stderr and "RuntimeError: injected fault after epoch 1" in run.stderr

@@ -20,6 +20,8 @@ def add_sweep_parser(sub) -> None:
     s.add_argument("--num-cpus", type=int, help="CPUs for a private local Ray (default: all)")
     s.add_argument("--num-gpus", type=float, help="GPUs for a private local Ray (default: all torch sees)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.add_argument("--verbose", action="store_true", help="Ray Tune's status tables and every trial's own log "
+                                                           "lines instead of one line per trial start and end")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tune.driver import print_outcome, run_sweep
 
     outcome = run_sweep(cfg, resume=args.resume, address=args.address, cache_dir=args.cache_dir, quiet=args.quiet,
-                        num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+                        num_cpus=args.num_cpus, num_gpus=args.num_gpus, verbose=args.verbose)
     return print_outcome(outcome)
 
 

@@ -33,9 +33,12 @@ def forwarded_env() -> dict[str, str]:
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: float | None = None,
-             quiet: bool = False) -> None:
+             verbose: bool = False) -> None:
     """Join the cluster at `address` as Ray makes it, or start a private Ray on this machine that listens on
-    loopback only (tune/loopback.py)."""
+    loopback only (tune/loopback.py). The trials' own output and Ray's info lines reach the console only when
+    verbose (a failed trial's error is printed whole either way: tune/progress.py)."""
+    import logging
+
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import ray
@@ -50,7 +53,8 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
         on_this_machine = loopback_ray() if is_loopback_host(address_host(address)) else nullcontext()
         try:
             with on_this_machine:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose,
+                         logging_level=logging.INFO if verbose else logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UsageError("address", f"cannot connect to Ray at {address}: {first} (Ray 2.60 clusters use token "
@@ -58,7 +62,8 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
     else:
         with loopback_ray():  # a private Ray on this machine: node IP 127.0.0.1, every server on loopback
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     runtime_env=runtime_env, log_to_driver=not quiet)
+                     runtime_env=runtime_env, log_to_driver=verbose,
+                     logging_level=logging.INFO if verbose else logging.ERROR)
 
 
 LOCAL_CLUSTER_HINT = ("start one on this machine with `bash cluster/local.sh up`, or leave out --address for a "

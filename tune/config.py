@@ -260,3 +260,24 @@ def experiment_root(cfg: SweepConfig) -> str:
         return cfg.storage.rstrip("/") + "/" + cfg.name
     base = cfg.storage[len("file://"):] if cfg.storage.startswith("file://") else cfg.storage
     return str((Path(os.path.expanduser(base)).resolve()) / cfg.name)
+
+
+def sweep_yaml(config: dict) -> str:
+    """A validated config (`SweepConfig.as_dict()`, as sweep.json keeps it) as the sweep YAML that reruns it: the
+    training options at the top level, data, resources_per_trial, the search kind's own fields, an explicit
+    `final`. What the report shows under the sweep's facts (`parse_config` reads it back to the same config)."""
+    raw: dict = {k: config[k] for k in ("name", "tasks", "students", "losses", "lams", "taus", "seeds")}
+    train = config.get("train") or {k: config[k] for k in OPTION_NAMES if k in config}  # older sweep.json: top level
+    raw.update({k: v for k, v in train.items() if v is not None})
+    if config.get("glue_dir"):
+        raw["data"] = {"glue_dir": config["glue_dir"]}
+    search = config.get("search") or {"kind": "grid"}
+    fields = get_search_kind(search.get("kind", "grid")).fields
+    raw["search"] = {k: v for k, v in search.items() if k in fields and v is not None}
+    raw["scheduler"] = {k: v for k, v in (config.get("scheduler") or {}).items() if v is not None}
+    raw["final"] = config.get("final")  # null: no final stage (missing would turn one on for ASHA or Optuna)
+    raw["resources_per_trial"] = {"cpu": config.get("cpu", 1.0),
+                                  "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
+    raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking")
+                if config.get(k) is not None})
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

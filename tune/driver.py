@@ -36,6 +36,7 @@ from tune.cluster import (
 from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
+from tune.progress import ProgressLines
 from tune.report.build import REPORT_FILES
 from tune.report.trials import (
     fill_parameter_counts,
@@ -121,8 +122,9 @@ REPORT_ARTIFACTS = ("trials.csv", *REPORT_FILES)  # what the MLflow parent run k
 
 
 def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable, root: str, *, resume: bool,
-                quiet: bool, early_stopping: bool = True, callbacks: list | None = None):
-    """One stage of one task: a new Tuner in root/name, or the one there restored (`--resume`)."""
+                verbose: bool = False, early_stopping: bool = True, callbacks: list | None = None):
+    """One stage of one task: a new Tuner in root/name, or the one there restored (`--resume`). Tune's own status
+    tables only when verbose (the default console is tune/progress.py's lines)."""
     from ray import tune as ray_tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -140,8 +142,8 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
                                         scheduler=search.scheduler(cfg) if early_stopping else None,
                                         num_samples=kind.trials_per_task(cfg),
                                         max_concurrent_trials=limit, reuse_actors=True),
-        run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=0 if quiet else 1, callbacks=callbacks,
-                                  progress_reporter=None if quiet else progress_reporter(cfg, kind),
+        run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=1 if verbose else 0, callbacks=callbacks,
+                                  progress_reporter=progress_reporter(cfg, kind) if verbose else None,
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
                                   checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
 
@@ -179,8 +181,12 @@ def student_parameter_counts(cfg: SweepConfig, students: list[str]) -> dict[str,
 
 
 def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = None, cache_dir: str | None = None,
-              quiet: bool = False, num_cpus: int | None = None, num_gpus: float | None = None) -> SweepOutcome:
-    """Run (or resume) the whole sweep and write trials.csv/jsonl + sweep.json into the experiment dir."""
+              quiet: bool = False, num_cpus: int | None = None, num_gpus: float | None = None,
+              verbose: bool = False) -> SweepOutcome:
+    """Run (or resume) the whole sweep and write trials.csv/jsonl + sweep.json into the experiment dir.
+
+    The console: a line per trial start and end with the stage's ETA (tune/progress.py) by default; nothing with
+    `quiet`; Ray Tune's status tables and the trials' own log lines with `verbose`."""
     import ray
     from ray import tune as ray_tune
 
@@ -201,7 +207,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     address = resolve_address(cfg, address)
     if not address:  # a private local Ray: refuse impossible requests before starting anything
         check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
-    init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, quiet=quiet)
+    init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
     try:
         with stop_signals() as stops:
             nodes = alive_nodes()
@@ -213,8 +219,11 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             parent = tracking.parent_run_id(cfg.tracking, cfg, root)
             live = [] if is_remote_uri(root) else [LiveReport(root)]  # report.html rewritten as trials finish
 
-            def stage_callbacks(task: str, stage: str) -> list:
-                return live + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage, parent=parent)
+            def stage_callbacks(task: str, stage: str, trials: int) -> list:
+                lines = [] if quiet or verbose else [
+                    ProgressLines(f"{task} {stage}", trials, cfg.max_concurrent_trials, cfg.max_epochs)]
+                return live + lines + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage,
+                                                         parent=parent)
 
             rows, cache, prepared = [], {}, {}
             for task in cfg.tasks:
@@ -235,8 +244,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             for task, data in prepared.items():
                 trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
-                grid = stops.fit(build_tuner(cfg, task, search.get_search_kind(cfg.search.kind), trainable, root,
-                                             resume=resume, quiet=quiet, callbacks=stage_callbacks(task, "search")))
+                kind = search.get_search_kind(cfg.search.kind)
+                grid = stops.fit(build_tuner(cfg, task, kind, trainable, root, resume=resume, verbose=verbose,
+                                             callbacks=stage_callbacks(task, "search", kind.trials_per_task(cfg))))
                 searched = rows_from_result_grid(grid, task, cfg)
                 rows += searched
                 cells = final_cells(cfg, searched)
@@ -244,8 +254,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                     _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
                                 f"{cfg.max_epochs} epochs, no early stopping)")
                     grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root,
-                                                 resume=resume, quiet=quiet, early_stopping=False,
-                                                 callbacks=stage_callbacks(task, "final")))
+                                                 resume=resume, verbose=verbose, early_stopping=False,
+                                                 callbacks=stage_callbacks(task, "final", len(cells))))
                     rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()
@@ -282,6 +292,12 @@ def print_outcome(outcome: SweepOutcome) -> int:
         print(leaderboard_text(outcome.report.leaderboard))
         print()
         print(outcome.report.paper_table_markdown, end="")
+        from tune.report.verdict import verdict_lines
+
+        answer = verdict_lines(outcome.report.leaderboard)
+        if answer:
+            print(f"\nAnswer ({outcome.root}/report.html has it with the figures):")
+            print("\n".join(f"- {line}" for line in answer))
     problems = []
     if len(outcome.failed):
         problems.append(f"{len(outcome.failed)} trial(s) failed (see the error column of trials.csv)")

@@ -99,7 +99,10 @@ def write_report_files(root: str | Path) -> Report | None:
         return None
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
     atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
-    plot_lambda_curves(report.trials, Path(root) / "lambda.png", stage=report.stage)
+    figure = Path(root) / "lambda.png"
+    if plot_lambda_curves(report.trials, figure, stage=report.stage, board=report.leaderboard) is None:
+        figure.unlink(missing_ok=True)  # fewer than two λ values now (e.g. the final stage began): no stale figure
     # the page embeds the same figure: drawn once
-    write_html(report, [str(root)], Path(root) / "report.html", lambda_png=(Path(root) / "lambda.png").read_bytes())
+    write_html(report, [str(root)], Path(root) / "report.html",
+               lambda_png=figure.read_bytes() if figure.is_file() else None)
     return report

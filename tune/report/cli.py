@@ -64,8 +64,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.plot:
         from tune.report.plots import plot_lambda_curves
 
-        plot_lambda_curves(result.trials, args.plot, stage=result.stage)
-        written.append(args.plot)
+        if plot_lambda_curves(result.trials, args.plot, stage=result.stage, board=result.leaderboard) is None:
+            print(f"makd: no λ figure ({args.plot} not written): the methods ran at fewer than two λ values",
+                  file=sys.stderr)
+        else:
+            written.append(args.plot)
     if args.html:
         from tune.report.html import write_html
 
@@ -121,11 +124,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from makd.errors import UsageError
     from tune.report.build import build
-    from tune.report.html import write_html
+    from tune.report.html import write_html, write_no_report_html
 
     if Path(args.output).suffix.lower() not in (".html", ".htm"):
         raise UsageError("output", f"expected an .html file name, got {args.output}")
-    result = build(args.paths, stage=args.stage)
+    try:
+        result = build(args.paths, stage=args.stage)
+    except UsageError as err:
+        # e.g. a sweep with no finished trial yet: the page says so too (no empty figure), then the usual one line
+        write_no_report_html(args.paths, args.output, str(err))
+        raise
     write_html(result, args.paths, args.output)
     print(f"makd: wrote {args.output} ({len(result.trials)} finished {result.stage}-stage trial(s), "
           f"{len(result.leaderboard)} leaderboard row(s))", file=sys.stderr)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
+from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, integer_ticks, legend_label
 from tune.report.order import loss_rank, task_header, task_rank
 from tune.report.plots import method_color
 from tune.report.trials import _TRIAL_ID, _is_trial_dir, _read_history, task_dirs
@@ -27,13 +30,16 @@ def learning_curves(paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "trial_id", "epoch", "score"]).drop_duplicates(["task", "trial_id", "epoch"])
 
 
-def plot_learning_curves(curves: pd.DataFrame, trials: pd.DataFrame) -> Figure | None:
-    """A panel per task: every trial of the report's stage as a thin line, coloured by its method."""
+def plot_learning_curves(curves: pd.DataFrame, trials: pd.DataFrame,
+                         board: pd.DataFrame | None = None) -> Figure | None:
+    """A panel per task: every trial of the report's stage as a thin line, coloured by its method, on whole epochs;
+    a method whose students are ce's (from `board`) is said to run on ce's lines. None without per-epoch history."""
     frame = curves.merge(trials[["task", "trial_id", "loss"]], on=["task", "trial_id"])
     if frame.empty:
         return None
     tasks = sorted(frame["task"].unique(), key=task_rank)
-    fig = Figure(figsize=(3.3 * len(tasks), 3.2), layout="constrained")
+    fig = Figure(figsize=(max(3.4 * len(tasks), 6.4), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=True):
         for (_trial, loss), part in frame[frame["task"] == task].groupby(["trial_id", "loss"]):
@@ -42,9 +48,12 @@ def plot_learning_curves(curves: pd.DataFrame, trials: pd.DataFrame) -> Figure |
                     marker="." if len(part) < 3 else None)
         ax.set_title(task_header(task, None))
         ax.set_xlabel("epoch")
+        integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("selection score ×100")
     methods = sorted(frame["loss"].unique(), key=loss_rank)
-    handles = [axes[0].plot([], [], color=method_color(m), label=m)[0] for m in methods]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), frameon=False)
+    on_ce = equal_to_ce(board)
+    handles = [Line2D([], [], color=method_color(m)) for m in methods]
+    fit_suptitle(fig, "Learning curves: every trial's selection score by epoch")
+    fit_legend(fig, handles, [legend_label(m, on_ce, "on its lines") for m in methods])
     return fig

@@ -1,7 +1,9 @@
 """`makd report EXP... -o report.html`: one self-contained page (figures embedded, no network needed to view it).
 
-Sections: the sweep's facts, the headline leaderboard with paired differences to CE and their CIs, the paper-style
-table, the score-vs-cost Pareto front, λ curves, per-trial learning curves, and every finished trial. The sweep
+Sections, answer first: a verdict per task written from the numbers (tune/report/verdict.py), the headline
+leaderboard with paired differences to CE and their CIs, the paper-style table, the score-vs-cost Pareto front, λ
+curves and per-trial learning curves (each only where it can say something), then the sweep's facts (its config
+folded, as the YAML that reruns it) and every finished trial. The sweep
 driver writes it into the experiment dir and rewrites it as trials finish (tune/live_report.py).
 """
 
@@ -19,10 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from makd.files import atomic_write_bytes
+from tune.config import sweep_yaml
 from tune.report.build import Report
 from tune.report.curves import learning_curves, plot_learning_curves
+from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
 from tune.report.pareto import COSTS, cost_frame, plot_pareto
 from tune.report.plots import plot_lambda_curves
+from tune.report.verdict import verdict_lines
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;
@@ -92,11 +97,18 @@ def markdown_table_html(markdown: str, table_id: str) -> str:
     return body + ("<ul class='note'>" + "".join(f"<li>{_inline(n)}</li>" for n in notes) + "</ul>" if notes else "")
 
 
+AGREEMENT_TEXT = {IDENTICAL: "= (identical students at every seed: equal weight fingerprints)",
+                  SAME_PREDICTIONS: "+0.0 (same dev predictions at every seed, different weights)",
+                  TIE: "+0.0 (a tie: equal scores, different predictions)",
+                  UNKNOWN: "+0.0 (equal scores; identity unknown: no fingerprints)"}
+
+
 def headline(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as people read it: one row per task × student × method, scores ×100, Δ vs CE with its CI."""
     def delta(row) -> str:
-        if row.get("identical_to_ce") is True or str(row.get("identical_to_ce")) == "True":
-            return "= (identical at every seed)"
+        agreement = row.get("agreement_vs_ce")
+        if isinstance(agreement, str) and agreement:
+            return AGREEMENT_TEXT[agreement]
         d, lo, hi = row.get("delta_vs_ce"), row.get("ci_low_vs_ce"), row.get("ci_high_vs_ce")
         if d is None or pd.isna(d):
             return ""
@@ -107,7 +119,8 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "task": board["task"], "student": board["student"], "params (M)": board["student_parameters_m"].map(_fmt),
         "method": board["loss"], "best λ": board["best_lam"].map(lambda v: _fmt(v, 2)),
         "best τ": board["best_tau"].map(lambda v: _fmt(v, 2)),
-        "score ×100": [f"{_fmt(m, 1, 100)} ± {_fmt(s, 1, 100)}" for m, s in zip(board["score_mean"], board["score_std"], strict=True)],
+        "score ×100": [_fmt(m, 1, 100) + ("" if pd.isna(s) else f" ± {_fmt(s, 1, 100)}")  # one seed: no spread
+                       for m, s in zip(board["score_mean"], board["score_std"], strict=True)],
         "seeds": board["n_seeds"], "Δ vs ce ×100 [95% CI]": board.apply(delta, axis=1),
         "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4))})
 
@@ -138,8 +151,20 @@ def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
         facts += [(f"{path}: wall time", f"{data.get('wall_seconds', '?')} s"),
                   (f"{path}: trials", ", ".join(f"{n} {s}" for s, n in (data.get("status_counts") or {}).items())),
                   (f"{path}: teacher cache", "; ".join(f"{t}: {c.get('status')}" for t, c in cache.items())),
-                  (f"{path}: config", "<pre>" + html.escape(json.dumps(data.get("config"), indent=1)) + "</pre>")]
+                  (f"{path}: config", _config_details(data.get("config")))]
     return facts
+
+
+def _config_details(config) -> str:
+    """The sweep's config, folded, as the YAML that reruns it (`makd sweep` reads it back to the same config)."""
+    if not isinstance(config, dict):
+        return "not recorded"
+    try:
+        text = sweep_yaml(config)
+    except Exception:  # an older or hand-edited sweep.json: show what it holds
+        text = json.dumps(config, indent=1)
+    return ("<details><summary>the sweep's config (YAML: save it and run <code>makd sweep</code> on it to rerun the "
+            f"sweep)</summary><pre>{html.escape(text)}</pre></details>")
 
 
 def render(report: Report, paths: list[str], title: str | None = None, lambda_png: bytes | None = None) -> str:
@@ -159,28 +184,34 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
              ("failures", "<br>".join(html.escape(f"{r.task} {r.trial_id}: {r.error}") for r in failed.itertuples())
               or "none")]
     facts += sweep_facts(paths)
-    curves = plot_learning_curves(learning_curves(paths), report.trials)
+    curves = plot_learning_curves(learning_curves(paths), report.trials, report.leaderboard)
+    lam_figure = None if lambda_png else plot_lambda_curves(report.trials, stage=report.stage,
+                                                           board=report.leaderboard)
+    lam_uri = _png_uri(lambda_png) if lambda_png else _png(lam_figure)
     title = title or "makd report: " + ", ".join(Path(p).name for p in paths)
+    verdicts = verdict_lines(board)
     sections = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class='note'>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by makd report. Dev-set scores ×100; a "
-        "trial's score is its best epoch. At τ = 1 the taylor loss trains exactly like ce (its gradient does not depend "
-        "on the teacher): a taylor-vs-ce difference is seed noise, and ce is always in the table to show it.</p>",
-        "<h2>Sweep</h2>", '<table class="facts" id="facts">' + "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in facts) + "</table>",
+        "<h2>Answer</h2><ul id='verdict'>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>",
+        f"<p class='note'>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by makd report from the {report.stage} stage "
+        f"({len(report.trials)} finished trials). Dev-set scores ×100; a trial's score is its best epoch; differences "
+        "to ce are paired by seed with a Student-t 95% CI. At τ = 1 the taylor loss trains exactly like ce (its "
+        "gradient does not depend on the teacher): taylor reads identical to ce where the trained weights are.</p>",
         "<h2>Leaderboard</h2><p class='note'>One row per task × student × method at its best setting; Δ vs ce is "
         "paired by seed with a Student-t 95% CI.</p>",
         _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours"}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
         "<h2>Score against cost: the Pareto front</h2><p class='note'>Methods on the same point are drawn nested, the "
         "first in the leaderboard's order outermost (taylor at τ = 1 often sits inside ce).</p>",
-        _img(_png(plot_pareto(board)), "score against student parameters and device-hours"),
+        _img(_png(plot_pareto(board)), "score against cost (a panel needs two or more distinct costs: with one "
+                                      "student there is no parameter axis)"),
         _table(pareto, "pareto", {"score ×100"}),
         "<h2>Dev score against λ</h2>",
-        _img(_png_uri(lambda_png) if lambda_png else _png(plot_lambda_curves(report.trials, stage=report.stage)),
-             "λ curves"),
+        _img(lam_uri, "λ curves (drawn when the methods ran at two or more λ values)"),
         "<h2>Learning curves</h2>",
         _img(_png(curves), "per-trial learning curves (experiment dirs only: trials CSVs hold no per-epoch history)"),
+        "<h2>Sweep</h2>", '<table class="facts" id="facts">' + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in facts) + "</table>",
         f"<h2>Trials ({report.stage} stage, finished)</h2>",
         _table(trials_view(report.trials), "trials", {"λ", "τ", "seed", "score ×100", "epochs", "wall s"}),
     ]
@@ -190,4 +221,16 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
 
 def write_html(report: Report, paths: list[str], out: str | Path, lambda_png: bytes | None = None) -> Path:
     atomic_write_bytes(Path(out), render(report, [str(p) for p in paths], lambda_png=lambda_png).encode())
+    return Path(out)
+
+
+def write_no_report_html(paths: list[str], out: str | Path, problem: str) -> Path:
+    """The page for inputs that give no report (no finished trial yet, a bad path): what is wrong, no figure."""
+    title = "makd report: " + ", ".join(Path(p).name for p in paths)
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +
+            f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><h2>Answer</h2>"
+            f"<p id='no-report'>No report yet: {html.escape(problem)}.</p><p class='note'>Written "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} by makd report. Rerun it once a trial has finished.</p>"
+            "</body></html>\n")
+    atomic_write_bytes(Path(out), page.encode())
     return Path(out)

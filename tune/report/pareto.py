@@ -4,8 +4,11 @@ device-hours per trial. The point of "cost-effective distillation" is this trade
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
+from tune.report.layout import equal_to_ce, few_ticks, fit_legend, fit_suptitle, legend_label
 from tune.report.order import loss_rank, student_order, task_header, task_rank
 from tune.report.plots import method_color
 
@@ -38,20 +41,30 @@ def _nested_size(depth: int) -> float:
     return 42.0 * (1 + 1.5 * depth)
 
 
-def plot_pareto(leaderboard: pd.DataFrame) -> Figure:
-    """A column per task, a row per cost: one marker per method (colour) and student (shape), the CE baseline in
-    grey, the Pareto-optimal cells ringed in black and joined by the front's staircase. Methods on the same point
-    are nested (the first drawn largest), so that none hides another."""
+def drawable_costs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The costs a panel row can say something about: two or more distinct values (one student: no parameter axis)."""
+    return [(cost, label) for cost, label in COSTS if frame[cost].dropna().round(9).nunique() >= 2]
+
+
+def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
+    """A column per task, a row per cost with two or more distinct values: one marker per method (colour) and
+    student (shape), the CE baseline in grey, the Pareto-optimal cells ringed in black and joined by the front's
+    staircase. Methods on the same point are nested (the first drawn largest), so that none hides another; the
+    legend says which methods score exactly ce's score. None when no cost varies (nothing to trade off)."""
     frame = cost_frame(leaderboard)
+    costs = drawable_costs(frame)
     tasks = sorted(frame["task"].dropna().unique(), key=task_rank)
+    if not costs or not tasks:
+        return None
     students = student_order(frame)
-    fig = Figure(figsize=(3.3 * max(1, len(tasks)), 6.2), layout="constrained")
-    axes = fig.subplots(len(COSTS), max(1, len(tasks)), squeeze=False)
+    fig = Figure(figsize=(max(3.4 * len(tasks), 6.4), 3.1 * len(costs) + 1.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(costs), len(tasks), squeeze=False)
     methods = sorted(frame["loss"].dropna().unique(), key=loss_rank)
     for col, task in enumerate(tasks):
         part = frame[frame["task"] == task]
         metric = part["metric"].dropna().iloc[0] if part["metric"].notna().any() else None
-        for row, (cost, label) in enumerate(COSTS):
+        for row, (cost, label) in enumerate(costs):
             ax = axes[row][col]
             points = part.dropna(subset=[cost, "score"])
             # methods that land on one point (taylor at tau 1 = ce) are drawn as nested markers, largest first
@@ -68,15 +81,22 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure:
             if len(front) > 1:
                 ax.step(front[cost], front["score"], where="post", color="black", linewidth=0.8, alpha=0.6)
             ax.set_xlabel(label)
+            few_ticks(ax.xaxis)
+            ax.margins(x=0.15, y=0.15)
             if row == 0:
                 ax.set_title(task_header(task, metric))
             if col == 0:
                 ax.set_ylabel("dev score ×100")
             ax.grid(alpha=0.3)
-    handles = [axes[0][0].scatter([], [], color=method_color(m), marker="o", label=m) for m in methods]
-    handles += [axes[0][0].scatter([], [], color="0.6", marker=_MARKERS[i % len(_MARKERS)], label=f"student {s}")
-                for i, s in enumerate(students)]
-    handles.append(axes[0][0].scatter([], [], s=120, facecolors="none", edgecolors="black", label="Pareto-optimal"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), frameon=False)
-    fig.suptitle("Score against cost: a point per task × student × method (mean over seeds)")
+    on_ce = equal_to_ce(leaderboard)
+    handles = [Line2D([], [], color=method_color(m), marker="o", linestyle="") for m in methods]
+    labels = [legend_label(m, on_ce, "its scores") for m in methods]
+    if len(students) > 1:
+        handles += [Line2D([], [], color="0.6", marker=_MARKERS[i % len(_MARKERS)], linestyle="")
+                    for i in range(len(students))]
+        labels += [f"student {s}" for s in students]
+    handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10, linestyle=""))
+    labels.append("Pareto-optimal")
+    fit_suptitle(fig, "Score against cost: a point per task × student × method (mean over seeds)")
+    fit_legend(fig, handles, labels)
     return fig

@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from makd.losses import LOSSES
+from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, legend_label
 from tune.report.order import base_loss, loss_rank, student_order, task_header, task_rank
 from tune.report.rank import setting_view
 
@@ -27,15 +28,26 @@ def method_color(method: str) -> str:
     return f"C{order.index(base) % 10}" if base in order else "C9"
 
 
-def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, stage: str | None = None) -> Figure:
+def distinct_lambdas(trials: pd.DataFrame) -> int:
+    """λ values the distillation methods ran at (ce's λ = 1 not counted): a λ axis needs two."""
+    df = setting_view(trials)
+    return int(df.loc[df["_method"] != "ce", "_lam"].nunique())
+
+
+def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, stage: str | None = None,
+                       board: pd.DataFrame | None = None) -> Figure | None:
     """Dev score ×100 against λ, small multiples: one panel per task (columns, paper order) × student (rows).
 
     In each panel a method is its mean dev score over seeds at each λ with ± one standard deviation as error bars
     (one point per λ in a final stage, a curve in a search); the CE-only baseline (any loss at λ = 1) is a grey
     dashed line with its ± std band. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
-    a fine-tuned teacher) differ by marker. One legend for the figure, below the panels. Written atomically to
-    `path` (png, pdf or svg by its suffix) when given.
+    a fine-tuned teacher) differ by marker. One legend for the figure, below the panels, fitted to the canvas; a
+    method that scores exactly ce's score (from `board`) is said to lie on ce's line. Written atomically to `path`
+    (png, pdf or svg by its suffix) when given. None (nothing written) when the methods ran at fewer than two λ
+    values: a λ axis would then say nothing.
     """
+    if distinct_lambdas(trials) < 2:
+        return None
     df = setting_view(trials)
     score = "dev_score" if "dev_score" in df and df["dev_score"].notna().any() else "best_score"
     tasks = sorted(df["task"].dropna().unique(), key=task_rank)
@@ -86,10 +98,9 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.set_ylabel(f"{student}\ndev ×100", fontsize=9)
     what = {"final": "final stage: every method at its best λ, full budget; points dodged sideways",
             "search": "search stage: ASHA may have stopped trials early"}.get(stage or "", "")
-    fig.suptitle(f"Dev score vs λ, mean ± std over seeds{' (' + what + ')' if what else ''}", fontsize=11)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 5),
-                   fontsize=9, frameon=False)
+    fit_suptitle(fig, f"Dev score vs λ, mean ± std over seeds{' (' + what + ')' if what else ''}")
+    on_ce = equal_to_ce(board)
+    fit_legend(fig, list(handles.values()), [legend_label(m, on_ce, "on its line") for m in handles])
     if path is not None:
         write_figure(fig, path)
     return fig

@@ -1,0 +1,136 @@
+"""Every figure of the report stays legible at every sweep size (issue 28): rendered for several sweep shapes, no two
+tick labels overlap, no title, label or legend leaves the canvas, no panel is empty, epochs get integer ticks, and a
+panel is drawn only where it says something (no parameter axis with one student, no λ axis with one λ). Measured
+with the renderer's text extents, not by looking at pixels."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+
+from makd.tasks import get_task
+from tests.test_leaderboard import trial, write_experiment
+from tune.report.build import build
+from tune.report.curves import plot_learning_curves
+from tune.report.pareto import plot_pareto
+from tune.report.plots import plot_lambda_curves
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
+
+
+def sweep_rows(students: list[str], tasks: list[str], seeds=(0,), lams=(0.0, 0.5), stage="search") -> list[dict]:
+    """A finished sweep's trials: ce, vanilla and taylor at each λ per seed; taylor is ce's student (same weights and
+    score); vanilla differs; walls of 20-40 s (device-hours of ~0.008, the demo's scale)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for student, task, seed in itertools.product(students, tasks, seeds):
+        metric = get_task(task).metric
+        ce = float(rng.uniform(0.5, 0.8))
+
+        def add(loss, lam, score, weights, student=student, task=task, seed=seed, metric=metric):
+            rows.append(trial(task=task, student="2x128", loss=loss, lam=lam, seed=seed, score=score, metric=metric,
+                              stage=stage, wall=float(rng.uniform(20, 40)), weights_fingerprint=weights,
+                              predictions_fingerprint=weights + "-p", predicted_classes=2)
+                        | {"student": student, "student_parameters_m": PARAMS[student]})
+
+        add("ce", 1.0, ce, f"ce-{student}-{task}-{seed}")
+        for lam in lams:
+            add("taylor", lam, ce, f"ce-{student}-{task}-{seed}")
+            add("vanilla", lam, float(np.clip(ce + rng.normal(0, 0.03), 0, 1)), f"v-{lam}-{student}-{task}-{seed}")
+    return rows
+
+
+PARAMS = {"2x128": 4.4, "2x384": 15.6, "zoo:minilm-l6@0,5": 15.6, "6x384": 22.7}
+
+
+def report_for(tmp_path: Path, rows: list[dict]):
+    return build([write_experiment(tmp_path / "exp", rows)])
+
+
+def curves_for(trials: pd.DataFrame, epochs: int = 3) -> pd.DataFrame:
+    return pd.DataFrame([{"task": t.task, "trial_id": t.trial_id, "epoch": e, "score": 100 * t.best_score - 3 + e}
+                         for t in trials.itertuples() for e in range(1, epochs + 1)])
+
+
+def visible_tick_labels(axis) -> list[Text]:
+    low, high = sorted(axis.get_view_interval())
+    return [tick.label1 for tick in axis.get_major_ticks()
+            if low - 1e-12 <= tick.get_loc() <= high + 1e-12 and tick.label1.get_visible() and tick.label1.get_text()]
+
+
+def assert_legible(fig, name: str) -> None:
+    fig.canvas.draw()
+    renderer, canvas = fig.canvas.get_renderer(), fig.bbox
+    ticks = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)]
+    every_tick_label = {id(t.label1) for axis in ticks for t in axis.get_major_ticks() + axis.get_minor_ticks()}
+    drawn_tick_labels = {id(t) for axis in ticks for t in visible_tick_labels(axis)}
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        if id(text) in every_tick_label and id(text) not in drawn_tick_labels:
+            continue  # a tick outside the view: matplotlib does not draw it
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1 and box.y0 >= canvas.y0 - 1 and \
+            box.y1 <= canvas.y1 + 1, f"{name}: {text.get_text()!r} extends past the figure"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1, f"{name}: the legend is wider than the figure"
+    for ax in fig.axes:
+        assert ax.has_data(), f"{name}: an empty panel ({ax.get_title()!r})"
+        for axis in (ax.xaxis, ax.yaxis):
+            boxes = [t.get_window_extent(renderer) for t in visible_tick_labels(axis)]
+            for a, b in itertools.combinations(boxes, 2):
+                assert not a.overlaps(b), f"{name}: tick labels overlap on {ax.get_title()!r}"
+
+
+SHAPES = {
+    "1 student x 1 task": dict(students=["zoo:minilm-l6@0,5"], tasks=["rte"]),
+    "1 student x 2 tasks": dict(students=["zoo:minilm-l6@0,5"], tasks=["rte", "mrpc"]),
+    "3 students x 4 tasks, 3 seeds": dict(students=["2x128", "6x384", "zoo:minilm-l6@0,5"],
+                                          tasks=["sst2", "mrpc", "stsb", "rte"], seeds=(0, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_figure_is_legible_at_every_sweep_shape(shape, tmp_path):
+    report = report_for(tmp_path, sweep_rows(**SHAPES[shape]))
+    board = report.leaderboard
+    figures = {"pareto": plot_pareto(board), "lambda": plot_lambda_curves(report.trials, stage="search", board=board),
+               "curves": plot_learning_curves(curves_for(report.trials), report.trials, board)}
+    for name, fig in figures.items():
+        assert fig is not None, f"{shape}: no {name} figure"
+        assert_legible(fig, f"{shape} {name}")
+    # a method drawn on top of ce is said so in every legend
+    for name, fig in figures.items():
+        labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        assert any(label.startswith("taylor (= ce:") for label in labels), (name, labels)
+    curves = figures["curves"]
+    assert all(float(t.get_text()).is_integer() for ax in curves.axes for t in visible_tick_labels(ax.xaxis))
+
+
+def test_a_panel_row_is_drawn_only_where_its_cost_varies(tmp_path):
+    one = report_for(tmp_path / "one", sweep_rows(["zoo:minilm-l6@0,5"], ["rte", "mrpc"]))
+    fig = plot_pareto(one.leaderboard)
+    assert len(fig.axes) == 2 and {ax.get_xlabel() for ax in fig.axes} == {"device-hours per trial"}
+    three = report_for(tmp_path / "three", sweep_rows(["2x128", "6x384", "zoo:minilm-l6@0,5"], ["rte"]))
+    assert {ax.get_xlabel() for ax in plot_pareto(three.leaderboard).axes} == {
+        "student parameters (M)", "device-hours per trial"}
+
+
+def test_no_lambda_figure_with_one_lambda(tmp_path):
+    report = report_for(tmp_path, sweep_rows(["zoo:minilm-l6@0,5"], ["rte"], lams=(0.0,), stage="final"))
+    assert plot_lambda_curves(report.trials, stage="final", board=report.leaderboard) is None
+
+
+@pytest.mark.skipif(not list(RESULTS.glob("trials-*.csv")), reason="no committed results")
+def test_the_committed_results_figures_are_legible():
+    report = build(sorted(RESULTS.glob("trials-*.csv")))
+    for name, fig in (("pareto", plot_pareto(report.leaderboard)),
+                      ("lambda", plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard))):
+        assert fig is not None
+        assert_legible(fig, f"committed {name}")

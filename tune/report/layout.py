@@ -1,0 +1,68 @@
+"""Figures that stay legible at every sweep size: titles wrapped to the canvas, legends that fit inside it, integer
+axes with integer ticks, a few readable ticks on small costs, and a word in the legend for methods drawn on top of
+ce. tests/test_figures.py renders every figure of the report for several sweep shapes and checks, with the
+renderer's text extents, that no tick labels overlap, nothing leaves the canvas and no panel is empty.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+
+def _inside(fig: Figure, artist) -> bool:
+    box, canvas = artist.get_window_extent(fig.canvas.get_renderer()), fig.bbox
+    return box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1 and box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1
+
+
+def fit_suptitle(fig: Figure, text: str, fontsize: float = 11) -> None:
+    """The figure's title, wrapped into as few lines as fit the canvas width."""
+    width = max(20, len(text))
+    while True:
+        title = fig.suptitle(textwrap.fill(text, width), fontsize=fontsize)
+        fig.canvas.draw()
+        if _inside(fig, title) or width <= 20:
+            return
+        width = int(width * 0.85)
+
+
+def fit_legend(fig: Figure, handles: list, labels: list[str], fontsize: float = 9) -> None:
+    """One legend below the panels, in as many columns as fit inside the canvas (one per row at worst)."""
+    if not handles:
+        return
+    for ncols in range(min(len(handles), 6), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=fontsize,
+                            frameon=False)
+        fig.canvas.draw()
+        if _inside(fig, legend) or ncols == 1:
+            return
+        legend.remove()
+
+
+def integer_ticks(axis) -> None:
+    """Epochs and other counts: ticks on whole numbers only."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def few_ticks(axis, fmt: str = "%.3g") -> None:
+    """Small costs (device-hours of 0.00825...): at most four ticks, three significant digits, no overlap."""
+    axis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+    axis.set_major_formatter(FormatStrFormatter(fmt))
+
+
+def equal_to_ce(board: pd.DataFrame | None) -> set[str]:
+    """Methods whose every leaderboard row scores exactly ce's score at every seed (identical students, same
+    predictions, ties): drawn on top of ce, which the legend must say."""
+    if board is None or board.empty or "agreement_vs_ce" not in board:
+        return set()
+    rows = board[board["loss"] != "ce"]
+    agreed = rows["agreement_vs_ce"].map(lambda a: isinstance(a, str) and bool(a))
+    return {loss for loss, part in agreed.groupby(rows["loss"]) if part.all()}
+
+
+def legend_label(method: str, overlapping: set[str], where: str) -> str:
+    """'taylor (= ce: on its line)' for a method drawn on top of ce; the method alone otherwise."""
+    return f"{method} (= ce: {where})" if method in overlapping else method
