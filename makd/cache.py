@@ -128,8 +128,9 @@ def compute_logits(model: torch.nn.Module, tokenizer, ds: TextDataset, *, max_le
     encoded = encode(tokenizer, ds, max_length)
     out = np.zeros((len(ds), model.config.num_labels), dtype=np.float32)
     batches = sorted_batches(encoded.lengths, batch_size)
-    bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex", disable=not progress,
-               leave=False)
+    # disable=None: the bar only on a terminal (a CI log or `makd logs` would get one line per redraw)
+    bar = tqdm(total=len(ds), desc=f"teacher logits {ds.task}/{ds.split}", unit="ex",
+               disable=None if progress else True, leave=False)
     chunks = []
     for idx in batches:
         batch = model_batch(model, encoded, idx, torch.device(device), default_pad_multiple(device))

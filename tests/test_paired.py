@@ -146,3 +146,20 @@ def test_old_trials_without_fingerprints_read_identity_as_unknown_with_a_note(tm
     assert " =? |" in result.paper_table_markdown and " = |" not in result.paper_table_markdown
     assert "without weight fingerprints" in result.paper_table_markdown
     assert "| +0.0 (equal scores; identity unknown) |" in result.paper_table_markdown
+
+
+def test_the_answer_states_each_tasks_comparison_from_the_numbers(tmp_path):
+    from tune.report.verdict import verdict_lines
+
+    rows = []
+    for seed, ce, vanilla in [(0, 0.60, 0.70), (1, 0.62, 0.71), (2, 0.58, 0.69)]:
+        rows += [fingerprinted("ce", seed, score=ce), fingerprinted("vanilla", seed, lam=0.0, score=vanilla),
+                 fingerprinted("taylor", seed, f"ce-w{seed}", lam=0.0, score=ce)]
+    rows += [fingerprinted("ce", 0, task="mrpc", metric="f1", score=0.8),
+             fingerprinted("vanilla", 0, task="mrpc", metric="f1", lam=0.0, score=0.7)]
+    lines = verdict_lines(build([write_experiment(tmp_path / "exp", rows)]).leaderboard)
+    assert lines == [
+        "MRPC (F1), student 2x128: ce scores highest, 80.0; next vanilla, 70.0: -10.0 vs ce (1 seed: no CI).",
+        "RTE (Acc), student 2x128: best method vanilla, 70.0 vs ce's 60.0: +10.0 [+7.5, +12.5] vs ce over 3 seeds: "
+        "a difference at 95% confidence; taylor is ce's student at every seed (identical weights).",
+    ]

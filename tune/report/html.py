@@ -134,6 +134,10 @@ def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
         "wall s": trials["wall_seconds"].map(lambda v: _fmt(v, 1))})
 
 
+SWEEP_FILES = ("trials.csv", "trials.jsonl", "leaderboard.csv", "table.md", "lambda.png", "report.html", "sweep.json",
+               "events.jsonl")  # what a sweep leaves in its experiment dir, beside Ray's per-task folders
+
+
 def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
     """sweep.json of each experiment dir (config, teacher cache, wall time, status counts); a running sweep has none."""
     facts = []
@@ -148,7 +152,9 @@ def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
         except ValueError:
             continue
         cache = data.get("teacher_cache") or {}
-        facts += [(f"{path}: wall time", f"{data.get('wall_seconds', '?')} s"),
+        files = [name for name in SWEEP_FILES if (Path(path) / name).is_file()]
+        facts += [(f"{path}: files", html.escape(", ".join(files)) + " (in the experiment dir)"),
+                  (f"{path}: wall time", f"{data.get('wall_seconds', '?')} s"),
                   (f"{path}: trials", ", ".join(f"{n} {s}" for s, n in (data.get("status_counts") or {}).items())),
                   (f"{path}: teacher cache", "; ".join(f"{t}: {c.get('status')}" for t, c in cache.items())),
                   (f"{path}: config", _config_details(data.get("config")))]

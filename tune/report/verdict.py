@@ -26,13 +26,13 @@ def _flag(value) -> bool:
 
 
 def _difference(row: pd.Series) -> str:
-    """'+1.2 [-0.5, +2.9] over 3 seeds: within seed noise', or '+1.2 (1 seed: no CI)'."""
+    """'+1.2 [-0.5, +2.9] vs ce over 3 seeds: within seed noise', or '+1.2 vs ce (1 seed: no CI)'."""
     pairs = int(row["pairs_vs_ce"] or 0)
     delta, low, high = (100 * row[c] for c in ("delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce"))
     if pairs < 2 or math.isnan(low):
-        return f"{delta:+.1f} ({pairs} seed: no CI)" if pairs else "no seed shared with ce"
+        return f"{delta:+.1f} vs ce ({pairs} seed: no CI)" if pairs else "no seed shared with ce"
     noise = "within seed noise" if low <= 0 <= high else "a difference at 95% confidence"
-    return f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] over {pairs} seeds: {noise}"
+    return f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] vs ce over {pairs} seeds: {noise}"
 
 
 def verdict_lines(board: pd.DataFrame) -> list[str]:
@@ -60,8 +60,12 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
                 parts.append(f"every method scores exactly ce's {100 * ce_score:.1f} at every seed")
             else:
                 best = differs.loc[differs["score_mean"].idxmax()]
-                parts.append(f"best against ce is {best['loss']}, {100 * best['score_mean']:.1f} vs "
-                             f"{100 * ce_score:.1f}: {_difference(best)}")
+                if best["score_mean"] > ce_score:
+                    parts.append(f"best method {best['loss']}, {100 * best['score_mean']:.1f} vs ce's "
+                                 f"{100 * ce_score:.1f}: {_difference(best)}")
+                else:
+                    parts.append(f"ce scores highest, {100 * ce_score:.1f}; next {best['loss']}, "
+                                 f"{100 * best['score_mean']:.1f}: {_difference(best)}")
             for _, row in others.iterrows():
                 agreement = row["agreement_vs_ce"]
                 if isinstance(agreement, str) and agreement:
@@ -70,7 +74,7 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
         if constant and len(constant) == len(rows):
             parts.append("every method predicts a single class for all of dev: these scores measure no learning")
         elif constant:
-            parts.append(f"{', '.join(constant)} predict{'s' if len(constant) == 1 else ''} a single class for all "
-                         "of dev")
+            names = constant[0] if len(constant) == 1 else ", ".join(constant[:-1]) + " and " + constant[-1]
+            parts.append(f"{names} predict{'s' if len(constant) == 1 else ''} a single class for all of dev")
         lines.append(f"{head} " + "; ".join(parts) + ".")
     return lines
