@@ -43,6 +43,13 @@ def test_loopback_ray_sets_and_restores_the_single_machine_mode(monkeypatch):
         assert os.environ[SINGLE_MACHINE_ENV] == "0" and ray_constants.ENABLE_RAY_CLUSTER is False
         assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
     assert SINGLE_MACHINE_ENV not in os.environ and ray_constants.ENABLE_RAY_CLUSTER is True
+    # Ray imported inside the block reads its constant from our "0"; on exit it is Ray's own default again
+    code = ("import sys; from tune.loopback import loopback_ray\nwith loopback_ray():\n"
+            "    import ray._private.ray_constants as c\n    inside = c.ENABLE_RAY_CLUSTER\n"
+            "print(inside, c.ENABLE_RAY_CLUSTER)")
+    env = {k: v for k, v in os.environ.items() if k != SINGLE_MACHINE_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.sweep

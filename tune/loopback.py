@@ -25,26 +25,32 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-ma
 LOOPBACK_IP = "127.0.0.1"
 
 
-def _set_mode(value: str | None) -> None:
-    if value is None:
-        os.environ.pop(SINGLE_MACHINE_ENV, None)
-    else:
-        os.environ[SINGLE_MACHINE_ENV] = value
-    if "ray._private.ray_constants" in sys.modules:  # already imported: the constant was read from the old value
-        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = value != "0" if value is not None else True
+def _constants():
+    """Ray's constants module when Ray is imported already (its ENABLE_RAY_CLUSTER was read at import), else None."""
+    return sys.modules.get("ray._private.ray_constants")
 
 
 @contextmanager
 def loopback_ray() -> Iterator[None]:
     """Inside: a Ray started here (`ray.init(address="local")`, `ray.cluster_utils.Cluster`) gets node IP
     127.0.0.1 and its processes bind loopback; a driver keeps an address 127.0.0.1:PORT on loopback. Restored on
-    exit: Ray's processes keep the environment they were started with."""
-    before = os.environ.get(SINGLE_MACHINE_ENV)
-    _set_mode("0")
+    exit (the variable and Ray's constant as they were): Ray's processes keep the environment they started with."""
+    before_env, constants = os.environ.get(SINGLE_MACHINE_ENV), _constants()
+    before_constant = constants.ENABLE_RAY_CLUSTER if constants is not None else None
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        _set_mode(before)
+        if before_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = before_env
+        constants = _constants()  # imported inside: its constant read our "0"; Ray's own rule on the restored env
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = before_constant if before_constant is not None else constants.env_bool(
+                SINGLE_MACHINE_ENV, not constants.IS_WINDOWS_OR_OSX)
 
 
 def loopback_cluster(nodes: int, cpus_per_node: int = 1):

@@ -69,14 +69,16 @@ class ProgressLines(Callback):
             self.best[trial.trial_id] = (float(score), int(epoch or 0), str(result.get("metric") or "score"))
         self.last_epoch[trial.trial_id] = int(epoch or 0)
 
-    def _ended(self, trial) -> float:
-        self.ended += 1
+    def _ended(self, trial, trials) -> float:
+        # after --resume, trials that ended before the restart count too (Tune lists them as ended already)
+        before = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+        self.ended = max(self.ended, before) + 1
         seconds = time.monotonic() - self.started.get(trial.trial_id, time.monotonic())
         self.durations.append(seconds)
         return seconds
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        seconds = self._ended(trial)
+        seconds = self._ended(trial, trials)
         score = self.best.get(trial.trial_id)
         last = self.last_epoch.get(trial.trial_id, 0)
         what = f"{score[2]} {100 * score[0]:.1f} at epoch {score[1]} of {last}" if score else "no score"
@@ -85,7 +87,7 @@ class ProgressLines(Callback):
                   f"{what}{stopped}; {self._eta()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        seconds = self._ended(trial)
+        seconds = self._ended(trial, trials)
         self._say(f"FAILED {self.ended}/{self.total} after {_duration(seconds)}: {_setting(trial.config)}; "
                   f"{self._eta()}")
         error = _error_text(trial)
