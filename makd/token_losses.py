@@ -13,7 +13,9 @@ and averaged over the response tokens only (`mask`: prompts and padding count fo
   the teacher only shifts the value by its entropy: the gradient is the tempered cross-entropy's, whatever the
   teacher, and at τ = 1 the loss trains exactly like `ce` (tests/test_token_losses.py proves both).
 With a `SparseTeacher` the KL terms run over its k + 1 buckets (makd/sparse_teacher.py); the Taylor term uses the
-stored exact entropy, so its value and gradient are those of full logits.
+stored exact entropy, so its value and gradient are those of full logits. Training reverse KL from a top-k cache is
+refused (`token_distillation_loss`): measured on SmolLM2, its gradient is nearly orthogonal to the true one
+(results/bench-lm); `token_kd_term` still computes it, for that measurement.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ def token_distillation_loss(student_logits: torch.Tensor, teacher: torch.Tensor 
         raise UsageError("tau", f"must be > 0, got {tau}")
     if not 0.0 <= beta <= 1.0:
         raise UsageError("beta", f"must be in [0, 1], got {beta}")
+    if kind == "reverse_kl" and isinstance(teacher, SparseTeacher) and lam < 1.0:
+        raise UsageError("loss", "reverse_kl needs the teacher's probability of every token the student favours; a "
+                                 "top-k cache gives it a misleading gradient (results/bench-lm: cosine < 0.2 to the "
+                                 "full one): train it from full teacher logits")
     weights = mask.float()
     count = weights.sum().clamp_min(1.0)
     ce = token_kd_term("ce", student_logits, None, labels)
