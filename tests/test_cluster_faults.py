@@ -90,7 +90,12 @@ def test_the_worker_node_killed_mid_trial_its_trial_resumes_on_the_head_and_ever
         on_worker = [e for e in events(root) if e["event"] == "epoch" and e.get("node_id") != head]
         victim = on_worker[0]["trial_id"] if on_worker else None
         time.sleep(0.2)
-    assert victim is not None, "no trial reported an epoch on the worker node"
+    if victim is None:
+        ended = driver.poll() is not None
+        out, err = driver.communicate(timeout=600) if ended else ("", "")
+        pytest.fail(f"no trial reported an epoch on the worker node (driver {'exited ' + str(driver.returncode) if ended else 'still running'}; "
+                    f"events: {[(e['event'], e.get('node_id', '')[:8]) for e in events(root)][:12]}; head {head[:8]})\n"
+                    + out[-1500:] + err[-1500:])
     os.killpg(_worker_pgid(state), signal.SIGKILL)
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, out[-3000:] + err[-2000:]
