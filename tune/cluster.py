@@ -13,7 +13,7 @@ from pathlib import Path
 
 from makd.errors import UsageError
 from tune.config import SweepConfig
-from tune.loopback import address_host, is_loopback_host, loopback_ray
+from tune.loopback import address_host, address_host_port, is_loopback_host, loopback_ray
 from tune.storage import is_remote_uri
 
 QUIET_DEFAULTS = {
@@ -46,6 +46,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
     # Inside a Ray Job (`makd submit`) the job's runtime env already carries our env vars and code to every
     # worker; Ray refuses to merge a second one with the same keys.
     runtime_env = None if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else {"env_vars": forwarded_env()}
+    console = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
     if address:
         check_reachable(address)
         # 127.0.0.1:PORT names a Ray on this machine: keep it on loopback (Ray would rewrite it to the LAN address,
@@ -53,8 +54,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
         on_this_machine = loopback_ray() if is_loopback_host(address_host(address)) else nullcontext()
         try:
             with on_this_machine:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose,
-                         logging_level=logging.INFO if verbose else logging.ERROR)
+                ray.init(address=address, runtime_env=runtime_env, **console)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UsageError("address", f"cannot connect to Ray at {address}: {first} (Ray 2.60 clusters use token "
@@ -62,8 +62,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
     else:
         with loopback_ray():  # a private Ray on this machine: node IP 127.0.0.1, every server on loopback
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     runtime_env=runtime_env, log_to_driver=verbose,
-                     logging_level=logging.INFO if verbose else logging.ERROR)
+                     runtime_env=runtime_env, **console)
 
 
 LOCAL_CLUSTER_HINT = ("start one on this machine with `bash cluster/local.sh up`, or leave out --address for a "
@@ -73,11 +72,11 @@ LOCAL_CLUSTER_HINT = ("start one on this machine with `bash cluster/local.sh up`
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """A host:port address must accept a TCP connection: Ray itself retries an unreachable GCS for minutes with no
     error. 'auto' and addresses without a port are left to Ray."""
-    host, port = address_host(address), address.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[-1]
-    if host == address or not port.isdigit():
+    host, port = address_host_port(address)
+    if port is None:
         return
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as err:
         raise UsageError("address", f"no Ray answers at {address} ({err.strerror or type(err).__name__}); "
                                     + LOCAL_CLUSTER_HINT) from None

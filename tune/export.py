@@ -17,7 +17,7 @@ import yaml
 from makd.errors import UsageError
 from tune.report.build import Report, build
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
-from tune.report.rank import setting_rows, setting_view
+from tune.report.rank import known_true, setting_rows, setting_view
 from tune.search.final import FINAL_DIR_SUFFIX
 
 
@@ -46,11 +46,6 @@ def best_weights(root: Path, trial: pd.Series) -> Path:
         raise UsageError(str(stage_dir), f"no {BEST_NAME} for trial {trial['trial_id']}: its checkpoints are gone "
                                          "(or the sweep predates best-epoch checkpoints)")
     return found[-1] / BEST_NAME
-
-
-def _known_true(value) -> bool:
-    """A True/False/unknown flag of the leaderboard, read as True only when it is known to be."""
-    return value is not None and not pd.isna(value) and bool(value)
 
 
 def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -> str:
@@ -85,7 +80,7 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"head seed {train.get('head_seed', 0)}) |",
              f"| stage | {trial['stage']} |",
              *(["| warning | every seed of this cell predicts a single class on dev (a constant predictor): its score "
-                "is that class's, not something learned |"] if _known_true(row.get("constant_predictor")) else []),
+                "is that class's, not something learned |"] if known_true(row.get("constant_predictor")) else []),
              f"| weights fingerprint | {trial.get('weights_fingerprint') or '– (not recorded)'} |", "",
              ("The epoch and the setting were chosen on a held-out part of the training set; the dev score is a test "
               "score." if trial["selection"] == "train_holdout" else

@@ -84,12 +84,22 @@ def is_loopback_host(host: str) -> bool:
     return ip.is_loopback
 
 
-def address_host(address: str) -> str:
-    """The host of a Ray address: 'ray://h:10001', 'h:6379', '[::1]:6379', 'http://h:8265'."""
+def address_host_port(address: str) -> tuple[str, int | None]:
+    """(host, port) of a Ray address: 'ray://h:10001', 'h:6379', '[::1]:6379', 'http://h:8265'; port None when the
+    address has none ('auto', a bare host)."""
     rest = address.split("://", 1)[-1].split("/", 1)[0]
     if rest.startswith("["):
-        return rest[1:].split("]", 1)[0]
-    return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":")
+    elif rest.count(":") == 1:
+        host, port = rest.split(":")
+    else:
+        host, port = rest, ""
+    return host, int(port) if port.isdigit() else None
+
+
+def address_host(address: str) -> str:
+    return address_host_port(address)[0]
 
 
 def ray_start(argv: list[str]) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from tune.report.paired import FINGERPRINT_COLUMNS
 from tune.tracking import EXPERIMENT_TAG
-
-SELECTED_FINGERPRINTS = ("weights_fingerprint", "predictions_fingerprint")  # of the epoch trials.csv selects
 
 
 class ResumableMLflowCallback(MLflowLoggerCallback):
@@ -31,7 +30,7 @@ class ResumableMLflowCallback(MLflowLoggerCallback):
             return
         self._best_score[trial] = score
         client = self._client()
-        for key in SELECTED_FINGERPRINTS:
+        for key in FINGERPRINT_COLUMNS:  # of the epoch trials.csv selects
             if result.get(key):
                 client.set_tag(self._trial_runs[trial], key, result[key])
 
@@ -65,7 +64,7 @@ class ResumableMLflowCallback(MLflowLoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if trial in self._trial_runs:  # the selected student is final now: its fingerprints become params
             tags = self._client().get_run(self._trial_runs[trial]).data.tags
-            selected = {key: tags[key] for key in SELECTED_FINGERPRINTS if key in tags}
+            selected = {key: tags[key] for key in FINGERPRINT_COLUMNS if key in tags}
             if selected:
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=selected)
         super().log_trial_end(trial, failed)

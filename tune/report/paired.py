@@ -26,7 +26,7 @@ CONFIDENCE = 0.95
 
 IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN = "identical", "same predictions", "tie", "unknown"
 AGREEMENT_ORDER = (IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN)  # strongest first
-FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")
+FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")  # trials.csv, hex text (makd.fingerprints)
 
 
 @dataclass(frozen=True)

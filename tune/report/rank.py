@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
-from tune.report.paired import NO_PAIRS, UNKNOWN, PairedDifference, paired_difference
+from tune.report.paired import FINGERPRINT_COLUMNS, NO_PAIRS, UNKNOWN, PairedDifference, paired_difference
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
@@ -159,7 +159,7 @@ def setting_seeds(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Da
     """A `best_settings` row's setting by seed: dev_score (the mean over repeats of a seed), and the first repeat's
     weights_fingerprint, predictions_fingerprint and predicted_classes (what `paired_difference` compares)."""
     rows = setting_rows(df, cell, key)
-    firsts = rows.groupby("seed")[["weights_fingerprint", "predictions_fingerprint", "predicted_classes"]].first()
+    firsts = rows.groupby("seed")[[*FINGERPRINT_COLUMNS, "predicted_classes"]].first()
     return firsts.assign(dev_score=rows.groupby("seed")["dev_score"].mean())
 
 
@@ -169,6 +169,11 @@ def constant_predictor(seeds: pd.DataFrame) -> bool | None:
     if classes.isna().any() or classes.empty:
         return None
     return bool((classes == 1).all())
+
+
+def known_true(flag) -> bool:
+    """A leaderboard flag (True, False or empty: unknown), read as True only when it is known to be."""
+    return flag is not None and not pd.isna(flag) and bool(flag)
 
 
 def paired_differences(seeds: dict[tuple, pd.DataFrame]) -> dict[tuple, PairedDifference]:

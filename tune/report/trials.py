@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
+from tune.report.paired import FINGERPRINT_COLUMNS
 from tune.search.final import FINAL_DIR_SUFFIX
 from tune.storage import write_bytes
 from tune.trial import FINISHED, trial_params
@@ -40,7 +41,6 @@ REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial", "predicted_classes")
-FINGERPRINTS = ("weights_fingerprint", "predictions_fingerprint")  # hex text (makd.fingerprints), at the best epoch
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
 
@@ -92,7 +92,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
                    teacher_loads_in_trial=int(metrics.get("teacher_loads_in_trial") or 0),
                    peak_rss_mb=metrics.get("peak_rss_mb"), student_parameters_m=number(metrics.get("student_parameters_m")),
                    # the student that was selected: the best epoch's weights and dev predictions (None: older trials)
-                   **{k: best.get(k) or None for k in FINGERPRINTS}, predicted_classes=number(best.get("predicted_classes")),
+                   **{k: best.get(k) or None for k in FINGERPRINT_COLUMNS}, predicted_classes=number(best.get("predicted_classes")),
                    peak_gpu_mb=max((p for p in peaks if p is not None), default=None),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
@@ -322,7 +322,7 @@ def read_trials_csv(path: str | Path) -> pd.DataFrame:
     """A trials CSV (tune.report.trials.TRIAL_COLUMNS, extra glue_* columns allowed); UsageError names a bad file."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype={k: str for k in FINGERPRINTS})  # hex that may be all digits
+        frame = pd.read_csv(path, dtype={k: str for k in FINGERPRINT_COLUMNS})  # hex that may be all digits
     except pd.errors.EmptyDataError:
         raise UsageError(str(path), "empty file: not a trials CSV") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
@@ -405,7 +405,7 @@ def trials_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in frame.columns if c.startswith(("glue_", "best_glue_"))]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].astype("string").str.upper()
-    for column in FINGERPRINTS:
+    for column in FINGERPRINT_COLUMNS:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     frame["stage"] = frame["stage"].astype(object).where(frame["stage"].notna(), "search")  # older CSVs: no stages
     # Older rows chose the epoch on dev: their dev score at the best epoch is the best score.

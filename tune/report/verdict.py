@@ -14,15 +14,12 @@ import pandas as pd
 
 from tune.report.order import loss_rank, task_header, task_rank
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
+from tune.report.rank import known_true
 
 AGREEMENT_WORDS = {IDENTICAL: "is ce's student at every seed (identical weights)",
                    SAME_PREDICTIONS: "makes ce's dev predictions at every seed (different weights)",
                    TIE: "ties ce's score at every seed (different predictions)",
                    UNKNOWN: "scores exactly ce's score at every seed (identity unknown: no fingerprints)"}
-
-
-def _flag(value) -> bool:
-    return value is not None and not pd.isna(value) and bool(value)
 
 
 def _difference(row: pd.Series) -> str:
@@ -70,7 +67,7 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
                 agreement = row["agreement_vs_ce"]
                 if isinstance(agreement, str) and agreement:
                     parts.append(f"{row['loss']} {AGREEMENT_WORDS[agreement]}")
-        constant = [r["loss"] for _, r in rows.iterrows() if _flag(r.get("constant_predictor"))]
+        constant = [r["loss"] for _, r in rows.iterrows() if known_true(r.get("constant_predictor"))]
         if constant and len(constant) == len(rows):
             parts.append("every method predicts a single class for all of dev: these scores measure no learning")
         elif constant:
