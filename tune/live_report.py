@@ -19,34 +19,42 @@ logger = logging.getLogger(__name__)
 
 class LiveReport(Callback):
     """After trials complete (at most every `min_interval_s`, off Tune's loop), and at the end of each Tune run
-    (waited for, skipped when nothing ended since the last write began): rebuild the report from the experiment dir
-    as `makd leaderboard` reads a running sweep. A failure to write it is logged, never fatal to the sweep."""
+    (waited for, skipped when nothing ended since the last successful write began): rebuild the report from the
+    experiment dir as `makd leaderboard` reads a running sweep. A write that finds no finished trial yet, or fails,
+    is retried `retries` times, `retry_s` apart; a failure is logged, never fatal to the sweep."""
 
-    def __init__(self, root: str, min_interval_s: float = 10.0):
+    def __init__(self, root: str, min_interval_s: float = 10.0, retry_s: float = 2.0, retries: int = 3):
         self.root = root
         self.min_interval_s = min_interval_s
+        self.retry_s, self.retries = retry_s, retries
         self.last = float("-inf")  # when the last write began (time.monotonic)
         self.writes = 0
         self.ended = 0  # trials that completed or failed, as Tune told us
-        self.written_ended = -1  # self.ended when the last write began
+        self.written_ended = -1  # self.ended when the last successful write began
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _write(self) -> None:
-        """One rewrite now, in the caller's thread (the report thread, or Tune's once that thread has ended)."""
+    def _write(self) -> bool:
+        """One rewrite now, in the caller's thread (the report thread, or Tune's once that thread has ended); False
+        when nothing was written (no finished trial readable yet, or an error)."""
         from tune.report.build import write_report_files
 
-        self.last, self.written_ended = time.monotonic(), self.ended
+        self.last, began_with = time.monotonic(), self.ended
         try:
-            if write_report_files(self.root) is not None:
-                self.writes += 1
+            if write_report_files(self.root) is None:
+                return False
         except Exception as err:  # the report is a view: the sweep goes on without it
             logger.warning("makd: could not rewrite the report in %s: %s", self.root, err)
+            return False
+        self.writes += 1
+        self.written_ended = began_with
+        return True
 
     def __getstate__(self) -> dict:
         """Tune pickles its callbacks with the experiment state: not the thread and its events."""
-        return {"root": self.root, "min_interval_s": self.min_interval_s}
+        return {"root": self.root, "min_interval_s": self.min_interval_s, "retry_s": self.retry_s,
+                "retries": self.retries}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -58,8 +66,12 @@ class LiveReport(Callback):
             if self._stop.wait(max(0.0, self.last + self.min_interval_s - time.monotonic())):
                 return
             self._wake.clear()
-            if self.written_ended != self.ended:  # a write that began after the wake-up may have covered it
-                self._write()
+            for _ in range(1 + self.retries):
+                if self.written_ended == self.ended or self._write():  # a write since the wake-up may have covered it
+                    break
+                # Tune calls back as a trial ends; its saved state or the trial's files can lag a moment behind
+                if self._stop.wait(self.retry_s):
+                    return
 
     def _trial_ended(self) -> None:
         self.ended += 1
