@@ -19,6 +19,7 @@ from makd.config import TrainOptions
 from makd.data import TextDataset, load_split
 from makd.errors import UsageError
 from makd.files import atomic_write_bytes
+from makd.references import majority_reference, reported_splits, teacher_reference
 from makd.tasks import get_task
 from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
 
@@ -78,11 +79,44 @@ def fetch_teacher_logits(spec: TeacherSpec | None, train_ds: TextDataset, cache_
                          progress: bool = True, device=None, compute: bool = True) -> tuple[np.ndarray | None, CacheReport]:
     """The teacher's train-split logits from the cache (computed and stored on a miss); None when no teacher is
     needed (spec None), or on a miss with compute=False."""
+    logits, report = fetch_teacher_outputs(spec, {"train": train_ds}, cache_dir, progress=progress, device=device,
+                                           compute=compute)
+    return (logits or {}).get("train"), report
+
+
+def fetch_teacher_outputs(spec: TeacherSpec | None, datasets: dict[str, TextDataset], cache_dir: str | Path, *,
+                          progress: bool = True, device=None,
+                          compute: bool = True) -> tuple[dict[str, np.ndarray] | None, CacheReport]:
+    """The teacher's logits on each named split (the train split to distil from, dev splits to score the teacher
+    itself), from the cache, computed and stored on a miss with the teacher loaded at most once; None when no
+    teacher is needed (spec None), or when any split misses with compute=False."""
     if spec is None:
         return None, CacheReport()
-    logits, report = teacher_logits({"train": train_ds}, spec, cache_dir=cache_dir, device=pick_device(device),
+    logits, report = teacher_logits(datasets, spec, cache_dir=cache_dir, device=pick_device(device),
                                     progress=progress, compute=compute)
-    return logits.get("train"), report
+    return (logits if len(logits) == len(datasets) else None), report
+
+
+def task_references(task_name: str, train_ds: TextDataset, eval_sets: dict[str, TextDataset],
+                    teacher_outputs: dict[str, np.ndarray] | None) -> dict:
+    """majority_score and majority_prediction, and teacher_score when the teacher ran (makd/references.py)."""
+    task = get_task(task_name)
+    references = majority_reference(task, train_ds, eval_sets)
+    if teacher_outputs is not None:
+        references.update(teacher_reference(task, eval_sets, teacher_outputs))
+    return references
+
+
+def teacher_splits(train_ds: TextDataset, eval_sets: dict[str, TextDataset]) -> dict[str, TextDataset]:
+    """What the teacher runs on: the train split (distillation) and the reported dev splits (its own score)."""
+    return {"train": train_ds, **{f"dev{suffix}": ds for suffix, ds in reported_splits(eval_sets).items()}}
+
+
+def dev_outputs(outputs: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """teacher_splits' dev logits keyed by metric suffix again (what teacher_reference takes)."""
+    if outputs is None:
+        return None
+    return {name[len("dev"):]: logits for name, logits in outputs.items() if name.startswith("dev")}
 
 
 def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_seconds: float,
@@ -118,10 +152,13 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     describe_student(cfg.student)  # a student spec that does not parse fails before any work
     start = time.perf_counter()
     train_ds, eval_sets = load_datasets(cfg.task, source, cfg)
-    logits, report = fetch_teacher_logits(cfg.teacher_spec, train_ds, cache_dir, progress=progress, device=device)
+    outputs, report = fetch_teacher_outputs(cfg.teacher_spec, teacher_splits(train_ds, eval_sets), cache_dir,
+                                            progress=progress, device=device)
     out = Path(output_dir) if output_dir else None
-    result = train(cfg, train_ds, eval_sets, logits, checkpoint_dir=out, progress=progress, device=device)
+    result = train(cfg, train_ds, eval_sets, outputs["train"] if outputs else None, checkpoint_dir=out,
+                   progress=progress, device=device)
     summary = summarise(cfg, result, report, time.perf_counter() - start, len(train_ds))
+    summary.update(task_references(cfg.task, train_ds, eval_sets, dev_outputs(outputs)))
     if out is not None:
         atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())
         if save_model:

@@ -46,6 +46,10 @@ def test_distill_prints_one_json_line_and_reuses_the_teacher_cache(tiny_bert_dir
     second = json.loads(out)
     assert code == 0 and second["teacher_cache"] == "hit" and second["teacher_loaded"] is False
     assert second["score"] == first["score"]  # same seed, same cached logits: the same run
+    # the references beside the score: the majority class and the teacher (its dev logits cached too)
+    assert first["majority_prediction"].endswith("% of train)") and 0 < first["majority_score"] < 1
+    assert 0 < first["teacher_score"] < 1
+    assert (second["majority_score"], second["teacher_score"]) == (first["majority_score"], first["teacher_score"])
 
 
 def test_every_glue_task_distils_from_fixtures(tiny_bert_dir, tmp_path, capsys):
@@ -56,7 +60,9 @@ def test_every_glue_task_distils_from_fixtures(tiny_bert_dir, tmp_path, capsys):
         args[args.index("rte")] = task
         code, out, err = run_cli(capsys, *args)
         assert code == 0, err
-        assert set(json.loads(out)["metrics"]) == metrics, task
+        result = json.loads(out)
+        assert set(result["metrics"]) == metrics, task
+        assert {"majority_score", "teacher_score"} <= set(result), task
 
 
 def test_output_dir_resumes_a_finished_run_without_training(tiny_bert_dir, tmp_path, capsys):

@@ -18,7 +18,7 @@ from tests.test_leaderboard import trial, write_experiment
 from tune.report.build import build
 from tune.report.curves import plot_learning_curves
 from tune.report.pareto import plot_pareto
-from tune.report.plots import plot_lambda_curves
+from tune.report.plots import MAJORITY_LABEL, TEACHER_LABEL, plot_lambda_curves
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 
@@ -35,7 +35,8 @@ def sweep_rows(students: list[str], tasks: list[str], seeds=(0,), lams=(0.0, 0.5
         def add(loss, lam, score, weights, student=student, task=task, seed=seed, metric=metric):
             rows.append(trial(task=task, student="2x128", loss=loss, lam=lam, seed=seed, score=score, metric=metric,
                               stage=stage, wall=float(rng.uniform(20, 40)), weights_fingerprint=weights,
-                              predictions_fingerprint=weights + "-p", predicted_classes=2)
+                              predictions_fingerprint=weights + "-p", predicted_classes=2, majority_score=0.45,
+                              teacher_score=None if loss == "ce" else 0.6)
                         | {"student": student, "student_parameters_m": PARAMS[student]})
 
         add("ce", 1.0, ce, f"ce-{student}-{task}-{seed}")
@@ -109,6 +110,14 @@ def test_every_figure_is_legible_at_every_sweep_shape(shape, tmp_path):
     for name, fig in figures.items():
         labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
         assert any(label.startswith("taylor (= ce:") for label in labels), (name, labels)
+    # the references are lines in every score panel, named once in the legend
+    for name in ("pareto", "lambda"):
+        fig = figures[name]
+        labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        assert labels.count(MAJORITY_LABEL) == 1 and labels.count(TEACHER_LABEL) == 1, (name, labels)
+        for ax in fig.axes:
+            levels = {round(float(line.get_ydata()[0]), 6) for line in ax.get_lines() if line.get_linestyle() in (":", "-.")}
+            assert levels == {45.0, 60.0}, (name, levels)
     curves = figures["curves"]
     assert all(float(t.get_text()).is_integer() for ax in curves.axes for t in visible_tick_labels(ax.xaxis))
 

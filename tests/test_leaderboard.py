@@ -232,7 +232,7 @@ def test_cli_writes_csvs_markdown_and_plot_that_round_trip(tmp_path, capsys):
     board = pd.read_csv(files["csv"])
     assert list(board.columns) == LEADERBOARD_COLUMNS
     text = ["task", "student", "loss", "metric", "teacher", "agreement_vs_ce", "agreement_vs_vanilla"]
-    flags = ["identical_to_ce", "identical_to_vanilla", "constant_predictor"]  # True, False or empty (unknown)
+    flags = ["identical_to_ce", "identical_to_vanilla", "constant_predictor", "at_majority"]  # True, False or empty (unknown)
     numbers = [c for c in LEADERBOARD_COLUMNS if c not in text + flags]
     pd.testing.assert_frame_equal(board[numbers], expected.leaderboard[numbers], check_dtype=False)
     assert board[text[-2:]].fillna("").values.tolist() == expected.leaderboard[text[-2:]].values.tolist()
@@ -399,13 +399,31 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
     from_folders = build([running])
     assert "trial folders" in from_folders.sources[0] and from_folders.unfinished == 0
     cols = ["task", "student", "loss", "lam", "tau", "seed", "lr", "metric", "best_score", "final_score", "best_epoch",
-            "epochs_run", "status", "wall_seconds", "node", "node_id", "trial_id", "glue_accuracy"]
+            "epochs_run", "status", "wall_seconds", "node", "node_id", "trial_id", "glue_accuracy", "majority_score",
+            "teacher_score"]
     a = finished.trials[cols].sort_values("trial_id").reset_index(drop=True)
     b = from_folders.trials[cols].sort_values("trial_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
     same = [c for c in LEADERBOARD_COLUMNS if c not in ("student_parameters_m", "device_hours_total", "teacher")]
     pd.testing.assert_frame_equal(finished.leaderboard[same], from_folders.leaderboard[same], check_dtype=False)
     assert list(finished.leaderboard["loss"]) == ["ce", "vanilla", "taylor"]
+    # the references every trial reports: the majority class of the fixture's train split scored on its dev split,
+    # and the teacher's own dev score (on the rows that used it), computed once by the driver
+    from makd.data import load_split
+    from makd.references import majority_reference
+    from makd.tasks import get_task
+
+    rte, glue = get_task("rte"), raw["data"]["glue_dir"]
+    expected = majority_reference(rte, load_split(rte, "train", glue_dir=glue),
+                                  {"": load_split(rte, "validation", glue_dir=glue)})["majority_score"]
+    assert (finished.trials["majority_score"] == expected).all()
+    taught = finished.trials["loss"] != "ce"
+    assert finished.trials.loc[~taught, "teacher_score"].isna().all()
+    assert finished.trials.loc[taught, "teacher_score"].nunique() == 1
+    assert finished.leaderboard["at_majority"].notna().all()
+    table = finished.paper_table_markdown
+    assert f"| *majority class (constant prediction)* | {100 * expected:.1f} |" in table.replace("| *reference* | – ", "")
+    assert f"(not fine-tuned)* | {100 * finished.trials.loc[taught, 'teacher_score'].iloc[0]:.1f} |" in table
 
 
 def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
@@ -457,3 +475,40 @@ def test_an_average_over_fewer_tasks_is_marked_and_never_bold(tmp_path):
                           "|  |  | vanilla | 58.0 | 52.0 | **55.0** | +0.0 (1 seed, no CI) |",
                           "|  |  | taylor | – | **90.0** | 90.0 (1 of 2) | +40.0 (1 seed, no CI) |"]
     assert any('"(n of N)"' in line for line in lines[5:])
+
+
+def test_cells_at_the_majority_baseline_are_marked_and_the_references_lead_the_table(tmp_path):
+    """Injected: RTE with a majority-class baseline of 52.7 and a not-fine-tuned teacher at 47.3; ce's three seeds
+    straddle the baseline, vanilla's are well above it. Checked: the leaderboard flags ce only (its CI reaches the
+    baseline), the paper table opens with the two reference rows and marks ce's cell ∅ with its note, the answer
+    line names the references and ce, and a single seed at the baseline is flagged too."""
+    from tune.report.verdict import verdict_lines
+
+    refs = {"majority_score": 0.527, "teacher_score": 0.473}
+    rows = [trial(seed=s, score=v, **refs) for s, v in enumerate([0.52, 0.54, 0.53])]
+    rows += [trial(loss="vanilla", lam=0.5, seed=s, score=v, **refs) for s, v in enumerate([0.70, 0.72, 0.71])]
+    report = build([write_experiment(tmp_path / "exp", rows)])
+    board = report.leaderboard.set_index("loss")
+    assert board.at["ce", "at_majority"] and not board.at["vanilla", "at_majority"]
+    assert board.at["vanilla", "teacher_score"] == pytest.approx(0.473) and pd.isna(board.at["ce", "teacher_score"])
+    lines = report.paper_table_markdown.splitlines()
+    assert lines[2].startswith("| *reference* | – | *majority class (constant prediction)* | 52.7 |")
+    assert lines[3].startswith("| *reference* | – | *teacher zoo:minilm-l6 (not fine-tuned)* | 47.3 |")
+    ce_row = next(line for line in lines if "| ce |" in line)
+    vanilla_row = next(line for line in lines if "| vanilla |" in line)
+    assert "53.0 ∅" in ce_row and "∅" not in vanilla_row
+    assert any(line.startswith("- ∅ the cell is not above the majority-class baseline") for line in lines)
+    (answer,) = verdict_lines(report.leaderboard)
+    assert "(majority class 52.7; teacher 47.3)" in answer
+    assert "ce is not above the majority-class baseline at 95% confidence" in answer
+
+    one = build([write_experiment(tmp_path / "one", [trial(score=0.527, **refs),
+                                                     trial(loss="vanilla", lam=0.5, score=0.6, **refs)])])
+    assert list(one.leaderboard["at_majority"]) == [True, False]  # one seed: at or below the baseline
+
+
+def test_trials_without_references_leave_them_unknown(tmp_path):
+    """Older trials CSVs have no majority_score or teacher_score: no reference rows, no ∅, unknown flags."""
+    report = build([write_experiment(tmp_path / "old", [trial(), trial(loss="vanilla", lam=0.5, score=0.6)])])
+    assert report.leaderboard["at_majority"].isna().all()
+    assert "*reference*" not in report.paper_table_markdown and "∅" not in report.paper_table_markdown

@@ -21,7 +21,14 @@ import pandas as pd
 
 from makd.cache import CacheReport
 from makd.errors import UsageError
-from makd.pipeline import DataSource, fetch_teacher_logits, load_datasets
+from makd.pipeline import (
+    DataSource,
+    dev_outputs,
+    fetch_teacher_outputs,
+    load_datasets,
+    task_references,
+    teacher_splits,
+)
 from makd.tasks import get_task
 from makd.train import TrainConfig
 from tune import gpu_sizing, search, tracking
@@ -78,22 +85,25 @@ def representative_trial(cfg: SweepConfig, task: str, student: str) -> TrainConf
 
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
                  teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
-    """Load the task's data, tokenise it once per student tokenizer, and fetch its teacher logits (from the makd
-    cache, keyed by the task's TeacherSpec; the teacher runs only on a miss, as a Ray task on a GPU node when
-    teacher_on_gpu)."""
+    """Load the task's data, tokenise it once per student tokenizer, fetch its teacher logits on train and dev (from
+    the makd cache, keyed by the task's TeacherSpec; the teacher runs only on a miss, as a Ray task on a GPU node
+    when teacher_on_gpu), and score the references every trial reports beside its own score."""
     train_ds, eval_sets = load_datasets(task_name, DataSource.from_env(cfg.glue_dir), cfg.train)
     spec = cfg.teacher_spec(task_name)
-    logits, report = fetch_teacher_logits(spec, train_ds, cache_dir, progress=progress, compute=False)
-    if logits is None and spec is not None and teacher_on_gpu:
+    splits = teacher_splits(train_ds, eval_sets)
+    outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, compute=False)
+    if outputs is None and spec is not None and teacher_on_gpu:
         import ray
 
         # Trials use GPUs: run the teacher pass as a Ray task on a GPU node (the driver's node may have none).
-        fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_logits)
-        logits, report = ray.get(fill.remote(spec, train_ds, cache_dir, progress=progress))
-    elif logits is None and spec is not None:
-        logits, report = fetch_teacher_logits(spec, train_ds, cache_dir, progress=progress, device="cpu")
-    return TaskData(task_name, train_ds, eval_sets, logits, dataclasses.asdict(cfg.train),
-                    encode_for_students(cfg, train_ds, eval_sets)), report
+        fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_outputs)
+        outputs, report = ray.get(fill.remote(spec, splits, cache_dir, progress=progress))
+    elif outputs is None and spec is not None:
+        outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, device="cpu")
+    references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
+    return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
+                    dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
+                    references), report
 
 
 def encode_for_students(cfg: SweepConfig, train_ds, eval_sets) -> dict:

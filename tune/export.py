@@ -79,6 +79,10 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"| teacher | {train.get('teacher')} ({'fine-tuned' if train.get('fine_tuned') else 'not fine-tuned'}, "
              f"head seed {train.get('head_seed', 0)}) |",
              f"| stage | {trial['stage']} |",
+             f"| references on dev | majority class {pct(row.get('majority_score'))}; teacher's own score "
+             f"{pct(row.get('teacher_score'))} |",
+             *(["| warning | the cell is not above the majority-class baseline at 95% confidence: no measurable "
+                "learning |"] if known_true(row.get("at_majority")) else []),
              *(["| warning | every seed of this cell predicts a single class on dev (a constant predictor): its score "
                 "is that class's, not something learned |"] if known_true(row.get("constant_predictor")) else []),
              f"| weights fingerprint | {trial.get('weights_fingerprint') or '– (not recorded)'} |", "",

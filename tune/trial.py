@@ -34,6 +34,7 @@ class TaskData:
     teacher_logits: np.ndarray | None
     base: dict  # the sweep's TrainOptions as a dict: shared by every trial (teacher, epochs, batch size, ...)
     encoded: dict = field(default_factory=dict)  # student tokenizer spec -> makd.train.encode_splits(...)
+    references: dict = field(default_factory=dict)  # makd.pipeline.task_references: majority_score, teacher_score
 
 
 def trial_params(config: dict) -> dict:
@@ -131,7 +132,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "student_parameters_m": parameters_m(result.student_parameters) or None,
                 "weights_fingerprint": result.weights_fingerprint,
                 "predictions_fingerprint": result.predictions_fingerprint,
-                "predicted_classes": result.predicted_classes, **node,
+                "predicted_classes": result.predicted_classes, **task_data.references, **node,
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:

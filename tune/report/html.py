@@ -25,8 +25,10 @@ from tune.config import sweep_yaml
 from tune.report.build import Report
 from tune.report.curves import learning_curves, plot_learning_curves
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
+from tune.report.paper import AT_MAJORITY
 from tune.report.pareto import COSTS, cost_frame, plot_pareto
 from tune.report.plots import plot_lambda_curves
+from tune.report.rank import known_true
 from tune.report.verdict import verdict_lines
 
 STYLE = """
@@ -120,8 +122,11 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "method": board["loss"], "best λ": board["best_lam"].map(lambda v: _fmt(v, 2)),
         "best τ": board["best_tau"].map(lambda v: _fmt(v, 2)),
         "score ×100": [_fmt(m, 1, 100) + ("" if pd.isna(s) else f" ± {_fmt(s, 1, 100)}")  # one seed: no spread
-                       for m, s in zip(board["score_mean"], board["score_std"], strict=True)],
+                       + (AT_MAJORITY if known_true(at) else "")
+                       for m, s, at in zip(board["score_mean"], board["score_std"], board["at_majority"], strict=True)],
         "seeds": board["n_seeds"], "Δ vs ce ×100 [95% CI]": board.apply(delta, axis=1),
+        "majority class ×100": board["majority_score"].map(lambda v: _fmt(v, 1, 100)),
+        "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),
         "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4))})
 
 
@@ -204,8 +209,11 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
         "to ce are paired by seed with a Student-t 95% CI. At τ = 1 the taylor loss trains exactly like ce (its "
         "gradient does not depend on the teacher): taylor reads identical to ce where the trained weights are.</p>",
         "<h2>Leaderboard</h2><p class='note'>One row per task × student × method at its best setting; Δ vs ce is "
-        "paired by seed with a Student-t 95% CI.</p>",
-        _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours"}),
+        "paired by seed with a Student-t 95% CI. The references are on the same dev set: the majority class of "
+        "the training labels predicted for every example, and the teacher's own score; ∅ marks a score not above "
+        "the majority class at 95% confidence (no measurable learning).</p>",
+        _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours",
+                                                "majority class ×100", "teacher ×100"}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
         "<h2>Score against cost: the Pareto front</h2><p class='note'>Methods on the same point are drawn nested, the "
         "first in the leaderboard's order outermost (taylor at τ = 1 often sits inside ce).</p>",

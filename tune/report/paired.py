@@ -103,14 +103,30 @@ def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | p
         return NO_PAIRS
     mine, theirs = method.loc[seeds], reference.loc[seeds]
     a, b = mine["dev_score"].to_numpy(float), theirs["dev_score"].to_numpy(float)
-    diff = a - b
-    mean, n = float(diff.mean()), len(diff)
+    diff, n = a - b, len(a)
     if np.array_equal(a, b):
         return PairedDifference(0.0, 0.0, 0.0, n, agreement(mine, theirs))
+    return PairedDifference(*mean_interval(diff), n)
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% Student-t interval of the mean over seeds; low and high NaN for one value."""
+    values = np.asarray(values, dtype=float)
+    mean, n = float(values.mean()), len(values)
     if n < 2:
-        return PairedDifference(mean, math.nan, math.nan, n)
-    sem = float(diff.std(ddof=1)) / math.sqrt(n)
+        return mean, math.nan, math.nan
+    sem = float(values.std(ddof=1)) / math.sqrt(n)
     if sem == 0.0:
-        return PairedDifference(mean, mean, mean, n)
+        return mean, mean, mean
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=sem)
-    return PairedDifference(mean, float(low), float(high), n)
+    return mean, float(low), float(high)
+
+
+def reaches_baseline(scores: pd.Series, baseline: float) -> bool | None:
+    """A cell's scores over seeds are not above `baseline` at 95% confidence: the interval of their mean reaches
+    it (one seed: the score is at or below it). None when the baseline is unknown or there are no scores."""
+    scores = scores.dropna()
+    if baseline is None or pd.isna(baseline) or scores.empty:
+        return None
+    mean, low, _ = mean_interval(scores.to_numpy(float))
+    return bool((mean if math.isnan(low) else low) <= baseline + 1e-12)

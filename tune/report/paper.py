@@ -16,6 +16,7 @@ from tune.report.paired import (
     TIE,
     UNKNOWN,
     paired_difference,
+    reaches_baseline,
 )
 from tune.report.rank import (
     best_settings,
@@ -43,9 +44,25 @@ MARK_NOTES = {
              "(older trials CSVs): whether they are the same students is unknown",
 }
 CONSTANT = " (1 class)"
+AT_MAJORITY = " ∅"
 
 
-def _mark(method: str, task: str, seeds: dict, used: set) -> str:
+def reference_rows(df: pd.DataFrame, tasks: list[str]) -> list[tuple[str, dict[str, float]]]:
+    """(label, task -> score) for the table's first rows: the majority-class baseline, then each teacher's own
+    score (fine-tuned or not), all on dev; none for trials recorded before makd scored references."""
+    rows = []
+    majority = {t: most_common(df.loc[df["task"] == t, "majority_score"]) for t in tasks}
+    if any(v is not None for v in majority.values()):
+        rows.append(("majority class (constant prediction)", majority))
+    taught = df[df["teacher_score"].notna()]
+    for (teacher, fine_tuned), group in taught.groupby([taught["teacher"].fillna(""),
+                                                        taught["teacher_fine_tuned"].fillna(False).astype(bool)]):
+        label = f"teacher {teacher}".strip() + (" (fine-tuned)" if fine_tuned else " (not fine-tuned)")
+        rows.append((label, {t: most_common(group.loc[group["task"] == t, "teacher_score"]) for t in tasks}))
+    return rows
+
+
+def _mark(method: str, task: str, seeds: dict, used: set, majority: float | None = None) -> str:
     """'=' identical to ce at every paired seed (weights), '=p' same predictions, '=s' a tie, '=?' equal scores
     without fingerprints, '°' a CI that contains 0, '' otherwise (or for ce itself); ' (1 class)' when every seed
     of the cell predicts one class on dev (any method, ce included). `used` collects what needs a note."""
@@ -59,6 +76,8 @@ def _mark(method: str, task: str, seeds: dict, used: set) -> str:
             text = " °"
     if constant_predictor(seeds[(method, task)]):
         text, _ = text + CONSTANT, used.add(CONSTANT)
+    if reaches_baseline(seeds[(method, task)]["dev_score"], majority):
+        text, _ = text + AT_MAJORITY, used.add(AT_MAJORITY)
     return text
 
 
@@ -99,6 +118,16 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     header = ["Student", "Params (M)", "Method", *[task_header(t, metric[t]) for t in tasks], "Average",
               "Δ Average vs ce [95% CI]"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 2)) + "|"]
+    references = reference_rows(df, tasks)
+    for label, scores in references:
+        known = [scores[t] for t in tasks if scores[t] is not None]
+        average = f"{100 * np.mean(known):.1f}" if known else "–"
+        if 0 < len(known) < len(tasks):
+            average += f" ({len(known)} of {len(tasks)})"
+        lines.append("| " + " | ".join(["*reference*", "–", f"*{label}*",
+                                        *("–" if scores[t] is None else f"{100 * scores[t]:.1f}" for t in tasks),
+                                        average, ""]) + " |")
+    majority = dict(references[0][1]) if references and references[0][0].startswith("majority") else {}
     incomplete = any_cut = False
     used: set[str] = set()  # marks that need their note
     for student in [s for s in student_order(trials) if s in set(cells["student"])]:
@@ -134,7 +163,7 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
                     continue
                 head, text = values[m][t]
                 text = f"**{text}**" if round(head, 1) == best[t] else text
-                row.append(text + _mark(m, t, seeds, used) + (" †" if (m, t) in cut else ""))
+                row.append(text + _mark(m, t, seeds, used, majority.get(t)) + (" †" if (m, t) in cut else ""))
             avg = averages[m]
             avg_text = "–" if pd.isna(avg) else f"{avg:.1f}"
             if covered[m] == widest and pd.notna(avg) and round(avg, 1) == best_avg:
@@ -152,6 +181,13 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
              + "".join(MARK_NOTES[a] + "; " for a in AGREEMENT_ORDER if a in used)
              + "° a difference whose 95% CI (Student t over seeds) contains 0. The last column is the paired "
              "difference of the Average ×100 with its CI (one seed: no CI)."]
+    if references:
+        notes.append("*reference* rows, on the same dev set: the majority class of the training labels predicted for "
+                     "every example (a regression task: a constant, whose correlation is 0), and the teacher's own "
+                     "score (the paper's teacher is not fine-tuned: a pretrained encoder with a fresh head).")
+    if AT_MAJORITY in used:
+        notes.append("∅ the cell is not above the majority-class baseline at 95% confidence (its Student-t interval "
+                     "over seeds reaches it; one seed: its score is at or below it): no measurable learning.")
     if CONSTANT in used:
         notes.append("(1 class): every seed of the cell predicts a single class for all of dev, a constant "
                      "predictor: its score is the metric's value for that class, whatever the method.")

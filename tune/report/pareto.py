@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from tune.report.layout import equal_to_ce, few_ticks, fit_legend, fit_suptitle, legend_label
 from tune.report.order import loss_rank, student_order, task_header, task_rank
-from tune.report.plots import method_color
+from tune.report.plots import draw_references, method_color
 
 COSTS = (("student_parameters_m", "student parameters (M)"), ("device_hours_per_trial", "device-hours per trial"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -49,7 +49,7 @@ def drawable_costs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
     """A column per task, a row per cost with two or more distinct values: one marker per method (colour) and
     student (shape), the CE baseline in grey, the Pareto-optimal cells ringed in black and joined by the front's
-    staircase. Methods on the same point are nested (the first drawn largest), so that none hides another; the
+    staircase; the majority-class baseline and the teacher's own score are black lines. Methods on the same point are nested (the first drawn largest), so that none hides another; the
     legend says which methods score exactly ce's score. None when no cost varies (nothing to trade off)."""
     frame = cost_frame(leaderboard)
     costs = drawable_costs(frame)
@@ -61,11 +61,13 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(costs), len(tasks), squeeze=False)
     methods = sorted(frame["loss"].dropna().unique(), key=loss_rank)
+    references: dict[str, object] = {}  # legend label -> line (the majority class, the teacher's own score)
     for col, task in enumerate(tasks):
         part = frame[frame["task"] == task]
         metric = part["metric"].dropna().iloc[0] if part["metric"].notna().any() else None
         for row, (cost, label) in enumerate(costs):
             ax = axes[row][col]
+            draw_references(ax, part, references)
             points = part.dropna(subset=[cost, "score"])
             # methods that land on one point (taylor at tau 1 = ce) are drawn as nested markers, largest first
             place = points[[cost, "score"]].round(6).apply(tuple, axis=1)
@@ -97,6 +99,8 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
         labels += [f"student {s}" for s in students]
     handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10, linestyle=""))
     labels.append("Pareto-optimal")
+    handles += list(references.values())
+    labels += list(references)
     fit_suptitle(fig, "Score against cost: a point per task × student × method (mean over seeds)")
     fit_legend(fig, handles, labels)
     return fig

@@ -40,7 +40,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
 
     In each panel a method is its mean dev score over seeds at each λ with ± one standard deviation as error bars
     (one point per λ in a final stage, a curve in a search); the CE-only baseline (any loss at λ = 1) is a grey
-    dashed line with its ± std band. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
+    dashed line with its ± std band; the majority-class baseline and the teacher's own score are black lines. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
     a fine-tuned teacher) differ by marker. One legend for the figure, below the panels, fitted to the canvas; a
     method that scores exactly ce's score (from `board`) is said to lie on ce's line. Written atomically to `path`
     (png, pdf or svg by its suffix) when given. None (nothing written) when the methods ran at fewer than two λ
@@ -78,6 +78,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.axhspan(mean - spread, mean + spread, color=method_color("ce"), alpha=0.12, linewidth=0)
                 handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
                                                                 linewidth=1.3)
+            draw_references(ax, mine, handles)
             for i, method in enumerate(methods):
                 points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
@@ -104,6 +105,20 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
     if path is not None:
         write_figure(fig, path)
     return fig
+
+
+MAJORITY_LABEL, TEACHER_LABEL = "majority class (constant prediction)", "teacher's own score"
+
+
+def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True) -> None:
+    """The panel's references as lines (makd/references.py): the majority-class baseline (dotted) and the
+    teacher's own score (dash-dot, one per teacher), so a reader sees at once what "learned" means here. Trials
+    recorded without references draw none."""
+    line = ax.axhline if horizontal else ax.axvline
+    for column, label, style in (("majority_score", MAJORITY_LABEL, ":"), ("teacher_score", TEACHER_LABEL, "-.")):
+        values = cell[column].dropna().unique() if column in cell else []
+        for value in values:
+            handles[label] = line(100 * value, color="black", linestyle=style, linewidth=1.1, alpha=0.8)
 
 
 def write_figure(fig: Figure, path: str | Path) -> Path:

@@ -13,7 +13,14 @@ from collections.abc import Iterable
 import pandas as pd
 
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
-from tune.report.paired import FINGERPRINT_COLUMNS, NO_PAIRS, UNKNOWN, PairedDifference, paired_difference
+from tune.report.paired import (
+    FINGERPRINT_COLUMNS,
+    NO_PAIRS,
+    UNKNOWN,
+    PairedDifference,
+    paired_difference,
+    reaches_baseline,
+)
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
@@ -22,10 +29,11 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                        "score_mean", "score_std", "n_seeds", "final_score_mean",
                        *[f"{c}_{b}" for b in BASELINES for c in ("delta_vs", "ci_low_vs", "ci_high_vs", "pairs_vs",
                                                                   "identical_to", "agreement_vs")],
-                       "constant_predictor",
+                       "constant_predictor", "majority_score", "at_majority", "teacher_score",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
                        "teacher"]
 _SETTING = ["_lam", "_tau", "_lr"]
+REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
 
 
 def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
@@ -116,13 +124,16 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     95% interval `ci_low_vs_ce`..`ci_high_vs_ce` over `pairs_vs_ce` seeds; `identical_to_ce` when the weights'
     fingerprints are equal at every paired seed (empty when the trials have none) and `agreement_vs_ce` for equal
     scores (identical, same predictions, tie, unknown: tune/report/paired.py); the same for vanilla.
-    `constant_predictor`: every seed at the best setting predicts one class on dev. Cost columns cover all of the row's trials:
+    `constant_predictor`: every seed at the best setting predicts one class on dev. `majority_score`: the task's
+    majority-class (regression: constant) baseline on dev; `at_majority`: the row's 95% CI over seeds reaches it
+    (one seed: its score is at or below it), i.e. no measurable learning; `teacher_score`: the row's teacher's own
+    dev score (empty for ce, and for trials recorded before makd scored references). Cost columns cover all of the row's trials:
     `wall_seconds_mean` per trial, `device_hours_total` summed.
     """
     if trials.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     df = setting_view(trials)
-    board = best_settings(df, ["task", "student", "_loss"]).rename(columns={"_loss": "loss"})
+    board = best_settings(df, ["task", "student", "_loss"], extra=REFERENCE_COLUMNS).rename(columns={"_loss": "loss"})
     if board.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
     seeds = {(r["task"], r["student"], r["loss"]): setting_seeds(df, r) for _, r in board.iterrows()}
@@ -139,6 +150,9 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
         board[f"agreement_vs_{baseline}"] = [d.agreement for d in found]
     board["constant_predictor"] = pd.array([constant_predictor(seeds[(r["task"], r["student"], r["loss"])])
                                             for _, r in board.iterrows()], dtype="boolean")
+    board["at_majority"] = pd.array([reaches_baseline(seeds[(r["task"], r["student"], r["loss"])]["dev_score"],
+                                                      r["majority_score"]) for _, r in board.iterrows()],
+                                    dtype="boolean")
     students = {s: i for i, s in enumerate(student_order(trials))}
     order = sorted(board.index, key=lambda i: (task_rank(board.at[i, "task"]),
                                                students.get(board.at[i, "student"], len(students)),

@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from tune.config import SweepConfig
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
-                 "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "best_epoch",
+                 "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "majority_score",
+                 "teacher_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
+            "majority_score", "teacher_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial", "predicted_classes")
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
@@ -84,6 +86,9 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
         best = max(scored, key=lambda h: h["score"])  # the first best epoch
         peaks = [number(h.get("peak_gpu_mb")) for h in history]
         row.update(best_score=number(best.get("score")), final_score=number(metrics.get("score")),
+                   # the task's references on dev (makd/references.py); the teacher's only where this trial used it
+                   majority_score=number(metrics.get("majority_score")),
+                   teacher_score=number(metrics.get("teacher_score")) if row["loss"] != "ce" else None,
                    dev_score=number(best.get("dev_score")), selection=metrics.get("selection"),
                    best_epoch=int(best.get("epoch") or 0), epochs_run=int(metrics.get("epoch") or len(history)),
                    wall_seconds=float(metrics.get("time_total_s") or 0.0), device=metrics.get("device"),
@@ -405,6 +410,7 @@ def trials_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in frame.columns if c.startswith(("glue_", "best_glue_"))]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].astype("string").str.upper()
+    frame.loc[frame["loss"] == "ce", "teacher_score"] = np.nan  # ce never sees the teacher (as teacher_fields)
     for column in FINGERPRINT_COLUMNS:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     frame["stage"] = frame["stage"].astype(object).where(frame["stage"].notna(), "search")  # older CSVs: no stages

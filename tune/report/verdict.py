@@ -2,8 +2,9 @@
 
 What a user came for is "does distillation beat cross-entropy here, by how much, and can I trust it": the best
 method against ce with its paired difference and CI (or "1 seed: no CI"), what taylor's equality with ce is (the
-fingerprints' agreement), and cells whose students predict one class for all of dev. Nothing here is a judgement
-the numbers do not carry: a CI that contains 0 reads "within seed noise".
+fingerprints' agreement), cells whose students predict one class for all of dev or are not above the task's
+majority-class baseline, and the references themselves (that baseline, the teacher's own score). Nothing here is a
+judgement the numbers do not carry: a CI that contains 0 reads "within seed noise".
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from tune.report.order import loss_rank, task_header, task_rank
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
-from tune.report.rank import known_true
+from tune.report.rank import FINE_TUNED_SUFFIX, known_true
 
 AGREEMENT_WORDS = {IDENTICAL: "is ce's student at every seed (identical weights)",
                    SAME_PREDICTIONS: "makes ce's dev predictions at every seed (different weights)",
@@ -32,6 +33,19 @@ def _difference(row: pd.Series) -> str:
     return f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] vs ce over {pairs} seeds: {noise}"
 
 
+def _references(rows: pd.DataFrame) -> str:
+    """' (majority class 52.7; teacher 47.3)': what the cell's scores are read against; '' without references."""
+    said = []
+    majority = rows["majority_score"].dropna() if "majority_score" in rows else pd.Series(dtype=float)
+    if len(majority):
+        said.append(f"majority class {100 * majority.iloc[0]:.1f}")
+    teachers = rows.dropna(subset=["teacher_score"]) if "teacher_score" in rows else rows.iloc[:0]
+    for _, row in teachers.drop_duplicates(["teacher", "teacher_score"]).iterrows():
+        fine_tuned = "fine-tuned " if str(row["loss"]).endswith(FINE_TUNED_SUFFIX) else ""
+        said.append(f"{fine_tuned}teacher {100 * row['teacher_score']:.1f}")
+    return f" ({'; '.join(said)})" if said else ""
+
+
 def verdict_lines(board: pd.DataFrame) -> list[str]:
     """One line per task × student of the leaderboard, in its order."""
     lines = []
@@ -42,7 +56,7 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
     for _, key in keys.iterrows():
         rows = board[(board["task"] == key["task"]) & (board["student"] == key["student"])]
         rows = rows.iloc[sorted(range(len(rows)), key=lambda i: loss_rank(rows.iloc[i]["loss"]))]
-        head = f"{task_header(key['task'], rows['metric'].iloc[0])}, student {key['student']}:"
+        head = f"{task_header(key['task'], rows['metric'].iloc[0])}, student {key['student']}{_references(rows)}:"
         ce = rows[rows["loss"] == "ce"]
         others = rows[rows["loss"] != "ce"]
         parts = []
@@ -73,5 +87,12 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
         elif constant:
             names = constant[0] if len(constant) == 1 else ", ".join(constant[:-1]) + " and " + constant[-1]
             parts.append(f"{names} predict{'s' if len(constant) == 1 else ''} a single class for all of dev")
+        at = [r["loss"] for _, r in rows.iterrows() if known_true(r.get("at_majority"))]
+        if at and len(at) == len(rows):
+            parts.append("no method is above the majority-class baseline at 95% confidence: no measurable learning")
+        elif at:
+            names = at[0] if len(at) == 1 else ", ".join(at[:-1]) + " and " + at[-1]
+            parts.append(f"{names} {'is' if len(at) == 1 else 'are'} not above the majority-class baseline at 95% "
+                         "confidence")
         lines.append(f"{head} " + "; ".join(parts) + ".")
     return lines
