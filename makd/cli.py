@@ -55,7 +55,8 @@ def add_library_commands(sub) -> None:
     c = sub.add_parser("cache-teacher", help="compute the frozen teacher's logits once and store them")
     add_data_args(c)
     add_teacher_args(c, required=True)
-    c.add_argument("--splits", default="train", help="comma list of train, dev (default train: what KD uses)")
+    c.add_argument("--splits", default="train,dev", help="comma list of train, dev (default both: KD reads train, "
+                   "the teacher's own score reads dev)")
     c.add_argument("--batch-size", dest="teacher_batch_size", type=int,
                    help="teacher batch size (default 16 on CPU, 64 on GPU)")
     c.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")

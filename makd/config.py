@@ -51,9 +51,10 @@ class TrainOptions:
     max_eval_samples: int | None = option(None, "deterministic subsample of each dev split", group="data", low=1)
     data_seed: int = option(0, "subsampling seed: fixed across training seeds so the teacher cache is shared",
                             group="data", low=0)
-    holdout_fraction: float = option(0.0, "hold out this fraction of the training set (seeded by data-seed) and "
-                                     "choose the epoch on it; the dev set is then reported untouched, as a test set "
-                                     "(0: choose on dev)", group="data", low=0.0, below=1.0)
+    holdout_fraction: float = option(0.1, "hold out this fraction of the training set (seeded by data-seed) and "
+                                     "choose the epoch (and a sweep's settings) on it, so that the dev set is "
+                                     "reported untouched, as a test set (0: choose on the dev set that is reported, "
+                                     "an optimistic score)", group="data", low=0.0, below=1.0)
     epochs: int = option(3, "training epochs", low=1)
     batch_size: int = option(32, "examples per optimizer step", low=1)
     micro_batch_size: int | None = option(None, "run each batch forward/backward in chunks of this size: the same "

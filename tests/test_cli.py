@@ -34,7 +34,12 @@ def test_distill_prints_one_json_line_and_reuses_the_teacher_cache(tiny_bert_dir
     lines = out.strip().splitlines()
     assert len(lines) == 1
     first = json.loads(lines[0])
-    assert first["task"] == "rte" and first["metric"] == "accuracy" and set(first["metrics"]) == {"accuracy"}
+    assert first["task"] == "rte" and first["metric"] == "accuracy"
+    # selection on a train hold-out by default: its score chose the epoch, dev is reported untouched
+    assert set(first["metrics"]) == {"accuracy", "holdout_accuracy"} and first["selection"] == "train_holdout"
+    assert first["history"][-1]["score"] == first["metrics"]["holdout_accuracy"]  # the epochs' selection scores
+    assert first["best_score"] == max(h["score"] for h in first["history"])
+    assert first["score"] == first["metrics"]["accuracy"] and 0 <= first["dev_score"] <= 1
     assert first["epochs"] == 2 and first["wall_seconds"] > 0 and first["train_examples_per_s"] > 0
     assert first["teacher_cache"] == "miss" and first["teacher_loaded"] is True
 
@@ -61,7 +66,7 @@ def test_every_glue_task_distils_from_fixtures(tiny_bert_dir, tmp_path, capsys):
         code, out, err = run_cli(capsys, *args)
         assert code == 0, err
         result = json.loads(out)
-        assert set(result["metrics"]) == metrics, task
+        assert {m for m in result["metrics"] if not m.startswith("holdout_")} == metrics, task
         assert {"majority_score", "teacher_score"} <= set(result), task
 
 

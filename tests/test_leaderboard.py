@@ -145,7 +145,7 @@ def test_paper_table_layout_bold_average_and_tau_rows(tmp_path):
                  trial("mrpc", score=mrpc, metric="f1", **common)]
     result = build([write_experiment(tmp_path / "exp", rows)])
     lines = result.paper_table_markdown.splitlines()
-    assert lines[0] == ("| Student | Params (M) | Method | CoLA (MCC) | MRPC (F1) | MNLI-m/mm (Acc) | Average | "
+    assert lines[0] == ("| Student | Params (M) | Method (epoch, λ chosen on dev) | CoLA (MCC) | MRPC (F1) | MNLI-m/mm (Acc) | Average | "
                         "Δ Average vs ce [95% CI] |")
     assert lines[2:7] == [
         "| 1x64 | 2.0 | ce | **10.0** | **60.0** | **50.0/52.0** | **40.0** |  |",

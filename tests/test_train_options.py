@@ -96,7 +96,19 @@ def test_cache_teacher_and_distill_share_one_cache_entry(tiny_bert_dir, tmp_path
     common = ["--task", "rte", "--glue-dir", str(FIXTURE_GLUE), "--teacher", str(tiny_bert_dir), "--max-length", "32",
               "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     assert main(["cache-teacher", *common]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["misses"] == 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["misses"] == 2  # train and dev
     assert main(["distill", *common, "--student", "1x64", "--student-tokenizer", str(tiny_bert_dir), "--loss",
                  "vanilla", "--lam", "0.5", "--epochs", "1", "--batch-size", "8"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["teacher_cache"] == "hit"
+
+
+def test_selection_defaults_to_a_train_hold_out_and_dev_only_when_asked():
+    """Issue 22: a sweep (and `makd distill`) chooses epochs and settings on a seeded 10% of train unless told
+    otherwise; `selection: {split: dev}` is the only way back to choosing on the reported set."""
+    assert parse_config(sweep()).train.holdout_fraction == 0.1
+    assert from_args(TrainOptions, build_parser().parse_args(["distill", "--task", "rte", "--student", "2x128"]))\
+        .holdout_fraction == 0.1
+    assert parse_config(sweep(selection={"split": "dev"})).train.holdout_fraction == 0.0
+    assert parse_config(sweep(selection={"split": "train_holdout", "fraction": 0.2})).train.holdout_fraction == 0.2
+    with pytest.raises(UsageError, match="selection.fraction"):
+        parse_config(sweep(selection={"split": "dev", "fraction": 0.2}))

@@ -117,7 +117,7 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         ci = "" if lo is None or pd.isna(lo) else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
         return f"{100 * d:+.1f}{ci}"
 
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "task": board["task"], "student": board["student"], "params (M)": board["student_parameters_m"].map(_fmt),
         "method": board["loss"], "best λ": board["best_lam"].map(lambda v: _fmt(v, 2)),
         "best τ": board["best_tau"].map(lambda v: _fmt(v, 2)),
@@ -128,6 +128,11 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "majority class ×100": board["majority_score"].map(lambda v: _fmt(v, 1, 100)),
         "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),
         "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4))})
+    unscored = [c for c, source in REFERENCE_HEADINGS.items() if board[source].isna().all()]
+    return frame.drop(columns=unscored)  # trials recorded before makd scored references: no empty columns
+
+
+REFERENCE_HEADINGS = {"majority class ×100": "majority_score", "teacher ×100": "teacher_score"}
 
 
 def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
@@ -209,11 +214,12 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
         "to ce are paired by seed with a Student-t 95% CI. At τ = 1 the taylor loss trains exactly like ce (its "
         "gradient does not depend on the teacher): taylor reads identical to ce where the trained weights are.</p>",
         "<h2>Leaderboard</h2><p class='note'>One row per task × student × method at its best setting; Δ vs ce is "
-        "paired by seed with a Student-t 95% CI. The references are on the same dev set: the majority class of "
-        "the training labels predicted for every example, and the teacher's own score; ∅ marks a score not above "
-        "the majority class at 95% confidence (no measurable learning).</p>",
+        "paired by seed with a Student-t 95% CI." + (
+            " The references are on the same dev set: the majority class of the training labels predicted for "
+            "every example, and the teacher's own score; ∅ marks a score not above the majority class at 95% "
+            "confidence (no measurable learning)." if board["majority_score"].notna().any() else "") + "</p>",
         _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours",
-                                                "majority class ×100", "teacher ×100"}),
+                                                *REFERENCE_HEADINGS}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
         "<h2>Score against cost: the Pareto front</h2><p class='note'>Methods on the same point are drawn nested, the "
         "first in the leaderboard's order outermost (taylor at τ = 1 often sits inside ce).</p>",

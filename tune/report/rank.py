@@ -25,7 +25,8 @@ from tune.report.paired import (
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
 BASELINES = ("ce", "vanilla")  # every other row is compared with these, paired by seed
-LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "best_lam", "best_tau", "best_lr",
+LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "selection", "best_lam",
+                       "best_tau", "best_lr",
                        "score_mean", "score_std", "n_seeds", "final_score_mean",
                        *[f"{c}_{b}" for b in BASELINES for c in ("delta_vs", "ci_low_vs", "ci_high_vs", "pairs_vs",
                                                                   "identical_to", "agreement_vs")],
@@ -101,10 +102,18 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
                       peak_gpu_mb_max=group["peak_gpu_mb"].max() if "peak_gpu_mb" in group else None,
                       student_parameters_m=group["student_parameters_m"].max(),
                       metric=most_common(group["metric"]),
+                      selection=selection_kind(group["selection"]) if "selection" in group else "dev",
                       teacher=", ".join(sorted({str(t) for t in group["teacher"].dropna()})) or None,
                       **{c: best[c] for c in extra})
         records.append(record)
     return pd.DataFrame(records)
+
+
+def selection_kind(values: pd.Series) -> str:
+    """Where trials chose their epoch and setting (their `selection` values): train_holdout, dev (older trials
+    recorded none: dev), or mixed."""
+    found = set(values.dropna()) or {"dev"}
+    return found.pop() if len(found) == 1 else "mixed"
 
 
 def most_common(values: pd.Series):
