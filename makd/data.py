@@ -107,10 +107,15 @@ def parse_label(task: TaskSpec, value: object) -> int | float:
             score = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ValueError(f"unparseable score {value!r} (expected a number in 0..5)") from None
-        if not (math.isfinite(score) and STSB_RANGE[0] <= score <= STSB_RANGE[1]):
-            raise ValueError(f"score {value!r} outside 0..5")
+        if not math.isfinite(score) or (not task.from_files and not STSB_RANGE[0] <= score <= STSB_RANGE[1]):
+            raise ValueError(f"score {value!r} outside {'finite numbers' if task.from_files else '0..5'}")
         return score
     assert task.labels is not None
+    if task.from_files:  # a user's task: its labels are the names its files use (ids would be ambiguous)
+        name = str(value).strip()
+        if name in task.labels:
+            return task.labels.index(name)
+        raise ValueError(f"unknown label {value!r} (the task's labels: {', '.join(task.labels)})")
     expected = f"expected {', '.join(task.labels)} or ids 0..{task.num_labels - 1}"
     if isinstance(value, str):
         if value in task.labels:
@@ -301,6 +306,8 @@ def load_split(task: TaskSpec, split: str, *, glue_dir: str | Path | None = None
     text_columns / label_column only apply to data_file; they default to the hub column names
     (task.text_fields and "label").
     """
+    if data_file is None and task.from_files:
+        raise UsageError("task", f"{task.name} is a task defined by files: its {split} split needs its file")
     if data_file is not None:
         ds = load_file(task, split, data_file, text_columns or task.text_fields, label_column or "label")
     else:

@@ -59,6 +59,8 @@ class TaskSpec:
     eval_splits: tuple[tuple[str, str], ...] = (("validation", ""),)
     glue_layout: GlueLayout | None = None  # None: no GLUE-folder layout (hub or --train-file only)
     paper_order: float = 100.0  # column order in the paper-style table (Table 2 of the paper)
+    platt_center: float = STSB_CENTER  # a regression task's Platt offset: the middle of its score range
+    from_files: bool = False  # a user's task (makd/file_tasks.py): data only from its files, never the hub
 
     @property
     def is_regression(self) -> bool:
@@ -105,7 +107,7 @@ class TaskSpec:
         if labels.ndim != 1:
             raise UsageError("labels", f"expected a 1-D array, got shape {labels.shape}")
         if self.is_regression:
-            shifted = labels.astype(np.float64) - STSB_CENTER
+            shifted = labels.astype(np.float64) - self.platt_center
             return np.stack([expit(-shifted), expit(shifted)], axis=1).astype(np.float32)
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_labels):
             raise UsageError("labels", f"class ids must be in [0, {self.num_labels - 1}] for task {self.name}")
@@ -120,7 +122,7 @@ class TaskSpec:
             raise UsageError("logits", f"expected shape [N, {self.num_labels}] for task {self.name}, got {logits.shape}")
         if self.is_regression:
             logits = logits.astype(np.float64)
-            return logits[:, 1] - logits[:, 0] + STSB_CENTER
+            return logits[:, 1] - logits[:, 0] + self.platt_center
         return logits.argmax(axis=1).astype(np.int64)
 
 
@@ -156,6 +158,7 @@ for _spec in (  # in the paper's Table 2 order
              glue_layout=_PAIR),
 ):
     register_task(dataclass_replace(_spec, paper_order=float(len(TASKS))))
+GLUE_TASK_NAMES = frozenset(TASKS)  # a user's own task (makd/file_tasks.py) may not take one of these names
 
 
 def get_task(name: str) -> TaskSpec:

@@ -140,8 +140,9 @@ def add_export_parser(sub) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from makd.tasks import get_task
-    from tune.export import export_winner
+    from tune.export import export_winner, register_file_tasks
 
+    register_file_tasks(args.experiment)  # the sweep's own tasks (defined by files), as its trials knew them
     path, score = export_winner(args.experiment, get_task(args.task).name, args.student, args.loss, args.out,
                                 stage=args.stage)
     print(json.dumps({"exported": str(path), "task": get_task(args.task).name, "student": args.student,

@@ -15,8 +15,11 @@ import yaml
 from makd.cache import TeacherSpec
 from makd.config import OPTION_NAMES, TrainOptions, parse_option
 from makd.errors import UsageError
+from makd.file_tasks import EXAMPLE as FILE_TASK_EXAMPLE
+from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
+from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
-from makd.tasks import get_task
+from makd.tasks import GLUE_TASK_NAMES, get_task
 from tune.fields import as_list, mapping, number
 from tune.search import SearchConfig, get_search_kind, parse_search
 from tune.search.final import FinalConfig
@@ -54,6 +57,10 @@ class SweepConfig:
     storage: str = "runs"
     address: str | None = None
     tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
+    file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
+
+    def file_task(self, task: str) -> FileTask | None:
+        return next((t for t in self.file_tasks if t.name == task), None)
 
     @property
     def max_epochs(self) -> int:
@@ -94,8 +101,13 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
 
     tasks = as_list(raw, "tasks", None)
     if not tasks:
-        raise UsageError("tasks", "list at least one GLUE task")
+        raise UsageError("tasks", "list at least one GLUE task, or your own: " + FILE_TASK_EXAMPLE)
+    file_tasks = []
     for i, task in enumerate(tasks):
+        if isinstance(task, dict):  # a task defined by the user's files (makd/file_tasks.py)
+            file_tasks.append(parse_file_task(task, f"tasks[{i}]", reserved=GLUE_TASK_NAMES))
+            tasks[i] = file_tasks[-1].name
+            continue
         try:
             tasks[i] = get_task(str(task)).name
         except UsageError as err:
@@ -162,7 +174,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("address", f"expected a Ray address string, got {address!r}")
 
     cfg = SweepConfig(
-        name=name.strip(), tasks=tuple(tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
+        name=name.strip(), tasks=tuple(tasks), file_tasks=tuple(file_tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
         lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
         train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
         gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
@@ -267,6 +279,9 @@ def sweep_yaml(config: dict) -> str:
     training options at the top level, data, resources_per_trial, the search kind's own fields, an explicit
     `final`. What the report shows under the sweep's facts (`parse_config` reads it back to the same config)."""
     raw: dict = {k: config[k] for k in ("name", "tasks", "students", "losses", "lams", "taus", "seeds")}
+    defined = {t["name"]: {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in t.items()
+                           if v is not None and k in FILE_TASK_FIELDS} for t in config.get("file_tasks") or []}
+    raw["tasks"] = [defined.get(task, task) for task in raw["tasks"]]
     train = config.get("train") or {k: config[k] for k in OPTION_NAMES if k in config}  # older sweep.json: top level
     raw.update({k: v for k, v in train.items() if v is not None})
     if config.get("glue_dir"):

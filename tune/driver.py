@@ -88,7 +88,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     """Load the task's data, tokenise it once per student tokenizer, fetch its teacher logits on train and dev (from
     the makd cache, keyed by the task's TeacherSpec; the teacher runs only on a miss, as a Ray task on a GPU node
     when teacher_on_gpu), and score the references every trial reports beside its own score."""
-    train_ds, eval_sets = load_datasets(task_name, DataSource.from_env(cfg.glue_dir), cfg.train)
+    train_ds, eval_sets = load_datasets(task_name, data_source(cfg, task_name), cfg.train)
     spec = cfg.teacher_spec(task_name)
     splits = teacher_splits(train_ds, eval_sets)
     outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, compute=False)
@@ -101,9 +101,32 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     elif outputs is None and spec is not None:
         outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, device="cpu")
     references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
+    own = cfg.file_task(task_name)
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
                     dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
-                    references), report
+                    references, get_task(task_name) if own else None), report
+
+
+def data_source(cfg: SweepConfig, task: str) -> DataSource:
+    """A task's data: the user's files for a task they defined, else the GLUE dir / $MAKD_GLUE_DIR / the hub."""
+    own = cfg.file_task(task)
+    if own is None:
+        return DataSource.from_env(cfg.glue_dir)
+    return DataSource(train_file=own.train_file, eval_file=own.eval_file, text_columns=own.text_columns,
+                      label_column=own.label_column)
+
+
+def check_file_tasks(cfg: SweepConfig) -> SweepConfig:
+    """The user's tasks with absolute file paths (a Ray Job changes the working dir), each registered and both its
+    files read once: a missing file, a wrong column or a label that does not fit the task's type is refused in one
+    line before Ray starts."""
+    resolved = tuple(dataclasses.replace(t, train_file=str(Path(t.train_file).expanduser().resolve()),
+                                         eval_file=str(Path(t.eval_file).expanduser().resolve()))
+                     for t in cfg.file_tasks)
+    resolved = tuple(dataclasses.replace(task, spec=task.register()) for task in resolved)
+    for task in resolved:
+        task.load()
+    return dataclasses.replace(cfg, file_tasks=resolved)
 
 
 def encode_for_students(cfg: SweepConfig, train_ds, eval_sets) -> dict:
@@ -207,6 +230,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     root = experiment_root(cfg)
     if cfg.glue_dir:
         cfg = dataclasses.replace(cfg, glue_dir=str(Path(cfg.glue_dir).expanduser().resolve()))
+    cfg = check_file_tasks(cfg)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         # Inside a Ray Job the cwd is the job's unpacked working_dir, which Ray may garbage-collect while trials
         # finish: work from a directory that outlives the job.

@@ -97,6 +97,21 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
     return "\n".join(lines)
 
 
+def register_file_tasks(root: str | Path) -> None:
+    """Register the tasks a sweep defined by files (sweep.json's `file_tasks`) from the label set and metric it
+    recorded, so that a model is exported under the same labels without the files."""
+    from makd.tasks import TaskSpec, register_task
+
+    path = Path(root) / "sweep.json"
+    tasks = json.loads(path.read_text())["config"].get("file_tasks") or [] if path.is_file() else []
+    for task in tasks:
+        spec = task.get("spec")
+        if spec:
+            register_task(TaskSpec(**{**spec, "text_fields": tuple(spec["text_fields"]),
+                                      "labels": tuple(spec["labels"]) if spec["labels"] else None,
+                                      "eval_splits": tuple(tuple(s) for s in spec["eval_splits"])}))
+
+
 def export_winner(root: str | Path, task: str, student: str, loss: str, out: str | Path | None = None,
                   stage: str | None = None) -> tuple[Path, float]:
     """Write the cell's winning student to `out` (default EXP/export/<task>-<student>-<loss>); returns the dir

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from makd.data import TextDataset
+from makd.tasks import TaskSpec
 from tune.search.base import SWEPT
 
 FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
@@ -35,6 +36,7 @@ class TaskData:
     base: dict  # the sweep's TrainOptions as a dict: shared by every trial (teacher, epochs, batch size, ...)
     encoded: dict = field(default_factory=dict)  # student tokenizer spec -> makd.train.encode_splits(...)
     references: dict = field(default_factory=dict)  # makd.pipeline.task_references: majority_score, teacher_score
+    spec: TaskSpec | None = None  # a task defined by the user's files: registered in the trial's process
 
 
 def trial_params(config: dict) -> dict:
@@ -94,9 +96,11 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     from ray import tune as ray_tune
 
     from makd import gpu, models
-    from makd.tasks import get_task
+    from makd.tasks import get_task, register_task
     from makd.train import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
 
+    if task_data.spec is not None:  # the user's own task: a fresh worker knows only the GLUE tasks
+        register_task(task_data.spec)
     params = trial_params(config)
     cfg = TrainConfig(task=task_data.task, **{**task_data.base, **{key: params[key] for key in SWEPT}})
     task = get_task(cfg.task)

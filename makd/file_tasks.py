@@ -1,0 +1,136 @@
+"""A task defined by the user's own files (csv, tsv, jsonl, json lines, parquet): what a sweep's `tasks:` entry
+`{name, train_file, eval_file, text_columns, label_column, type, labels, metric}` describes.
+
+It becomes an ordinary `TaskSpec` (labels, metric, Platt offset for regression), registered under its name in
+every process that needs it: the driver when the config is read, each trial from the spec the driver ships (Ray
+workers start with only the GLUE tasks registered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from makd.data import TextDataset, _read_table, load_file
+from makd.errors import UsageError
+from makd.tasks import TASKS, TaskSpec, register_task
+
+CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")  # f1: of the second label, as GLUE's MRPC/QQP (two labels only)
+REGRESSION_METRICS = ("pearson",)
+FIELDS = ("name", "train_file", "eval_file", "text_columns", "label_column", "type", "labels", "metric")
+EXAMPLE = ("{name: reviews, train_file: train.csv, eval_file: dev.csv, text_columns: [text], label_column: label, "
+           "type: classification}")
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """A user's task: its two files, which columns hold the text (one or two) and the label, and how it is
+    scored. `labels` default to the train file's distinct values, sorted; `metric` to accuracy (pearson for
+    regression)."""
+
+    name: str
+    train_file: str
+    eval_file: str
+    text_columns: tuple[str, ...]
+    label_column: str = "label"
+    type: str = "classification"
+    labels: tuple[str, ...] | None = None
+    metric: str | None = None
+    spec: TaskSpec | None = field(default=None, compare=False)  # as registered for the sweep (kept in sweep.json)
+
+    def build_spec(self) -> TaskSpec:
+        """The TaskSpec the files define (reads the train file's labels when `labels` is not given)."""
+        regression = self.type == "regression"
+        labels, center = None, 2.5
+        if regression:
+            scores = _label_values(self.train_file, self.label_column, numeric=True)
+            center = float((scores.min() + scores.max()) / 2)
+        else:
+            labels = self.labels or tuple(sorted(set(_label_values(self.train_file, self.label_column))))
+            if len(labels) < 2:
+                raise UsageError(self.train_file, f"column '{self.label_column}' holds one label value "
+                                                  f"({labels[0] if labels else 'none'}): nothing to classify")
+        metric = self.metric or ("pearson" if regression else "accuracy")
+        if metric == "f1" and len(labels or ()) != 2:
+            raise UsageError(f"tasks.{self.name}.metric", f"f1 needs two labels, the files have {len(labels or ())}")
+        return TaskSpec(self.name, self.name, "", tuple(self.text_columns), labels, metric, platt_center=center,
+                        from_files=True)
+
+    def register(self) -> TaskSpec:
+        spec = self.spec or self.build_spec()
+        register_task(spec)
+        return spec
+
+    def load(self) -> tuple[TextDataset, TextDataset]:
+        """Both files as datasets (a bad file, column or label: one line naming the file and row)."""
+        spec = TASKS.get(self.name) or self.register()
+        return (load_file(spec, "train", self.train_file, self.text_columns, self.label_column),
+                load_file(spec, "validation", self.eval_file, self.text_columns, self.label_column))
+
+
+def _label_values(path: str, column: str, numeric: bool = False) -> np.ndarray:
+    """The label column as read (text), or as floats for a regression task (a non-number: one line, its row)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(path, "file not found")
+    if file.suffix.lower() == ".tsv":
+        import csv
+
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        if rows and column not in rows[0]:
+            raise UsageError(path, f"missing column '{column}' (have {', '.join(rows[0])})")
+        values = [str(row[column]).strip() for row in rows]
+    else:
+        frame = _read_table(file)
+        if column not in frame.columns:
+            raise UsageError(path, f"missing column '{column}' (have {', '.join(map(str, frame.columns))})")
+        values = [str(v).strip() for v in frame[column].tolist()]
+    if not values:
+        raise UsageError(path, "no data rows")
+    if not numeric:
+        return np.asarray(values, dtype=object)
+    scores = []
+    for i, value in enumerate(values):
+        try:
+            scores.append(float(value))
+        except ValueError:
+            raise UsageError(path, f"row {i + 1}: label {value!r} is not a number (type: regression)") from None
+    return np.asarray(scores)
+
+
+def parse_file_task(raw: object, where: str, reserved: Sequence[str]) -> FileTask:
+    """A sweep's `tasks:` mapping -> FileTask; one line naming the field for anything missing or malformed."""
+    if not isinstance(raw, dict):
+        raise UsageError(where, f"expected a GLUE task name or a mapping like {EXAMPLE}")
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(FIELDS)})")
+    for key in ("name", "train_file", "eval_file"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise UsageError(f"{where}.{key}", f"required: a non-empty string ({EXAMPLE})")
+    name = raw["name"].strip().lower()
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(f"{where}.name", f"letters, digits, '-' and '_' only, got {raw['name']!r}")
+    if name.replace("-", "").replace("_", "") in reserved:
+        raise UsageError(f"{where}.name", f"{name!r} is a GLUE task: name your own task differently")
+    columns = raw.get("text_columns", ["text"])
+    columns = [columns] if isinstance(columns, str) else columns
+    if not isinstance(columns, list) or len(columns) not in (1, 2) or not all(isinstance(c, str) for c in columns):
+        raise UsageError(f"{where}.text_columns", f"expected one or two column names, got {columns!r}")
+    kind = raw.get("type", "classification")
+    if kind not in ("classification", "regression"):
+        raise UsageError(f"{where}.type", f"expected classification or regression, got {kind!r}")
+    labels = raw.get("labels")
+    if labels is not None and (kind == "regression" or not isinstance(labels, list) or len(labels) < 2):
+        raise UsageError(f"{where}.labels", "a list of two or more label names, for type: classification only")
+    metric = raw.get("metric")
+    allowed = REGRESSION_METRICS if kind == "regression" else CLASSIFICATION_METRICS
+    if metric is not None and metric not in allowed:
+        raise UsageError(f"{where}.metric", f"expected one of {', '.join(allowed)} for type: {kind}, got {metric!r}")
+    return FileTask(name=name, train_file=raw["train_file"], eval_file=raw["eval_file"], text_columns=tuple(columns),
+                    label_column=str(raw.get("label_column", "label")), type=kind,
+                    labels=tuple(str(v) for v in labels) if labels else None, metric=metric)

@@ -1,0 +1,194 @@
+"""Your own data in a sweep (issue 22): a `tasks:` entry defined by csv / tsv / jsonl files, with string labels,
+classification or regression; bad files, columns and labels refused in one line before Ray starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from makd.errors import UsageError
+from makd.file_tasks import FileTask, parse_file_task
+from makd.tasks import GLUE_TASK_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+MAKD = str(Path(sys.executable).parent / "makd")
+WORDS = {"positive": ["great", "lovely", "superb", "fun"], "negative": ["awful", "dull", "boring", "bad"],
+         "neutral": ["long", "blue", "plain", "usual"]}
+
+
+def reviews(n: int, labels=("negative", "positive"), seed: int = 0) -> list[dict]:
+    """Learnable toy rows: a label's words in a sentence, a second text column, string labels."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        word = WORDS[label][int(rng.integers(4))]
+        rows.append({"text": f"the film was {word} overall", "title": f"review {i}", "label": label,
+                     "score": float(labels.index(label)) * 2.0 + float(rng.uniform(0, 0.5))})
+    return rows
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        sep = "\t" if path.suffix == ".tsv" else ","
+        keys = list(rows[0])
+        path.write_text(sep.join(keys) + "\n" + "".join(sep.join(str(r[k]) for k in keys) + "\n" for r in rows))
+    return path
+
+
+def test_a_file_task_reads_every_format_with_string_labels(tmp_path):
+    for suffix in (".csv", ".tsv", ".jsonl"):
+        train = write(tmp_path / f"train{suffix}", reviews(30, ("negative", "neutral", "positive")))
+        dev = write(tmp_path / f"dev{suffix}", reviews(9, ("negative", "neutral", "positive"), seed=1))
+        task = FileTask(f"mine{suffix[1:]}", str(train), str(dev), ("text", "title"), "label", metric="mcc")
+        spec = task.register()
+        assert spec.labels == ("negative", "neutral", "positive") and spec.metric == "mcc" and spec.num_labels == 3
+        train_ds, dev_ds = task.load()
+        assert len(train_ds) == 30 and train_ds.text_b[0] == "review 0" and list(dev_ds.labels[:3]) == [0, 1, 2]
+
+
+def test_a_regression_task_is_platt_scaled_around_the_middle_of_its_range(tmp_path):
+    rows = [{"text": f"t{i}", "score": s} for i, s in enumerate([10.0, 20.0, 30.0])]
+    task = FileTask("ratings", str(write(tmp_path / "r.jsonl", rows)), str(write(tmp_path / "d.jsonl", rows)),
+                    ("text",), "score", type="regression")
+    spec = task.register()
+    assert spec.is_regression and spec.metric == "pearson" and spec.platt_center == 20.0
+    train, _ = task.load()
+    assert np.allclose(spec.predictions(np.log(spec.target_probs(train.labels))), train.labels, atol=1e-4)
+
+
+@pytest.mark.parametrize("raw, field, problem", [
+    ("rte2", "tasks[1]", "a GLUE task name or a mapping"),
+    ({"train_file": "a.csv", "eval_file": "b.csv"}, "tasks[1].name", "required"),
+    ({"name": "x", "train_file": "a.csv"}, "tasks[1].eval_file", "required"),
+    ({"name": "sst-2", "train_file": "a.csv", "eval_file": "b.csv"}, "tasks[1].name", "is a GLUE task"),
+    ({"name": "x", "train_file": "a.csv", "eval_file": "b.csv", "colour": 1}, "tasks[1].colour", "unknown field"),
+    ({"name": "x", "train_file": "a.csv", "eval_file": "b.csv", "type": "ranking"}, "tasks[1].type", "regression"),
+    ({"name": "x", "train_file": "a.csv", "eval_file": "b.csv", "metric": "pearson"}, "tasks[1].metric",
+     "accuracy, f1, mcc"),
+    ({"name": "x", "train_file": "a.csv", "eval_file": "b.csv", "text_columns": ["a", "b", "c"]},
+     "tasks[1].text_columns", "one or two"),
+    ({"name": "x", "train_file": "a.csv", "eval_file": "b.csv", "type": "regression", "labels": ["a", "b"]},
+     "tasks[1].labels", "classification only"),
+])
+def test_a_malformed_task_entry_is_one_line_naming_its_field(raw, field, problem):
+    if isinstance(raw, str):  # not a mapping and not a GLUE name: the config parser's own message
+        from tune.config import parse_config
+
+        with pytest.raises(UsageError) as err:
+            parse_config({"name": "s", "tasks": ["rte", raw], "students": ["2x128"]})
+        assert err.value.field == field and "unknown task" in str(err.value)
+        return
+    with pytest.raises(UsageError) as err:
+        parse_file_task(raw, "tasks[1]", GLUE_TASK_NAMES)
+    assert err.value.field == field and problem in str(err.value) and "\n" not in str(err.value)
+
+
+def config(tmp_path: Path, tiny_bert_dir: Path, tasks: list, **extra) -> Path:
+    raw = {"name": "own", "tasks": tasks, "teacher": str(tiny_bert_dir), "students": ["1x64"],
+           "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "vanilla"], "lams": [0.0], "seeds": [0],
+           "epochs": 1, "lr": 2e-3, "batch_size": 8, "max_length": 32, "scheduler": {"kind": "none"},
+           "resources_per_trial": {"cpu": 1}, "max_concurrent_trials": 2, "storage": str(tmp_path / "runs"), **extra}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing file", "wrong column", "label not declared", "score not a number",
+                                  "unreadable"])
+def test_bad_files_are_refused_in_one_line_before_ray_starts(case, tiny_bert_dir, tmp_path):
+    train = write(tmp_path / "train.csv", reviews(20))
+    dev = write(tmp_path / "dev.csv", reviews(6, seed=1))
+    entry = {"name": "mine", "train_file": str(train), "eval_file": str(dev), "text_columns": ["text"],
+             "label_column": "label"}
+    named = str(dev)
+    if case == "missing file":
+        entry["eval_file"] = named = str(tmp_path / "nope.csv")
+    elif case == "wrong column":
+        entry["text_columns"], named = ["body"], str(train)
+    elif case == "label not declared":
+        entry["labels"], named = ["negative", "mixed"], str(train)
+    elif case == "score not a number":
+        entry.update(type="regression", label_column="label")
+        named = str(train)
+    else:
+        (tmp_path / "dev.jsonl").write_text("{not json\n")
+        entry["eval_file"] = named = str(tmp_path / "dev.jsonl")
+    done = subprocess.run([MAKD, "sweep", str(config(tmp_path, tiny_bert_dir, ["rte", entry])), "--glue-dir",
+                           str(REPO / "tests" / "fixtures" / "glue"), "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert named in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written, no Ray started
+
+
+def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_dir, tmp_path):
+    """Three tasks from the user's files (csv with two text columns and a declared label order, tsv with three
+    string labels scored by MCC, jsonl regression), one real sweep: every trial finishes, each task is scored
+    with its own metric and references, and the report names the tasks."""
+    from tune.config import load_config
+    from tune.driver import run_sweep
+    from tune.report.build import build
+
+    three = ("negative", "neutral", "positive")
+    tasks = [
+        {"name": "reviews", "train_file": str(write(tmp_path / "r-train.csv", reviews(40))),
+         "eval_file": str(write(tmp_path / "r-dev.csv", reviews(12, seed=1))), "text_columns": ["text", "title"],
+         "labels": ["positive", "negative"], "metric": "f1"},
+        {"name": "moods", "train_file": str(write(tmp_path / "m-train.tsv", reviews(30, three))),
+         "eval_file": str(write(tmp_path / "m-dev.tsv", reviews(9, three, seed=1))), "metric": "mcc"},
+        {"name": "ratings", "train_file": str(write(tmp_path / "s-train.jsonl", reviews(30))),
+         "eval_file": str(write(tmp_path / "s-dev.jsonl", reviews(10, seed=1))), "label_column": "score",
+         "type": "regression"},
+    ]
+    cfg = load_config(config(tmp_path, tiny_bert_dir, tasks))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    report = build([outcome.root])
+    assert report.unfinished == 0 and len(report.trials) == 6
+    metrics = report.leaderboard.groupby("task")["metric"].first().to_dict()
+    assert metrics == {"reviews": "f1", "moods": "mcc", "ratings": "pearson"}
+    assert report.trials["majority_score"].notna().all()
+    majority = report.trials.groupby("task")["majority_score"].first()
+    assert majority["ratings"] == 0.0 and majority["moods"] == 0.0  # a constant: correlation 0, MCC 0
+    taught = report.trials[report.trials["loss"] == "vanilla"]
+    assert taught["teacher_score"].notna().all()
+    assert "reviews (F1)" in report.paper_table_markdown and "ratings (Pearson)" in report.paper_table_markdown
+    saved = json.loads((Path(outcome.root) / "sweep.json").read_text())["config"]
+    from tune.config import parse_config, sweep_yaml
+
+    again = parse_config(yaml.safe_load(sweep_yaml(saved)))  # the report's folded YAML reruns the same sweep
+    assert again.file_tasks == cfg.file_tasks and again.tasks == cfg.tasks
+    # `makd export` in a fresh process (no files read): the task's labels as the sweep recorded them
+    done = subprocess.run([MAKD, "export", outcome.root, "--task", "reviews", "--student", "1x64", "--loss",
+                           "vanilla", "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tmp_path / "model").num_labels == 2
+
+
+def test_the_readme_example_of_your_own_data_runs(tiny_bert_dir, tmp_path, monkeypatch):
+    """The README's `tasks:` example, with files of those names written here, is a valid sweep that runs."""
+    from tune.config import load_config
+    from tune.driver import run_sweep
+
+    text = (REPO / "README.md").read_text().split("### Your own data", 1)[1]
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    monkeypatch.chdir(tmp_path)
+    for task in example["tasks"]:
+        if isinstance(task, dict):
+            write(tmp_path / task["train_file"], reviews(30))
+            write(tmp_path / task["eval_file"], reviews(8, seed=1))
+    path = config(tmp_path, tiny_bert_dir, example["tasks"], losses=["ce"], data={
+        "glue_dir": str(REPO / "tests" / "fixtures" / "glue")})
+    outcome = run_sweep(load_config(path), quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    assert set(outcome.trials["task"]) == {t if isinstance(t, str) else t["name"] for t in example["tasks"]}
+    assert (outcome.trials["status"] == "TERMINATED").all()
