@@ -1,5 +1,5 @@
-"""The library's commands: distill, cache-teacher, zoo. `makd` (tune/main.py) adds the sweep commands of tune/;
-`python -m makd.cli` runs these three alone (no Ray, no tune/ needed).
+"""The library's commands: distill, cache-teacher, finetune-teacher, zoo. `makd` (tune/main.py) adds the sweep commands of tune/
+`python -m makd.cli` runs these alone (no Ray, no tune/ needed).
 
 Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
 """
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from makd.config import add_option_flags
 from makd.errors import OneLineParser, UsageError, run_command
+from makd.teacher_finetune import FinetuneOptions
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +62,21 @@ def add_library_commands(sub) -> None:
                    help="teacher batch size (default 16 on CPU, 64 on GPU)")
     c.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     c.add_argument("--quiet", action="store_true")
+
+    f = sub.add_parser("finetune-teacher", help="fine-tune the teacher on a task's training split once and cache it",
+                       description="The pretrained teacher with a seeded head, trained with cross-entropy on the "
+                                   "task's training split (the selection hold-out taken out; never dev), stored in "
+                                   "the cache by everything that determines it; prints one JSON line with its path "
+                                   "and dev score. Distil from it with --teacher PATH --fine-tuned, or let a sweep "
+                                   "do all of it with teacher_finetune:.")
+    add_data_args(f)
+    add_teacher_args(f, required=True)
+    f.add_argument("--epochs", type=int, default=FinetuneOptions.epochs)
+    f.add_argument("--lr", type=float, default=FinetuneOptions.lr)
+    f.add_argument("--batch-size", type=int, default=FinetuneOptions.batch_size)
+    f.add_argument("--finetune-max-train-samples", type=int, help="subsample the training split for fine-tuning")
+    f.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    f.add_argument("--quiet", action="store_true")
 
     z = sub.add_parser("zoo", help="offline pretrained models installed from PyPI")
     zsub = z.add_subparsers(dest="zoo_command", required=True, parser_class=OneLineParser)
@@ -130,6 +146,33 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_teacher(args: argparse.Namespace) -> int:
+    from makd.config import TrainOptions, from_args
+    from makd.pipeline import dev_outputs, load_datasets, task_references, task_teacher_outputs
+    from makd.tasks import get_task
+
+    task = get_task(args.task)
+    options = from_args(TrainOptions, args)
+    options.validate()
+    if options.fine_tuned:
+        raise UsageError("fine_tuned", "finetune-teacher starts from the pretrained teacher with a fresh head")
+    finetune = FinetuneOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                               max_train_samples=args.finetune_max_train_samples)
+    finetune.validate()
+    train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
+    outputs, report, record = task_teacher_outputs(options.teacher_for(task.name), finetune, train_ds, eval_sets,
+                                                   cache_dir(args), data_seed=options.data_seed,
+                                                   progress=not args.quiet,
+                                                   device=args.device or ("cuda" if _cuda() else "cpu"))
+    references = task_references(task.name, train_ds, eval_sets, dev_outputs(outputs))
+    print(json.dumps({"task": task.name, "teacher": args.teacher, "path": record["path"],
+                      "trained_now": record["trained_now"], "train_examples": record["train_examples"],
+                      "seconds": record["seconds"], "parameters_m": record["parameters_m"],
+                      "teacher_score": references["teacher_score"], "majority_score": references["majority_score"],
+                      "teacher_cache": report.status}))
+    return 0
+
+
 def _cuda() -> bool:
     import torch
 
@@ -149,7 +192,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "zoo": cmd_zoo}
+COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "finetune-teacher": cmd_finetune_teacher,
+            "zoo": cmd_zoo}
 
 
 def setup_logging() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from makd.errors import UsageError
 from makd.files import atomic_write_bytes
 from makd.references import majority_reference, reported_splits, teacher_reference
 from makd.tasks import get_task
+from makd.teacher_finetune import FinetuneOptions
 from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"
@@ -95,6 +96,32 @@ def fetch_teacher_outputs(spec: TeacherSpec | None, datasets: dict[str, TextData
     logits, report = teacher_logits(datasets, spec, cache_dir=cache_dir, device=pick_device(device),
                                     progress=progress, compute=compute)
     return (logits if len(logits) == len(datasets) else None), report
+
+
+def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | None, train_ds: TextDataset,
+                         eval_sets: dict[str, TextDataset], cache_dir: str | Path, *, data_seed: int = 0,
+                         progress: bool = True, device=None,
+                         compute: bool = True) -> tuple[dict[str, np.ndarray] | None, CacheReport, dict | None]:
+    """The teacher's logits on train and dev (`teacher_splits`) and, with `finetune`, the fine-tuned teacher they
+    come from (its finetune.json record; trained on train_ds first on a cache miss). One process does both, so a
+    GPU node that fine-tunes also runs the logit pass. compute=False only looks: (None, report, None) on a miss."""
+    record = None
+    if spec is not None and finetune is not None:
+        from makd.teacher_finetune import cached_teacher, finetune_digest, finetune_teacher
+
+        found = cached_teacher(cache_dir, finetune_digest(spec.teacher, spec.task, train_ds, finetune,
+                                                          head_seed=spec.head_seed, max_length=spec.max_length,
+                                                          data_seed=data_seed))
+        if found is None and not compute:
+            return None, CacheReport(misses=1), None
+        found = found or finetune_teacher(spec.teacher, spec.task, train_ds, reported_splits(eval_sets), finetune,
+                                          cache_dir=cache_dir, head_seed=spec.head_seed, max_length=spec.max_length,
+                                          data_seed=data_seed, device=pick_device(device), progress=progress)
+        record = {**found.record, "path": found.path, "trained_now": found.trained}
+        spec = replace(spec, teacher=found.path, fine_tuned=True)
+    outputs, report = fetch_teacher_outputs(spec, teacher_splits(train_ds, eval_sets), cache_dir, progress=progress,
+                                            device=device, compute=compute)
+    return outputs, report, record
 
 
 def task_references(task_name: str, train_ds: TextDataset, eval_sets: dict[str, TextDataset],

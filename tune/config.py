@@ -20,6 +20,7 @@ from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
 from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
 from makd.tasks import GLUE_TASK_NAMES, get_task
+from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list, mapping, number
 from tune.search import SearchConfig, get_search_kind, parse_search
 from tune.search.final import FinalConfig
@@ -58,6 +59,12 @@ class SweepConfig:
     address: str | None = None
     tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
     file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
+    teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
+
+    @property
+    def teacher_fine_tuned(self) -> bool:
+        """The logits come from a teacher with a trained head: given so (fine_tuned) or fine-tuned by the sweep."""
+        return self.train.fine_tuned or self.teacher_finetune is not None
 
     def file_task(self, task: str) -> FileTask | None:
         return next((t for t in self.file_tasks if t.name == task), None)
@@ -80,6 +87,7 @@ class SweepConfig:
 
 
 SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "selection", "data", "search",
+              "teacher_finetune",
               "scheduler",
               "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address",
               "tracking"}
@@ -138,6 +146,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
             raise UsageError(key, "must not be empty")
 
     train = parse_train_options(_with_selection(raw))
+    teacher_finetune = _parse_teacher_finetune(raw, train)
 
     data = raw.get("data") or {}
     if not isinstance(data, dict) or set(data) - {"glue_dir"}:
@@ -174,6 +183,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("address", f"expected a Ray address string, got {address!r}")
 
     cfg = SweepConfig(
+        teacher_finetune=teacher_finetune,
         name=name.strip(), tasks=tuple(tasks), file_tasks=tuple(file_tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
         lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
         train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
@@ -200,6 +210,27 @@ def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, se
     if not final_seeds:
         raise UsageError("final.seeds", "must not be empty")
     return FinalConfig(tuple(dict.fromkeys(final_seeds)), number(section.get("top_k", 1), "final.top_k", kind=int, low=1))
+
+
+def _parse_teacher_finetune(raw: dict, train: TrainOptions) -> FinetuneOptions | None:
+    """`teacher_finetune: {epochs, lr, batch_size, max_train_samples}`: fine-tune the pretrained teacher on each
+    task's training split first (makd/teacher_finetune.py); null or absent: the paper's teacher, not fine-tuned."""
+    if raw.get("teacher_finetune") is None:
+        return None
+    section = mapping(raw["teacher_finetune"], "teacher_finetune", {"epochs", "lr", "batch_size", "max_train_samples"},
+                      "{epochs: 3, lr: 2e-5, batch_size: 32}")
+    if train.fine_tuned:
+        raise UsageError("teacher_finetune", "fine_tuned: true says the teacher is fine-tuned already; drop one")
+    if not train.teacher:
+        raise UsageError("teacher_finetune", "needs a teacher to fine-tune")
+    options = FinetuneOptions(
+        epochs=number(section.get("epochs", 3), "teacher_finetune.epochs", kind=int, low=1),
+        lr=number(section.get("lr", 2e-5), "teacher_finetune.lr", low=0.0, low_open=True, high=1.0),
+        batch_size=number(section.get("batch_size", 32), "teacher_finetune.batch_size", kind=int, low=1),
+        max_train_samples=None if section.get("max_train_samples") is None else number(
+            section["max_train_samples"], "teacher_finetune.max_train_samples", kind=int, low=1))
+    options.validate()
+    return options
 
 
 def _with_selection(raw: dict) -> dict:
@@ -293,6 +324,6 @@ def sweep_yaml(config: dict) -> str:
     raw["final"] = config.get("final")  # null: no final stage (missing would turn one on for ASHA or Optuna)
     raw["resources_per_trial"] = {"cpu": config.get("cpu", 1.0),
                                   "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
-    raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking")
-                if config.get(k) is not None})
+    raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking",
+                                       "teacher_finetune") if config.get(k) is not None})
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -24,10 +24,9 @@ from makd.errors import UsageError
 from makd.pipeline import (
     DataSource,
     dev_outputs,
-    fetch_teacher_outputs,
     load_datasets,
     task_references,
-    teacher_splits,
+    task_teacher_outputs,
 )
 from makd.tasks import get_task
 from makd.train import TrainConfig
@@ -86,25 +85,27 @@ def representative_trial(cfg: SweepConfig, task: str, student: str) -> TrainConf
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
                  teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
     """Load the task's data, tokenise it once per student tokenizer, fetch its teacher logits on train and dev (from
-    the makd cache, keyed by the task's TeacherSpec; the teacher runs only on a miss, as a Ray task on a GPU node
-    when teacher_on_gpu), and score the references every trial reports beside its own score."""
+    the makd cache, keyed by the task's TeacherSpec; with `teacher_finetune`, from the cached fine-tuned teacher,
+    trained first on a miss; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu), and
+    score the references every trial reports beside its own score."""
     train_ds, eval_sets = load_datasets(task_name, data_source(cfg, task_name), cfg.train)
     spec = cfg.teacher_spec(task_name)
-    splits = teacher_splits(train_ds, eval_sets)
-    outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, compute=False)
+    args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
+    kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
+    outputs, report, record = task_teacher_outputs(*args, **kwargs, compute=False)
     if outputs is None and spec is not None and teacher_on_gpu:
         import ray
 
-        # Trials use GPUs: run the teacher pass as a Ray task on a GPU node (the driver's node may have none).
-        fill = ray.remote(num_gpus=1, num_cpus=1)(fetch_teacher_outputs)
-        outputs, report = ray.get(fill.remote(spec, splits, cache_dir, progress=progress))
+        # Trials use GPUs: fine-tune and run the teacher as a Ray task on a GPU node (the driver's may have none).
+        fill = ray.remote(num_gpus=1, num_cpus=1)(task_teacher_outputs)
+        outputs, report, record = ray.get(fill.remote(*args, **kwargs))
     elif outputs is None and spec is not None:
-        outputs, report = fetch_teacher_outputs(spec, splits, cache_dir, progress=progress, device="cpu")
+        outputs, report, record = task_teacher_outputs(*args, **kwargs, device="cpu")
     references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
     own = cfg.file_task(task_name)
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
                     dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
-                    references, get_task(task_name) if own else None), report
+                    references, get_task(task_name) if own else None, record), report
 
 
 def data_source(cfg: SweepConfig, task: str) -> DataSource:
@@ -269,7 +270,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
                                "misses": report.misses, "teacher_loaded": report.teacher_loaded,
                                "teacher_seconds": round(report.teacher_seconds, 2),
-                               "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train)}
+                               "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train),
+                               "finetuned_teacher": data.finetuned_teacher}
+                if data.finetuned_teacher:
+                    done = data.finetuned_teacher
+                    _say(quiet, f"[{task}] fine-tuned teacher: {'trained now' if done['trained_now'] else 'cached'}, "
+                                f"{done['train_examples']} examples x {len(done['epochs'])} epochs in "
+                                f"{done['seconds']:.0f} s, {done['parameters_m']}M parameters ({done['path']})")
                 _say(quiet, f"[{task}] teacher cache: {cache[task]['status']} ({len(data.train)} train examples)")
             if cfg.gpu_auto:
                 sizing = size_gpu_fraction(cfg, gpu_probes(cfg, prepared), nodes)

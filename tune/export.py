@@ -76,7 +76,7 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"(std {pct(row['score_std'])}) |",
              f"| vs ce, paired by seed | {interval('ce')} |", f"| vs vanilla, paired by seed | {interval('vanilla')} |",
              f"| loss, λ, τ, lr | {row['loss']}, {row['best_lam']:g}, {row['best_tau']:g}, {row['best_lr']:g} |",
-             f"| teacher | {train.get('teacher')} ({'fine-tuned' if train.get('fine_tuned') else 'not fine-tuned'}, "
+             f"| teacher | {train.get('teacher')} ({_teacher_kind(sweep, train)}, "
              f"head seed {train.get('head_seed', 0)}) |",
              f"| stage | {trial['stage']} |",
              f"| references on dev | majority class {pct(row.get('majority_score'))}; teacher's own score "
@@ -95,6 +95,13 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```", "", "## Sweep config", "", "```yaml",
              yaml.safe_dump(sweep, sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _teacher_kind(sweep: dict, train: dict) -> str:
+    finetune = sweep.get("teacher_finetune")
+    if finetune:
+        return "fine-tuned by the sweep: " + ", ".join(f"{k} {v}" for k, v in finetune.items() if v is not None)
+    return "fine-tuned" if train.get("fine_tuned") else "not fine-tuned"
 
 
 def register_file_tasks(root: str | Path) -> None:

@@ -37,6 +37,7 @@ class TaskData:
     encoded: dict = field(default_factory=dict)  # student tokenizer spec -> makd.train.encode_splits(...)
     references: dict = field(default_factory=dict)  # makd.pipeline.task_references: majority_score, teacher_score
     spec: TaskSpec | None = None  # a task defined by the user's files: registered in the trial's process
+    finetuned_teacher: dict | None = None  # makd.teacher_finetune's record (teacher_finetune sweeps), for the driver
 
 
 def trial_params(config: dict) -> dict:

@@ -140,7 +140,7 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
             history.append(result.metrics)
         error = None if result.error is None else str(result.error).strip().splitlines()[-1][:300]
         row = trial_row(task, trial_params(result.config or {}), history, teacher=cfg.train.teacher,
-                        fine_tuned=cfg.train.fine_tuned, error=error, devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu,
+                        fine_tuned=cfg.teacher_fine_tuned, error=error, devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu,
                         trial_id=Path(str(result.path)).name)
         # fit() has returned: a trial Ray did not mark ERROR has ended (or never started)
         status = trial_status(row, "ERROR" if result.error is not None else "TERMINATED", cfg.max_epochs, True, True)
@@ -244,7 +244,7 @@ def _row(task: str, params: dict, history: list[dict], config: dict | None, erro
     """`trial_row` with the sweep-wide facts taken from sweep.json's config (None: a copied dir without it)."""
     config = config or {}
     return trial_row(task, params, history, teacher=_train_option(config, "teacher"),
-                     fine_tuned=bool(_train_option(config, "fine_tuned")),
+                     fine_tuned=bool(_train_option(config, "fine_tuned") or config.get("teacher_finetune")),
                      error=error, devices=_device_count(config), trial_id=trial_id)
 
 
