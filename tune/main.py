@@ -1,6 +1,7 @@
 """`makd`: the one entry point, above both packages. It wires the library's commands (makd/cli.py: distill,
 cache-teacher, finetune-teacher, zoo) and the sweep service's (tune/cli.py: sweep, submit, jobs, logs, stop,
-leaderboard) into one parser; the console script and `makd submit`'s Ray Job run it. makd/ never imports tune/: only this module sees both.
+leaderboard) into one parser; the console script and `makd submit`'s Ray Job run it.
+makd/ never imports tune/: only this module sees both.
 """
 
 from __future__ import annotations
