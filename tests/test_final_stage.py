@@ -142,3 +142,29 @@ def test_selection_on_a_train_holdout_reports_dev_untouched(tiny_bert_dir, tmp_p
     assert row["best_lam"] == chosen
     assert row["score_mean"] == pytest.approx(vanilla.loc[vanilla["lam"] == chosen, "dev_score"].mean())
     assert "held-out part of the training set" in report.paper_table_markdown
+
+
+def test_each_listed_tau_of_a_kd_loss_is_its_own_final_method():
+    """taus: [1, 2] in the search: the final stage reruns vanilla and taylor at their best λ for each τ (at τ = 2
+    taylor is tempered CE, another method than taylor at τ = 1), ce once; an Optuna-like spread of τ values is
+    one method (its best τ)."""
+    from tune.config import parse_config
+    from tune.search.final import final_cells
+
+    cfg = parse_config({"name": "f", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6",
+                        "lams": [0.0, 0.5], "taus": [1.0, 2.0], "final": {"seeds": [0, 1]}})
+
+    def row(loss, lam, tau, score):
+        return {"student": "2x128", "loss": loss, "lam": lam, "tau": tau, "lr": 5e-5, "status": "TERMINATED",
+                "best_score": score}
+
+    rows = [row("ce", 1.0, 1.0, 0.5)]
+    for loss in ("vanilla", "taylor"):
+        rows += [row(loss, 0.0, 1.0, 0.6), row(loss, 0.5, 1.0, 0.7), row(loss, 0.0, 2.0, 0.65),
+                 row(loss, 0.5, 2.0, 0.55)]
+    chosen = {(c["loss"], c["tau"], c["lam"]) for c in final_cells(cfg, rows)}
+    assert chosen == {("ce", 1.0, 1.0), ("vanilla", 1.0, 0.5), ("vanilla", 2.0, 0.0), ("taylor", 1.0, 0.5),
+                      ("taylor", 2.0, 0.0)}
+    assert len(final_cells(cfg, rows)) == 5 * 2
+    spread = [row("vanilla", 0.0, float(t), 0.6 + t / 100) for t in range(1, 7)]
+    assert {(c["loss"], c["tau"]) for c in final_cells(cfg, spread)} == {("vanilla", 6.0)}

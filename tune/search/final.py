@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tune.report.rank import rank_settings
+from tune.report.order import temperature_free
+from tune.report.rank import MAX_TAU_ROWS, rank_settings
 from tune.search.grid import PointsSearch
 from tune.trial import FINISHED
 
@@ -34,8 +35,11 @@ class FinalConfig:
 def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     """The final stage's trials for one task, from its search stage's rows (tune.report.trials.trial_row).
 
-    Per (student, loss): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them, ranked
-    by the leaderboard's rule (tune.report.rank.rank_settings), each once per final seed. Deterministic, so a resumed driver rebuilds the same list.
+    Per (student, method): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them, ranked
+    by the leaderboard's rule (tune.report.rank.rank_settings), each once per final seed. A method is the loss, or
+    with a few listed τ values (at most MAX_TAU_ROWS) the loss at each τ, as the paper table's rows ("vanilla
+    τ=2"): at τ ≠ 1 taylor is tempered CE, a different method from taylor at τ = 1. Deterministic, so a resumed
+    driver rebuilds the same list.
     """
     frame = pd.DataFrame(search_rows)
     if frame.empty or cfg.final is None:
@@ -47,10 +51,16 @@ def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
             mine = done[(done["student"] == student) & (done["loss"] == loss)]
             if mine.empty:
                 continue
-            ranked = rank_settings(mine.groupby(SETTING)["best_score"].mean().reset_index(), "best_score", SETTING)
-            for _, best in ranked.head(cfg.final.top_k).iterrows():
-                cells += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
-                           "seed": int(seed), "lr": float(best["lr"]), "stage": "final"} for seed in cfg.final.seeds]
+            taus = sorted(mine["tau"].dropna().unique())
+            methods = ([mine[mine["tau"] == tau] for tau in taus]
+                       if loss not in temperature_free() and 1 < len(taus) <= MAX_TAU_ROWS else [mine])
+            for method in methods:
+                ranked = rank_settings(method.groupby(SETTING)["best_score"].mean().reset_index(), "best_score",
+                                       SETTING)
+                for _, best in ranked.head(cfg.final.top_k).iterrows():
+                    cells += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
+                               "seed": int(seed), "lr": float(best["lr"]), "stage": "final"}
+                              for seed in cfg.final.seeds]
     return cells
 
 
