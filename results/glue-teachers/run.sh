@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Regenerate results/glue-teachers (issue 22): for each sweep (configs/: search with ASHA, then the final stage,
+# selection on a 10% train hold-out), run it (an interrupted sweep is resumed), copy its trials CSV, sweep.json and
+# log here, then rebuild the leaderboard, the paper-style table, the lambda plot and the report from the CSVs.
+#   bash results/glue-teachers/run.sh                            # every sweep, in order
+#   SWEEPS="finetuned-2x128" bash results/glue-teachers/run.sh   # one of them
+#   bash results/glue-teachers/run.sh --tables-only              # only rebuild the tables from the CSVs
+# Tables are committed only from finished sweeps (a sweep's CSV is copied when its `makd sweep` returns).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=results/glue-teachers
+MAKD=${MAKD:-.venv/bin/makd}
+GLUE_DIR=${GLUE_DIR:-../shared/glue}
+
+if [ "${1:-}" != "--tables-only" ]; then
+    mkdir -p "$OUT/logs"
+    for name in ${SWEEPS-finetuned-2x128 paper-2x128 finetuned-minilm paper-minilm}; do
+        config="$OUT/configs/$name.yaml"
+        exp="runs/$(sed -n 's/^name: *//p' "$config")"
+        resume=""; if [ -d "$exp" ]; then resume="--resume"; fi
+        echo "== sweep $name ($(date -u +%H:%M:%S))"
+        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume > "$OUT/logs/$name.txt" 2>&1
+        cp "$exp/trials.csv" "$OUT/trials-$name.csv"
+        cp "$exp/sweep.json" "$OUT/sweep-$name.json"
+    done
+fi
+if compgen -G "$OUT/trials-*.csv" > /dev/null; then
+    mkdir -p "$OUT/tables"
+    "$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/tables/leaderboard.csv" --markdown "$OUT/table.md" \
+        --plot "$OUT/lambda.png"
+    "$MAKD" leaderboard "$OUT"/trials-*.csv --stage search --markdown "$OUT/tables/search-stage.md"
+    "$MAKD" report "$OUT"/trials-*.csv -o "$OUT/report.html"
+fi
