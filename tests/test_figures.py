@@ -18,7 +18,7 @@ from tests.test_leaderboard import trial, write_experiment
 from tune.report.build import build
 from tune.report.curves import plot_learning_curves
 from tune.report.pareto import plot_pareto
-from tune.report.plots import MAJORITY_LABEL, TEACHER_LABEL, plot_lambda_curves
+from tune.report.plots import MAJORITY_LABEL, SEARCH_LABEL, TEACHER_LABEL, plot_lambda_curves
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 
@@ -143,3 +143,22 @@ def test_the_committed_results_figures_are_legible():
                       ("lambda", plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard))):
         assert fig is not None
         assert_legible(fig, f"committed {name}")
+
+
+def test_a_final_stage_lambda_figure_shows_the_search_curves_from_the_majority_baseline_up(tmp_path):
+    """Issue 22: the final stage has one λ per method, the search had two: the figure draws each method's search
+    curve (thin, dashed) beside its final point, and every panel's axis starts just under the majority class."""
+    rows = sweep_rows(["2x128", "zoo:minilm-l6@0,5"], ["rte", "mrpc"], lams=(0.0, 0.5))
+    rows += sweep_rows(["2x128", "zoo:minilm-l6@0,5"], ["rte", "mrpc"], seeds=(0, 1, 2), lams=(0.5,), stage="final")
+    report = report_for(tmp_path, rows)
+    assert report.stage == "final" and report.search_trials is not None
+    fig = plot_lambda_curves(report.trials, stage="final", board=report.leaderboard, search=report.search_trials)
+    assert fig is not None
+    assert_legible(fig, "final with search curves")
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert SEARCH_LABEL in labels
+    for ax in fig.axes:
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--" and list(line.get_xdata()) == [0, 0.5]]
+        assert len(dashed) == 2  # vanilla's and taylor's search curves at λ 0 and 0.5
+        assert ax.get_ylim()[0] == pytest.approx(45.0 - 1)  # the majority class (45) is the floor
+    assert plot_lambda_curves(report.trials, stage="final", board=report.leaderboard) is None  # no search: one λ

@@ -42,6 +42,7 @@ class Report:
     stage: str = "search"  # which stage's trials the tables hold: final (when there is one) or search
     stages: dict[str, int] = field(default_factory=dict)  # finished trials per stage in the inputs
     failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["task", "trial_id", "error"]))
+    search_trials: pd.DataFrame | None = None  # with a final stage: the search's finished trials (the λ curves)
 
 
 STAGES = ("final", "search")
@@ -81,7 +82,9 @@ def build(paths: Iterable[str | os.PathLike], stage: str | None = None) -> Repor
                   stage=chosen, stages=stages,
                   unfinished=int(len(rest)), unfinished_by_status={str(k): int(v) for k, v in
                                                                    rest.value_counts().items()},
-                  sources=sources, failed=merged.loc[merged["status"] == "ERROR", ["task", "trial_id", "error"]])
+                  sources=sources, failed=merged.loc[merged["status"] == "ERROR", ["task", "trial_id", "error"]],
+                  search_trials=finished[finished["stage"] == "search"].reset_index(drop=True)
+                  if chosen == "final" else None)
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -100,7 +103,8 @@ def write_report_files(root: str | Path) -> Report | None:
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
     atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
     figure = Path(root) / "lambda.png"
-    if plot_lambda_curves(report.trials, figure, stage=report.stage, board=report.leaderboard) is None:
+    if plot_lambda_curves(report.trials, figure, stage=report.stage, board=report.leaderboard,
+                          search=report.search_trials) is None:
         figure.unlink(missing_ok=True)  # fewer than two λ values now (e.g. the final stage began): no stale figure
     # the page embeds the same figure: drawn once
     write_html(report, [str(root)], Path(root) / "report.html",

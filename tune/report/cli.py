@@ -64,7 +64,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.plot:
         from tune.report.plots import plot_lambda_curves
 
-        if plot_lambda_curves(result.trials, args.plot, stage=result.stage, board=result.leaderboard) is None:
+        if plot_lambda_curves(result.trials, args.plot, stage=result.stage, board=result.leaderboard,
+                              search=result.search_trials) is None:
             print(f"makd: no λ figure ({args.plot} not written): the methods ran at fewer than two λ values",
                   file=sys.stderr)
         else:

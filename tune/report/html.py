@@ -202,7 +202,7 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
     facts += sweep_facts(paths)
     curves = plot_learning_curves(learning_curves(paths), report.trials, report.leaderboard)
     lam_figure = None if lambda_png else plot_lambda_curves(report.trials, stage=report.stage,
-                                                           board=report.leaderboard)
+                                                           board=report.leaderboard, search=report.search_trials)
     lam_uri = _png_uri(lambda_png) if lambda_png else _png(lam_figure)
     title = title or "makd report: " + ", ".join(Path(p).name for p in paths)
     verdicts = verdict_lines(board)

@@ -35,18 +35,22 @@ def distinct_lambdas(trials: pd.DataFrame) -> int:
 
 
 def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, stage: str | None = None,
-                       board: pd.DataFrame | None = None) -> Figure | None:
+                       board: pd.DataFrame | None = None, search: pd.DataFrame | None = None) -> Figure | None:
     """Dev score ×100 against λ, small multiples: one panel per task (columns, paper order) × student (rows).
 
     In each panel a method is its mean dev score over seeds at each λ with ± one standard deviation as error bars
     (one point per λ in a final stage, a curve in a search); the CE-only baseline (any loss at λ = 1) is a grey
     dashed line with its ± std band; the majority-class baseline and the teacher's own score are black lines. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
     a fine-tuned teacher) differ by marker. One legend for the figure, below the panels, fitted to the canvas; a
-    method that scores exactly ce's score (from `board`) is said to lie on ce's line. Written atomically to `path`
-    (png, pdf or svg by its suffix) when given. None (nothing written) when the methods ran at fewer than two λ
-    values: a λ axis would then say nothing.
+    method that scores exactly ce's score (from `board`) is said to lie on ce's line. With a final stage and its
+    `search` trials, each method's search curve (thin, no error bars) is drawn beside its final points, so a reader
+    sees how the score moved with λ and which λ the final stage took. The y axis starts at the majority-class
+    baseline (or below it when a score is lower), so seed noise is not read as a trend. Written atomically to
+    `path` (png, pdf or svg by its suffix) when given. None (nothing written) when the methods ran at fewer than two
+    λ values (search included): a λ axis would then say nothing.
     """
-    if distinct_lambdas(trials) < 2:
+    curves = setting_view(search) if search is not None and len(search) and stage == "final" else None
+    if distinct_lambdas(trials) < 2 and (curves is None or distinct_lambdas(search) < 2):
         return None
     df = setting_view(trials)
     score = "dev_score" if "dev_score" in df and df["dev_score"].notna().any() else "best_score"
@@ -79,6 +83,13 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
                                                                 linewidth=1.3)
             draw_references(ax, mine, handles)
+            if curves is not None:
+                searched = curves[(curves["task"] == task) & (curves["student"] == student)]
+                for method in methods:
+                    line = searched[searched["_method"] == method].groupby("_lam")[score].mean().sort_index() * 100
+                    if len(line) > 1:
+                        handles[SEARCH_LABEL] = ax.plot(line.index, line.values, color=method_color(method),
+                                                        linewidth=1.0, alpha=0.55, linestyle="--")[0]
             for i, method in enumerate(methods):
                 points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
@@ -90,6 +101,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                                               color=method_color(method), marker=marker[method], markersize=4.5,
                                               linewidth=1.4, capsize=3, elinewidth=1)
             ax.set_xlim(-0.08, 1.08)
+            start_at_baseline(ax, mine)
             ax.grid(alpha=0.3)
             if row == 0:
                 ax.set_title(task_header(task, metric), fontsize=10)
@@ -97,7 +109,8 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.set_xlabel("λ (weight of CE)")
             if col == 0:
                 ax.set_ylabel(f"{student}\ndev ×100", fontsize=9)
-    what = {"final": "final stage: every method at its best λ, full budget; points dodged sideways",
+    what = {"final": "final stage: every method at its best λ, full budget; points dodged sideways"
+                     + ("; thin dashed lines: the search" if curves is not None else ""),
             "search": "search stage: ASHA may have stopped trials early"}.get(stage or "", "")
     fit_suptitle(fig, f"Dev score vs λ, mean ± std over seeds{' (' + what + ')' if what else ''}")
     on_ce = equal_to_ce(board)
@@ -108,6 +121,18 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
 
 
 MAJORITY_LABEL, TEACHER_LABEL = "majority class (constant prediction)", "teacher's own score"
+SEARCH_LABEL = "search stage: mean over its seeds at each λ (thin, dashed)"
+
+
+def start_at_baseline(ax, cell: pd.DataFrame) -> None:
+    """The panel's y axis from just below the majority-class baseline (lower only if something is drawn lower),
+    so that the distance from "learned nothing" is what the eye reads first."""
+    majority = cell["majority_score"].dropna() if "majority_score" in cell else pd.Series(dtype=float)
+    if majority.empty:
+        return
+    low, high = ax.get_ylim()
+    floor = 100 * float(majority.min())
+    ax.set_ylim(min(low, floor) if low < floor - 1 else floor - 1, max(high, floor + 1))
 
 
 def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True) -> None:

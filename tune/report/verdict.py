@@ -87,7 +87,7 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
         elif constant:
             names = constant[0] if len(constant) == 1 else ", ".join(constant[:-1]) + " and " + constant[-1]
             parts.append(f"{names} predict{'s' if len(constant) == 1 else ''} a single class for all of dev")
-        at = [r["loss"] for _, r in rows.iterrows() if known_true(r.get("at_majority"))]
+        at = [r["loss"] for _, r in rows.iterrows() if known_true(r.get("at_majority")) and r["loss"] not in constant]
         if at and len(at) == len(rows):
             parts.append("no method is above the majority-class baseline at 95% confidence: no measurable learning")
         elif at:
