@@ -160,5 +160,6 @@ def test_a_final_stage_lambda_figure_shows_the_search_curves_from_the_majority_b
     for ax in fig.axes:
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--" and list(line.get_xdata()) == [0, 0.5]]
         assert len(dashed) == 2  # vanilla's and taylor's search curves at λ 0 and 0.5
-        assert ax.get_ylim()[0] == pytest.approx(45.0 - 1)  # the majority class (45) is the floor
+        low, high = ax.get_ylim()
+        assert 40 <= low <= 44.0 + 1e-9 and high >= 60  # from under the majority class (45) up past the teacher (60)
     assert plot_lambda_curves(report.trials, stage="final", board=report.leaderboard) is None  # no search: one λ

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from makd.losses import LOSSES
 from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, legend_label
@@ -88,8 +89,10 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 for method in methods:
                     line = searched[searched["_method"] == method].groupby("_lam")[score].mean().sort_index() * 100
                     if len(line) > 1:
-                        handles[SEARCH_LABEL] = ax.plot(line.index, line.values, color=method_color(method),
-                                                        linewidth=1.0, alpha=0.55, linestyle="--")[0]
+                        ax.plot(line.index, line.values, color=method_color(method), linewidth=1.0, alpha=0.55,
+                                linestyle="--")
+                        # one grey legend entry for every method's search curve (each drawn in its method's colour)
+                        handles[SEARCH_LABEL] = Line2D([], [], color="0.45", linewidth=1.0, linestyle="--")
             for i, method in enumerate(methods):
                 points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
@@ -121,7 +124,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
 
 
 MAJORITY_LABEL, TEACHER_LABEL = "majority class (constant prediction)", "teacher's own score"
-SEARCH_LABEL = "search stage: mean over its seeds at each λ (thin, dashed)"
+SEARCH_LABEL = "search stage: each method's mean at each λ (thin, dashed, in its colour)"
 
 
 def start_at_baseline(ax, cell: pd.DataFrame) -> None:
