@@ -377,7 +377,9 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         batches = length_grouped_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
         start, seen = time.perf_counter(), 0
         loss_sum = torch.zeros((), device=dev)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+        # disable=None: the bar only on a terminal (a log file or `makd logs` would get one line per redraw)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=None if progress else True,
+                   leave=False)
         with _one_line_oom(dev, f"training ({widest})"):
             for idx in bar:
                 loss = train_step(model, train_enc, idx, targets[idx], teacher[idx] if teacher is not None else None,
