@@ -151,3 +151,11 @@ def test_console_script_exit_code(tmp_path):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "makd: error: lam: must be in [0, 1], got 7.0"
+
+
+def test_progress_bars_stay_off_a_log_file(tiny_bert_dir, tmp_path, capsys):
+    """Without --quiet and without a terminal (CI, `makd logs`, a sweep's log file) no bar is redrawn line by line:
+    tqdm's bars show only on a TTY."""
+    args = [a for a in distill_args(tiny_bert_dir, tmp_path, "--epochs", "1") if a != "--quiet"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and "epoch 1/1" not in err and "teacher logits" not in err
