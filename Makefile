@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GLUE_DIR ?= ../shared/glue
 
-.PHONY: setup test lint demo distill bench clean
+.PHONY: setup test lint demo distill bench docs clean
 
 $(PY): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -34,6 +34,10 @@ distill: setup
 # nodes, Ray overhead, trial profiles. ~80 min on 2 CPU cores. BENCH="asha scaling" runs a subset.
 bench: setup
 	MAKD_GLUE_DIR=$(GLUE_DIR) $(PY) -m bench.run_all $(BENCH)
+
+# docs/sweep-config.md from the schema (tune/config.py, makd/config.py); tests/test_config_reference.py checks it.
+docs: setup
+	$(VENV)/bin/python -m tune.config_reference docs/sweep-config.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -86,11 +86,59 @@ class SweepConfig:
         return asdict(self)
 
 
-SWEEP_KEYS = {"name", "tasks", "students", "losses", "lams", "taus", "seeds", "final", "selection", "data", "search",
-              "teacher_finetune",
-              "scheduler",
-              "resources_per_trial", "max_concurrent_trials", "max_failures", "storage", "address",
-              "tracking"}
+REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class SweepKey:
+    """One top-level sweep key that is not a training option: its YAML type, default and meaning (what
+    docs/sweep-config.md lists; `default` is the parsed value where it is one, else text)."""
+
+    type: str
+    default: Any
+    meaning: str
+
+
+SWEEP_FIELDS: dict[str, SweepKey] = {
+    "name": SweepKey("string", REQUIRED, "the experiment dir's name under `storage` (no '/')"),
+    "tasks": SweepKey("list", REQUIRED, "GLUE task names (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), or "
+                      "your own task as a mapping {name, train_file, eval_file, text_columns, label_column, type: "
+                      "classification | regression, labels, metric} (makd/file_tasks.py)"),
+    "students": SweepKey("list", REQUIRED, "student specs: LxH shapes (2x128), a pretrained id/path/zoo name, or "
+                         "MODEL@LAYERS (zoo:minilm-l6@0,5)"),
+    "losses": SweepKey("list", ("ce", "vanilla", "taylor"), "losses from makd/losses.py; ce (the CE-only baseline) "
+                       "is always added"),
+    "lams": SweepKey("list of numbers in [0, 1]", (0.5,), "λ, the weight of CE in λ·CE + (1 − λ)·L_KD (λ = 1 is ce)"),
+    "taus": SweepKey("list of numbers > 0", (1.0,), "temperatures τ of the KD term (each listed τ is its own method "
+                     "in the final stage and the paper table)"),
+    "seeds": SweepKey("list of integers >= 0", (0,), "training seeds of the search stage"),
+    "final": SweepKey("{seeds, top_k} or null", "on with ASHA or Optuna: {seeds: the sweep's seeds, top_k: 1}",
+                      "the final stage: each method's top_k search settings rerun for every final seed, full "
+                      "budget, no early stopping; null turns it off"),
+    "selection": SweepKey("{split: train_holdout | dev, fraction}", "{split: train_holdout, fraction: 0.1}",
+                          "what chooses epochs and settings: a seeded hold-out of train (dev reported untouched), "
+                          "or dev (optimistic; every table says so)"),
+    "data": SweepKey("{glue_dir}", "$MAKD_GLUE_DIR, else the hub's nyu-mll/glue", "a local GLUE folder (also "
+                     "`makd sweep --glue-dir`)"),
+    "search": SweepKey("{kind: grid} or {kind: optuna, n_trials, seed, lam, lr, tau}", "{kind: grid}",
+                       "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges"),
+    "scheduler": SweepKey("{kind: none | asha, grace_period, reduction_factor, max_epochs}", "{kind: none}",
+                          "early stopping of weak trials by ASHA (max_epochs: the epochs key)"),
+    "teacher_finetune": SweepKey("{epochs, lr, batch_size, max_train_samples} or null", None,
+                                 "fine-tune the teacher per task first, cached (makd/teacher_finetune.py); null: "
+                                 "the paper's teacher, not fine-tuned"),
+    "resources_per_trial": SweepKey("{cpu, gpu}", "{cpu: 1, gpu: 0}", "per trial: CPUs, and a GPU fraction (0.25 "
+                                    "packs four trials per GPU), a whole number of GPUs, or auto (measured)"),
+    "max_concurrent_trials": SweepKey("integer >= 1 or null", None, "at most this many trials at once (null: as "
+                                      "many as the resources allow)"),
+    "max_failures": SweepKey("integer >= 0", 1, "retries of a failed trial, from its last checkpoint"),
+    "storage": SweepKey("path or s3:// / gs:// URI", "runs", "where experiment dirs live (shared by every node)"),
+    "address": SweepKey("Ray address or null", None, "an existing Ray cluster (also --address, $RAY_ADDRESS); "
+                        "null: a private Ray on this machine, on 127.0.0.1"),
+    "tracking": SweepKey("{mlflow, wandb, tensorboard}", None, "experiment trackers fed by Ray Tune callbacks "
+                         "(tune/tracking.py)"),
+}
+SWEEP_KEYS = set(SWEEP_FIELDS)
 KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
 
 
