@@ -1,0 +1,33 @@
+"""What pyproject claims about installing makd holds: the lowest Python it accepts can install every pin."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import PackageNotFoundError, metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_the_lowest_python_claimed_satisfies_every_pinned_dependency():
+    """requires-python's lower bound against each installed pin's own Requires-Python (numpy 2.4.6 and pandas 3.1.1
+    need 3.11, so claiming 3.10 would send a 3.10 user into a failed install)."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    claimed = SpecifierSet(project["requires-python"])
+    lowest = next(s.version for s in claimed if s.operator == ">=")
+    pins = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    checked, refused = 0, []
+    for line in pins:
+        requirement = Requirement(line)
+        assert any(s.operator == "==" for s in requirement.specifier), f"{line}: not pinned"
+        try:
+            needs = metadata(requirement.name).get("Requires-Python")
+        except PackageNotFoundError:  # an extra this environment did not install (e.g. llm)
+            continue
+        checked += 1
+        if needs and lowest not in SpecifierSet(needs):
+            refused.append(f"{requirement.name} needs Python {needs}")
+    assert checked >= 15 and not refused, refused
