@@ -3,6 +3,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 GLUE_DIR ?= ../shared/glue
+# A local GLUE folder when there is one, else makd reads nyu-mll/glue from the Hugging Face hub.
+DATA = $(if $(wildcard $(GLUE_DIR)/RTE),--glue-dir $(GLUE_DIR),)
 
 .PHONY: setup test lint demo distill bench docs clean
 
@@ -23,11 +25,11 @@ test: setup
 # A rerun finishes an interrupted sweep (--resume) or reprints a finished one.
 demo: setup
 	if [ -d runs/quickstart/rte ]; then RESUME=--resume; fi; \
-	$(VENV)/bin/makd sweep configs/quickstart.yaml --glue-dir $(GLUE_DIR) $$RESUME
+	$(VENV)/bin/makd sweep configs/quickstart.yaml $(DATA) $$RESUME
 
 # One distillation run, no Ray: the smallest end-to-end check.
 distill: setup
-	$(VENV)/bin/makd distill --task rte --glue-dir $(GLUE_DIR) --teacher zoo:minilm-l6 --student 2x128 \
+	$(VENV)/bin/makd distill --task rte $(DATA) --teacher zoo:minilm-l6 --student 2x128 \
 		--loss taylor --lam 0.5 --epochs 1 --max-train-samples 256
 
 # Benchmarks (results/bench/): cache vs teacher-in-the-loop, throughput vs an HF Trainer, ASHA savings, 1 vs 2

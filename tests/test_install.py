@@ -31,3 +31,19 @@ def test_the_lowest_python_claimed_satisfies_every_pinned_dependency():
         if needs and lowest not in SpecifierSet(needs):
             refused.append(f"{requirement.name} needs Python {needs}")
     assert checked >= 15 and not refused, refused
+
+
+def test_make_demo_reads_the_local_glue_folder_when_there_is_one_and_the_hub_otherwise(tmp_path):
+    """Off this workplace there is no ../shared/glue: `make demo` must not pass a --glue-dir that does not exist,
+    so that makd falls back to $MAKD_GLUE_DIR, then the hub."""
+    import subprocess
+
+    repo = PYPROJECT.parent
+    glue = tmp_path / "glue"
+    (glue / "RTE").mkdir(parents=True)
+    for target in ("demo", "distill"):
+        present = subprocess.run(["make", "-n", target, f"GLUE_DIR={glue}"], cwd=repo, capture_output=True,
+                                 text=True, check=True).stdout
+        absent = subprocess.run(["make", "-n", target, f"GLUE_DIR={tmp_path / 'none'}"], cwd=repo,
+                                capture_output=True, text=True, check=True).stdout
+        assert f"--glue-dir {glue}" in present and "--glue-dir" not in absent, (target, present, absent)
