@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MAKD_HOME", tempfile.mkdtemp(prefix="makd-bench-gpu-"))
     out = Path(args.out)
     common.RESULTS_DIR = out
-    run = {"started": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    run = {"started": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
            "device": args.device, "machine": machine_info(args.device),
            "settings": {k: getattr(args, k) for k in SETTINGS}, "section_seconds": {}}
     tables: dict[str, pd.DataFrame] = {}

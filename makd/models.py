@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from makd import zoo
 from makd.errors import UsageError
+
+if TYPE_CHECKING:
+    from makd.config import TrainConfig
 
 DEFAULT_SHAPE_TOKENIZER = "zoo:minilm-l6"  # the bert-base-uncased WordPiece vocab
 TEACHER_LOADS = 0  # how many times load_teacher ran in this process: tests prove the cache skips it
@@ -295,3 +300,26 @@ def model_fingerprint(spec: str, field: str = "teacher") -> str:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def save_student(cfg: TrainConfig, weights: Path, path: Path, card: str | None = None) -> None:
+    """Export a student as a standard HF model dir (`from_pretrained`, `AutoTokenizer`), atomically, from a makd
+    checkpoint or best-epoch file (`weights`); `card` becomes its README.md."""
+    import shutil
+
+    import torch
+
+    from makd.tasks import get_task
+
+    task = get_task(cfg.task)
+    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    state = torch.load(weights, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if card is not None:
+        (tmp / "README.md").write_text(card)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)

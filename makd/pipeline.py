@@ -196,30 +196,8 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     if out is not None:
         atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())
         if save_model:
+            from makd.models import save_student
             from makd.train import CHECKPOINT_NAME
 
             save_student(cfg, out / CHECKPOINT_NAME, out / "model")
     return summary
-
-
-def save_student(cfg: TrainConfig, weights: Path, path: Path, card: str | None = None) -> None:
-    """Export a student as a standard HF model dir (`from_pretrained`, `AutoTokenizer`), atomically, from a makd
-    checkpoint or best-epoch file (`weights`); `card` becomes its README.md."""
-    import shutil
-
-    import torch
-
-    from makd.models import build_student
-
-    task = get_task(cfg.task)
-    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
-    state = torch.load(weights, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    if card is not None:
-        (tmp / "README.md").write_text(card)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)

@@ -85,8 +85,7 @@ def finetune_teacher(teacher: str, task: str, train_ds: TextDataset, eval_sets: 
     import torch
 
     from makd.config import TrainConfig
-    from makd.models import _quiet_transformers
-    from makd.pipeline import save_student
+    from makd.models import _quiet_transformers, save_student
     from makd.train import CHECKPOINT_NAME, train
 
     options.validate()

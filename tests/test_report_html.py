@@ -157,7 +157,7 @@ def test_live_report_writes_off_the_tune_loop_and_throttles(monkeypatch, tmp_pat
     """Injected: a report write that takes 0.3 s. Checked: Tune's callbacks return at once; a completion writes at
     once, four more during that write make one more write, after min_interval_s; the end of the run writes only when
     a trial ended since the last write began; the callback survives Tune's pickling."""
-    import tune.report.build as build
+    import tune.report.sweep_files as build
     from tune.live_report import LiveReport
 
     calls = []
@@ -189,7 +189,7 @@ def test_live_report_retries_a_write_that_found_no_finished_trial(monkeypatch, t
     """Injected: Tune calls back as a trial ends, but the first rebuild finds no finished trial (Ray's saved state
     lags; seen once in a CI run) and the second raises. Checked: the thread retries retry_s apart until a write
     lands; the end of the run then writes nothing more."""
-    import tune.report.build as build
+    import tune.report.sweep_files as build
     from tune.live_report import LiveReport
 
     calls, outcomes = [], [None, RuntimeError("half-written state"), object()]

@@ -65,19 +65,19 @@ def test_what_determines_the_weights_keys_the_cache(tiny_bert_dir, tmp_path):
 
 def test_a_run_killed_before_the_commit_leaves_no_teacher_and_the_next_run_resumes(tiny_bert_dir, tmp_path,
                                                                                    monkeypatch):
-    import makd.pipeline
+    import makd.models
 
     train_ds, eval_sets = rte()
-    real_save = makd.pipeline.save_student
+    real_save = makd.models.save_student
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing the model dir")
 
-    monkeypatch.setattr(makd.pipeline, "save_student", killed)
+    monkeypatch.setattr(makd.models, "save_student", killed)
     with pytest.raises(KeyboardInterrupt):
         finetune_teacher(str(tiny_bert_dir), "rte", train_ds, {"": eval_sets[""]}, QUICK, cache_dir=tmp_path)
     assert [p.name.endswith(".partial") for p in cache_root(tmp_path).iterdir()] == [True]  # nothing published
-    monkeypatch.setattr(makd.pipeline, "save_student", real_save)
+    monkeypatch.setattr(makd.models, "save_student", real_save)
     done = finetune_teacher(str(tiny_bert_dir), "rte", train_ds, {"": eval_sets[""]}, QUICK, cache_dir=tmp_path)
     assert done.trained and done.record["resumed_from_epoch"] == QUICK.epochs  # both epochs came from the checkpoint
     assert [p.name for p in cache_root(tmp_path).iterdir()] == [Path(done.path).name]

@@ -43,7 +43,7 @@ from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
 from tune.progress import ProgressLines
-from tune.report.build import REPORT_FILES
+from tune.report.sweep_files import REPORT_FILES
 from tune.report.trials import (
     fill_parameter_counts,
     rows_from_result_grid,
@@ -310,7 +310,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
         "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
     if not is_remote_uri(root):  # remote storage: run `makd leaderboard` on a copy
-        from tune.report.build import write_report_files
+        from tune.report.sweep_files import write_report_files
 
         outcome.report = write_report_files(root)
         tracking.log_sweep_artifacts(cfg.tracking, parent, root, REPORT_ARTIFACTS)

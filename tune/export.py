@@ -126,7 +126,7 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     import torch
 
     from makd.config import TrainConfig
-    from makd.pipeline import save_student
+    from makd.models import save_student
     from makd.tasks import get_task
 
     root = Path(root)

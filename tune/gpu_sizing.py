@@ -45,7 +45,7 @@ def _measure_all(probes: list) -> list[StepMemory]:
     """Runs on a GPU node (a Ray task): one step per (TrainConfig, encoded train split)."""
     import torch
 
-    from makd.gpu import measure_step_memory
+    from makd.step_memory import measure_step_memory
 
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")

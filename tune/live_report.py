@@ -38,7 +38,7 @@ class LiveReport(Callback):
     def _write(self) -> bool:
         """One rewrite now, in the caller's thread (the report thread, or Tune's once that thread has ended); False
         when nothing was written (no finished trial readable yet, or an error)."""
-        from tune.report.build import write_report_files
+        from tune.report.sweep_files import write_report_files
 
         self.last, began_with = time.monotonic(), self.ended
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from tune.report.paired import FINGERPRINT_COLUMNS
-from tune.tracking import EXPERIMENT_TAG
 
 
 class ResumableMLflowCallback(MLflowLoggerCallback):
@@ -15,9 +14,12 @@ class ResumableMLflowCallback(MLflowLoggerCallback):
     params include task and stage, and the selected student's fingerprints (makd/fingerprints.py): tags that follow
     the best epoch so far while the trial runs, params once it has ended."""
 
-    def __init__(self, *, extra_params: dict, **kwargs):
+    def __init__(self, *, extra_params: dict, experiment_tag: str, **kwargs):
+        """`experiment_tag`: the tag (among `tags`) naming the experiment dir, which a resumed trial's run shares
+        (tune.tracking.EXPERIMENT_TAG; passed in, as tune/tracking.py imports this module)."""
         super().__init__(**kwargs)
         self.extra_params = extra_params
+        self.experiment_tag = experiment_tag
         self._last_epoch: dict = {}
         self._best_score: dict = {}  # trial -> the best epoch's score so far (its first best: as trials.csv selects)
 
@@ -48,7 +50,8 @@ class ResumableMLflowCallback(MLflowLoggerCallback):
     def log_trial_start(self, trial) -> None:
         if trial not in self._trial_runs:
             client = self._client()
-            query = (f"tags.trial_name = '{trial}' and tags.`{EXPERIMENT_TAG}` = '{self.tags[EXPERIMENT_TAG]}' "
+            tag = self.experiment_tag
+            query = (f"tags.trial_name = '{trial}' and tags.`{tag}` = '{self.tags[tag]}' "
                      f"and tags.stage = '{self.tags['stage']}'")
             found = client.search_runs([self.mlflow_util.experiment_id], query, max_results=1)
             if found:

@@ -145,7 +145,8 @@ def callbacks(tracking: TrackingConfig | None, cfg, root: str, *, task: str, sta
         out.append(ResumableMLflowCallback(tracking_uri=tracking.mlflow.tracking_uri,
                                            experiment_name=tracking.mlflow.experiment,
                                            tags={**tags, **({"mlflow.parentRunId": parent} if parent else {})},
-                                           extra_params={"task": task, "stage": stage}))
+                                           extra_params={"task": task, "stage": stage},
+                                           experiment_tag=EXPERIMENT_TAG))
     if tracking.wandb:
         from ray.air.integrations.wandb import WandbLoggerCallback
 

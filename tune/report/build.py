@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from makd.errors import UsageError
-from makd.files import atomic_write_bytes
 from tune.report.paper import paper_table
 from tune.report.rank import leaderboard_table
 from tune.report.trials import (
@@ -25,8 +23,6 @@ from tune.report.trials import (
     read_trials,
     trials_frame,
 )
-
-REPORT_FILES = ("leaderboard.csv", "table.md", "lambda.png", "report.html")  # what a sweep writes into its experiment dir
 
 
 @dataclass
@@ -89,24 +85,3 @@ def build(paths: Iterable[str | os.PathLike], stage: str | None = None) -> Repor
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
-
-
-def write_report_files(root: str | Path) -> Report | None:
-    """REPORT_FILES into a local experiment dir, from its trials; None when no trial has finished yet."""
-    from tune.report.html import write_html
-    from tune.report.plots import plot_lambda_curves
-
-    try:
-        report = build([root])
-    except UsageError:
-        return None
-    atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
-    atomic_write_bytes(Path(root) / "table.md", report.paper_table_markdown.encode())
-    figure = Path(root) / "lambda.png"
-    if plot_lambda_curves(report.trials, figure, stage=report.stage, board=report.leaderboard,
-                          search=report.search_trials) is None:
-        figure.unlink(missing_ok=True)  # fewer than two λ values now (e.g. the final stage began): no stale figure
-    # the page embeds the same figure: drawn once
-    write_html(report, [str(root)], Path(root) / "report.html",
-               lambda_png=figure.read_bytes() if figure.is_file() else None)
-    return report
