@@ -16,9 +16,9 @@ from makd.errors import UsageError
 from makd.models import (
     _keep_layers,
     _load_failed,
-    _quiet_transformers,
     load_tokenizer,
     parse_student,
+    quiet_transformers,
     resolve_model_path,
     truncate_state_dict,
 )
@@ -30,7 +30,7 @@ def load_lm_teacher(spec: str):
 
     path = resolve_model_path(spec, "teacher")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise _load_failed("teacher", spec, err) from None
@@ -61,7 +61,7 @@ def build_lm_student(spec: str, *, seed: int = 0, family: str | None = None):
         return AutoModelForCausalLM.from_config(config), load_tokenizer(family, "teacher")
     path = resolve_model_path(parsed.base, "student")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             if parsed.kind == "pretrained":
                 return AutoModelForCausalLM.from_pretrained(path), load_tokenizer(parsed.base, "student")
             source = AutoModelForCausalLM.from_pretrained(path)

@@ -122,7 +122,7 @@ def resolve_model_path(spec: str, field: str = "model") -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence 'newly initialized weights' notices: makd initialises heads on purpose and says so in its docs."""
     from transformers.utils import logging as hf_logging
 
@@ -188,7 +188,7 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
 
     path = resolve_model_path(spec, "teacher")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,
                                                                              output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
@@ -262,7 +262,7 @@ def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str |
     path = resolve_model_path(parsed.base, "student")
     tok = load_tokenizer(tokenizer or parsed.base, "student_tokenizer" if tokenizer else "student")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             if parsed.kind == "pretrained":
                 torch.manual_seed(seed)
                 model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,

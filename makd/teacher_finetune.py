@@ -85,7 +85,7 @@ def finetune_teacher(teacher: str, task: str, train_ds: TextDataset, eval_sets: 
     import torch
 
     from makd.config import TrainConfig
-    from makd.models import _quiet_transformers, save_student
+    from makd.models import quiet_transformers, save_student
     from makd.train import CHECKPOINT_NAME, train
 
     options.validate()
@@ -104,7 +104,7 @@ def finetune_teacher(teacher: str, task: str, train_ds: TextDataset, eval_sets: 
     result = train(cfg, data, eval_sets, None, checkpoint_dir=partial, device=device, progress=progress)
     seconds = time.perf_counter() - start
     staged = partial / "model"
-    with _quiet_transformers():  # the last epoch: fixed in advance, never chosen on dev
+    with quiet_transformers():  # the last epoch: fixed in advance, never chosen on dev
         save_student(cfg, partial / CHECKPOINT_NAME, staged)
     state = torch.load(partial / CHECKPOINT_NAME, map_location="cpu", weights_only=False)["model"]
     parameters = sum(t.numel() for t in state.values())
