@@ -398,6 +398,9 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
     (running / "sweep.json").unlink()
     from_folders = build([running])
     assert "trial folders" in from_folders.sources[0] and from_folders.unfinished == 0
+    # without sweep.json (a running sweep) the teacher comes from the trials' own reports
+    taught = from_folders.trials[from_folders.trials["loss"] != "ce"]
+    assert (taught["teacher"] == str(tiny_bert_dir)).all() and not taught["teacher_fine_tuned"].any()
     cols = ["task", "student", "loss", "lam", "tau", "seed", "lr", "metric", "best_score", "final_score", "best_epoch",
             "epochs_run", "status", "wall_seconds", "node", "node_id", "trial_id", "glue_accuracy", "majority_score",
             "teacher_score"]

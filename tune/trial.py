@@ -138,6 +138,9 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "weights_fingerprint": result.weights_fingerprint,
                 "predictions_fingerprint": result.predictions_fingerprint,
                 "predicted_classes": result.predicted_classes, **task_data.references, **node,
+                # the row's teacher without sweep.json (a running sweep read from its folders)
+                "teacher": cfg.teacher if cfg.needs_teacher else None,
+                "teacher_fine_tuned": bool(cfg.fine_tuned or task_data.finetuned_teacher),
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
     def report(result, ckpt_dir: Path | None) -> None:

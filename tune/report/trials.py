@@ -75,6 +75,9 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
     (history, oldest first), whatever they were read from: a live ResultGrid or Ray's folders (result.json).
     The status is decided by `trial_status` (it needs what Ray knows of the trial)."""
     metrics = history[-1] if history else {}
+    # the sweep's config says which teacher; without it (a running sweep), the trial's own report does
+    teacher = teacher or metrics.get("teacher")
+    fine_tuned = fine_tuned or bool(metrics.get("teacher_fine_tuned"))
     row = {"task": task, "stage": params.get("stage") or "search",
            **teacher_fields(params.get("loss"), teacher, fine_tuned),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
