@@ -122,9 +122,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from makd.cache import teacher_logits
     from makd.config import TrainOptions, from_args
-    from makd.pipeline import load_datasets
+    from makd.pipeline import DEV, load_datasets, teacher_splits
     from makd.tasks import get_task
-    from makd.train import HOLDOUT
 
     task = get_task(args.task)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
@@ -134,9 +133,8 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     options = from_args(TrainOptions, args)
     options.validate()
     train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
-    wanted = {"train": train_ds} if "train" in splits else {}
-    if "dev" in splits:
-        wanted.update({f"dev{('_' + s) if s else ''}": ds for s, ds in eval_sets.items() if s != HOLDOUT})
+    wanted = {name: ds for name, ds in teacher_splits(train_ds, eval_sets).items()
+              if (name == "train" and "train" in splits) or (name.startswith(DEV) and "dev" in splits)}
     logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args),
                                     batch_size=args.teacher_batch_size,
                                     device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from makd.data import TextDataset, _read_table, load_file
+from makd.data import TextDataset, _read_table, _read_tsv, load_file
 from makd.errors import UsageError
-from makd.tasks import TASKS, TaskSpec, register_task
+from makd.tasks import TASKS, GlueLayout, TaskSpec, register_task
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")  # f1: of the second label, as GLUE's MRPC/QQP (two labels only)
 REGRESSION_METRICS = ("pearson",)
@@ -76,14 +76,9 @@ def _label_values(path: str, column: str, numeric: bool = False) -> np.ndarray:
     file = Path(path)
     if not file.is_file():
         raise UsageError(path, "file not found")
-    if file.suffix.lower() == ".tsv":
-        import csv
-
-        with open(file, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        if rows and column not in rows[0]:
-            raise UsageError(path, f"missing column '{column}' (have {', '.join(rows[0])})")
-        values = [str(row[column]).strip() for row in rows]
+    if file.suffix.lower() == ".tsv":  # the reader load_file uses: header, field counts, errors by line
+        rows, _ = _read_tsv(file, GlueLayout((), column))
+        values = [row[column].strip() for _, row in rows]
     else:
         frame = _read_table(file)
         if column not in frame.columns:

@@ -25,6 +25,7 @@ from makd.teacher_finetune import FinetuneOptions
 from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"
+DEV = "dev"  # teacher_splits' name of the reported dev split ("dev_m", "dev_mm" for MNLI)
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,15 @@ def task_references(task_name: str, train_ds: TextDataset, eval_sets: dict[str, 
 
 def teacher_splits(train_ds: TextDataset, eval_sets: dict[str, TextDataset]) -> dict[str, TextDataset]:
     """What the teacher runs on: the train split (distillation) and the reported dev splits (its own score)."""
-    return {"train": train_ds, **{f"dev{suffix}": ds for suffix, ds in reported_splits(eval_sets).items()}}
+    return {"train": train_ds, **{DEV + (f"_{suffix}" if suffix else ""): ds
+                                  for suffix, ds in reported_splits(eval_sets).items()}}
 
 
 def dev_outputs(outputs: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
     """teacher_splits' dev logits keyed by metric suffix again (what teacher_reference takes)."""
     if outputs is None:
         return None
-    return {name[len("dev"):]: logits for name, logits in outputs.items() if name.startswith("dev")}
+    return {name[len(DEV):].lstrip("_"): logits for name, logits in outputs.items() if name.startswith(DEV)}
 
 
 def _dev(epoch) -> float:

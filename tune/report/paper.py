@@ -48,11 +48,11 @@ CONSTANT = " (1 class)"
 AT_MAJORITY = " ∅"
 
 
-def reference_rows(df: pd.DataFrame, tasks: list[str]) -> list[tuple[str, dict[str, float]]]:
-    """(label, task -> score) for the table's first rows: the majority-class baseline, then each teacher's own
-    score (fine-tuned or not), all on dev; none for trials recorded before makd scored references."""
+def reference_rows(df: pd.DataFrame, tasks: list[str],
+                   majority: dict[str, float | None]) -> list[tuple[str, dict[str, float]]]:
+    """(label, task -> score) for the table's first rows: the majority-class baseline (`majority`, per task), then
+    each teacher's own score (fine-tuned or not), all on dev; none for trials recorded before makd scored them."""
     rows = []
-    majority = {t: most_common(df.loc[df["task"] == t, "majority_score"]) for t in tasks}
     if any(v is not None for v in majority.values()):
         rows.append(("majority class (constant prediction)", majority))
     taught = df[df["teacher_score"].notna()]
@@ -123,7 +123,8 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
               *[task_header(t, metric[t]) for t in tasks], "Average",
               "Δ Average vs ce [95% CI]"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 2)) + "|"]
-    references = reference_rows(df, tasks)
+    majority = {t: most_common(df.loc[df["task"] == t, "majority_score"]) for t in tasks}
+    references = reference_rows(df, tasks, majority)
     for label, scores in references:
         known = [scores[t] for t in tasks if scores[t] is not None]
         average = f"{100 * np.mean(known):.1f}" if known else "–"
@@ -132,7 +133,6 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
         lines.append("| " + " | ".join(["*reference*", "–", f"*{label}*",
                                         *("–" if scores[t] is None else f"{100 * scores[t]:.1f}" for t in tasks),
                                         average, ""]) + " |")
-    majority = dict(references[0][1]) if references and references[0][0].startswith("majority") else {}
     incomplete = any_cut = False
     used: set[str] = set()  # marks that need their note
     for student in [s for s in student_order(trials) if s in set(cells["student"])]:

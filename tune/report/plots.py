@@ -41,7 +41,8 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
 
     In each panel a method is its mean dev score over seeds at each λ with ± one standard deviation as error bars
     (one point per λ in a final stage, a curve in a search); the CE-only baseline (any loss at λ = 1) is a grey
-    dashed line with its ± std band; the majority-class baseline and the teacher's own score are black lines. Each method has one colour everywhere (`method_color`); variants of a loss (τ,
+    dashed line with its ± std band; the majority-class baseline and the teacher's own score are black lines.
+    Each method has one colour everywhere (`method_color`); variants of a loss (τ,
     a fine-tuned teacher) differ by marker. One legend for the figure, below the panels, fitted to the canvas; a
     method that scores exactly ce's score (from `board`) is said to lie on ce's line. With a final stage and its
     `search` trials, each method's search curve (thin, no error bars) is drawn beside its final points, so a reader
@@ -135,7 +136,7 @@ def start_at_baseline(ax, cell: pd.DataFrame) -> None:
         return
     low, high = ax.get_ylim()
     floor = 100 * float(majority.min())
-    ax.set_ylim(min(low, floor) if low < floor - 1 else floor - 1, max(high, floor + 1))
+    ax.set_ylim(min(low, floor - 1), max(high, floor + 1))
 
 
 def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True) -> None:

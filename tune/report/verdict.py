@@ -33,6 +33,11 @@ def _difference(row: pd.Series) -> str:
     return f"{delta:+.1f} [{low:+.1f}, {high:+.1f}] vs ce over {pairs} seeds: {noise}"
 
 
+def _listed(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _references(rows: pd.DataFrame) -> str:
     """' (majority class 52.7; teacher 47.3)': what the cell's scores are read against; '' without references."""
     said = []
@@ -85,14 +90,12 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
         if constant and len(constant) == len(rows):
             parts.append("every method predicts a single class for all of dev: these scores measure no learning")
         elif constant:
-            names = constant[0] if len(constant) == 1 else ", ".join(constant[:-1]) + " and " + constant[-1]
-            parts.append(f"{names} predict{'s' if len(constant) == 1 else ''} a single class for all of dev")
+            parts.append(f"{_listed(constant)} predict{'s' if len(constant) == 1 else ''} a single class for all of dev")
         at = [r["loss"] for _, r in rows.iterrows() if known_true(r.get("at_majority")) and r["loss"] not in constant]
         if at and len(at) == len(rows):
             parts.append("no method is above the majority-class baseline at 95% confidence: no measurable learning")
         elif at:
-            names = at[0] if len(at) == 1 else ", ".join(at[:-1]) + " and " + at[-1]
-            parts.append(f"{names} {'is' if len(at) == 1 else 'are'} not above the majority-class baseline at 95% "
+            parts.append(f"{_listed(at)} {'is' if len(at) == 1 else 'are'} not above the majority-class baseline at 95% "
                          "confidence")
         lines.append(f"{head} " + "; ".join(parts) + ".")
     return lines
