@@ -20,6 +20,18 @@ def isolated_makd_home(tmp_path_factory) -> Path:
     return Path(os.environ["MAKD_HOME"])
 
 
+@pytest.fixture(autouse=True)
+def restored_task_registry():
+    """A test that registers its own file task (makd/file_tasks.py) leaves the registry as it found it: later tests
+    (the registry's own, `unknown task` messages) see only the GLUE tasks."""
+    from makd.tasks import TASKS
+
+    before = dict(TASKS)
+    yield
+    TASKS.clear()
+    TASKS.update(before)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 dir (vocab/tokenizer source for tiny models); on a machine without the zoo
