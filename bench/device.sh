@@ -2,7 +2,7 @@
 # On the offline GPU box (../shared/device/README.md): bench/gpu.py, then the GPU tests; logs and results under $OUT
 # (the benchmark first: a session's 15 device minutes may end before the tests do).
 # From the development machine, after `make setup` and `bash ../shared/device/bundle.sh`, with pytest's wheels added
-# to .device/wheels (see README, GPUs): run it through the device tool as `bash bench/device.sh`.
+# to .device/wheels (see docs/performance.md): run it through the device tool as `bash bench/device.sh`.
 set -u
 t0=$(date +%s)
 source .device/env.sh

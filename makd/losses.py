@@ -32,7 +32,7 @@ KdTerm = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor, float], to
 @dataclass(frozen=True)
 class LossSpec:
     """Everything makd knows about one loss: config validation, the CLI help, grid expansion and the leaderboard
-    all read it from here. Adding a loss = one `register_loss` call (see README, *Adding a loss or a task*)."""
+    all read it from here. Adding a loss = one `register_loss` call (see CONTRIBUTING.md)."""
 
     name: str
     kd_term: KdTerm | None  # None: plain cross-entropy, no teacher logits read

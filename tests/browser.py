@@ -1,5 +1,5 @@
 """Open a page in headless Chromium (Debian's chromium, driven by Playwright) the way a reader would: what the
-browser tests check, and how the README's screenshot of results/glue-cpu/report.html was taken:
+browser tests check, and how docs/reports.md's screenshot of results/glue-cpu/report.html was taken:
 
     .venv/bin/python -m tests.browser results/glue-cpu/report.html results/glue-cpu/report.png
 """

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.docs import shown_commands
 from tests.helpers import sentiment
 
 pytestmark = [pytest.mark.sweep, pytest.mark.slow]
@@ -85,16 +86,16 @@ def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_pa
         assert title in out
 
 
-GPU_BENCH_CPU = ".venv/bin/python -m bench.gpu --device cpu --out /tmp/makd-bench-gpu-cpu"  # README, GPUs
+GPU_BENCH_CPU = ".venv/bin/python -m bench.gpu --device cpu --out /tmp/makd-bench-gpu-cpu"  # docs/performance.md
 
 
-def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_readme_shows(glue_dir, tmp_path):
+def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show(glue_dir, tmp_path):
     """bench/gpu.py's every section on CPU (fake GPU fractions): the real teacher and data, toy sizes."""
     import shlex
     import shutil
 
     repo = Path(__file__).resolve().parents[1]
-    assert GPU_BENCH_CPU in (repo / "README.md").read_text()
+    assert GPU_BENCH_CPU in shown_commands("docs/performance.md")
     out = Path("/tmp/makd-bench-gpu-cpu")
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "MAKD_HOME": str(tmp_path / "home"), "MAKD_GLUE_DIR": str(glue_dir)}

@@ -1,4 +1,4 @@
-"""The README's local-cluster commands, exactly as printed, from the project root: `cluster/local.sh up`, source its
+"""docs/cluster.md's local-cluster commands, exactly as printed, from the project root: `cluster/local.sh up`, source its
 env, `makd submit` with no --python, `makd jobs`, `makd logs`, `cluster/local.sh down` (issue 15: the suite used
 to pass --python itself and never walked the newcomer's path)."""
 
@@ -12,22 +12,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.docs import block_after
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.sweep
 INTRO = "From the project root, after `make setup`:"
 
 
-def readme_cluster_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    block = text[text.index(INTRO):].split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
+def documented_cluster_commands() -> list[str]:
+    return [line for line in block_after("docs/cluster.md", INTRO).splitlines() if line.strip()]
 
 
-def test_the_readme_cluster_commands_run_as_printed(glue_dir):
-    lines = readme_cluster_commands()
+def test_the_documented_cluster_commands_run_as_printed(glue_dir):
+    lines = documented_cluster_commands()
     assert lines[0].startswith("bash cluster/local.sh up") and lines[-1].startswith("bash cluster/local.sh down")
     if (REPO / ".." / "shared" / "glue").resolve() != Path(glue_dir).resolve():
-        pytest.skip("the README's --glue-dir is ../shared/glue beside the checkout")
+        pytest.skip("docs/cluster.md's --glue-dir is ../shared/glue beside the checkout")
     storage = Path("/tmp/makd-cluster-runs/local-cluster")
     shutil.rmtree(storage, ignore_errors=True)  # a rerun would otherwise find the last run's experiment
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MAKD_JOBS_ADDRESS", "MAKD_CLUSTER_PYTHON")}

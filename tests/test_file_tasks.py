@@ -15,6 +15,7 @@ import yaml
 from makd.errors import UsageError
 from makd.file_tasks import FileTask, parse_file_task
 from makd.tasks import GLUE_TASK_NAMES
+from tests.docs import block_after
 
 REPO = Path(__file__).resolve().parents[1]
 MAKD = str(Path(sys.executable).parent / "makd")
@@ -179,12 +180,11 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     assert AutoConfig.from_pretrained(tmp_path / "model").num_labels == 2
 
 
-def test_the_readme_example_of_your_own_data_runs(tiny_bert_dir, tmp_path):
-    """The README's `tasks:` example, with files of those names written here, is a valid sweep that runs (as
+def test_the_documented_example_of_your_own_data_runs(tiny_bert_dir, tmp_path):
+    """docs/sweeps.md's `tasks:` example, with files of those names written here, is a valid sweep that runs (as
     `makd sweep` in a child process: a CE-only sweep run inside pytest leaves Ray unable to start the next
     in-process sweep's actors)."""
-    text = (REPO / "README.md").read_text().split("### Your own data", 1)[1]
-    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    example = yaml.safe_load(block_after("docs/sweeps.md", "## Your own data", "yaml"))
     for task in example["tasks"]:
         if isinstance(task, dict):
             write(tmp_path / task["train_file"], reviews(30))

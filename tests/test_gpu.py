@@ -2,7 +2,7 @@
 memory cap and its one-line error, peak_gpu_mb, and `gpu: auto` measuring a real training step.
 
 On the offline GPU box: `source .device/env.sh && MAKD_TEST_TOKENIZER_DIR=$MAKD_DEVICE_TOK python3 -m pytest
-tests/test_gpu.py` (see README, GPUs)."""
+tests/test_gpu.py` (see docs/performance.md, GPUs)."""
 
 from __future__ import annotations
 

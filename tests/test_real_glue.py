@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import commands_after
 from tune.main import main
 
 pytestmark = pytest.mark.slow
@@ -56,16 +57,18 @@ def test_stsb_scores_round_trip_through_platt_scaling(glue_dir):
     assert metrics["pearson"] > 0.9999 and metrics["spearman"] > 0.9999
 
 
-def test_acceptance_command_twice_second_run_skips_the_teacher(glue_dir, tmp_path):
-    """The issue's acceptance command through the installed console script; the second run must not load the
-    teacher: its JSON says teacher_cache=hit, teacher_loaded=false (set only inside models.load_teacher's caller)."""
-    exe = Path(sys.executable).with_name("makd")
-    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
-    cmd = [str(exe), "distill", "--task", "rte", "--glue-dir", str(glue_dir), "--teacher", "zoo:minilm-l6",
-           "--student", "2x128", "--loss", "taylor", "--lam", "0.5", "--epochs", "1", "--max-train-samples", "256"]
+def test_the_documented_distill_command_twice_second_run_skips_the_teacher(glue_dir, tmp_path):
+    """docs/distill.md's command through the installed console script (its ../shared/glue read as this machine's
+    GLUE folder); the second run must not load the teacher: its JSON says teacher_cache=hit, teacher_loaded=false
+    (set only inside models.load_teacher's caller)."""
+    (command,) = commands_after("docs/distill.md", "## Usage")
+    assert command.startswith("makd distill ") and "--glue-dir ../shared/glue " in command
+    command = command.replace("--glue-dir ../shared/glue", f"--glue-dir {glue_dir}")
+    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     runs = []
     for _ in range(2):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        proc = subprocess.run(command, shell=True, capture_output=True, text=True, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 1
@@ -77,11 +80,10 @@ def test_acceptance_command_twice_second_run_skips_the_teacher(glue_dir, tmp_pat
     assert first["wall_seconds"] < 120
 
 
-def test_the_readme_finetune_teacher_command_runs_as_written(glue_dir, tmp_path):
-    """README "A fine-tuned teacher": its one command, verbatim, on the real RTE (MiniLM teacher, 200 examples, one
+def test_the_documented_finetune_teacher_command_runs_as_written(glue_dir, tmp_path):
+    """docs/sweeps.md, "A fine-tuned teacher": its one command, verbatim, on the real RTE (MiniLM teacher, 200 examples, one
     epoch); the teacher's dev score and the majority class come back, and a rerun finds it in the cache."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("### A fine-tuned teacher", 1)[1]
-    (command,) = [line for line in text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines() if line.strip()]
+    (command,) = commands_after("docs/sweeps.md", "## A fine-tuned teacher")
     env = {**os.environ, "MAKD_HOME": str(tmp_path / "home"), "MAKD_GLUE_DIR": str(glue_dir),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     runs = []

@@ -1,6 +1,6 @@
 """`makd report` / `makd leaderboard --html`: one self-contained page, checked in a real headless Chromium
 (Debian's chromium, driven by Playwright): tables with one row per cell and per trial, every image decodes, no console
-error. The screenshot the README shows is the committed one of results/glue-cpu (tests write theirs to tmp)."""
+error. The screenshot docs/reports.md shows is the committed one of results/glue-cpu (tests write theirs to tmp)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from tests.browser import open_in_chromium
+from tests.docs import commands_after
 from tests.test_sweep import write_config
 from tune.config import load_config, parse_config
 from tune.report.pareto import pareto_mask
@@ -52,16 +53,10 @@ def test_makd_report_on_the_committed_results_loads_in_chromium_without_errors(t
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-def readme_block(heading: str) -> list[str]:
-    """The first ```bash block under a README heading, one command per line (comments dropped)."""
-    text = (REPO / "README.md").read_text().split(heading, 1)[1]
-    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-
-
-def test_a_toy_sweep_writes_its_report_and_the_readme_report_commands_work_as_printed(tiny_bert_dir, tmp_path):
-    """The toy sweep is named quickstart and lives in runs/ of a directory where results/ is the repo's: the README's
-    `makd report` / `leaderboard --html` lines then run verbatim there."""
+def test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_as_printed(tiny_bert_dir, tmp_path):
+    """The toy sweep is named quickstart and lives in runs/ of a directory where results/ is the repo's: the
+    `makd report` / `leaderboard --html` lines and the `makd leaderboard` lines of docs/reports.md then run verbatim
+    there."""
     config = write_config(tmp_path, tiny_bert_dir, name="quickstart", losses=["ce", "taylor"], lams=[0.5],
                           seeds=[0, 1], epochs=2)
     swept = subprocess.run([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], capture_output=True, text=True,
@@ -88,7 +83,7 @@ def test_a_toy_sweep_writes_its_report_and_the_readme_report_commands_work_as_pr
 
     (tmp_path / "results").symlink_to(REPO / "results")
     env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
-    commands = readme_block("## Tracking and reports")
+    commands = commands_after("docs/reports.md", "## Tracking and reports")
     assert len(commands) == 3 and all(c.startswith("makd ") for c in commands)
     for command in commands:
         (tmp_path / "report.html").unlink(missing_ok=True)
@@ -97,6 +92,16 @@ def test_a_toy_sweep_writes_its_report_and_the_readme_report_commands_work_as_pr
         shown = open_in_chromium(tmp_path / "report.html", tmp_path / "readme.png")
         assert shown["errors"] == [] and all(shown["images"]), command
     assert shown["rows"] == seen["rows"]  # `leaderboard --html` on the sweep is the sweep's own page
+    tables = commands_after("docs/reports.md", "## Leaderboard")
+    assert len(tables) == 2 and all(c.startswith("makd leaderboard ") for c in tables)
+    printed = []
+    for command in tables:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (command, done.stderr)
+        printed.append(done.stdout)
+    assert "| Student |" in printed[0] and "| Student |" in (tmp_path / "table2.md").read_text()
+    merged = pd.read_csv(tmp_path / "trials.csv")  # the committed results and this sweep's trials, merged
+    assert len(merged) > len(trials) and (tmp_path / "lambda.png").stat().st_size > 10_000
 
 
 def test_report_refuses_a_non_html_output_in_one_line(tmp_path):

@@ -165,11 +165,12 @@ def test_a_tracked_sweep_killed_and_resumed_leaves_one_mlflow_run_per_trial(mlfl
         assert list(trial_dir.glob("events.out.tfevents.*")), trial_dir
 
 
-def test_the_readme_tracking_section_is_a_valid_config(tiny_bert_dir, tmp_path):
+def test_the_documented_tracking_section_is_a_valid_config(tiny_bert_dir, tmp_path):
     import yaml
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("**Tracking.**", 1)[1]
-    section = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])["tracking"]
+    from tests.docs import block_after
+
+    section = yaml.safe_load(block_after("docs/reports.md", "**Tracking.**", "yaml"))["tracking"]
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tracking=section))
     assert cfg.tracking == tracking.TrackingConfig(
         tracking.MlflowTracking("http://127.0.0.1:5000", "makd-quickstart"), tracking.WandbTracking("makd", "offline"),

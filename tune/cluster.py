@@ -58,7 +58,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UsageError("address", f"cannot connect to Ray at {address}: {first} (Ray 2.60 clusters use token "
-                                        "auth: see README 'Running on a cluster')") from None
+                                        "auth: see docs/cluster.md)") from None
     else:
         with loopback_ray():  # a private Ray on this machine: node IP 127.0.0.1, every server on loopback
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,

@@ -185,7 +185,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         if loss not in LOSSES:
             raise UsageError(f"losses[{i}]", f"unknown loss {loss!r}; choose from {', '.join(loss_names())}")
     if "ce" not in losses:
-        losses.insert(0, "ce")  # the CE-only baseline is always part of a sweep: see the README's method section
+        losses.insert(0, "ce")  # the CE-only baseline is always part of a sweep: see docs/method.md
     lams = [number(v, f"lams[{i}]", low=0.0, high=1.0) for i, v in enumerate(as_list(raw, "lams", [0.5]))]
     taus = [number(v, f"taus[{i}]", low=0.0, low_open=True) for i, v in enumerate(as_list(raw, "taus", [1.0]))]
     seeds = [number(v, f"seeds[{i}]", kind=int, low=0) for i, v in enumerate(as_list(raw, "seeds", [0]))]
