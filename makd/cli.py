@@ -1,4 +1,4 @@
-"""The library's commands: distill, cache-teacher, finetune-teacher, zoo. `makd` (tune/main.py) adds the sweep commands of tune/
+"""The library's commands: distill, cache-teacher, finetune-teacher, data, zoo. `makd` (tune/main.py) adds the sweep commands of tune/
 `python -m makd.cli` runs these alone (no Ray, no tune/ needed).
 
 Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
@@ -77,6 +77,14 @@ def add_library_commands(sub) -> None:
     f.add_argument("--finetune-max-train-samples", type=int, help="subsample the training split for fine-tuning")
     f.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     f.add_argument("--quiet", action="store_true")
+
+    g = sub.add_parser("data", help="write data for offline use")
+    gsub = g.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
+    gg = gsub.add_parser("glue", help="write GLUE tasks from the Hugging Face hub (nyu-mll/glue) as a local GLUE folder "
+                         "for --glue-dir (run it once while online)")
+    gg.add_argument("--out", required=True, help="the folder to write (<TASK>/train.tsv, dev.tsv, ...)")
+    gg.add_argument("--tasks", default="cola,sst2,mrpc,stsb,qqp,mnli,qnli,rte,wnli",
+                    help="comma-separated GLUE tasks (default: all nine)")
 
     z = sub.add_parser("zoo", help="offline pretrained models installed from PyPI")
     zsub = z.add_subparsers(dest="zoo_command", required=True, parser_class=OneLineParser)
@@ -177,6 +185,24 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from makd.glue_folder import write_glue_folder
+    from makd.tasks import GLUE_TASK_NAMES, get_task
+
+    names = split_columns(args.tasks) or ()
+    for name in names:
+        if get_task(name).name not in GLUE_TASK_NAMES:
+            raise UsageError("tasks", f"'{name}' is not a GLUE task (choose from {', '.join(sorted(GLUE_TASK_NAMES))})")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError("out", f"{out} exists and is not a folder")
+    written = write_glue_folder(out, names)
+    for path in written:
+        print(path)
+    print(f"makd: {len(written)} files for {len(names)} task(s) in {out}: use --glue-dir {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from makd import zoo
 
@@ -191,7 +217,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"distill": cmd_distill, "cache-teacher": cmd_cache_teacher, "finetune-teacher": cmd_finetune_teacher,
-            "zoo": cmd_zoo}
+            "data": cmd_data, "zoo": cmd_zoo}
 
 
 def setup_logging() -> None:

@@ -222,7 +222,8 @@ def load_hub(task: TaskSpec, split: str) -> TextDataset:
     except Exception as e:  # network, cache or auth trouble: point at the offline alternatives
         raise UsageError(source, f"could not load from the Hugging Face hub ({type(e).__name__}: {e}); "
                          "read a local GLUE folder instead (--glue-dir DIR, $MAKD_GLUE_DIR, or a sweep's data: "
-                         "{glue_dir: DIR}) or your own files (--train-file/--eval-file, or a tasks: mapping)") from e
+                         "{glue_dir: DIR}; `makd data glue --out DIR` writes one while online) or your own files "
+                         "(--train-file/--eval-file, or a tasks: mapping)") from e
     missing = [c for c in (*task.text_fields, "label") if c not in hub.column_names]
     if missing:
         raise UsageError(source, f"missing column {', '.join(repr(c) for c in missing)}")
