@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from makd.errors import UsageError
-from tune.config import SweepConfig
+from tune.config import SweepConfig, WaitFor
 from tune.loopback import address_host, address_host_port, is_loopback_host, loopback_ray
 from tune.storage import is_remote_uri
 
@@ -96,6 +96,30 @@ def alive_nodes() -> list[dict]:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def wait_for_resources(want: WaitFor, *, poll_s: float = 2.0, say=print) -> list[dict]:
+    """Poll the cluster's alive nodes until they hold `want`'s GPUs and CPUs in all; their list, or one line when
+    `want.timeout_s` passes first (an autoscaler that cannot start the workers, a wrong instance type)."""
+    import time
+
+    deadline = time.monotonic() + want.timeout_s
+    said = False
+    while True:
+        nodes = alive_nodes()
+        gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
+        cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
+        if gpus >= want.gpus and cpus >= want.cpus:
+            return nodes
+        if time.monotonic() >= deadline:
+            raise UsageError("wait_for", f"after {want.timeout_s:g} s the Ray cluster has {gpus:g} GPUs and {cpus:g} "
+                                         f"CPUs on {len(nodes)} node(s), not the {want.gpus:g} GPUs and {want.cpus:g} "
+                                         "CPUs waited for: check the autoscaler (`ray status`) or lower wait_for")
+        if not said:
+            say(f"makd: waiting up to {want.timeout_s:g} s for {want.gpus:g} GPUs and {want.cpus:g} CPUs "
+                f"(the cluster has {gpus:g} and {cpus:g})", flush=True)
+            said = True
+        time.sleep(poll_s)
 
 
 def check_resources(cfg: SweepConfig, nodes: list[dict]) -> None:

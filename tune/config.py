@@ -37,6 +37,16 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class WaitFor:
+    """`wait_for: {gpus, cpus, timeout_s}`: before its first trial, the sweep waits until the Ray cluster holds this
+    many GPUs and CPUs in all (an autoscaled cluster's workers are still joining), else fails in one line."""
+
+    gpus: float = 0.0
+    cpus: float = 0.0
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str
     tasks: tuple[str, ...]
@@ -60,6 +70,7 @@ class SweepConfig:
     tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
     file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
     teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
+    wait_for: WaitFor | None = None  # wait for an autoscaled cluster's GPUs/CPUs before the first trial
 
     @property
     def teacher_fine_tuned(self) -> bool:
@@ -135,6 +146,9 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
     "storage": SweepKey("path or s3:// / gs:// URI", "runs", "where experiment dirs live (shared by every node)"),
     "address": SweepKey("Ray address or null", None, "an existing Ray cluster (also --address, $RAY_ADDRESS); "
                         "null: a private Ray on this machine, on 127.0.0.1"),
+    "wait_for": SweepKey("{gpus, cpus, timeout_s} or null", None, "before the first trial, wait until the Ray "
+                         "cluster holds this many GPUs / CPUs in all (autoscaled workers still joining; timeout_s "
+                         "default 600), else fail in one line; null: start with what is there"),
     "tracking": SweepKey("{mlflow, wandb, tensorboard}", None, "experiment trackers fed by Ray Tune callbacks "
                          "(tune/tracking.py)"),
 }
@@ -237,11 +251,24 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
         gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
         max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
-        storage=storage, address=address, tracking=parse_tracking(raw.get("tracking")))
+        storage=storage, address=address, tracking=parse_tracking(raw.get("tracking")),
+        wait_for=_parse_wait_for(raw.get("wait_for")))
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
     return cfg
+
+
+def _parse_wait_for(section: Any) -> WaitFor | None:
+    if section is None:
+        return None
+    section = mapping(section, "wait_for", {"gpus", "cpus", "timeout_s"}, "{gpus: 4, timeout_s: 900}")
+    wait = WaitFor(gpus=number(section.get("gpus", 0), "wait_for.gpus", low=0.0),
+                   cpus=number(section.get("cpus", 0), "wait_for.cpus", low=0.0),
+                   timeout_s=number(section.get("timeout_s", 600), "wait_for.timeout_s", low=0.0, low_open=True))
+    if not (wait.gpus or wait.cpus):
+        raise UsageError("wait_for", "name the gpus and/or cpus to wait for, e.g. {gpus: 4, timeout_s: 900}")
+    return wait
 
 
 def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, seeds: list[int]) -> FinalConfig | None:
@@ -373,5 +400,5 @@ def sweep_yaml(config: dict) -> str:
     raw["resources_per_trial"] = {"cpu": config.get("cpu", 1.0),
                                   "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
     raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking",
-                                       "teacher_finetune") if config.get(k) is not None})
+                                       "teacher_finetune", "wait_for") if config.get(k) is not None})
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -38,6 +38,7 @@ from tune.cluster import (
     init_ray,
     local_node_resources,
     resolve_address,
+    wait_for_resources,
 )
 from tune.config import SweepConfig, experiment_root
 from tune.gpu_sizing import size_gpu_fraction
@@ -245,7 +246,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
     try:
         with stop_signals() as stops:
-            nodes = alive_nodes()
+            nodes = wait_for_resources(cfg.wait_for) if cfg.wait_for else alive_nodes()
             check_resources(cfg, nodes)
             check_shared_storage(root, nodes)
             if not is_remote_uri(root):

@@ -29,7 +29,8 @@ class Sizing:
 
     def describe(self) -> str:
         if self.widest is None:
-            return "gpu: auto -> 0: no GPU in the Ray cluster, trials train on CPUs"
+            return ("gpu: auto -> 0: no GPU in the Ray cluster, trials train on CPUs (a cluster whose GPU workers "
+                    "are still joining: add wait_for: {gpus: N})")
         w = self.widest
         text = (f"gpu: auto -> {self.gpu:g} GPU per trial ({self.trials_per_gpu} per GPU): one training step of "
                 f"{w.student} ({w.batch}) peaks at {w.peak_mb:,.0f} MiB + {w.context_mb:,.0f} MiB CUDA context, "
