@@ -115,14 +115,18 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tune.report.cli import cmd_leaderboard as run
+    from tune.storage import local_views
 
-    return run(args)
+    with local_views(args.paths) as args.paths:  # an s3:// / gs:// experiment: read from a local copy
+        return run(args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from tune.report.cli import cmd_report as run
+    from tune.storage import local_views
 
-    return run(args)
+    with local_views(args.paths) as args.paths:
+        return run(args)
 
 
 def add_export_parser(sub) -> None:
@@ -130,21 +134,25 @@ def add_export_parser(sub) -> None:
                        description="The best trial of one task x student x loss cell (final stage by default), at "
                                    "its best epoch, as a dir that AutoModelForSequenceClassification and "
                                    "AutoTokenizer load, with a model card (README.md).")
-    p.add_argument("experiment", metavar="EXP_DIR", help="experiment dir written by makd sweep")
+    p.add_argument("experiment", metavar="EXP_DIR", help="experiment dir written by makd sweep (or its s3:// / gs:// URI)")
     p.add_argument("--task", required=True)
     p.add_argument("--student", required=True, help="the student spec as in the sweep config")
     p.add_argument("--loss", required=True)
     p.add_argument("--stage", choices=("final", "search"), help="default: final when the sweep has a final stage")
-    p.add_argument("--out", metavar="DIR", help="default EXP_DIR/export/TASK-STUDENT-LOSS")
+    p.add_argument("--out", metavar="DIR", help="default EXP_DIR/export/TASK-STUDENT-LOSS (for a URI: "
+                                                 "./export/TASK-STUDENT-LOSS)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from makd.tasks import get_task
     from tune.export import export_winner, register_file_tasks
+    from tune.storage import is_remote_uri, local_view
 
-    register_file_tasks(args.experiment)  # the sweep's own tasks (defined by files), as its trials knew them
-    path, score = export_winner(args.experiment, get_task(args.task).name, args.student, args.loss, args.out,
-                                stage=args.stage)
+    with local_view(args.experiment) as local:
+        register_file_tasks(local)  # the sweep's own tasks (defined by files), as its trials knew them
+        remote = args.experiment if is_remote_uri(args.experiment) else None
+        path, score = export_winner(local, get_task(args.task).name, args.student, args.loss, args.out,
+                                    stage=args.stage, remote=remote)
     print(json.dumps({"exported": str(path), "task": get_task(args.task).name, "student": args.student,
                       "loss": args.loss, "dev_score": score}))
     return 0

@@ -53,7 +53,8 @@ from tune.report.trials import (
     write_trials,
 )
 from tune.search.final import FINAL_DIR_SUFFIX, FinalStage, final_cells
-from tune.storage import is_remote_uri, write_bytes
+from tune.storage import check_writable, is_remote_uri, local_view, write_bytes
+from tune.storage import exists as storage_exists
 from tune.trial import TaskData, distill_trial, parameters_m
 
 
@@ -193,9 +194,7 @@ def progress_reporter(cfg: SweepConfig, kind: search.SearchKind):
 
 def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
     """Never silently overwrite or mix a previous sweep's trials: resume it, or choose a new name."""
-    if is_remote_uri(root):
-        return
-    existing = [t for t in cfg.tasks if (Path(root) / t).exists()]
+    existing = [t for t in cfg.tasks if storage_exists(root, t)]
     if existing and not resume:
         raise UsageError("name", f"experiment {root} already has results for {', '.join(existing)}: add --resume to "
                                  "finish it, or choose a new name")
@@ -238,6 +237,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         # finish: work from a directory that outlives the job.
         os.chdir(tempfile.gettempdir())
     check_experiment_dir(cfg, root, resume)
+    check_writable(root)  # s3:// or gs://: a missing bucket or no credentials, in one line before Ray starts
     tracking.check_tracking(cfg.tracking)  # a missing package or an unreachable server: one line, before Ray starts
     sizing = None
     address = resolve_address(cfg, address)
@@ -310,11 +310,15 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
         "config": cfg.as_dict(), "gpu_sizing": sizing.as_dict() if sizing else None, "address": address, "resumed": resume, "teacher_cache": cache,
         "wall_seconds": round(outcome.wall_seconds, 2), "trials": len(frame),
         "status_counts": frame["status"].value_counts().to_dict()}, indent=1, default=str).encode())
-    if not is_remote_uri(root):  # remote storage: run `makd leaderboard` on a copy
-        from tune.report.sweep_files import write_report_files
+    from tune.report.sweep_files import write_report_files
 
-        outcome.report = write_report_files(root)
-        tracking.log_sweep_artifacts(cfg.tracking, parent, root, REPORT_ARTIFACTS)
+    with local_view(root) as local:  # remote storage: the files are made on a local copy, then uploaded
+        outcome.report = write_report_files(local)
+        if is_remote_uri(root):
+            for name in REPORT_FILES:
+                if (Path(local) / name).is_file():
+                    write_bytes(root, name, (Path(local) / name).read_bytes())
+        tracking.log_sweep_artifacts(cfg.tracking, parent, local, REPORT_ARTIFACTS)
     return outcome
 
 

@@ -119,10 +119,29 @@ def register_file_tasks(root: str | Path) -> None:
                                       "eval_splits": tuple(tuple(s) for s in spec["eval_splits"])}))
 
 
+def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
+    """Into a local copy of a remote experiment (made without checkpoints), only the winning trial's best-epoch
+    weights: a sweep's other checkpoints can be gigabytes."""
+    from makd.train import BEST_NAME
+    from tune.storage import download
+
+    stage_dir = trial["task"] + (FINAL_DIR_SUFFIX if trial["stage"] == "final" else "")
+
+    def wanted(relative: str) -> bool:
+        parts = relative.split("/")
+        return len(parts) == 4 and parts[0] == stage_dir and str(trial["trial_id"]) in parts[1] \
+            and parts[3] == BEST_NAME
+
+    try:
+        download(remote, root, keep=wanted)
+    except UsageError:
+        pass  # nothing stored: best_weights says so, naming the stage dir
+
+
 def export_winner(root: str | Path, task: str, student: str, loss: str, out: str | Path | None = None,
-                  stage: str | None = None) -> tuple[Path, float]:
-    """Write the cell's winning student to `out` (default EXP/export/<task>-<student>-<loss>); returns the dir
-    and the dev score it reproduces."""
+                  stage: str | None = None, remote: str | None = None) -> tuple[Path, float]:
+    """Write the cell's winning student to `out` (default EXP/export/<task>-<student>-<loss>, or ./export/... for
+    a `remote` experiment, of which `root` is a local copy); returns the dir and the dev score it reproduces."""
     import torch
 
     from makd.config import TrainConfig
@@ -132,11 +151,13 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     root = Path(root)
     report = build([root], stage=stage)
     row, trial = winning_trial(report, task, student, loss)
+    if remote:
+        fetch_best_weights(remote, root, trial)
     weights = best_weights(root, trial)
     saved = torch.load(weights, map_location="cpu", weights_only=False)
     sweep = json.loads((root / "sweep.json").read_text())["config"] if (root / "sweep.json").is_file() else {}
     cfg = TrainConfig(**saved["config"])
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{student}-{loss}")
-    target = Path(out) if out else root / "export" / name
+    target = Path(out) if out else (Path.cwd() / "export" if remote else root / "export") / name
     save_student(cfg, weights, target, card=model_card(row, trial, sweep, int(saved["epoch"])))
     return target, float(saved["metrics"][get_task(cfg.task).metric])  # dev, whatever chose the epoch
