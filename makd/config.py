@@ -61,6 +61,8 @@ class TrainOptions:
                                           "gradient with a chunk's activation memory (default: the whole batch)",
                                           low=1)
     eval_batch_size: int = option(128, "examples per evaluation batch", low=1)
+    inference_batch_size: int = option(32, "batch size at which the student's inference throughput is measured "
+                                       "(beside its batch-1 latency; 0: no measurement)", low=0)
     lr: float = option(5e-5, "AdamW learning rate (the paper's)", low=0.0, low_open=True)
     weight_decay: float = option(0.01, "AdamW weight decay", low=0.0)
     warmup_ratio: float = option(0.1, "fraction of the steps with a linear learning-rate warm-up", low=0.0,

@@ -171,6 +171,9 @@ def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_s
         "warmup_seconds": round(sum(h.warmup_seconds for h in result.history), 3),
         "peak_gpu_mb": max((h.peak_gpu_mb for h in result.history if h.peak_gpu_mb is not None), default=None),
         "student": cfg.student, "student_parameters": result.student_parameters,
+        # makd.inference_cost, measured on this run's device (None: --inference-batch-size 0, or nothing trained)
+        "latency_ms": final.latency_ms, "inference_examples_per_s": final.inference_examples_per_s,
+        "inference_batch_size": cfg.inference_batch_size or None,
         "teacher": cfg.teacher if cfg.needs_teacher else None,
         "loss": cfg.loss, "lam": cfg.lam, "tau": cfg.tau, "seed": cfg.seed, "lr": cfg.lr,
         "teacher_cache": report.status if cfg.needs_teacher else "not needed",

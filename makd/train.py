@@ -37,6 +37,7 @@ from makd.batching import (
 from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
 from makd.errors import UsageError
+from makd.inference_cost import measure_inference
 from makd.losses import distillation_loss
 from makd.masks import model_batch
 from makd.tasks import TaskSpec, compute_metrics, get_task
@@ -65,6 +66,8 @@ class EpochResult:
     weights_fingerprint: str | None = None  # makd.fingerprints: the weights after this epoch (identity, not a tie)
     predictions_fingerprint: str | None = None  # the dev predictions after this epoch
     predicted_classes: int | None = None  # distinct classes predicted on dev (1: constant; None for regression)
+    latency_ms: float | None = None  # makd.inference_cost: ms per example at batch 1 (with every epoch, as its size)
+    inference_examples_per_s: float | None = None  # at inference_batch_size
 
 
 @dataclass
@@ -265,7 +268,10 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(str(path), f"unsupported checkpoint format {state.get('format')}")
     saved = state["config"]
-    differing = sorted(k for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v)
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    # a field added to TrainConfig since the checkpoint was written, at its default, is the same run
+    differing = sorted(k for k, v in dataclasses.asdict(cfg).items()
+                       if saved.get(k, defaults.get(k)) != v)
     if differing:
         raise UsageError(str(path), "holds a checkpoint of a different run (differs in: "
                          f"{', '.join(differing)}); use another output dir or delete it")
@@ -365,6 +371,12 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         start_epoch = result.resumed_from_epoch = state["epoch"]
         result.history = [EpochResult(**h) for h in state["history"]]
 
+    cost = None
+    if start_epoch < cfg.epochs and cfg.inference_batch_size:  # the weights' values do not change the cost
+        first_dev = next(iter(eval_enc.values()))[1]
+        with _one_line_oom(dev, f"measuring inference (batch {cfg.inference_batch_size})"):
+            cost = measure_inference(model, first_dev, batch_size=cfg.inference_batch_size, device=dev, amp=amp,
+                                     pad_to_multiple_of=pad)
     warmup_seconds = 0.0
     if start_epoch < cfg.epochs and (cfg.warm_up if cfg.warm_up is not None else dev.type == "cuda"):
         with _one_line_oom(dev, "the warm-up of every batch shape"):
@@ -406,7 +418,9 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                    weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
                                    predictions_fingerprint=fingerprints.predictions_fingerprint(dev_predictions),
                                    predicted_classes=fingerprints.predicted_classes(dev_predictions,
-                                                                                    task.is_regression))
+                                                                                    task.is_regression),
+                                   latency_ms=cost.latency_ms if cost else None,
+                                   inference_examples_per_s=cost.examples_per_s if cost else None)
         result.history.append(epoch_result)
         if ckpt_path is not None:
             ckpt_start = time.perf_counter()

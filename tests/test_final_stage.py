@@ -111,6 +111,7 @@ def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(tiny_ber
     assert trial["selection"] == "train_holdout"
     card = (out / "README.md").read_text()
     assert "vanilla" in card and "vs ce, paired by seed" in card and "## Sweep config" in card
+    assert "ms per example at batch 1" in card and "examples/s at batch 32 on cpu" in card
 
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)

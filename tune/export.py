@@ -79,6 +79,7 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              f"| teacher | {train.get('teacher')} ({_teacher_kind(sweep, train)}, "
              f"head seed {train.get('head_seed', 0)}) |",
              f"| stage | {trial['stage']} |",
+             f"| inference cost | {_inference(trial, train.get('inference_batch_size', 32))} |",
              f"| references on dev | majority class {pct(row.get('majority_score'))}; teacher's own score "
              f"{pct(row.get('teacher_score'))} |",
              *(["| warning | the cell is not above the majority-class baseline at 95% confidence: no measurable "
@@ -95,6 +96,15 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```", "", "## Sweep config", "", "```yaml",
              yaml.safe_dump(sweep, sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _inference(trial: pd.Series, batch_size) -> str:
+    latency, rate = trial.get("latency_ms"), trial.get("inference_examples_per_s")
+    if latency is None or pd.isna(latency):
+        return "– (not measured: an older sweep, or inference_batch_size 0)"
+    return (f"{latency:.2f} ms per example at batch 1, {rate:,.0f} examples/s at batch "
+            f"{batch_size} on {trial.get('device') or 'its device'} "
+            "(measured in the trial)")
 
 
 def _teacher_kind(sweep: dict, train: dict) -> str:

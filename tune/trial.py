@@ -137,7 +137,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "student_parameters_m": parameters_m(result.student_parameters) or None,
                 "weights_fingerprint": result.weights_fingerprint,
                 "predictions_fingerprint": result.predictions_fingerprint,
-                "predicted_classes": result.predicted_classes, **task_data.references, **node,
+                "predicted_classes": result.predicted_classes,
+                "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s, **task_data.references, **node,
                 # the row's teacher without sweep.json (a running sweep read from its folders)
                 "teacher": cfg.teacher if cfg.needs_teacher else None,
                 "teacher_fine_tuned": bool(cfg.fine_tuned or task_data.finetuned_teacher),

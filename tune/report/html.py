@@ -127,8 +127,12 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "seeds": board["n_seeds"], "Δ vs ce ×100 [95% CI]": board.apply(delta, axis=1),
         "majority class ×100": board["majority_score"].map(lambda v: _fmt(v, 1, 100)),
         "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),
-        "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4))})
+        "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4)),
+        "ms / example (batch 1)": board.get("latency_ms_mean", pd.Series(index=board.index, dtype=float)).map(
+            lambda v: _fmt(v, 2))})
     unscored = [c for c, source in REFERENCE_HEADINGS.items() if board[source].isna().all()]
+    if board.get("latency_ms_mean", pd.Series(dtype=float)).isna().all():
+        unscored.append("ms / example (batch 1)")  # trials from before makd measured inference
     return frame.drop(columns=unscored)  # trials recorded before makd scored references: no empty columns
 
 

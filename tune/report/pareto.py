@@ -12,7 +12,8 @@ from tune.report.layout import equal_to_ce, few_ticks, fit_legend, fit_suptitle,
 from tune.report.order import loss_rank, student_order, task_header, task_rank
 from tune.report.plots import draw_references, method_color
 
-COSTS = (("student_parameters_m", "student parameters (M)"), ("device_hours_per_trial", "device-hours per trial"))
+COSTS = (("student_parameters_m", "student parameters (M)"), ("latency_ms_student", "ms per example, batch 1"),
+         ("device_hours_per_trial", "device-hours per trial"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -29,6 +30,10 @@ def cost_frame(leaderboard: pd.DataFrame) -> pd.DataFrame:
     frame["device_hours_per_trial"] = (pd.to_numeric(frame["device_hours_total"], errors="coerce")
                                        / pd.to_numeric(frame["n_trials"], errors="coerce"))
     frame["student_parameters_m"] = pd.to_numeric(frame["student_parameters_m"], errors="coerce")
+    # a student's inference cost does not depend on how it was trained: one value per task x student (the median
+    # over its cells), so that measurement noise never separates two methods of one student
+    latency = pd.to_numeric(frame.get("latency_ms_mean", pd.Series(index=frame.index, dtype=float)), errors="coerce")
+    frame["latency_ms_student"] = latency.groupby([frame["task"], frame["student"]]).transform("median")
     for cost, _ in COSTS:
         frame[f"pareto_{cost}"] = False
         for _, part in frame.dropna(subset=[cost, "score"]).groupby("task"):

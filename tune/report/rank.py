@@ -32,7 +32,7 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                                                                   "identical_to", "agreement_vs")],
                        "constant_predictor", "majority_score", "at_majority", "teacher_score",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
-                       "teacher"]
+                       "latency_ms_mean", "inference_examples_per_s_mean", "teacher"]
 _SETTING = ["_lam", "_tau", "_lr"]
 REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
 
@@ -100,6 +100,9 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
                       wall_seconds_mean=group["wall_seconds"].mean(),
                       device_hours_total=group["device_hours"].sum(min_count=1),
                       peak_gpu_mb_max=group["peak_gpu_mb"].max() if "peak_gpu_mb" in group else None,
+                      latency_ms_mean=group["latency_ms"].mean() if "latency_ms" in group else None,
+                      inference_examples_per_s_mean=group["inference_examples_per_s"].mean()
+                      if "inference_examples_per_s" in group else None,
                       student_parameters_m=group["student_parameters_m"].max(),
                       metric=most_common(group["metric"]),
                       selection=selection_kind(group["selection"]) if "selection" in group else "dev",

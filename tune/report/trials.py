@@ -37,12 +37,12 @@ TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "s
                  "teacher_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-                 "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
+                 "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
             "majority_score", "teacher_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-            "teacher_loads_in_trial", "predicted_classes")
+            "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s")
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
 
@@ -102,6 +102,9 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
                    # the student that was selected: the best epoch's weights and dev predictions (None: older trials)
                    **{k: best.get(k) or None for k in FINGERPRINT_COLUMNS}, predicted_classes=number(best.get("predicted_classes")),
                    peak_gpu_mb=max((p for p in peaks if p is not None), default=None),
+                   # makd.inference_cost: the student's cost to run on the trial's device (None: older trials)
+                   latency_ms=number(metrics.get("latency_ms")),
+                   inference_examples_per_s=number(metrics.get("inference_examples_per_s")),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
         row["device_hours"] = row["wall_seconds"] / 3600 * devices if devices else None

@@ -1,0 +1,64 @@
+"""What a student costs to run (issue 26): batch-1 latency and throughput measured once per run, carried by every
+epoch, trials.csv, the leaderboard, `makd distill`'s JSON, the model card and the Pareto panels; the measurement
+does not change what is trained."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import torch
+
+from makd.batching import encode
+from makd.inference_cost import measure_inference
+from makd.models import build_student
+from makd.train import train
+from tests.helpers import sentiment
+from tests.test_train import config
+from tune.main import main
+from tune.report.pareto import cost_frame
+from tune.report.trials import trial_row
+
+
+def test_measuring_leaves_the_weights_alone_and_reports_positive_costs(tiny_bert_dir):
+    model, tokenizer = build_student(str(tiny_bert_dir), 2, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cost = measure_inference(model, encode(tokenizer, sentiment(40, "validation"), 32), batch_size=8,
+                             device=torch.device("cpu"), amp=None)
+    assert cost.latency_ms > 0 and cost.examples_per_s > 0 and (cost.batch_size, cost.device) == (8, "cpu")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_measurement_does_not_change_the_trained_student(tiny_bert_dir):
+    """The same run with and without the measurement trains bit-identical weights (equal fingerprints)."""
+    ds, dev = sentiment(48), sentiment(16, "validation", seed=1)
+    runs = [train(config(tiny_bert_dir, loss="ce", lam=1.0, inference_batch_size=size), ds, {"": dev}, None,
+                  progress=False) for size in (0, 8)]
+    assert [h.weights_fingerprint for h in runs[0].history] == [h.weights_fingerprint for h in runs[1].history]
+    assert runs[0].final.latency_ms is None and runs[1].final.latency_ms > 0
+    assert len({h.latency_ms for h in runs[1].history}) == 1  # measured once, carried by every epoch
+
+
+def test_makd_distill_prints_the_cost(tiny_bert_dir, tmp_path, capsys):
+    glue = str(__import__("tests.conftest", fromlist=["FIXTURES"]).FIXTURES / "glue")
+    args = ["distill", "--task", "rte", "--glue-dir", glue, "--student", str(tiny_bert_dir), "--loss", "ce",
+            "--epochs", "1", "--max-length", "32", "--cache-dir", str(tmp_path), "--quiet"]
+    assert main(args + ["--inference-batch-size", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["latency_ms"] > 0 and out["inference_examples_per_s"] > 0 and out["inference_batch_size"] == 4
+    assert main(args + ["--inference-batch-size", "0"]) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert off["latency_ms"] is None and off["inference_batch_size"] is None
+
+
+def test_trial_rows_carry_the_cost_and_the_pareto_cost_is_one_per_student():
+    epoch = {"score": 0.7, "epoch": 1, "latency_ms": 2.5, "inference_examples_per_s": 900.0, "metric": "accuracy"}
+    row = trial_row("rte", {"student": "2x128", "loss": "ce", "lam": 1.0, "tau": 1.0, "seed": 0}, [epoch],
+                    teacher=None, fine_tuned=False, error=None, devices=1.0, trial_id="t1")
+    assert (row["latency_ms"], row["inference_examples_per_s"]) == (2.5, 900.0)
+    board = pd.DataFrame({"task": ["rte"] * 4, "student": ["2x128", "2x128", "4x312", "4x312"],
+                          "loss": ["ce", "vanilla"] * 2, "score_mean": [0.6, 0.62, 0.65, 0.66],
+                          "latency_ms_mean": [2.0, 2.4, 5.0, 5.6], "student_parameters_m": [4.4, 4.4, 14, 14],
+                          "device_hours_total": [0.01] * 4, "n_trials": [3] * 4})
+    costs = cost_frame(board)
+    assert list(costs["latency_ms_student"]) == [2.2, 2.2, 5.3, 5.3]  # noise never separates two methods
