@@ -19,7 +19,7 @@ lint: setup
 
 test: setup
 	$(VENV)/bin/ruff check makd tune tests bench
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 # The main job: a small real sweep (configs/quickstart.yaml) on Ray Tune, then its results table.
 # A rerun finishes an interrupted sweep (--resume) or reprints a finished one.

@@ -42,3 +42,15 @@ def test_after_a_resume_the_trials_that_ended_before_count():
     lines.on_trial_result(0, [*done, c], c, {"score": 0.6, "epoch": 1, "metric": "accuracy"})
     lines.on_trial_complete(0, [*done, c], c)
     assert "done 3/3" in out.getvalue() and out.getvalue().rstrip().endswith("stage done")
+
+
+def test_the_callback_tune_restores_on_resume_prints_to_stderr(capsys):
+    """Tune pickles the callback with the experiment state and `--resume` runs the unpickled one (an interrupted
+    sweep resumed without --quiet crashed at its first trial start: the stream was not pickled, nor restored)."""
+    import pickle
+
+    lines = pickle.loads(pickle.dumps(ProgressLines("rte final", total=2, concurrent=1, max_epochs=3,
+                                                    stream=io.StringIO())))
+    a = fake("a")
+    lines.on_trial_start(0, [a], a)
+    assert capsys.readouterr().err.startswith("makd: [rte final] start 1/2: vanilla")

@@ -47,6 +47,9 @@ class ProgressLines(Callback):
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment state: not the stream
         return {k: v for k, v in self.__dict__.items() if k != "stream"}
 
+    def __setstate__(self, state: dict) -> None:  # `--resume` runs the restored callback: it writes to stderr
+        self.__dict__.update(state, stream=None)
+
     def _say(self, line: str) -> None:
         print(f"makd: [{self.label}] {line}", file=self.stream or sys.stderr, flush=True)
 
