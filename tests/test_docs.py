@@ -19,6 +19,8 @@ RUN_BY = {
     "makd finetune-teacher --task rte --teacher zoo:minilm-l6 --max-train-samples 200 --epochs 1":
         "tests/test_real_glue.py::test_the_documented_finetune_teacher_command_runs_as_written",
     "makd data glue --out glue --tasks rte,mrpc": "tests/test_glue_folder.py::test_the_documented_command_runs_as_written",
+    "makd leaderboard results/glue-cpu/*.csv --within 2":
+        "tests/test_within.py::test_the_documented_command_answers_on_the_committed_results",
     "makd leaderboard runs/quickstart":
         "tests/test_report_html.py::test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_as_printed",
     "makd leaderboard results/glue-cpu/*.csv runs/quickstart --csv leaderboard.csv --trials-csv trials.csv "

@@ -32,6 +32,11 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=("final", "search"),
                    help="which stage's trials the tables hold (default: final when the inputs have a final stage, "
                         "else search)")
+    p.add_argument("--within", type=float, metavar="POINTS",
+                   help="print, per task, the cheapest cell whose mean dev score is within POINTS (x100) of the best")
+    p.add_argument("--cost", choices=("params", "latency", "device-hours"), default="params",
+                   help="what --within minimises (default params: student parameters; latency: ms per example at "
+                        "batch 1)")
     return p
 
 
@@ -42,6 +47,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise UsageError("plot", f"expected a .png, .pdf or .svg file name, got {args.plot}")
+    if args.within is not None and not args.within >= 0:
+        raise UsageError("within", f"expected points >= 0 (e.g. 1.0: one point of the metric x100), got {args.within}")
     if args.html and Path(args.html).suffix.lower() not in (".html", ".htm"):
         raise UsageError("html", f"expected an .html file name, got {args.html}")
     from makd.files import atomic_write_bytes
@@ -75,7 +82,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         write_html(result, args.paths, args.html)
         written.append(args.html)
-    if not (args.csv or args.trials_csv or args.markdown or args.plot or args.html):
+    if args.within is not None:
+        from tune.report.pareto import cheapest_within
+
+        picks = cheapest_within(result.leaderboard, args.within, args.cost)
+        if picks.empty:
+            print(f"makd: --within: no cell has a {args.cost} cost to compare (older trials, or cells at the majority "
+                  "class)", file=sys.stderr)
+        else:
+            print(f"The cheapest cell by {args.cost} within {args.within:g} points of each task's best:")
+            print(picks.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            print()
+    if not (args.csv or args.trials_csv or args.markdown or args.plot or args.html or args.within is not None):
         print(leaderboard_text(result.leaderboard))
         print()
         print(result.paper_table_markdown, end="", flush=True)

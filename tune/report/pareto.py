@@ -109,3 +109,37 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
     fit_suptitle(fig, "Score against cost: a point per task × student × method (mean over seeds)")
     fit_legend(fig, handles, labels)
     return fig
+
+
+WITHIN_COSTS = {"params": "student_parameters_m", "latency": "latency_ms_student",
+                "device-hours": "device_hours_per_trial"}
+
+
+def cheapest_within(leaderboard: pd.DataFrame, points: float, cost: str = "params") -> pd.DataFrame:
+    """Per task: the best cell, and the cheapest cell (by `cost`, then by score) whose mean dev score is within
+    `points` (×100) of it: what distillation is for, a smaller model that gives up at most that much. Cells at the
+    majority-class baseline or predicting one class never qualify (they learned nothing); a task whose cells lack
+    the cost is left out."""
+    from tune.report.rank import known_true
+
+    column = WITHIN_COSTS[cost]
+    frame = cost_frame(leaderboard)
+    rows = []
+    for task, part in frame.dropna(subset=["score"]).groupby("task", sort=False):
+        flags = [part.get(c, pd.Series(False, index=part.index)) for c in ("at_majority", "constant_predictor")]
+        learned = part[[not (known_true(a) or known_true(c)) for a, c in zip(*flags, strict=True)]]
+        if learned.empty:
+            continue
+        priced = learned.dropna(subset=[column])
+        if priced.empty:
+            continue
+        best = learned.loc[learned["score"].idxmax()]
+        near = priced[priced["score"] >= best["score"] - points]
+        if near.empty:
+            continue
+        pick = near.sort_values([column, "score"], ascending=[True, False], kind="stable").iloc[0]
+        rows.append({"task": task, "best": f"{best['student']} {best['loss']}", "best_score": best["score"],
+                     "within": f"{pick['student']} {pick['loss']}", "score": pick["score"],
+                     "points_given_up": best["score"] - pick["score"], cost: pick[column],
+                     f"best_{cost}": best.get(column)})
+    return pd.DataFrame(rows)
