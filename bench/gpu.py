@@ -172,7 +172,7 @@ def packing_section(args, save) -> None:
             ended_at = time.time()
             frame = outcome.trials
             epochs = _trial_epochs(exp / args.task)
-            first_start, last_end = _trial_span(exp / "events.jsonl") or (None, None)
+            first_start, last_end = _trial_span(exp) or (None, None)
         span = last_end - first_start if first_start else None
         finished = frame[frame["status"] == "TERMINATED"]
         examples = float(len(finished) * args.epochs * args.train_examples)
@@ -199,8 +199,10 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
     """Per trial: epoch 1 and 2 examples/s and eval seconds, the warm-up, the checkpoint writes and the first
     epoch's report (Ray copying the checkpoint to storage + Tune taking the result), from Ray's result.json files."""
     rows = []
-    for result in sorted(task_dir.glob("*/result.json")):
-        history = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+    from tune.experiment_dir import trial_folders
+
+    for folder in trial_folders(task_dir):
+        history = folder.history()
         by_epoch = {h["epoch"]: h for h in history if "epoch" in h}
         if 1 not in by_epoch:
             continue
@@ -216,11 +218,11 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
     return rows
 
 
-def _trial_span(events: Path) -> tuple[float, float] | None:
+def _trial_span(experiment: Path) -> tuple[float, float] | None:
     """The first trial's start and the last trial's end (events.jsonl, epoch seconds): when trials actually ran."""
-    if not events.is_file():
-        return None
-    lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    from tune.experiment_dir import events
+
+    lines = events(experiment)
     starts = [e["time"] for e in lines if e.get("event") == "start"]
     ends = [e["time"] for e in lines if e.get("event") in ("done", "already-done")]
     return (min(starts), max(ends)) if starts and ends else None

@@ -41,6 +41,7 @@ from tune.cluster import (
     wait_for_resources,
 )
 from tune.config import SweepConfig, experiment_root
+from tune.experiment_dir import EVENTS
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
 from tune.progress import ProgressLines
@@ -251,7 +252,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             check_shared_storage(root, nodes)
             if not is_remote_uri(root):
                 Path(root).mkdir(parents=True, exist_ok=True)
-            events = None if is_remote_uri(root) else str(Path(root) / "events.jsonl")
+            events = None if is_remote_uri(root) else str(Path(root) / EVENTS)
             parent = tracking.parent_run_id(cfg.tracking, cfg, root)
             live = [] if is_remote_uri(root) else [LiveReport(root)]  # report.html rewritten as trials finish
 

@@ -7,7 +7,6 @@ exported at its best epoch (the trial's `best_model.pt`, kept beside every check
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pandas as pd
 import yaml
 
 from makd.errors import UsageError
+from tune import experiment_dir
 from tune.report.build import Report, build
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
 from tune.report.rank import known_true, setting_rows, setting_view
-from tune.search.final import FINAL_DIR_SUFFIX
 
 
 def winning_trial(report: Report, task: str, student: str, loss: str) -> tuple[pd.Series, pd.Series]:
@@ -38,14 +37,7 @@ def best_weights(root: Path, trial: pd.Series) -> Path:
     """The trial's best-epoch weights in its newest Ray checkpoint (<task>[-final]/<trial folder>/checkpoint_*)."""
     from makd.train import BEST_NAME
 
-    stage_dir = root / (trial["task"] + (FINAL_DIR_SUFFIX if trial["stage"] == "final" else ""))
-    folders = [p for p in stage_dir.glob(f"*{trial['trial_id']}*") if p.is_dir()]
-    found = sorted((c for f in folders for c in f.glob("checkpoint_*") if (c / BEST_NAME).is_file()),
-                   key=lambda c: int(re.sub(r"\D", "", c.name) or 0))
-    if not found:
-        raise UsageError(str(stage_dir), f"no {BEST_NAME} for trial {trial['trial_id']}: its checkpoints are gone "
-                                         "(or the sweep predates best-epoch checkpoints)")
-    return found[-1] / BEST_NAME
+    return experiment_dir.best_weights(root, trial["task"], trial["stage"], str(trial["trial_id"]), BEST_NAME)
 
 
 def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -> str:
@@ -119,8 +111,7 @@ def register_file_tasks(root: str | Path) -> None:
     recorded, so that a model is exported under the same labels without the files."""
     from makd.tasks import TaskSpec, register_task
 
-    path = Path(root) / "sweep.json"
-    tasks = json.loads(path.read_text())["config"].get("file_tasks") or [] if path.is_file() else []
+    tasks = (experiment_dir.sweep_config(Path(root)) or {}).get("file_tasks") or []
     for task in tasks:
         spec = task.get("spec")
         if spec:
@@ -135,11 +126,11 @@ def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
     from makd.train import BEST_NAME
     from tune.storage import download
 
-    stage_dir = trial["task"] + (FINAL_DIR_SUFFIX if trial["stage"] == "final" else "")
+    stage = experiment_dir.stage_dir("", trial["task"], trial["stage"]).name
 
     def wanted(relative: str) -> bool:
         parts = relative.split("/")
-        return len(parts) == 4 and parts[0] == stage_dir and str(trial["trial_id"]) in parts[1] \
+        return len(parts) == 4 and parts[0] == stage and str(trial["trial_id"]) in parts[1] \
             and parts[3] == BEST_NAME
 
     try:
@@ -165,7 +156,7 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
         fetch_best_weights(remote, root, trial)
     weights = best_weights(root, trial)
     saved = torch.load(weights, map_location="cpu", weights_only=False)
-    sweep = json.loads((root / "sweep.json").read_text())["config"] if (root / "sweep.json").is_file() else {}
+    sweep = experiment_dir.sweep_config(root) or {}
     cfg = TrainConfig(**saved["config"])
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{student}-{loss}")
     target = Path(out) if out else (Path.cwd() / "export" if remote else root / "export") / name

@@ -9,23 +9,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from tune.experiment_dir import stage_dirs, trial_folders
 from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, integer_ticks, legend_label
 from tune.report.order import loss_rank, task_header, task_rank
 from tune.report.plots import method_color
-from tune.report.trials import _TRIAL_ID, _is_trial_dir, _read_history, task_dirs
 
 
 def learning_curves(paths: list[str]) -> pd.DataFrame:
     """One row per (trial, epoch): task, trial_id, epoch, score. Trials CSVs carry no history: they add nothing."""
     rows = []
     for path in paths:
-        for task, task_dir in task_dirs(Path(path)):
-            for folder in sorted(p for p in task_dir.iterdir() if _is_trial_dir(p)):
-                match = _TRIAL_ID.search(folder.name)
-                trial_id = match.group(1) if match else folder.name
-                for result in _read_history(folder / "result.json"):
+        for task, stage in stage_dirs(Path(path)):
+            for folder in trial_folders(stage):
+                for result in folder.history():
                     if result.get("epoch") is not None and result.get("score") is not None:
-                        rows.append({"task": task, "trial_id": trial_id, "epoch": int(result["epoch"]),
+                        rows.append({"task": task, "trial_id": folder.trial_id, "epoch": int(result["epoch"]),
                                      "score": 100 * float(result["score"])})
     return pd.DataFrame(rows, columns=["task", "trial_id", "epoch", "score"]).drop_duplicates(["task", "trial_id", "epoch"])
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +23,16 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
+from tune.experiment_dir import (
+    TrialFolder,
+    ended_trials,
+    newest_result_mtime,
+    ray_states,
+    stage_dirs,
+    sweep_config,
+    trial_folders,
+)
 from tune.report.paired import FINGERPRINT_COLUMNS
-from tune.search.final import FINAL_DIR_SUFFIX
 from tune.storage import write_bytes
 from tune.trial import FINISHED, trial_params
 
@@ -43,7 +50,6 @@ _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "d
             "majority_score", "teacher_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s")
-_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
 
 def _clean(value):
@@ -154,17 +160,6 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
     return rows
 
 
-def _sweep_config(root: Path) -> dict | None:
-    path = root / "sweep.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text()).get("config")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
-        raise UsageError(str(path), f"not a sweep.json written by makd sweep ({err})") from None
-    return config if isinstance(config, dict) else None
-
-
 def _max_epochs(config: dict | None) -> int | None:
     if not config:
         return None
@@ -185,66 +180,6 @@ def _device_count(config: dict | None) -> float | None:
     return gpu if gpu > 0 else cpu
 
 
-def _is_trial_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "params.json").is_file()
-
-
-def _is_task_dir(path: Path) -> bool:
-    if not path.is_dir():
-        return False
-    return any(path.glob("experiment_state-*.json")) or any(_is_trial_dir(p) for p in path.iterdir())
-
-
-def task_dirs(root: Path) -> list[tuple[str, Path]]:
-    """(task, dir) of every Ray Tune experiment under ROOT (a task's search stage in <task>/, its final stage in
-    <task>-final/), or ROOT itself when it is one."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    if _is_task_dir(root):
-        return [(root.name.removesuffix(FINAL_DIR_SUFFIX), root)]
-    return [(p.name.removesuffix(FINAL_DIR_SUFFIX), p) for p in sorted(root.iterdir()) if _is_task_dir(p)]
-
-
-def _ray_states(task_dir: Path) -> dict[str, dict]:
-    """trial_id -> {status, relative_logdir, config} from the newest experiment_state-*.json (Ray's own JSON)."""
-    states = sorted(task_dir.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-    for path in reversed(states):
-        try:
-            data = json.loads(path.read_text())
-            out = {}
-            for entry in data["trial_data"]:
-                trial = json.loads(entry[0] if isinstance(entry, (list, tuple)) else entry)
-                out[str(trial["trial_id"])] = {"status": trial.get("status"),
-                                               "relative_logdir": trial.get("relative_logdir"),
-                                               "config": trial.get("config") or {}}
-            return out
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            continue  # being rewritten, or another Ray version's layout: fall back to the folders alone
-    return {}
-
-
-def _read_history(path: Path) -> list[dict]:
-    """result.json: one JSON object per reported epoch; a half-written last line (running trial) is skipped."""
-    if not path.is_file():
-        return []
-    history = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.strip():
-            try:
-                history.append(json.loads(line))
-            except ValueError:
-                continue
-    return history
-
-
-def _error_line(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text(errors="replace").strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else "error"
-
-
 def _row(task: str, params: dict, history: list[dict], config: dict | None, error: str | None,
          trial_id: str) -> dict:
     """`trial_row` with the sweep-wide facts taken from sweep.json's config (None: a copied dir without it)."""
@@ -254,17 +189,11 @@ def _row(task: str, params: dict, history: list[dict], config: dict | None, erro
                      error=error, devices=_device_count(config), trial_id=trial_id)
 
 
-def _folder_row(task: str, folder: Path, config: dict | None) -> dict:
+def _folder_row(task: str, folder: TrialFolder, config: dict | None) -> dict:
     """One trial folder (params.json, result.json, error.txt) -> tune.report.trials.trial_row (status decided later)."""
-    try:
-        params = trial_params(json.loads((folder / "params.json").read_text()))
-    except (ValueError, AttributeError) as err:
-        raise UsageError(str(folder / "params.json"), f"not a Ray Tune params.json ({err})") from None
-    history = _read_history(folder / "result.json")
-    match = _TRIAL_ID.search(folder.name)
-    row = _row(task, params, history, config, _error_line(folder / "error.txt"),
-               match.group(1) if match else folder.name)
-    return {**row, "_folder": folder.name, "_results": len(history)}
+    history = folder.history()
+    row = _row(task, trial_params(folder.params()), history, config, folder.error_line(), folder.trial_id)
+    return {**row, "_folder": folder.path.name, "_results": len(history)}
 
 
 def read_trial_folders(root: str | Path) -> pd.DataFrame:
@@ -277,13 +206,14 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
     A trial restored into a second folder (after a killed driver) counts once.
     """
     root = Path(root)
-    dirs = task_dirs(root)
-    config = _sweep_config(root.parent if [d for _, d in dirs] == [root] else root)  # a task dir given directly
+    dirs = stage_dirs(root)
+    experiment = root.parent if [d for _, d in dirs] == [root] else root  # a stage dir given directly
+    config = sweep_config(experiment)
     rows = []
-    ended = _ended_trials(root if [d for _, d in dirs] != [root] else root.parent)
+    ended = ended_trials(experiment)
     for task, task_dir in dirs:
-        states = _ray_states(task_dir)
-        folder_rows = [_folder_row(task, p, config) for p in sorted(task_dir.iterdir()) if _is_trial_dir(p)]
+        states = ray_states(task_dir)
+        folder_rows = [_folder_row(task, folder, config) for folder in trial_folders(task_dir)]
         max_epochs = _max_epochs(config)
         max_known = max_epochs is not None
         if max_epochs is None:
@@ -302,22 +232,6 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
                                   sweep_done=config is not None, ended=trial_id in ended)
             rows.append(finish_row({**row, "metric": row.get("metric") or _task_metric(task)}, status, max_epochs))
     return trials_frame(rows)
-
-
-def _ended_trials(root: Path) -> set[str]:
-    """Trial ids whose training loop returned ("done"/"already-done" in the experiment's events.jsonl)."""
-    path = root / "events.jsonl"
-    if not path.is_file():
-        return set()
-    ended = set()
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line being appended
-        if isinstance(event, dict) and event.get("event") in ("done", "already-done"):
-            ended.add(str(event.get("trial_id")))
-    return ended
 
 
 def _task_metric(task: str) -> str | None:
@@ -346,29 +260,17 @@ def read_trials_csv(path: str | Path) -> pd.DataFrame:
     return trials_frame(frame)
 
 
-def _newest_result_mtime(root: Path) -> float:
-    newest = 0.0
-    for _, task_dir in task_dirs(root):
-        for folder in task_dir.iterdir():
-            for name in ("result.json", "error.txt"):
-                try:
-                    newest = max(newest, (folder / name).stat().st_mtime)
-                except OSError:
-                    pass
-    return newest
-
-
 def read_experiment_dir(root: str | Path) -> tuple[pd.DataFrame, str]:
     """All trials of one experiment dir (finished or not) and a line saying how they were read."""
     root = Path(root)
     csv = root / "trials.csv"
-    has_folders = bool(task_dirs(root))
+    has_folders = bool(stage_dirs(root))
     if csv.is_file():
         frame = read_trials_csv(csv)
         if not has_folders:
             return frame, f"{root}: trials.csv"
         folders = read_trial_folders(root)
-        if _newest_result_mtime(root) > csv.stat().st_mtime + 2.0:  # resumed since trials.csv was written
+        if newest_result_mtime(root) > csv.stat().st_mtime + 2.0:  # resumed since trials.csv was written
             counts = frame.dropna(subset=["student_parameters_m"]).drop_duplicates("student")
             folders = fill_parameter_counts(folders, counts.set_index("student")["student_parameters_m"].to_dict())
             return folders, f"{root}: trial folders (trials.csv is older than the newest trial result)"

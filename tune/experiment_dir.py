@@ -1,0 +1,176 @@
+"""THE reader of a sweep's experiment dir as Ray Tune and makd lay it out; every other module asks here.
+
+    <experiment>/                 sweep.json, trials.csv, trials.jsonl, events.jsonl, report files (makd's)
+      <task>/                     the task's search-stage Tuner: experiment_state-*.json (Ray's), and per trial
+        <trainable>_<id>_<n>_…/   params.json, result.json (one JSON line per epoch), error.txt,
+          checkpoint_NNNNNN/      checkpoint.pt and best_model.pt (makd's, in Ray's checkpoint folders)
+      <task>-final/               the task's final-stage Tuner, laid out the same
+
+Paths and JSON only (no pandas, no Ray): a dir copied off a cluster reads the same as a live one."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from makd.errors import UsageError
+from tune.search.final import FINAL_DIR_SUFFIX
+
+TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")  # in a trial folder's name: <trainable>_<id>_<n>_<params>
+
+
+@dataclass(frozen=True)
+class TrialFolder:
+    """One trial's folder in a stage dir."""
+
+    path: Path
+
+    @property
+    def trial_id(self) -> str:
+        match = TRIAL_ID.search(self.path.name)
+        return match.group(1) if match else self.path.name
+
+    def params(self) -> dict:
+        try:
+            return json.loads((self.path / "params.json").read_text())
+        except (ValueError, AttributeError) as err:
+            raise UsageError(str(self.path / "params.json"), f"not a Ray Tune params.json ({err})") from None
+
+    def history(self) -> list[dict]:
+        """result.json: one JSON object per reported epoch; a half-written last line (running trial) is skipped."""
+        return read_history(self.path / "result.json")
+
+    def error_line(self) -> str | None:
+        path = self.path / "error.txt"
+        if not path.is_file():
+            return None
+        lines = [line for line in path.read_text(errors="replace").strip().splitlines() if line.strip()]
+        return lines[-1].strip()[:300] if lines else "error"
+
+    def checkpoints(self) -> list[Path]:
+        """Ray's checkpoint folders of this trial, oldest first."""
+        return sorted((c for c in self.path.glob("checkpoint_*") if c.is_dir()),
+                      key=lambda c: int(re.sub(r"\D", "", c.name) or 0))
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    history = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.strip():
+            try:
+                history.append(json.loads(line))
+            except ValueError:
+                continue
+    return history
+
+
+def is_trial_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "params.json").is_file()
+
+
+def is_stage_dir(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return any(path.glob("experiment_state-*.json")) or any(is_trial_dir(p) for p in path.iterdir())
+
+
+def stage_dirs(root: str | Path) -> list[tuple[str, Path]]:
+    """(task, dir) of every Ray Tune experiment under ROOT (a task's search stage in <task>/, its final stage in
+    <task>-final/), or ROOT itself when it is one."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if is_stage_dir(root):
+        return [(root.name.removesuffix(FINAL_DIR_SUFFIX), root)]
+    return [(p.name.removesuffix(FINAL_DIR_SUFFIX), p) for p in sorted(root.iterdir()) if is_stage_dir(p)]
+
+
+def stage_dir(root: str | Path, task: str, stage: str) -> Path:
+    return Path(root) / (task + (FINAL_DIR_SUFFIX if stage == "final" else ""))
+
+
+def trial_folders(stage: Path) -> list[TrialFolder]:
+    return [TrialFolder(p) for p in sorted(stage.iterdir()) if is_trial_dir(p)]
+
+
+def ray_states(stage: Path) -> dict[str, dict]:
+    """trial_id -> {status, relative_logdir, config} from the newest experiment_state-*.json (Ray's own JSON)."""
+    states = sorted(stage.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    for path in reversed(states):
+        try:
+            data = json.loads(path.read_text())
+            out = {}
+            for entry in data["trial_data"]:
+                trial = json.loads(entry[0] if isinstance(entry, (list, tuple)) else entry)
+                out[str(trial["trial_id"])] = {"status": trial.get("status"),
+                                               "relative_logdir": trial.get("relative_logdir"),
+                                               "config": trial.get("config") or {}}
+            return out
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue  # being rewritten, or another Ray version's layout: fall back to the folders alone
+    return {}
+
+
+def sweep_config(root: Path) -> dict | None:
+    """The config sweep.json recorded (None: a running sweep, or a copied dir without it)."""
+    path = Path(root) / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text()).get("config")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise UsageError(str(path), f"not a sweep.json written by makd sweep ({err})") from None
+    return config if isinstance(config, dict) else None
+
+
+EVENTS = "events.jsonl"  # makd's audit line per trial start, epoch and end (tune/trial.py appends them)
+
+
+def events(root: Path) -> list[dict]:
+    """The experiment's events.jsonl, oldest first; a line being appended is skipped."""
+    path = Path(root) / EVENTS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            out.append(event)
+    return out
+
+
+def ended_trials(root: Path) -> set[str]:
+    """Trial ids whose training loop returned ("done"/"already-done" events)."""
+    return {str(e.get("trial_id")) for e in events(root) if e.get("event") in ("done", "already-done")}
+
+
+def newest_result_mtime(root: Path) -> float:
+    """When a trial last reported or failed (what tells a resumed sweep's folders from an older trials.csv)."""
+    newest = 0.0
+    for _, stage in stage_dirs(root):
+        for folder in stage.iterdir():
+            for name in ("result.json", "error.txt"):
+                try:
+                    newest = max(newest, (folder / name).stat().st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def best_weights(root: str | Path, task: str, stage: str, trial_id: str, name: str) -> Path:
+    """A trial's best-epoch weights file `name` in its newest checkpoint that has one."""
+    folder_dir = stage_dir(root, task, stage)
+    found = [c / name for f in trial_folders(folder_dir) if trial_id in f.path.name for c in f.checkpoints()
+             if (c / name).is_file()] if folder_dir.is_dir() else []
+    found.sort(key=lambda path: int(re.sub(r"\D", "", path.parent.name) or 0))  # a restored trial: two folders
+    if not found:
+        raise UsageError(str(folder_dir), f"no {name} for trial {trial_id}: its checkpoints are gone "
+                                          "(or the sweep predates best-epoch checkpoints)")
+    return found[-1]
