@@ -68,6 +68,8 @@ class EpochResult:
     predicted_classes: int | None = None  # distinct classes predicted on dev (1: constant; None for regression)
     latency_ms: float | None = None  # makd.inference_cost: ms per example at batch 1 (with every epoch, as its size)
     inference_examples_per_s: float | None = None  # at inference_batch_size
+    best_epoch: int | None = None  # the run's first best epoch so far (by score), resumed epochs included
+    best_score: float | None = None
 
 
 @dataclass
@@ -421,6 +423,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                                                                     task.is_regression),
                                    latency_ms=cost.latency_ms if cost else None,
                                    inference_examples_per_s=cost.examples_per_s if cost else None)
+        best = max(result.history + [epoch_result], key=lambda h: h.score)  # the first best, as TrainResult.best
+        epoch_result.best_epoch, epoch_result.best_score = best.epoch, best.score
         result.history.append(epoch_result)
         if ckpt_path is not None:
             ckpt_start = time.perf_counter()

@@ -54,3 +54,15 @@ def test_the_callback_tune_restores_on_resume_prints_to_stderr(capsys):
     a = fake("a")
     lines.on_trial_start(0, [a], a)
     assert capsys.readouterr().err.startswith("makd: [rte final] start 1/2: vanilla")
+
+
+def test_a_resumed_trial_s_line_names_its_best_epoch_from_before_the_resume_too():
+    """After --resume the callback sees only the epochs trained since; the trial reports its best so far."""
+    out = io.StringIO()
+    lines = ProgressLines("stsb final", total=1, concurrent=1, max_epochs=3, stream=out)
+    a = fake("a")
+    lines.on_trial_start(0, [a], a)
+    lines.on_trial_result(0, [a], a, {"score": 0.29, "epoch": 3, "metric": "pearson", "best_score_so_far": 0.318,
+                                      "best_epoch_so_far": 2})
+    lines.on_trial_complete(0, [a], a)
+    assert "pearson 31.8 at epoch 2 of 3" in out.getvalue()

@@ -138,7 +138,10 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "weights_fingerprint": result.weights_fingerprint,
                 "predictions_fingerprint": result.predictions_fingerprint,
                 "predicted_classes": result.predicted_classes,
-                "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s, **task_data.references, **node,
+                "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s,
+                # the run's best epoch so far, epochs before a resume included (the console's "done" line)
+                "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
+                **task_data.references, **node,
                 # the row's teacher without sweep.json (a running sweep read from its folders)
                 "teacher": cfg.teacher if cfg.needs_teacher else None,
                 "teacher_fine_tuned": bool(cfg.fine_tuned or task_data.finetuned_teacher),
