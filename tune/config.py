@@ -131,8 +131,10 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
                           "or dev (optimistic; every table says so)"),
     "data": SweepKey("{glue_dir}", "$MAKD_GLUE_DIR, else the hub's nyu-mll/glue", "a local GLUE folder (also "
                      "`makd sweep --glue-dir`)"),
-    "search": SweepKey("{kind: grid} or {kind: optuna, n_trials, seed, lam, lr, tau}", "{kind: grid}",
-                       "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges"),
+    "search": SweepKey("{kind: grid} or {kind: optuna, n_trials, seed, lam, lr, tau, objectives}", "{kind: grid}",
+                       "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges; objectives: "
+                       "[score, params | latency | device_hours] searches score and a cost with NSGA-II (scheduler "
+                       "none)"),
     "scheduler": SweepKey("{kind: none | asha, grace_period, reduction_factor, max_epochs}", "{kind: none}",
                           "early stopping of weak trials by ASHA (max_epochs: the epochs key)"),
     "teacher_finetune": SweepKey("{epochs, lr, batch_size, max_train_samples} or null", None,

@@ -175,7 +175,9 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
     limit = None if isinstance(algorithm, BasicVariantGenerator) else cfg.max_concurrent_trials
     return ray_tune.Tuner(
         trainable, param_space=kind.param_space(cfg),
-        tune_config=ray_tune.TuneConfig(metric=search.METRIC, mode=search.MODE, search_alg=algorithm,
+        # a multi-objective searcher holds its metrics: Tune would overwrite them with one
+        tune_config=ray_tune.TuneConfig(metric=None if kind.multi_objective(cfg) else search.METRIC,
+                                        mode=None if kind.multi_objective(cfg) else search.MODE, search_alg=algorithm,
                                         scheduler=search.scheduler(cfg) if early_stopping else None,
                                         num_samples=kind.trials_per_task(cfg),
                                         max_concurrent_trials=limit, reuse_actors=True),

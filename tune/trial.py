@@ -130,7 +130,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
                 "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
                 "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
                 "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-                "trial_seconds": time.perf_counter() - start, "resumed_from_epoch": first_epoch[0] - 1,
+                "trial_seconds": time.perf_counter() - start, "trial_hours": (time.perf_counter() - start) / 3600, "resumed_from_epoch": first_epoch[0] - 1,
                 "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
                 "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1],

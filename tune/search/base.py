@@ -25,6 +25,7 @@ class SearchConfig:
     lam: tuple[float, float] = (0.0, 1.0)
     lr: tuple[float, float] | None = None  # optuna: log-uniform range; None keeps the sweep's lr fixed
     tau: tuple[float, float] | None = None  # optuna: uniform range; None searches the taus list as a category
+    objectives: tuple[str, ...] = ("score",)  # optuna: the score, then costs to minimise (NSGA-II: a Pareto set)
 
 
 class SearchKind:
@@ -40,6 +41,10 @@ class SearchKind:
 
     def check(self, cfg: SweepConfig) -> None:
         """Checks that need the whole sweep config (UsageError naming the field)."""
+
+    def multi_objective(self, cfg: SweepConfig) -> bool:
+        """Whether the search optimises more than the score (then Tune itself is given no single metric)."""
+        return len(cfg.search.objectives) > 1
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         """Whether some trial can have lam < 1 (then a KD loss reads the teacher's logits)."""

@@ -1,4 +1,6 @@
-"""Optuna (TPE) over λ (and lr, τ ranges when given), with student, loss and seed as categories."""
+"""Optuna (TPE) over λ (and lr, τ ranges when given), with student, loss and seed as categories; with
+`objectives: [score, COST]` NSGA-II searches the score and a cost (student parameters, inference latency or
+trial hours) together, for a Pareto set instead of one best setting."""
 
 from __future__ import annotations
 
@@ -34,9 +36,27 @@ def start_points(cfg: SweepConfig) -> list[dict]:
     return points
 
 
+# a cost a multi-objective search minimises -> the per-epoch metric every trial reports (tune/trial.py)
+COST_OBJECTIVES = {"params": "student_parameters_m", "latency": "latency_ms", "device_hours": "trial_hours"}
+
+
+def parse_objectives(raw) -> tuple[str, ...]:
+    objectives = raw if isinstance(raw, (list, tuple)) else [raw]
+    if not objectives or objectives[0] != METRIC:
+        raise UsageError("search.objectives", f"expected [score] or [score, COST] (COST: "
+                                              f"{', '.join(COST_OBJECTIVES)}), got {raw!r}")
+    for i, name in enumerate(objectives[1:], start=1):
+        if name not in COST_OBJECTIVES:
+            raise UsageError(f"search.objectives[{i}]", f"unknown objective {name!r} (choose from "
+                                                        f"{', '.join(COST_OBJECTIVES)})")
+    if len(set(objectives)) != len(objectives):
+        raise UsageError("search.objectives", f"lists an objective twice: {raw!r}")
+    return tuple(objectives)
+
+
 class OptunaSearch(SearchKind):
     name = "optuna"
-    fields = frozenset({"kind", "n_trials", "seed", "lam", "lr", "tau"})
+    fields = frozenset({"kind", "n_trials", "seed", "lam", "lr", "tau", "objectives"})
 
     def parse(self, raw: dict) -> SearchConfig:
         return SearchConfig(
@@ -44,9 +64,15 @@ class OptunaSearch(SearchKind):
             seed=number(raw.get("seed", 0), "search.seed", kind=int),
             lam=value_range(raw.get("lam", [0.0, 1.0]), "search.lam", low=0.0, high=1.0),
             lr=value_range(raw["lr"], "search.lr", low=0.0, low_open=True) if "lr" in raw else None,
-            tau=value_range(raw["tau"], "search.tau", low=0.0, low_open=True) if "tau" in raw else None)
+            tau=value_range(raw["tau"], "search.tau", low=0.0, low_open=True) if "tau" in raw else None,
+            objectives=parse_objectives(raw.get("objectives", [METRIC])))
 
     def check(self, cfg: SweepConfig) -> None:
+        if self.multi_objective(cfg) and cfg.scheduler.kind != "none":
+            raise UsageError("scheduler", "ASHA stops trials by one metric; a search over "
+                                          f"{', '.join(cfg.search.objectives)} needs scheduler: {{kind: none}}")
+        if "latency" in cfg.search.objectives and not cfg.train.inference_batch_size:
+            raise UsageError("search.objectives", "latency is measured only with inference_batch_size > 0")
         cells = len(categorical_cells(cfg))
         if cfg.search.n_trials < cells:
             raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {cells} categorical cells "
@@ -67,7 +93,15 @@ class OptunaSearch(SearchKind):
     def algorithm(self, cfg: SweepConfig):
         from ray.tune.search.optuna import OptunaSearch as RayOptunaSearch
 
-        return RayOptunaSearch(metric=METRIC, mode=MODE, seed=cfg.search.seed, points_to_evaluate=start_points(cfg))
+        if not self.multi_objective(cfg):
+            return RayOptunaSearch(metric=METRIC, mode=MODE, seed=cfg.search.seed,
+                                   points_to_evaluate=start_points(cfg))
+        import optuna
+
+        costs = [COST_OBJECTIVES[name] for name in cfg.search.objectives[1:]]
+        return RayOptunaSearch(metric=[METRIC, *costs], mode=[MODE, *["min"] * len(costs)],
+                               sampler=optuna.samplers.NSGAIISampler(seed=cfg.search.seed),
+                               points_to_evaluate=start_points(cfg))
 
     def trials_per_task(self, cfg: SweepConfig) -> int:
         return cfg.search.n_trials
