@@ -138,7 +138,7 @@ def test_the_lm_cache_bench_runs_as_its_docstring_shows(toy_glue, tmp_path):
     import shlex
 
     from bench import lm_cache
-    from tests.test_causal_lm import save_tiny_llama
+    from tests.conftest import save_tiny_llama
 
     teacher = save_tiny_llama(tmp_path / "llama")
     shown = next(line for line in lm_cache.__doc__.splitlines() if "# toy size" in line).split("#")[0]

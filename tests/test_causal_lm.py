@@ -4,8 +4,6 @@ its package is installed (issue 27)."""
 from __future__ import annotations
 
 import importlib.metadata
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,25 +13,6 @@ from makd.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teac
 from makd.errors import UsageError
 from makd.models import load_tokenizer
 from tests.helpers import without_package
-
-
-def save_tiny_llama(path: Path) -> Path:
-    """A 4-layer, 32-wide random llama with the MiniLM tokenizer (its 30,522 ids): loads in milliseconds."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(os.environ.get("MAKD_TEST_TOKENIZER_DIR") or str(zoo.resolve("zoo:minilm-l6")))
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory) -> Path:
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_a_truncated_student_keeps_the_chosen_layers_embeddings_and_head(tiny_llama_dir):

@@ -1,0 +1,158 @@
+"""The causal-LM teacher's signal, computed once per (teacher weights, token sequences, k, dtype) and kept on disk:
+per token the top-k log-probabilities and ids, the exact tail mass and entropy (makd/sparse_teacher.py), so that
+students train from the cache and never load the teacher (the LLM analogue of makd/cache.py's logit cache).
+
+An entry is `<digest>.npz` (every sequence's tokens concatenated, with offsets) + `<digest>.json` (key, shapes,
+sha256), each written atomically; a corrupt entry is removed with a warning and recomputed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from makd.cache import sha256_file
+from makd.files import atomic_write_bytes
+from makd.sparse_teacher import VALUE_DTYPES, SparseTeacher, sparse_from_logits
+
+log = logging.getLogger(__name__)
+LM_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LmSignalKey:
+    """Everything that determines the cached signal."""
+
+    teacher: str  # models.model_fingerprint(spec): the weights, not just the name
+    k: int
+    dtype: str
+    data: str  # sequences_fingerprint(): the exact token ids, in order
+
+    def digest(self) -> str:
+        blob = json.dumps({"format": LM_CACHE_FORMAT, **asdict(self)}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def sequences_fingerprint(sequences: Sequence[Sequence[int]]) -> str:
+    digest = hashlib.sha256()
+    for ids in sequences:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def _stack(signals: Sequence[SparseTeacher]) -> dict[str, np.ndarray]:
+    offsets = np.cumsum([0] + [int(s.indices.shape[0]) for s in signals])
+    value_dtype = signals[0].logprobs.dtype if signals else torch.float16
+    as_np = {torch.float16: np.float16, torch.float32: np.float32}.get(value_dtype)
+    logprobs = torch.cat([s.logprobs for s in signals])
+    return {"offsets": offsets.astype(np.int64),
+            "indices": torch.cat([s.indices for s in signals]).numpy().astype(np.int32),
+            # bfloat16 has no numpy twin: stored as its float32 values, read back as bfloat16
+            "logprobs": logprobs.numpy().astype(as_np) if as_np else logprobs.float().numpy(),
+            "tail_logprob": torch.cat([s.tail_logprob for s in signals]).float().numpy(),
+            "entropy": torch.cat([s.entropy for s in signals]).float().numpy()}
+
+
+def _unstack(arrays: dict[str, np.ndarray], dtype: str) -> list[SparseTeacher]:
+    offsets = arrays["offsets"]
+    out = []
+    for start, end in zip(offsets[:-1], offsets[1:], strict=True):
+        out.append(SparseTeacher(indices=torch.from_numpy(arrays["indices"][start:end].copy()),
+                                 logprobs=torch.from_numpy(arrays["logprobs"][start:end].copy()).to(VALUE_DTYPES[dtype]),
+                                 tail_logprob=torch.from_numpy(arrays["tail_logprob"][start:end].copy()),
+                                 entropy=torch.from_numpy(arrays["entropy"][start:end].copy())))
+    return out
+
+
+class SparseTeacherCache:
+    """A folder of `<digest>.npz` + `<digest>.json` entries under `<cache dir>/lm-teacher-topk`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root) / "lm-teacher-topk"
+
+    def paths(self, key: LmSignalKey) -> tuple[Path, Path]:
+        digest = key.digest()
+        base = self.root / digest[:2]
+        return base / f"{digest}.npz", base / f"{digest}.json"
+
+    def load(self, key: LmSignalKey) -> list[SparseTeacher] | None:
+        npz, meta_path = self.paths(key)
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if sha256_file(npz) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            with np.load(npz, allow_pickle=False) as data:
+                return _unstack({name: data[name] for name in data.files}, key.dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("LM teacher cache entry %s is corrupt (%s): recomputing it", npz, exc)
+            npz.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+
+    def save(self, key: LmSignalKey, signals: Sequence[SparseTeacher]) -> Path:
+        npz, meta_path = self.paths(key)
+        buffer = io.BytesIO()
+        arrays = _stack(signals)
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
+        atomic_write_bytes(npz, data)
+        tokens = int(arrays["offsets"][-1])
+        meta = {"key": asdict(key), "digest": key.digest(), "sequences": len(signals), "tokens": tokens,
+                "bytes_per_token": round(len(data) / max(tokens, 1), 1), "sha256": hashlib.sha256(data).hexdigest(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+        return npz
+
+
+@torch.no_grad()
+def compute_topk(model: torch.nn.Module, sequences: Sequence[Sequence[int]], *, k: int, dtype: str,
+                 device: str | torch.device = "cpu") -> list[SparseTeacher]:
+    """The teacher's top-k signal at every position of every sequence (position t: its distribution over token
+    t + 1), one sequence at a time (no padding, so nothing depends on what else is in a batch)."""
+    model.eval()
+    out = []
+    for ids in sequences:
+        logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0].float().cpu()
+        out.append(sparse_from_logits(logits, k, dtype))
+    return out
+
+
+@dataclass
+class LmCacheReport:
+    status: str  # hit | miss
+    teacher_loaded: bool
+    path: str
+
+
+def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int, dtype: str = "float16",
+                    cache_dir: str | Path, load_teacher: Callable | None = None,
+                    device: str | torch.device = "cpu") -> tuple[list[SparseTeacher], LmCacheReport]:
+    """The cached signal for these sequences, computed on a miss (the teacher is loaded only then)."""
+    from makd.models import model_fingerprint
+
+    if dtype not in VALUE_DTYPES:
+        from makd.errors import UsageError
+
+        raise UsageError("topk_dtype", f"expected one of {', '.join(VALUE_DTYPES)}, got {dtype!r}")
+    key = LmSignalKey(teacher=model_fingerprint(teacher), k=k, dtype=dtype, data=sequences_fingerprint(sequences))
+    cache = SparseTeacherCache(cache_dir)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached, LmCacheReport("hit", False, str(cache.paths(key)[0]))
+    if load_teacher is None:
+        from makd.causal_lm import load_lm_teacher as load_teacher
+    model, _ = load_teacher(teacher)
+    model.to(device)
+    signals = compute_topk(model, sequences, k=k, dtype=dtype, device=device)
+    return signals, LmCacheReport("miss", True, str(cache.save(key, signals)))
