@@ -1,0 +1,71 @@
+"""Adding seeds until a comparison is decided (issue 26), without fooling oneself: a paired difference looked at
+after every round of seeds needs a wider interval than one looked at once, or "keep adding seeds until the CI
+excludes 0" finds differences that are not there.
+
+The correction is Bonferroni over the looks a race may take: with at most R looks, each look's interval is a
+Student-t interval at confidence 1 − α/R. The chance that any look's interval misses the true difference is then at
+most R · α/R = α, whatever the stopping rule, so the interval a race stops on covers the truth with probability
+≥ 1 − α (conservative; tests/test_sequential.py measures it by simulation, and shows the uncorrected rule failing)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy import stats
+
+ALPHA = 0.05
+
+
+def planned_looks(min_seeds: int, max_seeds: int, step: int = 1) -> list[int]:
+    """The seed counts a race looks at: min, min + step, ..., max (the last look is always max)."""
+    if not 2 <= min_seeds <= max_seeds or step < 1:
+        raise ValueError(f"need 2 <= min ({min_seeds}) <= max ({max_seeds}) and step >= 1 ({step})")
+    looks = list(range(min_seeds, max_seeds, step))
+    return looks + [max_seeds]
+
+
+def corrected_interval(diffs: Sequence[float], looks: int, alpha: float = ALPHA) -> tuple[float, float, float]:
+    """(mean, low, high) of the paired differences at confidence 1 − alpha/looks."""
+    n = len(diffs)
+    mean = math.fsum(diffs) / n
+    if n < 2:
+        return mean, -math.inf, math.inf
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    if sd == 0:
+        return mean, mean, mean
+    half = stats.t.ppf(1 - alpha / looks / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class Look:
+    n: int
+    mean: float
+    low: float
+    high: float
+    decided: bool  # the interval excludes 0, or is narrower than the tolerance (a difference too small to matter)
+    reason: str  # "excludes 0" | "within tolerance" | "undecided" (more seeds needed) | "max seeds"
+
+
+def look(diffs: Sequence[float], looks: int, *, tolerance: float = 0.0, final: bool = False,
+         alpha: float = ALPHA) -> Look:
+    """Whether a comparison is decided after these paired differences (one per seed)."""
+    mean, low, high = corrected_interval(diffs, looks, alpha)
+    if low > 0 or high < 0:
+        return Look(len(diffs), mean, low, high, True, "excludes 0")
+    if high - low <= tolerance:
+        return Look(len(diffs), mean, low, high, True, "within tolerance")
+    return Look(len(diffs), mean, low, high, False, "max seeds" if final else "undecided")
+
+
+def race(differences: Sequence[float], min_seeds: int, max_seeds: int, *, step: int = 1, tolerance: float = 0.0,
+         alpha: float = ALPHA) -> Look:
+    """Run the stopping rule on a stream of paired differences (seed 0, 1, ...): the look it stops on."""
+    plan = planned_looks(min_seeds, max_seeds, step)
+    for n in plan:
+        result = look(differences[:n], len(plan), tolerance=tolerance, final=n == plan[-1], alpha=alpha)
+        if result.decided or n == plan[-1]:
+            return result
+    raise AssertionError("unreachable: the last look always returns")
