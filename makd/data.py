@@ -8,6 +8,7 @@ error names the file and the 1-based line, because a silently shifted column cor
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import math
 import numbers
@@ -258,7 +259,29 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise UsageError(str(path), f"unsupported file type '{suffix}' (use .csv, .tsv, .jsonl, .json or .parquet)")
 
 
-def load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequence[str],
+def load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequence[str] | str,
+              label_column: str) -> TextDataset:
+    """A split from any csv/tsv/jsonl/parquet file; labels may be names (from task.labels) or ids.
+
+    .tsv files follow the GLUE convention (header row, QUOTE_NONE, strict field counts) and errors name the
+    line; the other formats go through pandas and errors name the 1-based data row. A file read before in this
+    process, unchanged since (size and modification time), is not parsed again: a sweep checks the user's files
+    before Ray starts and then loads them."""
+    text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return _load_file(task, split, path, text_columns, label_column)  # the one-line error for a missing file
+    return _load_file_once(task, split, str(path), (stat.st_size, stat.st_mtime_ns), text_columns, label_column)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_file_once(task: TaskSpec, split: str, path: str, stamp: tuple[int, int], text_columns: tuple[str, ...],
+                    label_column: str) -> TextDataset:
+    return _load_file(task, split, path, text_columns, label_column)
+
+
+def _load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequence[str],
               label_column: str) -> TextDataset:
     """A split from any csv/tsv/jsonl/parquet file; labels may be names (from task.labels) or ids.
 

@@ -199,3 +199,23 @@ def test_the_documented_example_of_your_own_data_runs(tiny_bert_dir, tmp_path):
     trials = pd.read_csv(tmp_path / "runs" / "own" / "trials.csv")
     assert set(trials["task"]) == {t if isinstance(t, str) else t["name"] for t in example["tasks"]}
     assert (trials["status"] == "TERMINATED").all()
+
+
+def test_a_file_is_parsed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    """A sweep reads the user's files to check them before Ray starts, then loads them: one parse, not two."""
+    import os
+
+    from makd import data
+
+    parsed = []
+    real = data._load_file
+    monkeypatch.setattr(data, "_load_file", lambda *a: parsed.append(a[2]) or real(*a))
+    data._load_file_once.cache_clear()
+    train = write(tmp_path / "train.csv", reviews(20))
+    task = FileTask("twice", str(train), str(write(tmp_path / "dev.csv", reviews(6, seed=1))), ("text",), "label")
+    first = task.load()
+    second = task.load()
+    assert len(parsed) == 2 and first[0] is second[0]  # train and dev once each
+    write(train, reviews(24))
+    os.utime(train, ns=(train.stat().st_atime_ns, train.stat().st_mtime_ns + 10**9))  # changed since: parsed again
+    assert len(task.load()[0]) == 24 and len(parsed) == 3
