@@ -201,7 +201,9 @@ def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
     if existing and not resume:
         raise UsageError("name", f"experiment {root} already has results for {', '.join(existing)}: add --resume to "
                                  "finish it, or choose a new name")
-    if resume and not existing:
+    # a sweep stopped before its first Tuner (filling the teacher cache) left only its dir: --resume starts it
+    started = not is_remote_uri(root) and Path(root).is_dir()
+    if resume and not existing and not started:
         raise UsageError("resume", f"no experiment to resume at {root}")
 
 

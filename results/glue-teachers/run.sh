@@ -17,7 +17,7 @@ if [ "${1:-}" != "--tables-only" ]; then
     for name in ${SWEEPS-finetuned-2x128 paper-2x128 finetuned-minilm paper-minilm}; do
         config="$OUT/configs/$name.yaml"
         exp="runs/$(sed -n 's/^name: *//p' "$config")"
-        resume=""; if [ -d "$exp" ]; then resume="--resume"; fi
+        resume=""; if [ -d "$exp" ]; then resume="--resume"; fi   # makd sweep --resume also starts a sweep stopped early
         echo "== sweep $name ($(date -u +%H:%M:%S))"
         "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume > "$OUT/logs/$name.txt" 2>&1
         cp "$exp/trials.csv" "$OUT/trials-$name.csv"
