@@ -50,3 +50,18 @@ def test_in_the_committed_final_stage_taylor_at_tau_1_ties_ce_at_every_seed_and_
         ce = cell[cell["loss"] == "ce"].set_index("seed")["dev_score"]
         ta = cell[cell["loss"] == "taylor"].set_index("seed")["dev_score"]
         assert len(ce) == 3 and ce.sort_index().equals(ta.sort_index()), (task, student)
+
+
+TEACHERS = RESULTS.parent / "glue-teachers"
+
+
+@pytest.mark.skipif(not (TEACHERS / "table.md").is_file(), reason="no committed glue-teachers table yet")
+def test_the_glue_teachers_table_is_rebuilt_from_its_finished_sweeps_and_taylor_is_ce(capsys):
+    """results/glue-teachers (issue 22): the table from the CSVs of its finished sweeps; these trials carry weight
+    fingerprints, so taylor at tau = 1 reads `identical` to ce, from the weights, on every task."""
+    csvs = sorted(str(p) for p in TEACHERS.glob("trials-*.csv"))
+    assert main([*csvs, "--markdown", "-"]) == 0
+    assert capsys.readouterr().out.strip() == (TEACHERS / "table.md").read_text().strip()
+    board = pd.read_csv(TEACHERS / "tables" / "leaderboard.csv")
+    taylor = board[board["loss"].str.startswith("taylor") & (board["best_tau"] == 1.0)]
+    assert len(taylor) and set(taylor["agreement_vs_ce"]) == {"identical"}
