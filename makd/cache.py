@@ -13,9 +13,10 @@ import io
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from makd.files import atomic_write_bytes
 from makd.masks import model_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CACHE_FORMAT = 1
 
 
@@ -68,47 +70,67 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-class TeacherLogitCache:
-    """A folder of `<digest>.npy` + `<digest>.json` entries."""
+class ChecksummedEntries:
+    """A folder of `<digest><suffix>` data files, each with a `<digest>.json` of its key, facts and sha256: both
+    written atomically, the checksum verified on every read, a corrupt entry removed with a warning (the caller
+    then recomputes it). The teacher-logit cache and the LM teacher's top-k cache (makd/lm_cache.py) are two."""
+
+    folder = ""  # under the cache dir
+    suffix = ""
+    what = "cache"
 
     def __init__(self, root: str | Path):
-        self.root = Path(root) / "teacher-logits"
+        self.root = Path(root) / self.folder
 
-    def paths(self, key: TeacherKey) -> tuple[Path, Path]:
+    def paths(self, key) -> tuple[Path, Path]:
         d = key.digest()
         base = self.root / d[:2]
-        return base / f"{d}.npy", base / f"{d}.json"
+        return base / f"{d}{self.suffix}", base / f"{d}.json"
 
-    def load(self, key: TeacherKey) -> np.ndarray | None:
-        """The cached logits, or None when absent or corrupt (a corrupt entry is removed, with a warning)."""
-        npy, meta_path = self.paths(key)
+    def read(self, key, parse: Callable[[Path, dict], T]) -> T | None:
+        """parse(data file, its metadata) of a verified entry, or None when absent or corrupt."""
+        data_path, meta_path = self.paths(key)
         if not meta_path.exists():
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if sha256_file(npy) != meta["sha256"]:
+            if sha256_file(data_path) != meta["sha256"]:
                 raise ValueError("checksum mismatch")
+            return parse(data_path, meta)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s entry %s is corrupt (%s): rebuilding it", self.what, data_path, exc)
+            data_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+
+    def write(self, key, data: bytes, facts: Mapping[str, object]) -> Path:
+        data_path, meta_path = self.paths(key)
+        atomic_write_bytes(data_path, data)
+        meta = {"key": asdict(key), "digest": key.digest(), **facts, "sha256": hashlib.sha256(data).hexdigest(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+        return data_path
+
+
+class TeacherLogitCache(ChecksummedEntries):
+    """A folder of `<digest>.npy` + `<digest>.json` entries."""
+
+    folder, suffix, what = "teacher-logits", ".npy", "teacher-logit cache"
+
+    def load(self, key: TeacherKey) -> np.ndarray | None:
+        """The cached logits, or None when absent or corrupt (a corrupt entry is removed, with a warning)."""
+        def parse(npy: Path, meta: dict) -> np.ndarray:
             logits = np.load(npy, allow_pickle=False)
             if list(logits.shape) != meta["shape"]:
                 raise ValueError(f"shape {logits.shape} != {meta['shape']}")
             return logits
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("teacher-logit cache entry %s is corrupt (%s): rebuilding it", npy, exc)
-            npy.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            return None
+
+        return self.read(key, parse)
 
     def save(self, key: TeacherKey, logits: np.ndarray, extra: Mapping[str, object] | None = None) -> Path:
-        npy, meta_path = self.paths(key)
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(logits, dtype=np.float32), allow_pickle=False)
-        data = buf.getvalue()
-        atomic_write_bytes(npy, data)
-        meta = {"key": asdict(key), "digest": key.digest(), "shape": list(logits.shape),
-                "sha256": hashlib.sha256(data).hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                **(extra or {})}
-        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
-        return npy
+        return self.write(key, buf.getvalue(), {"shape": list(logits.shape), **(extra or {})})
 
 
 def default_batch_size(device: str | torch.device) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,11 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from makd.cache import sha256_file
-from makd.files import atomic_write_bytes
+from makd.cache import ChecksummedEntries
 from makd.sparse_teacher import VALUE_DTYPES, SparseTeacher, sparse_from_logits
 
-log = logging.getLogger(__name__)
 LM_CACHE_FORMAT = 1
 
 
@@ -73,46 +69,26 @@ def _unstack(arrays: dict[str, np.ndarray], dtype: str) -> list[SparseTeacher]:
     return out
 
 
-class SparseTeacherCache:
+class SparseTeacherCache(ChecksummedEntries):
     """A folder of `<digest>.npz` + `<digest>.json` entries under `<cache dir>/lm-teacher-topk`."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root) / "lm-teacher-topk"
-
-    def paths(self, key: LmSignalKey) -> tuple[Path, Path]:
-        digest = key.digest()
-        base = self.root / digest[:2]
-        return base / f"{digest}.npz", base / f"{digest}.json"
+    folder, suffix, what = "lm-teacher-topk", ".npz", "LM teacher cache"
 
     def load(self, key: LmSignalKey) -> list[SparseTeacher] | None:
-        npz, meta_path = self.paths(key)
-        if not meta_path.exists():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            if sha256_file(npz) != meta["sha256"]:
-                raise ValueError("checksum mismatch")
+        def parse(npz: Path, meta: dict) -> list[SparseTeacher]:
             with np.load(npz, allow_pickle=False) as data:
                 return _unstack({name: data[name] for name in data.files}, key.dtype)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("LM teacher cache entry %s is corrupt (%s): recomputing it", npz, exc)
-            npz.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            return None
+
+        return self.read(key, parse)
 
     def save(self, key: LmSignalKey, signals: Sequence[SparseTeacher]) -> Path:
-        npz, meta_path = self.paths(key)
         buffer = io.BytesIO()
         arrays = _stack(signals)
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
-        atomic_write_bytes(npz, data)
         tokens = int(arrays["offsets"][-1])
-        meta = {"key": asdict(key), "digest": key.digest(), "sequences": len(signals), "tokens": tokens,
-                "bytes_per_token": round(len(data) / max(tokens, 1), 1), "sha256": hashlib.sha256(data).hexdigest(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
-        return npz
+        return self.write(key, data, {"sequences": len(signals), "tokens": tokens,
+                                      "bytes_per_token": round(len(data) / max(tokens, 1), 1)})
 
 
 @torch.no_grad()
