@@ -186,20 +186,16 @@ def _cuda() -> bool:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from makd.glue_folder import write_glue_folder
-    from makd.tasks import GLUE_TASK_NAMES, get_task
+    from makd.glue_folder import glue_tasks, write_glue_folder
 
-    names = split_columns(args.tasks) or ()
-    for name in names:
-        if get_task(name).name not in GLUE_TASK_NAMES:
-            raise UsageError("tasks", f"'{name}' is not a GLUE task (choose from {', '.join(sorted(GLUE_TASK_NAMES))})")
+    tasks = glue_tasks(split_columns(args.tasks) or ())
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError("out", f"{out} exists and is not a folder")
-    written = write_glue_folder(out, names)
+    written = write_glue_folder(out, tasks)
     for path in written:
         print(path)
-    print(f"makd: {len(written)} files for {len(names)} task(s) in {out}: use --glue-dir {out}", file=sys.stderr)
+    print(f"makd: {len(written)} files for {len(tasks)} task(s) in {out}: use --glue-dir {out}", file=sys.stderr)
     return 0
 
 

@@ -283,11 +283,7 @@ def _load_file_once(task: TaskSpec, split: str, path: str, stamp: tuple[int, int
 
 def _load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequence[str],
               label_column: str) -> TextDataset:
-    """A split from any csv/tsv/jsonl/parquet file; labels may be names (from task.labels) or ids.
-
-    .tsv files follow the GLUE convention (header row, QUOTE_NONE, strict field counts) and errors name the
-    line; the other formats go through pandas and errors name the 1-based data row.
-    """
+    """load_file's parse, every time it is called."""
     path = Path(path)
     text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
     if len(text_columns) not in (1, 2):

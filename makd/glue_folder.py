@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from makd.data import glue_file, load_hub
+from makd.errors import UsageError
 from makd.files import atomic_write_bytes
 from makd.tasks import GLUE_TASK_NAMES, TaskSpec, get_task
 
@@ -36,13 +37,19 @@ def tsv_bytes(task: TaskSpec, texts: list[list[str]], labels: Iterable) -> bytes
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_glue_folder(out: str | Path, task_names: Iterable[str]) -> list[Path]:
-    """Every labelled split of each task from the hub into `out`; each file written whole or not at all. All
-    tasks are read before the first file is written, so a hub failure leaves the folder as it was."""
-    tasks = [get_task(name) for name in task_names]
+def glue_tasks(names: Iterable[str]) -> list[TaskSpec]:
+    """The GLUE tasks of these names; UsageError for an unknown name or a task of the user's own."""
+    tasks = [get_task(name) for name in names]
     for task in tasks:
         if task.name not in GLUE_TASK_NAMES or task.glue_layout is None:
-            raise ValueError(f"{task.name} is not a GLUE task")
+            raise UsageError("tasks", f"'{task.name}' is not a GLUE task (choose from "
+                                      f"{', '.join(sorted(GLUE_TASK_NAMES))})")
+    return tasks
+
+
+def write_glue_folder(out: str | Path, tasks: Iterable[TaskSpec]) -> list[Path]:
+    """Every labelled split of each task (`glue_tasks`) from the hub into `out`; each file written whole or not at
+    all. All tasks are read before the first file is written, so a hub failure leaves the folder as it was."""
     files: list[tuple[Path, bytes]] = []
     for task in tasks:
         for split in task.splits:

@@ -423,9 +423,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                                                                     task.is_regression),
                                    latency_ms=cost.latency_ms if cost else None,
                                    inference_examples_per_s=cost.examples_per_s if cost else None)
-        best = max(result.history + [epoch_result], key=lambda h: h.score)  # the first best, as TrainResult.best
-        epoch_result.best_epoch, epoch_result.best_score = best.epoch, best.score
         result.history.append(epoch_result)
+        epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score  # resumed ones too
         if ckpt_path is not None:
             ckpt_start = time.perf_counter()
             state = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),

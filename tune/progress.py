@@ -69,11 +69,12 @@ class ProgressLines(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         score, epoch = result.get("score"), result.get("epoch")
         self.last_epoch[trial.trial_id] = int(epoch or 0)
+        metric = str(result.get("metric") or "score")
         if result.get("best_score_so_far") is not None:  # the trial's own record: right after a resume too
-            score, epoch = result["best_score_so_far"], result.get("best_epoch_so_far")
-            self.best.pop(trial.trial_id, None)
-        if score is not None and score > self.best.get(trial.trial_id, (float("-inf"),))[0]:
-            self.best[trial.trial_id] = (float(score), int(epoch or 0), str(result.get("metric") or "score"))
+            self.best[trial.trial_id] = (float(result["best_score_so_far"]), int(result.get("best_epoch_so_far") or 0),
+                                         metric)
+        elif score is not None and score > self.best.get(trial.trial_id, (float("-inf"),))[0]:
+            self.best[trial.trial_id] = (float(score), int(epoch or 0), metric)
 
     def _ended(self, trial, trials) -> float:
         # after --resume, trials that ended before the restart count too (Tune lists them as ended already)

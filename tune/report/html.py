@@ -128,15 +128,14 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "majority class ×100": board["majority_score"].map(lambda v: _fmt(v, 1, 100)),
         "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),
         "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4)),
-        "ms / example (batch 1)": board.get("latency_ms_mean", pd.Series(index=board.index, dtype=float)).map(
-            lambda v: _fmt(v, 2))})
-    unscored = [c for c, source in REFERENCE_HEADINGS.items() if board[source].isna().all()]
-    if board.get("latency_ms_mean", pd.Series(dtype=float)).isna().all():
-        unscored.append("ms / example (batch 1)")  # trials from before makd measured inference
-    return frame.drop(columns=unscored)  # trials recorded before makd scored references: no empty columns
+        "ms / example (batch 1)": board["latency_ms_mean"].map(lambda v: _fmt(v, 2))})
+    unscored = [c for c, source in MEASURED_HEADINGS.items() if board[source].isna().all()]
+    return frame.drop(columns=unscored)  # trials recorded before makd measured these: no empty columns
 
 
-REFERENCE_HEADINGS = {"majority class ×100": "majority_score", "teacher ×100": "teacher_score"}
+# columns of trials that older makd did not record (references, inference cost): left out when no row has them
+MEASURED_HEADINGS = {"majority class ×100": "majority_score", "teacher ×100": "teacher_score",
+                     "ms / example (batch 1)": "latency_ms_mean"}
 
 
 def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +222,7 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
             "every example, and the teacher's own score; ∅ marks a score not above the majority class at 95% "
             "confidence (no measurable learning)." if board["majority_score"].notna().any() else "") + "</p>",
         _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours",
-                                                *REFERENCE_HEADINGS}),
+                                                *MEASURED_HEADINGS}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),
         "<h2>Score against cost: the Pareto front</h2><p class='note'>Methods on the same point are drawn nested, the "
         "first in the leaderboard's order outermost (taylor at τ = 1 often sits inside ce).</p>",
