@@ -73,7 +73,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--before-masks", action="store_true", help="the loop section also times makd's loop as it was "
                                                                 "before makd.masks")
     p.add_argument("--sections", default=",".join(SECTIONS))
-    p.add_argument("--out", default="results/bench-gpu")
+    p.add_argument("--out", default=None, help="default: results/bench-gpu on CUDA; a temp dir with --device cpu, "
+                   "so that a toy run never overwrites the committed GPU results")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR/summary.md from DIR's CSVs and run.json")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one epochs-section run in a fresh process
     args = p.parse_args(argv)
@@ -433,6 +434,12 @@ def machine_info(device: str) -> dict:
             "transformers": transformers.__version__}
 
 
+def default_out(device: str) -> Path:
+    """results/bench-gpu only for a CUDA run: a CPU toy run without --out goes to a new temp dir, so it never
+    overwrites the committed GPU measurements."""
+    return Path("results/bench-gpu") if device == "cuda" else Path(tempfile.mkdtemp(prefix="makd-bench-gpu-cpu-"))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -448,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_run(args)), flush=True)
         return
     os.environ.setdefault("MAKD_HOME", tempfile.mkdtemp(prefix="makd-bench-gpu-"))
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args.device)
     common.RESULTS_DIR = out
     run = {"started": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
            "device": args.device, "machine": machine_info(args.device),
@@ -489,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         write_summary(args, out, tables, run)  # after every section: a run cut short keeps what it measured
         progress(f"section {section} took {run['section_seconds'][section]:.0f} s")
     print((out / "summary.md").read_text())
+    print(f"bench.gpu: wrote {out}", file=sys.stderr)
     if failed:
         raise SystemExit(f"bench.gpu: section(s) {', '.join(failed)} failed (see the log above)")
 

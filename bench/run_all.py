@@ -1,7 +1,7 @@
 """Run every benchmark (each in its own process: fresh Ray, fresh memory) and write results/bench/summary.md with
 the tables they print, the machine and the commit. `make bench` calls this.
 
-    python -m bench.run_all [cache_vs_loop throughput asha scaling profile_trial]
+    python -m bench.run_all [cache_vs_loop throughput asha scaling pack profile_trial]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from bench.common import GLUE_DIR, REPEATS, RESULTS_DIR, machine
 from makd.files import atomic_write_bytes
 
-BENCHMARKS = ["cache_vs_loop", "throughput", "asha", "scaling", "profile_trial"]
+BENCHMARKS = ["cache_vs_loop", "throughput", "asha", "scaling", "pack", "profile_trial"]
 
 
 def run(name: str) -> tuple[str, float]:

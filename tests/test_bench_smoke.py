@@ -21,17 +21,17 @@ pytestmark = [pytest.mark.sweep, pytest.mark.slow]
 # current stderr, which must not leak into the other tests of this pytest process.
 CHILD = """
 import sys
-from bench import asha, cache_vs_loop, common, profile_trial, scaling, throughput
+from bench import asha, cache_vs_loop, common, pack, profile_trial, scaling, throughput
 glue, model, out = sys.argv[1:4]
 common.GLUE_DIR, common.RESULTS_DIR = glue, __import__("pathlib").Path(out)
-for module in (asha, cache_vs_loop, common, scaling, throughput):
+for module in (asha, cache_vs_loop, common, pack, scaling, throughput):
     for name, value in (("TEACHER", model), ("STUDENT_2L", model), ("STUDENT_6L", model), ("REPEATS", 1),
                         ("GLUE_DIR", glue)):
         if hasattr(module, name):
             setattr(module, name, value)
 cache_vs_loop.BATCH_SIZE, cache_vs_loop.STEPS = 8, 2
 cache_vs_loop.SWEEP = {**cache_vs_loop.SWEEP, "n_train": 32, "n_eval": 16, "epochs": 1}
-for module in (cache_vs_loop, throughput, asha, scaling, profile_trial):
+for module in (cache_vs_loop, throughput, asha, scaling, pack, profile_trial):
     module.main()
 """
 
@@ -77,12 +77,15 @@ def test_every_benchmark_runs_and_writes_its_csv(toy_glue, tiny_bert_dir, tmp_pa
     assert full["trial_epochs"] == full["trials"] * asha.EPOCHS == 40
     runs = pd.read_csv(toy_bench / "scaling.csv")
     assert list(runs["nodes"]) == [1, 2] and list(runs["nodes_used"]) == [1, 2] and (runs["finished"] == 8).all()
+    runs = pd.read_csv(toy_bench / "pack.csv")
+    assert list(runs["pack_size"]) == [1, 4] and list(runs["ray_trials"]) == [8, 2] and (runs["finished"] == 8).all()
+    assert runs["results_equal_unpacked"].all()
     profile = (toy_bench / "profile_trial.md").read_text()
     assert "distill_trial" in profile and "save_checkpoint" in profile and "_fused_adamw" in profile
     assert all(variant in profile for variant in profile_trial.MEMORY_VARIANTS)
     out = proc.stdout
     for title in ("Benchmark 1a", "Benchmark 1b", "Benchmark 2a", "Benchmark 2b", "Benchmark 3", "Benchmark 4",
-                  "Benchmark 5"):
+                  "Benchmark 5", "Benchmark 6"):
         assert title in out
 
 
@@ -151,3 +154,12 @@ def test_the_lm_cache_bench_runs_as_its_docstring_shows(toy_glue, tmp_path):
     assert list(frame["k"]) == [1, 4] and (frame["taylor_rel_error"] < 1e-5).all()
     assert (frame["bytes_per_token"] == [1 * 6 + 8, 4 * 6 + 8]).all() and (frame["tokens"] > 0).all()
     assert "## Top-k teacher cache vs full logits" in done.stdout
+
+
+def test_a_cpu_run_of_the_gpu_benchmark_never_defaults_to_the_committed_gpu_results():
+    from bench.gpu import default_out
+
+    assert default_out("cuda") == Path("results/bench-gpu")
+    toy = default_out("cpu")
+    assert toy.is_dir() and "results" not in toy.parts and not any(toy.iterdir())
+    toy.rmdir()

@@ -22,6 +22,7 @@ from makd.losses import LOSSES, loss_names
 from makd.tasks import GLUE_TASK_NAMES, get_task
 from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list, mapping, number
+from tune.pack import PackConfig, parse_pack
 from tune.search import SearchConfig, get_search_kind, parse_search
 from tune.search.final import FinalConfig
 from tune.storage import is_remote_uri
@@ -71,6 +72,7 @@ class SweepConfig:
     file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
     teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
     wait_for: WaitFor | None = None  # wait for an autoscaled cluster's GPUs/CPUs before the first trial
+    pack: PackConfig = field(default_factory=PackConfig)  # tune/pack.py: trial configs trained by one Ray trial
 
     @property
     def teacher_fine_tuned(self) -> bool:
@@ -151,6 +153,9 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
     "wait_for": SweepKey("{gpus, cpus, timeout_s} or null", None, "before the first trial, wait until the Ray "
                          "cluster holds this many GPUs / CPUs in all (autoscaled workers still joining; timeout_s "
                          "default 600), else fail in one line; null: start with what is there"),
+    "pack": SweepKey("{size: K} or null", "{size: 1} (off)", "train K trial configs of one student in one Ray "
+                     "trial, one after another (tune/pack.py): the final stage, and a grid search without a "
+                     "scheduler; a member's result is the same as alone, each still one row of trials.csv"),
     "tracking": SweepKey("{mlflow, wandb, tensorboard}", None, "experiment trackers fed by Ray Tune callbacks "
                          "(tune/tracking.py)"),
 }
@@ -254,7 +259,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
         max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
         storage=storage, address=address, tracking=parse_tracking(raw.get("tracking")),
-        wait_for=_parse_wait_for(raw.get("wait_for")))
+        wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")))
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
@@ -403,4 +408,6 @@ def sweep_yaml(config: dict) -> str:
                                   "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
     raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking",
                                        "teacher_finetune", "wait_for") if config.get(k) is not None})
+    if (config.get("pack") or {}).get("size", 1) > 1:
+        raw["pack"] = config["pack"]
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -298,11 +298,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 rows += searched
                 cells = final_cells(cfg, searched)
                 if cells:  # the search's best settings, every final seed, the full budget, no early stopping
-                    _say(quiet, f"[{task}] final stage: {len(cells)} trials ({len(cfg.final.seeds)} seed(s), "
+                    packs = f" in packs of {cfg.pack.size}" if cfg.pack.on else ""
+                    _say(quiet, f"[{task}] final stage: {len(cells)} trials{packs} ({len(cfg.final.seeds)} seed(s), "
                                 f"{cfg.max_epochs} epochs, no early stopping)")
-                    grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, FinalStage(cells), trainable, root,
+                    final = FinalStage(cells)
+                    grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, final, trainable, root,
                                                  resume=resume, verbose=verbose, early_stopping=False,
-                                                 callbacks=stage_callbacks(task, "final", len(cells))))
+                                                 callbacks=stage_callbacks(task, "final", final.trials_per_task(cfg))))
                     rows += rows_from_result_grid(grid, task, cfg)
     finally:
         ray.shutdown()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from makd.errors import UsageError
+from tune.pack import MEMBER_DIR, split_trial_id
 from tune.search.final import FINAL_DIR_SUFFIX
 
 TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")  # in a trial folder's name: <trainable>_<id>_<n>_<params>
@@ -164,12 +165,20 @@ def newest_result_mtime(root: Path) -> float:
     return newest
 
 
+def weights_path(trial_id: str, name: str) -> str:
+    """Where a trial's weights file `name` lies inside one of its checkpoints: a member of a pack
+    (`<pack id>/<member>`) keeps its files in the member's folder."""
+    _, member = split_trial_id(trial_id)
+    return name if member is None else f"{MEMBER_DIR.format(member)}/{name}"
+
+
 def best_weights(root: str | Path, task: str, stage: str, trial_id: str, name: str) -> Path:
     """A trial's best-epoch weights file `name` in its newest checkpoint that has one."""
     folder_dir = stage_dir(root, task, stage)
-    found = [c / name for f in trial_folders(folder_dir) if trial_id in f.path.name for c in f.checkpoints()
-             if (c / name).is_file()] if folder_dir.is_dir() else []
-    found.sort(key=lambda path: int(re.sub(r"\D", "", path.parent.name) or 0))  # a restored trial: two folders
+    ray_id, inside = split_trial_id(trial_id)[0], weights_path(trial_id, name)
+    found = [c for f in trial_folders(folder_dir) if ray_id in f.path.name for c in f.checkpoints()
+             if (c / inside).is_file()] if folder_dir.is_dir() else []
+    found = [c / inside for c in sorted(found, key=lambda c: int(re.sub(r"\D", "", c.name) or 0))]  # restored: 2
     if not found:
         raise UsageError(str(folder_dir), f"no {name} for trial {trial_id}: its checkpoints are gone "
                                           "(or the sweep predates best-epoch checkpoints)")

@@ -15,6 +15,8 @@ import yaml
 
 from makd.errors import UsageError
 from tune import experiment_dir
+from tune.experiment_dir import weights_path
+from tune.pack import split_trial_id
 from tune.report.build import Report, build
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
 from tune.report.rank import known_true, setting_rows, setting_view
@@ -128,10 +130,11 @@ def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
 
     stage = experiment_dir.stage_dir("", trial["task"], trial["stage"]).name
 
+    ray_id, inside = split_trial_id(str(trial["trial_id"]))[0], weights_path(str(trial["trial_id"]), BEST_NAME)
+
     def wanted(relative: str) -> bool:
-        parts = relative.split("/")
-        return len(parts) == 4 and parts[0] == stage and str(trial["trial_id"]) in parts[1] \
-            and parts[3] == BEST_NAME
+        stage_part, folder, _, *rest = relative.split("/") + [""]
+        return stage_part == stage and ray_id in folder and "/".join(rest).rstrip("/") == inside
 
     try:
         download(remote, root, keep=wanted)

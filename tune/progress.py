@@ -15,11 +15,15 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from tune import pack
 from tune.trial import trial_params
 
 
 def _setting(config: dict) -> str:
     params = trial_params(config or {})
+    configs = pack.members(params)
+    if configs is not None:
+        return f"pack of {len(configs)} {params.get('student', '')}: " + "; ".join(_setting(c) for c in configs)
     text = f"{params.get('loss', '?')} λ={params.get('lam', '?'):g} τ={params.get('tau', '?'):g}"
     if params.get("lr") is not None:
         text += f" lr={params['lr']:g}"
@@ -67,6 +71,9 @@ class ProgressLines(Callback):
         self._say(f"start {len(self.started)}/{self.total}: {_setting(trial.config)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get(pack.MEMBER) is not None:  # a pack: one line as each member ends (not counted as trials)
+            self._member_result(trial, result)
+            return
         score, epoch = result.get("score"), result.get("epoch")
         self.last_epoch[trial.trial_id] = int(epoch or 0)
         metric = str(result.get("metric") or "score")
@@ -75,6 +82,17 @@ class ProgressLines(Callback):
                                          metric)
         elif score is not None and score > self.best.get(trial.trial_id, (float("-inf"),))[0]:
             self.best[trial.trial_id] = (float(score), int(epoch or 0), metric)
+
+    def _member_result(self, trial, result: dict) -> None:
+        index, size = int(result[pack.MEMBER]), int(result.get("pack_size") or 0)
+        configs = pack.members(trial_params(trial.config or {})) or []
+        setting = _setting(configs[index]) if index < len(configs) else f"member {index}"
+        if result.get(pack.MEMBER_ERROR):
+            self._say(f"member {index + 1}/{size} FAILED: {setting}: {result[pack.MEMBER_ERROR]}")
+        elif int(result.get("epoch") or 0) >= self.max_epochs and result.get("best_score_so_far") is not None:
+            self._say(f"member {index + 1}/{size} done: {setting}: {result.get('metric') or 'score'} "
+                      f"{100 * float(result['best_score_so_far']):.1f} at epoch {result.get('best_epoch_so_far')}")
+        self.last_epoch[trial.trial_id] = self.max_epochs
 
     def _ended(self, trial, trials) -> float:
         # after --resume, trials that ended before the restart count too (Tune lists them as ended already)
@@ -88,6 +106,10 @@ class ProgressLines(Callback):
         seconds = self._ended(trial, trials)
         score = self.best.get(trial.trial_id)
         last = self.last_epoch.get(trial.trial_id, 0)
+        if pack.members(trial_params(trial.config or {})) is not None:
+            self._say(f"done {self.ended}/{self.total} in {_duration(seconds)}: {_setting(trial.config)}; "
+                      f"{self._eta()}")
+            return
         what = f"{score[2]} {100 * score[0]:.1f} at epoch {score[1]} of {last}" if score else "no score"
         stopped = "" if last >= self.max_epochs else " (stopped early)"
         self._say(f"done {self.ended}/{self.total} in {_duration(seconds)}: {_setting(trial.config)}: "

@@ -19,6 +19,7 @@ import numpy as np
 
 from makd.data import TextDataset
 from makd.tasks import TaskSpec
+from tune import pack
 from tune.search.base import SWEPT
 
 FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
@@ -91,87 +92,144 @@ def _assigned(resource: str, default: float) -> float:
 
 
 def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None) -> None:
-    """Ray Tune function trainable: train one student, `tune.report` metrics + checkpoint after each epoch."""
+    """Ray Tune function trainable: train one student, or each member of a pack (tune/pack.py) one after another,
+    and `tune.report` metrics + checkpoint after each epoch."""
     import ray
     import torch
     from ray import tune as ray_tune
 
-    from makd import gpu, models
-    from makd.tasks import get_task, register_task
-    from makd.train import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
+    from makd import gpu
+    from makd.tasks import register_task
 
     if task_data.spec is not None:  # the user's own task: a fresh worker knows only the GLUE tasks
         register_task(task_data.spec)
     params = trial_params(config)
-    cfg = TrainConfig(task=task_data.task, **{**task_data.base, **{key: params[key] for key in SWEPT}})
-    task = get_task(cfg.task)
+    configs = pack.members(params)
     torch.set_num_threads(max(1, int(_assigned("CPU", 1.0))))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     # Ray does not enforce GPU fractions: cap this trial's allocations at its share so it cannot starve others.
     gpu_cap_mb = gpu.limit_memory(_assigned("GPU", 1.0), device)
-    encoded = task_data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
-    context = ray_tune.get_context()
-    trial_id = context.get_trial_id()
+    trial_id = ray_tune.get_context().get_trial_id()
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     workdir = Path(tempfile.mkdtemp(prefix="makd-trial-"))
     checkpoint = ray_tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # the latest epoch and the best one so far (of every member of a pack)
         with checkpoint.as_directory() as ckpt_dir:
-            for name in (CHECKPOINT_NAME, BEST_NAME):  # the latest epoch, and the best one so far
-                if (Path(ckpt_dir) / name).exists():
-                    shutil.copy(Path(ckpt_dir) / name, workdir / name)
-    start = time.perf_counter()
-    first_epoch: list[int] = []
-    report_seconds: list[float] = [0.0]
-
-    def epoch_metrics(result) -> dict:
-        return {"epoch": result.epoch, "score": result.score, "metric": task.metric, "dev_score": result.dev_score,
-                "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
-                "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
-                "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-                "trial_seconds": time.perf_counter() - start, "trial_hours": (time.perf_counter() - start) / 3600, "resumed_from_epoch": first_epoch[0] - 1,
-                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": device, "peak_rss_mb": peak_rss_mb(),
-                "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": gpu_cap_mb, "warmup_seconds": result.warmup_seconds,
-                "checkpoint_seconds": result.checkpoint_seconds, "previous_report_seconds": report_seconds[-1],
-                "student_parameters_m": parameters_m(result.student_parameters) or None,
-                "weights_fingerprint": result.weights_fingerprint,
-                "predictions_fingerprint": result.predictions_fingerprint,
-                "predicted_classes": result.predicted_classes,
-                "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s,
-                # the run's best epoch so far, epochs before a resume included (the console's "done" line)
-                "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
-                **task_data.references, **node,
-                # the row's teacher without sweep.json (a running sweep read from its folders)
-                "teacher": cfg.teacher if cfg.needs_teacher else None,
-                "teacher_fine_tuned": bool(cfg.fine_tuned or task_data.finetuned_teacher),
-                **{f"glue_{k}": v for k, v in result.metrics.items()}}
-
-    def report(result, ckpt_dir: Path | None) -> None:
-        if not first_epoch:
-            first_epoch.append(result.epoch)
-        # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
-        _log_event(events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
-                   score=result.score, **node)
-        report_start = time.perf_counter()
-        ray_tune.report(epoch_metrics(result), checkpoint=ray_tune.Checkpoint.from_directory(str(ckpt_dir)))
-        # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
-        report_seconds.append(time.perf_counter() - report_start)
-        _maybe_inject_fault(trial_id, result.epoch)
-
-    _log_event(events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=checkpoint is not None, **node)
+            shutil.copytree(ckpt_dir, workdir, dirs_exist_ok=True)
+    run = _TrialRun(task_data, trial_id, node, device, gpu_cap_mb, events_path, workdir, resumed=checkpoint is not None)
     try:
-        result = train(cfg, task_data.train, task_data.eval_sets,
-                       task_data.teacher_logits if cfg.needs_teacher else None, checkpoint_dir=workdir,
-                       on_epoch_end=report, device=device, progress=False, encoded=encoded)
-        if first_epoch:
-            _log_event(events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history), **node)
-        elif result.history:
-            # Restarted from a checkpoint that already holds the last epoch (the driver died between the trial's
-            # end and Tune recording it): nothing is retrained; report the stored final epoch so Tune's record of
-            # this trial ends with it.
-            first_epoch.append(result.resumed_from_epoch + 1)
-            ray_tune.report(epoch_metrics(result.history[-1]), checkpoint=ray_tune.Checkpoint.from_directory(str(workdir)))
-            _log_event(events_path, event="already-done", trial_id=trial_id, task=cfg.task, **node)
+        if configs is None:
+            run.train_member(params, workdir, None)
+        else:
+            for index, member in enumerate(configs):
+                run.train_pack_member(member, index, len(configs))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class _TrialRun:
+    """What every member of one Ray trial shares: the task's data, the node, the device, the checkpoint dir."""
+
+    task_data: TaskData
+    trial_id: str
+    node: dict
+    device: str
+    gpu_cap_mb: float | None
+    events_path: str | None
+    workdir: Path
+    resumed: bool
+    report_seconds: list[float] = field(default_factory=lambda: [0.0])
+    in_report: bool = False  # inside ray's report: its exceptions (a stop, a fault) end the whole trial
+
+    def train_pack_member(self, params: dict, index: int, size: int) -> None:
+        """A member of a pack: an error of its own (raised by its training, not by Ray's reporting) is reported
+        as that member's and the pack goes on with the next one."""
+        from ray import tune as ray_tune
+
+        try:
+            self.train_member(params, self.workdir / pack.MEMBER_DIR.format(index), (index, size))
+        except Exception as err:
+            if self.in_report:
+                raise
+            message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            _log_event(self.events_path, event="member-error", trial_id=pack.member_trial_id(self.trial_id, index),
+                       error=message, **self.node)
+            ray_tune.report({pack.MEMBER: index, pack.MEMBER_ERROR: message, "pack_id": self.trial_id,
+                             "pack_size": size, "score": float("nan")})
+
+    def train_member(self, params: dict, member_dir: Path, member: tuple[int, int] | None) -> None:
+        """Train one config (a member of a pack when `member` is (index, pack size)), reporting every epoch with
+        the whole trial dir as the checkpoint; a member whose checkpoint holds its last epoch is not retrained."""
+        from ray import tune as ray_tune
+
+        from makd import models
+        from makd.tasks import get_task
+        from makd.train import TrainConfig, train
+
+        data = self.task_data
+        cfg = TrainConfig(task=data.task, **{**data.base, **{key: params[key] for key in SWEPT}})
+        task = get_task(cfg.task)
+        encoded = data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
+        trial_id = self.trial_id if member is None else pack.member_trial_id(self.trial_id, member[0])
+        packed = {} if member is None else {pack.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
+        member_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        first_epoch: list[int] = []
+
+        def epoch_metrics(result) -> dict:
+            return {"epoch": result.epoch, "score": result.score, "metric": task.metric,
+                    "dev_score": result.dev_score,
+                    "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
+                    "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
+                    "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+                    "trial_seconds": time.perf_counter() - start, "trial_hours": (time.perf_counter() - start) / 3600,
+                    "resumed_from_epoch": first_epoch[0] - 1,
+                    "teacher_loads_in_trial": models.TEACHER_LOADS, "device": self.device,
+                    "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": self.gpu_cap_mb,
+                    "warmup_seconds": result.warmup_seconds, "checkpoint_seconds": result.checkpoint_seconds,
+                    "previous_report_seconds": self.report_seconds[-1],
+                    "student_parameters_m": parameters_m(result.student_parameters) or None,
+                    "weights_fingerprint": result.weights_fingerprint,
+                    "predictions_fingerprint": result.predictions_fingerprint,
+                    "predicted_classes": result.predicted_classes,
+                    "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s,
+                    # the run's best epoch so far, epochs before a resume included (the console's "done" line)
+                    "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
+                    **data.references, **self.node, **packed,
+                    # the row's teacher without sweep.json (a running sweep read from its folders)
+                    "teacher": cfg.teacher if cfg.needs_teacher else None,
+                    "teacher_fine_tuned": bool(cfg.fine_tuned or data.finetuned_teacher),
+                    **{f"glue_{k}": v for k, v in result.metrics.items()}}
+
+        def report(result, ckpt_dir: Path | None) -> None:
+            if not first_epoch:
+                first_epoch.append(result.epoch)
+            # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
+            _log_event(self.events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
+                       score=result.score, **self.node)
+            report_start = time.perf_counter()
+            self.in_report = True
+            ray_tune.report(epoch_metrics(result), checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+            # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
+            self.report_seconds.append(time.perf_counter() - report_start)
+            _maybe_inject_fault(self.trial_id, result.epoch)
+            self.in_report = False
+
+        _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
+                   **self.node)
+        result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
+                       checkpoint_dir=member_dir, on_epoch_end=report, device=self.device, progress=False,
+                       encoded=encoded)
+        if first_epoch:
+            _log_event(self.events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history),
+                       **self.node)
+        elif result.history:
+            # Restarted from a checkpoint that already holds the last epoch (the driver died between the trial's
+            # end and Tune recording it, or a later member of the pack failed): nothing is retrained; report the
+            # stored final epoch so Tune's record of this trial (member) ends with it.
+            first_epoch.append(result.resumed_from_epoch + 1)
+            ray_tune.report(epoch_metrics(result.history[-1]),
+                            checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+            _log_event(self.events_path, event="already-done", trial_id=trial_id, task=cfg.task, **self.node)

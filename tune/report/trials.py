@@ -32,6 +32,7 @@ from tune.experiment_dir import (
     sweep_config,
     trial_folders,
 )
+from tune.pack import Unpacked, split_trial_id, unpack
 from tune.report.paired import FINGERPRINT_COLUMNS
 from tune.storage import write_bytes
 from tune.trial import FINISHED, trial_params
@@ -44,12 +45,12 @@ TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "s
                  "teacher_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-                 "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "error"]
+                 "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "pack_id", "pack_size", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
             "majority_score", "teacher_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-            "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s")
+            "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s", "pack_size")
 
 
 def _clean(value):
@@ -88,7 +89,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
            **teacher_fields(params.get("loss"), teacher, fine_tuned),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
            "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
-           "metric": metrics.get("metric"), "trial_id": metrics.get("trial_id") or trial_id, "error": error,
+           "metric": metrics.get("metric"), "trial_id": trial_id if metrics.get("pack_size") else metrics.get("trial_id") or trial_id, "error": error,
            "_started": bool(metrics) and number(metrics.get("score")) is not None}
     if row["_started"]:
         scored = [h for h in history if number(h.get("score")) is not None]
@@ -113,8 +114,24 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
                    inference_examples_per_s=number(metrics.get("inference_examples_per_s")),
                    **{k: v for k, v in metrics.items() if k.startswith("glue_")},
                    **{f"best_{k}": v for k, v in best.items() if k.startswith("glue_")})
+        if metrics.get("pack_size"):  # a member of a pack (tune/pack.py): its own time, not the pack's so far
+            row.update(pack_id=metrics.get("pack_id"), pack_size=int(metrics["pack_size"]), wall_seconds=float(metrics.get("trial_seconds") or 0.0))
         row["device_hours"] = row["wall_seconds"] / 3600 * devices if devices else None
     return row
+
+
+def member_ray_status(row: dict, trial: Unpacked, pack_status: str | None, max_epochs: int | None) -> str | None:
+    """What Ray's status of a pack says about one member: its own error, else finished when it ran every epoch,
+    else waiting while the pack runs; a single trial keeps Ray's status."""
+    if not trial.packed:
+        return pack_status
+    if trial.error:
+        return "ERROR"
+    if row["_started"] and max_epochs is not None and (row.get("epochs_run") or 0) >= max_epochs:
+        return "TERMINATED"
+    if pack_status == "RUNNING" and not row["_started"]:
+        return None  # not reached yet: NOT_STARTED
+    return pack_status
 
 
 def trial_status(row: dict, ray_status: str | None, max_epochs: int | None, max_known: bool,
@@ -151,12 +168,16 @@ def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
         if result.metrics and (not history or history[-1].get("epoch") != result.metrics.get("epoch")):
             history.append(result.metrics)
         error = None if result.error is None else str(result.error).strip().splitlines()[-1][:300]
-        row = trial_row(task, trial_params(result.config or {}), history, teacher=cfg.train.teacher,
-                        fine_tuned=cfg.teacher_fine_tuned, error=error, devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu,
-                        trial_id=Path(str(result.path)).name)
-        # fit() has returned: a trial Ray did not mark ERROR has ended (or never started)
-        status = trial_status(row, "ERROR" if result.error is not None else "TERMINATED", cfg.max_epochs, True, True)
-        rows.append(finish_row(row, status, cfg.max_epochs))
+        for trial in unpack(trial_params(result.config or {}), history, TrialFolder(Path(str(result.path))).trial_id):
+            row = trial_row(task, trial.params, trial.history, teacher=cfg.train.teacher,
+                            fine_tuned=cfg.teacher_fine_tuned, error=trial.error or error,
+                            devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu, trial_id=trial.trial_id)
+            # fit() has returned: a trial Ray did not mark ERROR has ended (or never started)
+            ray_status = member_ray_status(row, trial, "ERROR" if result.error is not None else "TERMINATED",
+                                           cfg.max_epochs)
+            if ray_status != "ERROR":
+                row["error"] = None
+            rows.append(finish_row(row, trial_status(row, ray_status, cfg.max_epochs, True, True), cfg.max_epochs))
     return rows
 
 
@@ -189,11 +210,13 @@ def _row(task: str, params: dict, history: list[dict], config: dict | None, erro
                      error=error, devices=_device_count(config), trial_id=trial_id)
 
 
-def _folder_row(task: str, folder: TrialFolder, config: dict | None) -> dict:
-    """One trial folder (params.json, result.json, error.txt) -> tune.report.trials.trial_row (status decided later)."""
+def _folder_rows(task: str, folder: TrialFolder, config: dict | None) -> list[dict]:
+    """One trial folder (params.json, result.json, error.txt) -> tune.report.trials.trial_row, one per member of a
+    pack (status decided later)."""
     history = folder.history()
-    row = _row(task, trial_params(folder.params()), history, config, folder.error_line(), folder.trial_id)
-    return {**row, "_folder": folder.path.name, "_results": len(history)}
+    return [{**_row(task, trial.params, trial.history, config, trial.error or folder.error_line(), trial.trial_id),
+             "_folder": folder.path.name, "_results": len(history), "_trial": trial}
+            for trial in unpack(trial_params(folder.params()), history, folder.trial_id)]
 
 
 def read_trial_folders(root: str | Path) -> pd.DataFrame:
@@ -213,7 +236,7 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
     ended = ended_trials(experiment)
     for task, task_dir in dirs:
         states = ray_states(task_dir)
-        folder_rows = [_folder_row(task, folder, config) for folder in trial_folders(task_dir)]
+        folder_rows = [row for folder in trial_folders(task_dir) for row in _folder_rows(task, folder, config)]
         max_epochs = _max_epochs(config)
         max_known = max_epochs is not None
         if max_epochs is None:
@@ -224,11 +247,16 @@ def read_trial_folders(root: str | Path) -> pd.DataFrame:
             rank = (row["_folder"] == state.get("relative_logdir"), row["_results"], row["_folder"])
             if row["trial_id"] not in chosen or rank > chosen[row["trial_id"]]["_rank"]:
                 chosen[row["trial_id"]] = {**row, "_rank": rank}
+        seen = {split_trial_id(trial_id)[0] for trial_id in chosen}
         for trial_id, state in states.items():
-            if trial_id not in chosen:  # listed by Ray, no folder yet
-                chosen[trial_id] = _row(task, trial_params(state["config"]), [], config, None, trial_id)
+            if trial_id not in seen:  # listed by Ray, no folder yet
+                for trial in unpack(trial_params(state["config"]), [], trial_id):
+                    chosen[trial.trial_id] = {**_row(task, trial.params, [], config, None, trial.trial_id),
+                                              "_trial": trial}
         for trial_id, row in chosen.items():
-            status = trial_status(row, states.get(trial_id, {}).get("status"), max_epochs, max_known,
+            ray_status = member_ray_status(row, row["_trial"], states.get(split_trial_id(trial_id)[0], {}).get("status"),
+                                           max_epochs)
+            status = trial_status(row, ray_status, max_epochs, max_known,
                                   sweep_done=config is not None, ended=trial_id in ended)
             rows.append(finish_row({**row, "metric": row.get("metric") or _task_metric(task)}, status, max_epochs))
     return trials_frame(rows)

@@ -75,5 +75,8 @@ class FinalStage(PointsSearch):
     def points(self, cfg: SweepConfig) -> list[dict]:
         return self.cells
 
+    def packs(self, cfg: SweepConfig) -> bool:
+        return cfg.pack.on  # the final stage never stops a trial early
+
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         return any(cell["lam"] < 1 for cell in self.cells)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from makd.errors import UsageError
 from makd.losses import LOSSES
+from tune.pack import pack_points
 from tune.search.base import SearchConfig, SearchKind
 
 if TYPE_CHECKING:
@@ -41,21 +42,31 @@ class PointsSearch(SearchKind):
     def points(self, cfg: SweepConfig) -> list[dict]:
         raise NotImplementedError
 
+    def packs(self, cfg: SweepConfig) -> bool:
+        """Whether its points run in packs (tune/pack.py): only where no scheduler stops a trial early, which
+        would stop every member of a pack at once."""
+        return cfg.pack.on and cfg.scheduler.kind == "none"
+
+    def trial_points(self, cfg: SweepConfig) -> list[dict]:
+        """The Ray trials' configs: one per point, or one per pack of points."""
+        return pack_points(self.points(cfg), cfg.pack.size) if self.packs(cfg) else self.points(cfg)
+
     def param_space(self, cfg: SweepConfig) -> dict:
         """Every key of the points, as a choice over its values; the points themselves come from `algorithm`."""
         from ray import tune as ray_tune
 
-        points = self.points(cfg)
+        points = self.trial_points(cfg)
         return {key: ray_tune.choice(list(dict.fromkeys(p[key] for p in points))) for key in points[0]}
 
     def algorithm(self, cfg: SweepConfig):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Tune wraps only a Searcher in its ConcurrencyLimiter; this generator must apply the limit itself
-        return BasicVariantGenerator(points_to_evaluate=self.points(cfg), max_concurrent=cfg.max_concurrent_trials or 0)
+        return BasicVariantGenerator(points_to_evaluate=self.trial_points(cfg),
+                                     max_concurrent=cfg.max_concurrent_trials or 0)
 
     def trials_per_task(self, cfg: SweepConfig) -> int:
-        return len(self.points(cfg))
+        return len(self.trial_points(cfg))
 
 
 class GridSearch(PointsSearch):

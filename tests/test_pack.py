@@ -1,0 +1,119 @@
+"""Packs (tune/pack.py): trial configs of one student trained by one Ray trial, one after another; each member is
+still one row of trials.csv, with the result it would have had alone, and a killed pack retrains no finished member."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from makd.errors import UsageError
+from tests.test_sweep import events, quiet_ray, write_config  # noqa: F401 (quiet_ray: autouse)
+from tune import pack
+from tune.config import load_config
+from tune.driver import run_sweep
+from tune.export import export_winner
+from tune.report.build import build
+from tune.report.trials import read_trial_folders
+from tune.search import get_search_kind
+from tune.search.final import FinalStage
+
+SAME_RUN = ["student", "loss", "lam", "tau", "seed"]
+RESULT = ["best_score", "dev_score", "best_epoch", "weights_fingerprint", "predictions_fingerprint"]
+
+
+@pytest.mark.parametrize("raw, field", [({"size": 0}, "pack.size"), ({"size": 2.5}, "pack.size"),
+                                        ({"size": 2, "mode": "fused"}, "pack"), (4, "pack")])
+def test_a_bad_pack_section_names_its_field(raw, field):
+    with pytest.raises(UsageError) as err:
+        pack.parse_pack(raw)
+    assert err.value.field == field
+
+
+def test_packs_never_mix_students_or_stages_and_keep_the_order():
+    points = [{"student": s, "loss": loss, "seed": seed, "stage": "final"}
+              for s in ("2x128", "zoo:minilm-l6@0,5") for loss in ("ce", "vanilla", "taylor") for seed in (0, 1)]
+    packs = pack.pack_points(points + [{"student": "2x128", "loss": "ce", "seed": 9}], 4)
+    assert [len(pack.members(p)) for p in packs] == [4, 2, 4, 2, 1]
+    for p in packs:
+        assert {m["student"] for m in pack.members(p)} == {p["student"]}
+        assert {m.get("stage") for m in pack.members(p)} == {p.get("stage")}
+    assert [m for p in packs for m in pack.members(p)] == [p for p in points if p["student"] == "2x128"] + \
+        [p for p in points if p["student"] != "2x128"] + [{"student": "2x128", "loss": "ce", "seed": 9}]
+
+
+def test_a_packs_history_splits_into_its_members_once_each():
+    params = pack.pack_points([{"student": "s", "loss": "ce", "seed": 0}, {"student": "s", "loss": "vanilla", "seed": 0},
+                               {"student": "s", "loss": "taylor", "seed": 0}], 3)[0]
+    history = [{"member": 0, "epoch": 1, "score": 0.5}, {"member": 0, "epoch": 2, "score": 0.6},
+               {"member": 0, "epoch": 2, "score": 0.6, "resumed_from_epoch": 2},  # re-reported after a restore
+               {"member": 1, "member_error": "RuntimeError: boom", "score": float("nan")},
+               {"member": 2, "epoch": 1, "score": 0.7}]
+    trials = pack.unpack(params, history, "abcde_00001")
+    assert [t.trial_id for t in trials] == ["abcde_00001/0", "abcde_00001/1", "abcde_00001/2"]
+    assert [[h["epoch"] for h in t.history] for t in trials] == [[1, 2], [], [1]]
+    assert [t.error for t in trials] == [None, "RuntimeError: boom", None]
+    assert [t.params["loss"] for t in trials] == ["ce", "vanilla", "taylor"]
+    assert pack.split_trial_id("abcde_00001/2") == ("abcde_00001", 2)
+    assert pack.split_trial_id("abcde_00001") == ("abcde_00001", None)
+    single = pack.unpack({"loss": "ce"}, history[:1], "x")
+    assert len(single) == 1 and not single[0].packed and single[0].history == history[:1]
+
+
+def test_the_final_stage_and_a_grid_without_a_scheduler_pack_but_asha_does_not(tiny_bert_dir, tmp_path):
+    def kinds(**overrides):
+        cfg = load_config(write_config(tmp_path, tiny_bert_dir, pack={"size": 3}, seeds=[0, 1], **overrides))
+        cells = [{"student": "1x64", "loss": "ce", "lam": 1.0, "tau": 1.0, "seed": s, "lr": 1e-3, "stage": "final"}
+                 for s in range(5)]
+        return get_search_kind("grid").trial_points(cfg), FinalStage(cells).trial_points(cfg)
+
+    grid, final = kinds()
+    assert [len(pack.members(p)) for p in grid] == [3, 3, 3, 1]  # ce x2, vanilla and taylor x lam x seed: 10
+    assert [len(pack.members(p)) for p in final] == [3, 2] and {p["stage"] for p in final} == {"final"}
+    grid, final = kinds(scheduler={"kind": "asha"})
+    assert all(pack.members(p) is None for p in grid) and len(grid) == 10  # ASHA stops trials one by one
+    assert [len(pack.members(p)) for p in final] == [3, 2]
+
+
+@pytest.mark.sweep
+def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack_retrains_no_member(
+        tiny_bert_dir, tmp_path, monkeypatch):
+    """The same grid twice: one trial per config, then packs of 4 with every pack failing once after its first
+    member's last epoch. Each member's scores, epochs and weight fingerprints equal its unpacked run's; taylor (tau
+    1) is still ce's student inside a pack; the retried pack skips its finished member."""
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "packed").mkdir()
+    overrides = {"losses": ["ce", "taylor", "vanilla"], "lams": [0.0], "seeds": [0, 1], "epochs": 2}
+    alone = run_sweep(load_config(write_config(tmp_path / "alone", tiny_bert_dir, **overrides)), quiet=True,
+                      num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setenv("MAKD_FAULT_ONCE", f"{tmp_path / 'faults'}:2")
+    packed = run_sweep(load_config(write_config(tmp_path / "packed", tiny_bert_dir, pack={"size": 4},
+                                                **overrides)), quiet=True, num_cpus=2,
+                       cache_dir=str(tmp_path / "cache"))
+    trials = packed.trials
+    assert len(trials) == 6 and set(trials["status"]) == {"TERMINATED"} and (trials["epochs_run"] == 2).all()
+    assert Counter(trials["pack_size"]) == {4: 4, 2: 2} and trials["pack_id"].nunique() == 2
+    assert all(t.startswith(p + "/") for t, p in zip(trials["trial_id"], trials["pack_id"], strict=True))
+    mine, theirs = trials.set_index(SAME_RUN)[RESULT].sort_index(), alone.trials.set_index(SAME_RUN)[RESULT].sort_index()
+    pd.testing.assert_frame_equal(mine, theirs)
+    by_loss = trials.set_index(["seed", "loss"])["weights_fingerprint"]
+    assert all(by_loss[(seed, "taylor")] == by_loss[(seed, "ce")] for seed in (0, 1))
+
+    log = events(packed.root)
+    trained = Counter((e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch")
+    assert set(trained.values()) == {1} and len(trained) == 6 * 2  # no member epoch trained twice
+    restored = {e["trial_id"] for e in log if e["event"] == "already-done"}
+    assert restored == {f"{p}/0" for p in trials["pack_id"].unique()}  # each pack failed after its first member
+
+    on_disk = pd.read_csv(f"{packed.root}/trials.csv")
+    assert json.dumps(sorted(on_disk["trial_id"])) == json.dumps(sorted(trials["trial_id"]))
+    report = build([packed.root])
+    assert report.leaderboard.set_index("loss").loc["taylor", "identical_to_ce"]
+    folders = read_trial_folders(packed.root)  # what a running sweep's live report and `makd report DIR` read
+    assert sorted(folders["trial_id"]) == sorted(trials["trial_id"]) and set(folders["status"]) == {"TERMINATED"}
+    pd.testing.assert_frame_equal(folders.set_index(SAME_RUN)[RESULT].sort_index(), theirs)
+    target, score = export_winner(packed.root, "rte", "1x64", "vanilla", out=tmp_path / "export")
+    best = trials[trials["loss"] == "vanilla"].sort_values("best_score", ascending=False).iloc[0]
+    assert (target / "config.json").is_file() and score == pytest.approx(best["dev_score"])

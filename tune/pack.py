@@ -1,0 +1,110 @@
+"""Packs: several trial configs of one student shape trained by one Ray trial, one member after another.
+
+A short trial pays Ray's fixed costs (scheduling, an actor's reset, a result and a checkpoint handed to Tune) for
+seconds of compute (results/bench: ~2.5 s of overhead per 6 s trial on this machine). A pack pays them once for
+`size` members that share the task, the student and every training option, and differ only in loss, λ, τ, seed and
+lr. On CPU the members train one after another in the pack's process (a 2-core step is already compute-bound, and
+fusing the members' kernels with torch.func ran slower there: ../shared/notes/fused-trials-probe.md), so a member's
+result is the result of the same config trained alone, bit for bit.
+
+A pack's trial config is {"student", "stage", "members": JSON list of member configs}; its rows in trials.csv are one
+per member (`member_rows`), with the pack's id and size, and a member's trial_id is `<pack trial id>/<member>`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from makd.errors import UsageError
+
+MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
+MEMBER = "member"  # every result a pack reports carries the index of the member it is about
+MEMBER_ERROR = "member_error"  # the result a pack reports for a member that failed (its neighbours go on)
+MEMBER_DIR = "member-{}"  # a member's checkpoint.pt and best_model.pt inside the pack's checkpoint
+SEPARATOR = "/"  # a member's trial_id: <pack trial id>/<member index>
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """`pack: {size: K}`: trials of the final stage, and of a grid search without a scheduler, in packs of K."""
+
+    size: int = 1
+
+    @property
+    def on(self) -> bool:
+        return self.size > 1
+
+
+def parse_pack(raw: Any) -> PackConfig:
+    if raw is None:
+        return PackConfig()
+    if not isinstance(raw, dict) or set(raw) != {"size"}:
+        raise UsageError("pack", f"expected a mapping {{size: K}}, got {raw!r}")
+    size = raw["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise UsageError("pack.size", f"expected an integer >= 1, got {size!r}")
+    return PackConfig(size)
+
+
+def pack_points(points: list[dict], size: int) -> list[dict]:
+    """Trial configs -> pack configs of at most `size` members, in order. Only configs of one student (and one
+    stage) share a pack: they must run the same shape with the same options."""
+    by_shape: dict[tuple, list[dict]] = {}
+    for point in points:
+        by_shape.setdefault((point["student"], point.get("stage")), []).append(point)
+    packs = []
+    for (student, stage), members in by_shape.items():
+        for start in range(0, len(members), size):
+            pack = {"student": student, MEMBERS: json.dumps(members[start:start + size], sort_keys=True)}
+            packs.append(pack if stage is None else {**pack, "stage": stage})
+    return packs
+
+
+def members(params: dict) -> list[dict] | None:
+    """A pack's member configs; None for a config of one trial."""
+    raw = params.get(MEMBERS)
+    return None if raw is None else json.loads(raw)
+
+
+def member_trial_id(pack_id: str, index: int) -> str:
+    return f"{pack_id}{SEPARATOR}{index}"
+
+
+def split_trial_id(trial_id: str) -> tuple[str, int | None]:
+    """A trials.csv trial_id -> (Ray's trial id, member index or None)."""
+    pack_id, sep, index = trial_id.partition(SEPARATOR)
+    return (pack_id, int(index)) if sep and index.isdigit() else (trial_id, None)
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """One trial as trials.csv counts them: a Ray trial of one config, or one member of a pack."""
+
+    params: dict
+    history: list[dict]
+    trial_id: str
+    error: str | None = None  # the member's own error (a pack goes on after a member fails)
+    packed: bool = False
+
+
+def unpack(params: dict, history: list[dict], trial_id: str) -> list[Unpacked]:
+    """The trials inside one Ray trial, each with the epochs it reported (oldest first). A member reported again
+    after a restore (its last epoch, so that Tune's record ends with it) counts once."""
+    configs = members(params)
+    if configs is None:
+        return [Unpacked(params, history, trial_id)]
+    epochs: list[dict[int, dict]] = [{} for _ in configs]
+    errors: list[str | None] = [None for _ in configs]
+    for result in history:
+        index = result.get(MEMBER)
+        if index is None or not 0 <= int(index) < len(configs):
+            continue
+        if result.get(MEMBER_ERROR):
+            errors[int(index)] = str(result[MEMBER_ERROR])
+        elif result.get("epoch") is not None:
+            epochs[int(index)][int(result["epoch"])] = result
+    return [Unpacked({**config, "stage": config.get("stage") or params.get("stage")},
+                     [mine[e] for e in sorted(mine)], member_trial_id(trial_id, i), errors[i], packed=True)
+            for i, (config, mine) in enumerate(zip(configs, epochs, strict=True))]
