@@ -8,6 +8,8 @@ compare with the paper notebook's HF Trainer. One command, one device, results/b
             fixes (length buckets, warm-up of every batch shape)
   packing   the same N-trial sweep at 1, 2, 4, 8 trials per GPU: sweep wall, trials/hour, aggregate examples/s,
             peak GPU memory per trial, and every trial's epoch 1 vs epoch 2
+  fused     a fused pack (makd/fused.py: K students of one shape, one vmapped model) vs one trial: aggregate
+            examples/s of one warm epoch at K = 1, 4, 16 members, peak GPU memory per member
   loop      makd's training loop vs the HF Trainer, both bf16 from cached logits, and the Trainer with the teacher
             in the loop: warm, `--repeats` times; with --before-masks makd also with the mask left to the model
             (the loop before makd.masks; measured once in results/bench-gpu/loop.csv, left out to fit 6 minutes)
@@ -42,11 +44,11 @@ from bench.common import markdown, progress
 
 SIZES = {  # per device: examples per sweep trial, per loop run, through the teacher; sweep trials; repeats
     "cuda": {"train_examples": 3000, "loop_examples": 4000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
-             "packings": "1,2,4,8", "student": "6x384"},
+             "packings": "1,2,4,8", "student": "6x384", "fused_members": "4,16"},
     "cpu": {"train_examples": 48, "loop_examples": 48, "teacher_examples": 48, "trials": 2, "repeats": 1,
-            "packings": "2", "student": "2x128"},
+            "packings": "2", "student": "2x128", "fused_members": "2"},
 }
-SECTIONS = ("syncs", "teacher", "packing", "epochs", "loop")  # the open targets first: a run cut short keeps them
+SECTIONS = ("fused", "syncs", "teacher", "packing", "epochs", "loop")  # the open targets first: a run cut short keeps them
 VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
     "exact padding, no warm-up (before)": (1, False),
     "length buckets of 32, no warm-up": (32, False),
@@ -67,6 +69,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--teacher-examples", type=int)
     p.add_argument("--trials", type=int, help="trials per packing sweep (ce + vanilla over seeds)")
     p.add_argument("--packings", help="trials per GPU, comma-separated")
+    p.add_argument("--fused-members", help="members per fused pack, comma-separated (1 trial alone is always run)")
     p.add_argument("--repeats", type=int)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
@@ -82,6 +85,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.packings = [int(k) for k in str(args.packings).split(",")]
+    args.fused_members = [int(k) for k in str(args.fused_members).split(",")]
     args.sections = args.sections.split(",")
     return args
 
@@ -330,6 +334,54 @@ def loop_section(args) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FUSED_LOSSES = (("ce", 1.0, 1.0), ("vanilla", 0.5, 1.0), ("vanilla", 0.5, 2.0), ("taylor", 0.5, 2.0))
+
+
+def fused_section(args) -> pd.DataFrame:
+    """One epoch of one trial (makd.train.train) and of fused packs of K members (makd.fused.train_fused, members
+    cycling through ce / vanilla / taylor settings at one seed), interleaved; the first round is a warm-up."""
+    import torch
+
+    from makd.fused import train_fused
+    from makd.train import train
+
+    data, dev = load(args, args.loop_examples, 64)
+    logits, _ = cached_logits(args, data)
+    precision = "bf16" if args.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    rows = []
+    for repeat in range(args.repeats + 1):
+        for members in [1, *args.fused_members]:
+            cfgs = [train_config(args, epochs=1, loss=loss, lam=lam, tau=tau, precision=precision)
+                    for loss, lam, tau in (FUSED_LOSSES[m % len(FUSED_LOSSES)] for m in range(members))]
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            if members == 1:
+                epoch = train(cfgs[0], data, {"": dev}, logits, device=args.device, progress=False).history[0]
+                way, per_s = "one trial (makd.train)", epoch.train_examples_per_s
+            else:
+                epoch = train_fused(cfgs, data, {"": dev}, logits, device=args.device)[0].history[0]
+                way, per_s = f"fused pack of {members}", members * epoch.train_examples_per_s
+            if repeat > 0:
+                rows.append({"repeat": repeat, "way": way, "members": members, "examples_per_s": per_s,
+                             "peak_gpu_mb_per_member": (epoch.peak_gpu_mb or 0) / members or None,
+                             "precision": precision})
+                progress(rows[-1])
+    return pd.DataFrame(rows)
+
+
+def fused_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate examples/s per way and its ratio to one trial within each repeat (medians, min-max)."""
+    wide = frame.pivot(index="repeat", columns="members", values="examples_per_s")
+    out = []
+    for members in sorted(frame["members"].unique()):
+        s, r = common.stats(wide[members]), common.stats(wide[members] / wide[1])
+        part = frame[frame["members"] == members]
+        out.append({"way": part["way"].iloc[0], "examples_per_s_median": s["median"], "min": s["min"],
+                    "max": s["max"], "x_one_trial_median": r["median"], "x_min": r["min"], "x_max": r["max"],
+                    "peak_gpu_mb_per_member": part["peak_gpu_mb_per_member"].median(), "repeats": s["n"]})
+    return pd.DataFrame(out)
+
+
 def loop_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return common.speed_summary(frame, [way for way in LOOP_WAYS if way in set(frame["way"])])  # older runs: 3
 
@@ -353,6 +405,12 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                   "measured": e["epoch1_over_epoch2"], "met": e["epoch1_over_epoch2"] >= 0.9},
                  {"target": "first evaluation <= 2x a later one (fresh process, default settings)",
                   "measured": e["eval1_over_eval2"], "met": e["eval1_over_eval2"] <= 2}]
+    if "fused" in tables and len(tables["fused"]):
+        f = fused_summary(tables["fused"]).set_index("way")
+        if "fused pack of 16" in f.index:
+            x = f.loc["fused pack of 16", "x_one_trial_median"]
+            rows.append({"target": "a 16-member fused pack >= 8x the aggregate examples/s of one warm trial",
+                         "measured": x, "met": x >= 8})
     if "packing" in tables and len(tables["packing"]):
         p = tables["packing"].set_index("trials_per_gpu")
         if 1 in p.index and 8 in p.index:
@@ -376,10 +434,10 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SECTION_TABLES = {"syncs": ["syncs"], "teacher": ["teacher"], "epochs": ["epochs"], "packing": ["packing", "packing_trials"],
+SECTION_TABLES = {"fused": ["fused"], "syncs": ["syncs"], "teacher": ["teacher"], "epochs": ["epochs"], "packing": ["packing", "packing_trials"],
                   "loop": ["loop"]}
 SETTINGS = ("task", "teacher", "student", "student_tokenizer", "train_examples", "loop_examples", "teacher_examples",
-            "trials", "packings", "repeats", "epochs", "batch_size")
+            "trials", "packings", "fused_members", "repeats", "epochs", "batch_size")
 
 
 def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -> None:
@@ -393,6 +451,8 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -
         "packing": f"Packing: the same {args.trials}-trial sweep ({args.student}, {args.train_examples} {args.task} "
                    f"examples x {args.epochs} epochs, ce + vanilla) at k trials per GPU",
         "packing_trials": "Every sweep trial's epoch 1 vs epoch 2 (examples/s, eval seconds) and GPU memory",
+        "fused": f"Fused packs vs one trial ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
+                 f"batch {args.batch_size}; aggregate examples/s, medians over {args.repeats} warm repeats)",
         "loop": f"makd loop vs HF Trainer ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
                 f"taylor lam 0.5; medians over {args.repeats} warm repeats)",
     }
@@ -408,7 +468,8 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -
         parts.append(f"## Targets\n\n{markdown(goals)}\n")
     for name, caption in captions.items():
         if name in tables and len(tables[name]):
-            frame = {"loop": loop_summary, "syncs": syncs_summary}.get(name, lambda f: f)(tables[name])
+            frame = {"loop": loop_summary, "syncs": syncs_summary, "fused": fused_summary}.get(name, lambda f: f)(
+                tables[name])
             parts.append(f"## {caption}\n\n{markdown(frame)}\n")
     common.atomic_write_bytes(out / "summary.md", "\n".join(parts).encode())
 
@@ -468,7 +529,9 @@ def main(argv: list[str] | None = None) -> None:
     for section in args.sections:
         start = time.perf_counter()
         try:
-            if section == "syncs":
+            if section == "fused":
+                tables["fused"] = fused_section(args)
+            elif section == "syncs":
                 tables["syncs"] = syncs_section(args)
             elif section == "teacher":
                 tables["teacher"] = teacher_section(args)

@@ -124,8 +124,10 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show(glue_dir
     syncs = pd.read_csv(out / "syncs.csv")  # on CPU nothing synchronises: the section runs, every count is 0
     assert len(syncs) > 0 and (syncs["syncs"] == 0).all() and syncs["way"].nunique() == 2
     assert pd.read_csv(out / "teacher.csv")["examples_per_s"].iloc[0] > 0
+    fused = pd.read_csv(out / "fused.csv")
+    assert list(fused["members"]) == [1, 2] and (fused["examples_per_s"] > 0).all()
     summary = (out / "summary.md").read_text()
-    assert "## Targets" in summary and "## Packing" in summary
+    assert "## Targets" in summary and "## Packing" in summary and "## Fused packs" in summary
     assert not [line for line in summary.splitlines() if line.startswith(("{", "["))]  # tables only, no progress
     # the committed GPU results rebuild with the committed code
     rebuilt = tmp_path / "bench-gpu"

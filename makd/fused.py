@@ -1,0 +1,227 @@
+"""A fused pack: K students of one shape trained as one batched model (HFTA-style horizontal fusion, torch.func).
+
+Members share everything but the loss, λ and τ: the task, the student, the seed (so one initialisation, one batch
+order and, with vmap's randomness="same", one dropout mask per layer per step: the paired guarantee), lr, batch
+size, epochs. Their weights are stacked on a leading axis of size K and every layer runs once for all of them
+(`torch.func.functional_call` under `torch.func.vmap`); each member's loss is its own and the gradients of
+different members never mix. Per member: gradient clipping by its own norm (as `clip_grad_norm_` computes it);
+AdamW is elementwise, so one optimizer over the stacked tensors is each member's own.
+
+This is for GPUs, where a small student's step is launch-bound and K members cost about one kernel launch each; on a
+2-core CPU the step is compute-bound and fusing gains nothing (../shared/notes/fused-trials-probe.md). What it does
+not do yet: checkpoints and resume, fp16 (a grad scaler), a member that diverges leaving early (its numbers turn
+NaN; its neighbours are unaffected because no operation reduces across members).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from makd import fingerprints, gpu
+from makd.batching import EncodedDataset, length_grouped_batches, sorted_batches
+from makd.config import TrainConfig
+from makd.data import TextDataset
+from makd.errors import UsageError
+from makd.losses import distillation_loss
+from makd.masks import expand_attention_mask, model_batch
+from makd.tasks import TaskSpec, compute_metrics, get_task
+from makd.train import (
+    HOLDOUT,
+    EpochResult,
+    TrainResult,
+    autocast_dtype,
+    encode_splits,
+    pad_multiple,
+    pick_device,
+    seed_everything,
+    training_targets,
+)
+
+MEMBER_FIELDS = ("loss", "lam", "tau")  # what members of one fused pack may differ in
+
+
+def check_fusable(cfgs: list[TrainConfig]) -> None:
+    """One line naming the first option the members differ in, beyond loss, λ and τ."""
+    if not cfgs:
+        raise UsageError("pack", "a pack needs at least one member")
+    first = dataclasses.asdict(cfgs[0])
+    for i, cfg in enumerate(cfgs[1:], start=1):
+        other = dataclasses.asdict(cfg)
+        differing = [k for k in first if k not in MEMBER_FIELDS and first[k] != other[k]]
+        if differing:
+            raise UsageError(f"pack.members[{i}]", f"differs from member 0 in {', '.join(differing)}: a fused pack's "
+                             f"members may differ only in {', '.join(MEMBER_FIELDS)}")
+    if cfgs[0].precision == "fp16":
+        raise UsageError("precision", "a fused pack trains in fp32 or bf16 (fp16 needs a grad scaler per member)")
+    if cfgs[0].micro_batch_size:
+        raise UsageError("micro_batch_size", "a fused pack runs whole batches")
+
+
+class StackedStudents:
+    """K copies of one student's weights stacked on dim 0, run by one vmapped functional call."""
+
+    def __init__(self, model: torch.nn.Module, k: int):
+        self.model, self.k = model, k
+        self.names = [name for name, _ in model.named_parameters()]
+        self.params = {name: p.detach().unsqueeze(0).repeat(k, *([1] * p.ndim)).requires_grad_()
+                       for name, p in model.named_parameters()}
+        self.buffers = dict(model.named_buffers())
+        self.decays = {name: not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)
+                       for name, p in model.named_parameters()}  # the BERT recipe, as makd.train.make_optimizer
+
+        def forward(params, buffers, batch):
+            return torch.func.functional_call(model, (params, buffers), args=(), kwargs=batch).logits
+
+        self._forward = torch.func.vmap(forward, in_dims=(0, None, None), randomness="same")
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits [K, batch, labels]: every member on the same batch."""
+        return self._forward(self.params, self.buffers, batch)
+
+    def state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        """Member's weights as the unfused model's state_dict (same names and order)."""
+        return {name: self.params[name][member] if name in self.params else tensor
+                for name, tensor in self.model.state_dict().items()}
+
+    def optimizer(self, cfg: TrainConfig) -> torch.optim.Optimizer:
+        decay = [self.params[n] for n in self.names if self.decays[n]]
+        no_decay = [self.params[n] for n in self.names if not self.decays[n]]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+
+    def clip_(self, max_norm: float) -> torch.Tensor:
+        """Each member's gradients scaled by its own clip coefficient (`clip_grad_norm_`'s formula); its norms."""
+        grads = [self.params[n].grad for n in self.names if self.params[n].grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.reshape(self.k, -1), dim=1) for g in grads], dim=1)
+        total = torch.linalg.vector_norm(norms, dim=1)
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef.view(self.k, *([1] * (g.ndim - 1))))
+        return total
+
+
+def _batch(model: torch.nn.Module, encoded: EncodedDataset, rows, device: torch.device, pad: int | None) -> dict:
+    """model_batch with the 4-D attention mask on every device: vmap cannot run the model's own mask building,
+    which inspects the mask's values."""
+    return expand_attention_mask(model, model_batch(model, encoded, rows, device, pad))
+
+
+@torch.no_grad()
+def _evaluate(students: StackedStudents, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]],
+              *, batch_size: int, device: torch.device, amp: torch.dtype | None, pad: int | None
+              ) -> list[tuple[dict[str, float], list[np.ndarray]]]:
+    """Per member: (metrics, predictions per split), as makd.train.evaluate computes them for one student."""
+    students.model.eval()
+    out: list[tuple[dict[str, float], list[np.ndarray]]] = [({}, []) for _ in range(students.k)]
+    for suffix, (ds, encoded) in eval_sets.items():
+        batches = sorted_batches(encoded.lengths, batch_size)
+        chunks = []
+        for idx in batches:
+            batch = _batch(students.model, encoded, idx, device, pad)
+            with torch.autocast(device.type, dtype=amp) if amp else _null():
+                chunks.append(students(batch).float())
+        logits = np.zeros((students.k, len(ds), task.num_labels), dtype=np.float32)
+        if batches:
+            logits[:, np.concatenate(batches)] = torch.cat(chunks, dim=1).cpu().numpy()
+        for member, (metrics, predictions) in enumerate(out):
+            predictions.append(task.predictions(logits[member]))
+            metrics.update(compute_metrics(task, predictions[-1], ds.labels, suffix=suffix))
+    return out
+
+
+def _null():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+FusedEpochCallback = Callable[[int, EpochResult], None]  # (member, its epoch result)
+
+
+def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+                teacher_logits: np.ndarray | None, *, device: str | torch.device | None = None,
+                encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
+                on_epoch_end: FusedEpochCallback | None = None) -> list[TrainResult]:
+    """Train every member at once; returns one TrainResult per member, in order (what makd.train.train returns for
+    that member's config alone, up to floating-point summation order in the batched kernels)."""
+    from makd.models import build_student, count_parameters
+
+    check_fusable(cfgs)
+    for cfg in cfgs:
+        cfg.validate()
+    base, k = cfgs[0], len(cfgs)
+    task = get_task(base.task)
+    needs_teacher = any(cfg.needs_teacher for cfg in cfgs)
+    if needs_teacher and (teacher_logits is None or teacher_logits.shape != (len(train_ds), task.num_labels)):
+        raise ValueError(f"teacher logits of shape ({len(train_ds)}, {task.num_labels}) are required")
+    dev = pick_device(device)
+    amp = autocast_dtype(base.precision, dev)
+    pad = pad_multiple(base, dev)
+    seed_everything(base.seed)
+    model, tokenizer = build_student(base.student, task.num_labels, seed=base.seed, tokenizer=base.student_tokenizer)
+    model.to(dev)
+    train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, base, train_ds, eval_sets)
+    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items() if s != HOLDOUT}
+    selection = {task.eval_splits[0][1]: (eval_sets[HOLDOUT], eval_encs[HOLDOUT])} if HOLDOUT in eval_sets else None
+    targets = training_targets(task, train_ds.labels)
+    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if needs_teacher else None
+
+    students = StackedStudents(model, k)
+    optimizer = students.optimizer(base)
+    total_steps = -(-len(train_ds) // base.batch_size) * base.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(base.warmup_ratio * total_steps), total_steps)
+    parameters = count_parameters(model)
+    results = [TrainResult(task=task.name, metric=task.metric, student_parameters=parameters) for _ in cfgs]
+    for epoch in range(base.epochs):
+        model.train()
+        batches = length_grouped_batches(train_enc.lengths, base.batch_size, np.random.default_rng([base.seed, epoch]))
+        start, seen = time.perf_counter(), 0
+        loss_sums = torch.zeros(k, device=dev)
+        for idx in batches:
+            batch = _batch(model, train_enc, idx, dev, pad)
+            for p in students.params.values():
+                p.grad = None
+            with torch.autocast(dev.type, dtype=amp) if amp else _null():
+                logits = students(batch)
+            rows_teacher = teacher[idx].to(dev) if teacher is not None else None
+            rows_targets = targets[idx].to(dev)
+            losses = torch.stack([distillation_loss(logits[m], rows_teacher if cfg.needs_teacher else None,
+                                                    rows_targets, kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+                                  for m, cfg in enumerate(cfgs)])
+            losses.sum().backward()  # members share no weights: each gets the gradient of its own loss
+            students.clip_(base.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            seen += len(idx)
+            loss_sums += losses.detach() * len(idx)
+        train_losses = (loss_sums / max(seen, 1)).tolist()
+        train_seconds = time.perf_counter() - start
+        eval_start = time.perf_counter()
+        dev_scores = _evaluate(students, task, eval_enc, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad)
+        held = (_evaluate(students, task, selection, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad)
+                if selection else [({}, [])] * k)
+        eval_seconds = time.perf_counter() - eval_start
+        for m, result in enumerate(results):
+            metrics, predictions = dev_scores[m]
+            metrics = dict(metrics)
+            score = held[m][0][task.metric] if held[m][0] else metrics[task.metric]
+            metrics.update({f"{HOLDOUT}_{key}": v for key, v in held[m][0].items()})
+            epoch_result = EpochResult(
+                epoch=epoch + 1, metrics=metrics, score=score, dev_score=metrics[task.metric],
+                train_loss=train_losses[m], train_examples_per_s=seen / max(train_seconds, 1e-9),
+                train_seconds=train_seconds, eval_seconds=eval_seconds, peak_gpu_mb=gpu.peak_memory_mb(dev),
+                student_parameters=parameters,
+                weights_fingerprint=fingerprints.weights_fingerprint(students.state_dict(m)),
+                predictions_fingerprint=fingerprints.predictions_fingerprint(predictions),
+                predicted_classes=fingerprints.predicted_classes(predictions, task.is_regression))
+            result.history.append(epoch_result)
+            epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+            if on_epoch_end is not None:
+                on_epoch_end(m, epoch_result)
+    return results
