@@ -9,7 +9,7 @@ AdamW is elementwise, so one optimizer over the stacked tensors is each member's
 
 This is for GPUs, where a small student's step is launch-bound and K members cost about one kernel launch each; on a
 2-core CPU the step is compute-bound and fusing gains nothing (../shared/notes/fused-trials-probe.md). What it does
-not do yet: checkpoints and resume, fp16 (a grad scaler), a member that diverges leaving early (its numbers turn
+not do yet: resume an unfinished pack (it restarts), fp16 (a grad scaler), a member that diverges leaving early (its numbers turn
 NaN; its neighbours are unaffected because no operation reduces across members).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,10 +29,14 @@ from makd.batching import EncodedDataset, length_grouped_batches, sorted_batches
 from makd.config import TrainConfig
 from makd.data import TextDataset
 from makd.errors import UsageError
+from makd.inference_cost import measure_inference
 from makd.losses import distillation_loss
 from makd.masks import expand_attention_mask, model_batch
 from makd.tasks import TaskSpec, compute_metrics, get_task
 from makd.train import (
+    BEST_NAME,
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
     HOLDOUT,
     EpochResult,
     TrainResult,
@@ -39,6 +44,8 @@ from makd.train import (
     encode_splits,
     pad_multiple,
     pick_device,
+    rng_state,
+    save_checkpoint,
     seed_everything,
     training_targets,
 )
@@ -147,9 +154,15 @@ FusedEpochCallback = Callable[[int, EpochResult], None]  # (member, its epoch re
 def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
                 teacher_logits: np.ndarray | None, *, device: str | torch.device | None = None,
                 encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
-                on_epoch_end: FusedEpochCallback | None = None) -> list[TrainResult]:
+                on_epoch_end: FusedEpochCallback | None = None,
+                checkpoint_dirs: list[Path] | None = None) -> list[TrainResult]:
     """Train every member at once; returns one TrainResult per member, in order (what makd.train.train returns for
-    that member's config alone, up to floating-point summation order in the batched kernels)."""
+    that member's config alone, up to floating-point summation order in the batched kernels).
+
+    With checkpoint_dirs (one per member), each member's best epoch is written there as makd.train writes it
+    (BEST_NAME: what `makd export` ships), and after the last epoch its finished run (CHECKPOINT_NAME without
+    optimizer state), which makd.train.train resumes as already done. An unfinished fused pack is not resumable:
+    it restarts from its first epoch."""
     from makd.models import build_student, count_parameters
 
     check_fusable(cfgs)
@@ -172,6 +185,9 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     targets = training_targets(task, train_ds.labels)
     teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if needs_teacher else None
 
+    first_dev = next(iter(eval_enc.values()))[1]
+    cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
+                             pad_to_multiple_of=pad) if base.inference_batch_size else None  # one shape: one cost
     students = StackedStudents(model, k)
     optimizer = students.optimizer(base)
     total_steps = -(-len(train_ds) // base.batch_size) * base.epochs
@@ -219,9 +235,29 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
                 student_parameters=parameters,
                 weights_fingerprint=fingerprints.weights_fingerprint(students.state_dict(m)),
                 predictions_fingerprint=fingerprints.predictions_fingerprint(predictions),
-                predicted_classes=fingerprints.predicted_classes(predictions, task.is_regression))
+                predicted_classes=fingerprints.predicted_classes(predictions, task.is_regression),
+                latency_ms=cost.latency_ms if cost else None,
+                inference_examples_per_s=cost.examples_per_s if cost else None)
             result.history.append(epoch_result)
             epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+            if checkpoint_dirs is not None:
+                _save_member(checkpoint_dirs[m], cfgs[m], students.state_dict(m), result, last=epoch + 1 == base.epochs)
             if on_epoch_end is not None:
                 on_epoch_end(m, epoch_result)
     return results
+
+
+def _save_member(directory: Path, cfg: TrainConfig, weights: dict[str, torch.Tensor], result: TrainResult, *,
+                 last: bool) -> None:
+    """A member's files as makd.train.train writes them: its best epoch when this one improved on the earlier
+    ones, and its finished run after the last epoch."""
+    epoch = result.history[-1]
+    config = dataclasses.asdict(cfg)
+    model = {name: tensor.detach().clone() for name, tensor in weights.items()}
+    if not result.history[:-1] or epoch.score > max(h.score for h in result.history[:-1]):
+        save_checkpoint(directory / BEST_NAME, {"format": CHECKPOINT_FORMAT, "epoch": epoch.epoch, "score": epoch.score,
+                                                "metrics": epoch.metrics, "config": config, "model": model})
+    if last:
+        save_checkpoint(directory / CHECKPOINT_NAME, {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch.epoch, "config": config, "model": model, "rng": rng_state(),
+            "history": [dataclasses.asdict(h) for h in result.history]})

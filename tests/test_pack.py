@@ -25,7 +25,8 @@ RESULT = ["best_score", "dev_score", "best_epoch", "weights_fingerprint", "predi
 
 
 @pytest.mark.parametrize("raw, field", [({"size": 0}, "pack.size"), ({"size": 2.5}, "pack.size"),
-                                        ({"size": 2, "mode": "fused"}, "pack"), (4, "pack")])
+                                        ({"size": 2, "mode": "vmap"}, "pack.mode"), ({"size": 2, "k": 1}, "pack"),
+                                        (4, "pack")])
 def test_a_bad_pack_section_names_its_field(raw, field):
     with pytest.raises(UsageError) as err:
         pack.parse_pack(raw)
@@ -60,6 +61,15 @@ def test_a_packs_history_splits_into_its_members_once_each():
     assert pack.split_trial_id("abcde_00001") == ("abcde_00001", None)
     single = pack.unpack({"loss": "ce"}, history[:1], "x")
     assert len(single) == 1 and not single[0].packed and single[0].history == history[:1]
+
+
+def test_fused_packs_hold_one_seed_and_lr_each():
+    points = [{"student": "s", "loss": loss, "seed": seed, "lr": lr} for lr in (1e-3, 2e-3) for seed in (0, 1)
+              for loss in ("ce", "vanilla", "taylor")]
+    packs = pack.pack_points(points, 2, fused=True)
+    assert [len(pack.members(p)) for p in packs] == [2, 1] * 4 and all(p["fused"] for p in packs)
+    for p in packs:
+        assert len({(m["seed"], m["lr"]) for m in pack.members(p)}) == 1
 
 
 def test_the_final_stage_and_a_grid_without_a_scheduler_pack_but_asha_does_not(tiny_bert_dir, tmp_path):
@@ -117,3 +127,17 @@ def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack
     target, score = export_winner(packed.root, "rte", "1x64", "vanilla", out=tmp_path / "export")
     best = trials[trials["loss"] == "vanilla"].sort_values("best_score", ascending=False).iloc[0]
     assert (target / "config.json").is_file() and score == pytest.approx(best["dev_score"])
+
+    # fused packs (makd/fused.py): one per seed, failing once after the first member's last epoch (restarted whole)
+    (tmp_path / "fused").mkdir()
+    fused = run_sweep(load_config(write_config(tmp_path / "fused", tiny_bert_dir, pack={"size": 4, "mode": "fused"},
+                                               **overrides)), quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    trials = fused.trials
+    assert len(trials) == 6 and set(trials["status"]) == {"TERMINATED"} and (trials["pack_size"] == 3).all()
+    assert trials.groupby("pack_id")["seed"].nunique().eq(1).all()  # one seed per fused pack
+    same = [c for c in RESULT if c != "weights_fingerprint"]  # weights equal to 1e-4, not bit for bit
+    pd.testing.assert_frame_equal(trials.set_index(SAME_RUN)[same].sort_index(), theirs[same])
+    by_loss = trials.set_index(["seed", "loss"])["weights_fingerprint"]
+    assert all(by_loss[(seed, "taylor")] == by_loss[(seed, "ce")] for seed in (0, 1))
+    target, score = export_winner(fused.root, "rte", "1x64", "taylor", out=tmp_path / "export-fused")
+    assert (target / "config.json").is_file()

@@ -153,9 +153,11 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
     "wait_for": SweepKey("{gpus, cpus, timeout_s} or null", None, "before the first trial, wait until the Ray "
                          "cluster holds this many GPUs / CPUs in all (autoscaled workers still joining; timeout_s "
                          "default 600), else fail in one line; null: start with what is there"),
-    "pack": SweepKey("{size: K} or null", "{size: 1} (off)", "train K trial configs of one student in one Ray "
-                     "trial, one after another (tune/pack.py): the final stage, and a grid search without a "
-                     "scheduler; a member's result is the same as alone, each still one row of trials.csv"),
+    "pack": SweepKey("{size: K, mode: sequential | fused} or null", "{size: 1} (off), mode sequential",
+                     "train K trial configs of one student in one Ray trial (tune/pack.py): the final stage, and a "
+                     "grid search without a scheduler; sequential: one after another, each member's result as alone; "
+                     "fused (for GPUs): members of one seed and lr as one vmapped model (makd/fused.py); each member "
+                     "still one row of trials.csv"),
     "tracking": SweepKey("{mlflow, wandb, tensorboard}", None, "experiment trackers fed by Ray Tune callbacks "
                          "(tune/tracking.py)"),
 }

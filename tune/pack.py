@@ -20,17 +20,23 @@ from typing import Any
 from makd.errors import UsageError
 
 MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
+FUSED = "fused"  # a fused pack's trial config carries fused: true
 MEMBER = "member"  # every result a pack reports carries the index of the member it is about
 MEMBER_ERROR = "member_error"  # the result a pack reports for a member that failed (its neighbours go on)
 MEMBER_DIR = "member-{}"  # a member's checkpoint.pt and best_model.pt inside the pack's checkpoint
 SEPARATOR = "/"  # a member's trial_id: <pack trial id>/<member index>
 
 
+MODES = ("sequential", "fused")
+
+
 @dataclass(frozen=True)
 class PackConfig:
-    """`pack: {size: K}`: trials of the final stage, and of a grid search without a scheduler, in packs of K."""
+    """`pack: {size: K, mode}`: trials of the final stage, and of a grid search without a scheduler, in packs of K;
+    sequential (members one after another) or fused (makd/fused.py: one vmapped model, members of one seed)."""
 
     size: int = 1
+    mode: str = "sequential"
 
     @property
     def on(self) -> bool:
@@ -40,25 +46,31 @@ class PackConfig:
 def parse_pack(raw: Any) -> PackConfig:
     if raw is None:
         return PackConfig()
-    if not isinstance(raw, dict) or set(raw) != {"size"}:
-        raise UsageError("pack", f"expected a mapping {{size: K}}, got {raw!r}")
+    if not isinstance(raw, dict) or "size" not in raw or set(raw) - {"size", "mode"}:
+        raise UsageError("pack", f"expected a mapping {{size: K, mode: sequential | fused}}, got {raw!r}")
     size = raw["size"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UsageError("pack.size", f"expected an integer >= 1, got {size!r}")
-    return PackConfig(size)
+    mode = raw.get("mode", "sequential")
+    if mode not in MODES:
+        raise UsageError("pack.mode", f"expected sequential or fused, got {mode!r}")
+    return PackConfig(size, mode)
 
 
-def pack_points(points: list[dict], size: int) -> list[dict]:
+def pack_points(points: list[dict], size: int, *, fused: bool = False) -> list[dict]:
     """Trial configs -> pack configs of at most `size` members, in order. Only configs of one student (and one
-    stage) share a pack: they must run the same shape with the same options."""
+    stage) share a pack: they must run the same shape with the same options; a fused pack's members also share
+    the seed and lr (one initialisation, batch order and optimizer: makd.fused.check_fusable)."""
     by_shape: dict[tuple, list[dict]] = {}
     for point in points:
-        by_shape.setdefault((point["student"], point.get("stage")), []).append(point)
+        key = (point["student"], point.get("stage")) + ((point["seed"], point["lr"]) if fused else ())
+        by_shape.setdefault(key, []).append(point)
     packs = []
-    for (student, stage), members in by_shape.items():
+    for (student, stage, *_), members in by_shape.items():
         for start in range(0, len(members), size):
             pack = {"student": student, MEMBERS: json.dumps(members[start:start + size], sort_keys=True)}
-            packs.append(pack if stage is None else {**pack, "stage": stage})
+            pack = pack if stage is None else {**pack, "stage": stage}
+            packs.append({**pack, FUSED: True} if fused else pack)
     return packs
 
 

@@ -121,6 +121,8 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     try:
         if configs is None:
             run.train_member(params, workdir, None)
+        elif params.get(pack.FUSED):
+            run.train_fused_pack(configs)
         else:
             for index, member in enumerate(configs):
                 run.train_pack_member(member, index, len(configs))
@@ -159,18 +161,94 @@ class _TrialRun:
             ray_tune.report({pack.MEMBER: index, pack.MEMBER_ERROR: message, "pack_id": self.trial_id,
                              "pack_size": size, "score": float("nan")})
 
+    def train_fused_pack(self, configs: list[dict]) -> None:
+        """A fused pack (makd/fused.py): every member at once, each member's epochs reported as a sequential
+        pack's are. Restored with every member finished, it reports them again without training; restored
+        unfinished, it trains from its first epoch again (makd.fused does not resume)."""
+        from ray import tune as ray_tune
+
+        from makd.fused import train_fused
+        from makd.models import student_tokenizer_spec
+        from makd.train import CHECKPOINT_NAME
+
+        size = len(configs)
+        dirs = [self.workdir / pack.MEMBER_DIR.format(i) for i in range(size)]
+        if all((d / CHECKPOINT_NAME).is_file() for d in dirs):
+            for index, member in enumerate(configs):
+                self.train_member(member, dirs[index], (index, size))
+            return
+        data = self.task_data
+        cfgs = [self.train_config(member) for member in configs]
+        start = time.perf_counter()
+        for index, member_dir in enumerate(dirs):
+            member_dir.mkdir(parents=True, exist_ok=True)
+            _log_event(self.events_path, event="start", trial_id=pack.member_trial_id(self.trial_id, index),
+                       task=data.task, resumed=self.resumed, **self.node)
+
+        def report(index: int, result) -> None:
+            member_id = pack.member_trial_id(self.trial_id, index)
+            _log_event(self.events_path, event="epoch", trial_id=member_id, task=data.task, epoch=result.epoch,
+                       score=result.score, **self.node)
+            metrics = self.epoch_metrics(cfgs[index], result, start, 1)
+            # the members train together: each one's time (and device-hours) is its share of the pack's
+            metrics.update({pack.MEMBER: index, "pack_id": self.trial_id, "pack_size": size,
+                            "trial_seconds": metrics["trial_seconds"] / size, "trial_hours": metrics["trial_hours"] / size})
+            self.in_report = True
+            ray_tune.report(metrics, checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+            _maybe_inject_fault(self.trial_id, result.epoch)
+            self.in_report = False
+
+        encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
+        train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device, encoded=encoded,
+                    on_epoch_end=report, checkpoint_dirs=dirs)
+        for index, cfg in enumerate(cfgs):
+            _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
+                       task=data.task, epochs=cfg.epochs, **self.node)
+
+    def train_config(self, params: dict):
+        from makd.train import TrainConfig
+
+        return TrainConfig(task=self.task_data.task, **{**self.task_data.base, **{key: params[key] for key in SWEPT}})
+
+    def epoch_metrics(self, cfg, result, start: float, first_epoch: int) -> dict:
+        """What every epoch of a trial (member) reports to Tune."""
+        from makd import models
+        from makd.tasks import get_task
+
+        data = self.task_data
+        return {"epoch": result.epoch, "score": result.score, "metric": get_task(cfg.task).metric,
+                "dev_score": result.dev_score, "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
+                "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
+                "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+                "trial_seconds": time.perf_counter() - start, "trial_hours": (time.perf_counter() - start) / 3600,
+                "resumed_from_epoch": first_epoch - 1,
+                "teacher_loads_in_trial": models.TEACHER_LOADS, "device": self.device,
+                "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": self.gpu_cap_mb,
+                "warmup_seconds": result.warmup_seconds, "checkpoint_seconds": result.checkpoint_seconds,
+                "previous_report_seconds": self.report_seconds[-1],
+                "student_parameters_m": parameters_m(result.student_parameters) or None,
+                "weights_fingerprint": result.weights_fingerprint,
+                "predictions_fingerprint": result.predictions_fingerprint,
+                "predicted_classes": result.predicted_classes,
+                "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s,
+                # the run's best epoch so far, epochs before a resume included (the console's "done" line)
+                "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
+                **data.references, **self.node,
+                # the row's teacher without sweep.json (a running sweep read from its folders)
+                "teacher": cfg.teacher if cfg.needs_teacher else None,
+                "teacher_fine_tuned": bool(cfg.fine_tuned or data.finetuned_teacher),
+                **{f"glue_{k}": v for k, v in result.metrics.items()}}
+
     def train_member(self, params: dict, member_dir: Path, member: tuple[int, int] | None) -> None:
         """Train one config (a member of a pack when `member` is (index, pack size)), reporting every epoch with
         the whole trial dir as the checkpoint; a member whose checkpoint holds its last epoch is not retrained."""
         from ray import tune as ray_tune
 
         from makd import models
-        from makd.tasks import get_task
-        from makd.train import TrainConfig, train
+        from makd.train import train
 
         data = self.task_data
-        cfg = TrainConfig(task=data.task, **{**data.base, **{key: params[key] for key in SWEPT}})
-        task = get_task(cfg.task)
+        cfg = self.train_config(params)
         encoded = data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
         trial_id = self.trial_id if member is None else pack.member_trial_id(self.trial_id, member[0])
         packed = {} if member is None else {pack.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
@@ -179,29 +257,7 @@ class _TrialRun:
         first_epoch: list[int] = []
 
         def epoch_metrics(result) -> dict:
-            return {"epoch": result.epoch, "score": result.score, "metric": task.metric,
-                    "dev_score": result.dev_score,
-                    "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
-                    "train_loss": result.train_loss, "train_examples_per_s": result.train_examples_per_s,
-                    "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-                    "trial_seconds": time.perf_counter() - start, "trial_hours": (time.perf_counter() - start) / 3600,
-                    "resumed_from_epoch": first_epoch[0] - 1,
-                    "teacher_loads_in_trial": models.TEACHER_LOADS, "device": self.device,
-                    "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": result.peak_gpu_mb, "gpu_cap_mb": self.gpu_cap_mb,
-                    "warmup_seconds": result.warmup_seconds, "checkpoint_seconds": result.checkpoint_seconds,
-                    "previous_report_seconds": self.report_seconds[-1],
-                    "student_parameters_m": parameters_m(result.student_parameters) or None,
-                    "weights_fingerprint": result.weights_fingerprint,
-                    "predictions_fingerprint": result.predictions_fingerprint,
-                    "predicted_classes": result.predicted_classes,
-                    "latency_ms": result.latency_ms, "inference_examples_per_s": result.inference_examples_per_s,
-                    # the run's best epoch so far, epochs before a resume included (the console's "done" line)
-                    "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
-                    **data.references, **self.node, **packed,
-                    # the row's teacher without sweep.json (a running sweep read from its folders)
-                    "teacher": cfg.teacher if cfg.needs_teacher else None,
-                    "teacher_fine_tuned": bool(cfg.fine_tuned or data.finetuned_teacher),
-                    **{f"glue_{k}": v for k, v in result.metrics.items()}}
+            return {**self.epoch_metrics(cfg, result, start, first_epoch[0]), **packed}
 
         def report(result, ckpt_dir: Path | None) -> None:
             if not first_epoch:

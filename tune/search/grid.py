@@ -49,7 +49,9 @@ class PointsSearch(SearchKind):
 
     def trial_points(self, cfg: SweepConfig) -> list[dict]:
         """The Ray trials' configs: one per point, or one per pack of points."""
-        return pack_points(self.points(cfg), cfg.pack.size) if self.packs(cfg) else self.points(cfg)
+        if not self.packs(cfg):
+            return self.points(cfg)
+        return pack_points(self.points(cfg), cfg.pack.size, fused=cfg.pack.mode == "fused")
 
     def param_space(self, cfg: SweepConfig) -> dict:
         """Every key of the points, as a choice over its values; the points themselves come from `algorithm`."""
