@@ -32,7 +32,7 @@ from makd.errors import UsageError
 from makd.inference_cost import measure_inference
 from makd.losses import distillation_loss
 from makd.masks import expand_attention_mask, model_batch
-from makd.tasks import TaskSpec, compute_metrics, get_task
+from makd.tasks import TaskSpec, compute_metrics
 from makd.train import (
     BEST_NAME,
     CHECKPOINT_FORMAT,
@@ -40,14 +40,9 @@ from makd.train import (
     HOLDOUT,
     EpochResult,
     TrainResult,
-    autocast_dtype,
-    encode_splits,
-    pad_multiple,
-    pick_device,
+    prepare_run,
     rng_state,
     save_checkpoint,
-    seed_everything,
-    training_targets,
 )
 
 MEMBER_FIELDS = ("loss", "lam", "tau")  # what members of one fused pack may differ in
@@ -163,28 +158,19 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     (BEST_NAME: what `makd export` ships), and after the last epoch its finished run (CHECKPOINT_NAME without
     optimizer state), which makd.train.train resumes as already done. An unfinished fused pack is not resumable:
     it restarts from its first epoch."""
-    from makd.models import build_student, count_parameters
+    from makd.models import count_parameters
 
     check_fusable(cfgs)
     for cfg in cfgs:
         cfg.validate()
     base, k = cfgs[0], len(cfgs)
-    task = get_task(base.task)
     needs_teacher = any(cfg.needs_teacher for cfg in cfgs)
-    if needs_teacher and (teacher_logits is None or teacher_logits.shape != (len(train_ds), task.num_labels)):
-        raise ValueError(f"teacher logits of shape ({len(train_ds)}, {task.num_labels}) are required")
-    dev = pick_device(device)
-    amp = autocast_dtype(base.precision, dev)
-    pad = pad_multiple(base, dev)
-    seed_everything(base.seed)
-    model, tokenizer = build_student(base.student, task.num_labels, seed=base.seed, tokenizer=base.student_tokenizer)
-    model.to(dev)
-    train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, base, train_ds, eval_sets)
-    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items() if s != HOLDOUT}
-    selection = {task.eval_splits[0][1]: (eval_sets[HOLDOUT], eval_encs[HOLDOUT])} if HOLDOUT in eval_sets else None
-    targets = training_targets(task, train_ds.labels)
-    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if needs_teacher else None
-
+    if needs_teacher and teacher_logits is None:
+        raise ValueError("teacher_logits are required for a member's loss")
+    run = prepare_run(base, train_ds, eval_sets, teacher_logits if needs_teacher else None, device=device,
+                      encoded=encoded)
+    task, dev, amp, pad, model = run.task, run.device, run.amp, run.pad, run.model
+    train_enc, eval_enc, selection, targets, teacher = run.train_enc, run.eval_enc, run.selection, run.targets, run.teacher
     first_dev = next(iter(eval_enc.values()))[1]
     cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
                              pad_to_multiple_of=pad) if base.inference_batch_size else None  # one shape: one cost

@@ -311,6 +311,52 @@ def encode_splits(tokenizer, cfg: TrainOptions, train_ds: TextDataset,
             {suffix: encode(tokenizer, ds, cfg.max_length) for suffix, ds in eval_sets.items()})
 
 
+@dataclass
+class RunSetup:
+    """What a run holds before its first step: the task, device and precision, the student on its device, the
+    splits' token ids, the selection split, and the training targets and teacher logits as tensors."""
+
+    task: TaskSpec
+    device: torch.device
+    amp: torch.dtype | None
+    pad: int | None
+    model: torch.nn.Module
+    train_enc: EncodedDataset
+    eval_enc: dict[str, tuple[TextDataset, EncodedDataset]]
+    selection: dict[str, tuple[TextDataset, EncodedDataset]] | None
+    targets: torch.Tensor
+    teacher: torch.Tensor | None
+
+
+def prepare_run(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+                teacher_logits: np.ndarray | None, *, device: str | torch.device | None,
+                encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None) -> RunSetup:
+    """Seed, build the student (its initialisation drawn under cfg.seed), tokenise unless `encoded`, and check the
+    teacher logits (given only when some loss reads them): shared by makd.train.train and makd.fused."""
+    from makd.models import build_student
+
+    task = get_task(cfg.task)
+    if teacher_logits is not None and teacher_logits.shape != (len(train_ds), task.num_labels):
+        raise ValueError(f"teacher logits shape {teacher_logits.shape} != ({len(train_ds)}, {task.num_labels})")
+    dev = pick_device(device)
+    amp = autocast_dtype(cfg.precision, dev)
+    seed_everything(cfg.seed)
+    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    with _one_line_oom(dev, "moving the student to the GPU"):
+        model.to(dev)
+    train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, cfg, train_ds, eval_sets)
+    if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
+        raise ValueError("encoded splits do not match the datasets")
+    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items() if s != HOLDOUT}
+    # the hold-out is scored like the first dev split (its metric keys), then renamed holdout_*
+    selection = {task.eval_splits[0][1]: (eval_sets[HOLDOUT], eval_encs[HOLDOUT])} if HOLDOUT in eval_sets else None
+    # Rows of targets and teacher logits are gathered on the host and travel with the batch (pinned, non-blocking):
+    # indexing device tensors with a host index would make the CPU wait for the GPU every step.
+    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if teacher_logits is not None else None
+    return RunSetup(task, dev, amp, pad_multiple(cfg, dev), model, train_enc, eval_enc, selection,
+                    training_targets(task, train_ds.labels), teacher)
+
+
 def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
           teacher_logits: np.ndarray | None, *, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, on_epoch_end: EpochCallback | None = None,
@@ -324,33 +370,15 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     With checkpoint_dir, a checkpoint is written there after every epoch, before on_epoch_end is called; a run
     finds and resumes from an existing checkpoint there (or from resume_from when given).
     """
-    from makd.models import build_student, count_parameters
+    from makd.models import count_parameters
 
     cfg.validate()
-    task = get_task(cfg.task)
-    if cfg.needs_teacher:
-        if teacher_logits is None:
-            raise ValueError("teacher_logits are required for this loss")
-        if teacher_logits.shape != (len(train_ds), task.num_labels):
-            raise ValueError(f"teacher logits shape {teacher_logits.shape} != ({len(train_ds)}, {task.num_labels})")
-    dev = pick_device(device)
-    amp = autocast_dtype(cfg.precision, dev)
-    pad = pad_multiple(cfg, dev)
-    seed_everything(cfg.seed)
-
-    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
-    with _one_line_oom(dev, "moving the student to the GPU"):
-        model.to(dev)
-    train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, cfg, train_ds, eval_sets)
-    if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
-        raise ValueError("encoded splits do not match the datasets")
-    eval_enc = {s: (ds, eval_encs[s]) for s, ds in eval_sets.items() if s != HOLDOUT}
-    # the hold-out is scored like the first dev split (its metric keys), then renamed holdout_*
-    selection = {task.eval_splits[0][1]: (eval_sets[HOLDOUT], eval_encs[HOLDOUT])} if HOLDOUT in eval_sets else None
-    # Rows of targets and teacher logits are gathered on the host and travel with the batch (pinned, non-blocking):
-    # indexing device tensors with a host index would make the CPU wait for the GPU every step.
-    targets = training_targets(task, train_ds.labels)
-    teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if cfg.needs_teacher else None
+    if cfg.needs_teacher and teacher_logits is None:
+        raise ValueError("teacher_logits are required for this loss")
+    run = prepare_run(cfg, train_ds, eval_sets, teacher_logits if cfg.needs_teacher else None, device=device,
+                      encoded=encoded)
+    task, dev, amp, pad, model = run.task, run.device, run.amp, run.pad, run.model
+    train_enc, eval_enc, selection, targets, teacher = run.train_enc, run.eval_enc, run.selection, run.targets, run.teacher
 
     steps_per_epoch = -(-len(train_ds) // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
