@@ -141,3 +141,29 @@ def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack
     assert all(by_loss[(seed, "taylor")] == by_loss[(seed, "ce")] for seed in (0, 1))
     target, score = export_winner(fused.root, "rte", "1x64", "taylor", out=tmp_path / "export-fused")
     assert (target / "config.json").is_file()
+
+
+@pytest.mark.sweep
+def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_member(tiny_bert_dir, tmp_path):
+    import time
+
+    from tests.test_sweep import kill_driver, resume_driver, start_driver
+
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "taylor", "vanilla"], lams=[0.0], seeds=[0, 1],
+                          epochs=2, pack={"size": 3}, max_concurrent_trials=1)
+    root = tmp_path / "runs" / "exp"
+    driver, env = start_driver(config, tmp_path)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any(e["event"] == "done" for e in events(root)):
+        time.sleep(0.1)
+    kill_driver(driver)
+    finished = {e["trial_id"] for e in events(root) if e["event"] == "done"}
+    assert finished, "the driver must be killed once a member has finished"
+    time.sleep(2)
+    resumed = resume_driver(config, env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_csv(root / "trials.csv")
+    assert len(frame) == 6 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 2).all()
+    trained = Counter((e["trial_id"], e["epoch"]) for e in events(root) if e["event"] == "epoch")
+    assert all(trained[(member, epoch)] == 1 for member in finished for epoch in (1, 2))  # never retrained
+    assert set(frame["trial_id"]) == {t for t, _ in trained}
