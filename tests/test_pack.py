@@ -167,3 +167,17 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
     trained = Counter((e["trial_id"], e["epoch"]) for e in events(root) if e["event"] == "epoch")
     assert all(trained[(member, epoch)] == 1 for member in finished for epoch in (1, 2))  # never retrained
     assert set(frame["trial_id"]) == {t for t, _ in trained}
+
+
+def test_a_remote_export_fetches_only_the_members_own_best_weights():
+    from tune.export import is_best_weights
+
+    single, member = "ab12c_00003", "ab12c_00003/2"
+    folder = "rte-final/distill_trial_ab12c_00003_3_lam=0.5/checkpoint_000002"
+    assert is_best_weights(f"{folder}/best_model.pt", "rte-final", single)
+    assert not is_best_weights(f"{folder}/member-2/best_model.pt", "rte-final", single)
+    assert is_best_weights(f"{folder}/member-2/best_model.pt", "rte-final", member)
+    assert not is_best_weights(f"{folder}/member-1/best_model.pt", "rte-final", member)
+    assert not is_best_weights(f"{folder}/member-2/checkpoint.pt", "rte-final", member)
+    assert not is_best_weights(f"{folder}/best_model.pt", "rte", single)  # another stage
+    assert not is_best_weights("sweep.json", "rte-final", single) and not is_best_weights("rte-final/x", "rte-final", single)

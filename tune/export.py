@@ -122,22 +122,24 @@ def register_file_tasks(root: str | Path) -> None:
                                       "eval_splits": tuple(tuple(s) for s in spec["eval_splits"])}))
 
 
+def is_best_weights(relative: str, stage: str, trial_id: str) -> bool:
+    """Whether a path in an experiment dir (`<stage>/<trial folder>/<checkpoint>/...`) is this trial's best-epoch
+    weights file (a pack member's: inside its member folder)."""
+    from makd.train import BEST_NAME
+
+    parts = relative.split("/")
+    return len(parts) >= 4 and parts[0] == stage and split_trial_id(trial_id)[0] in parts[1] \
+        and "/".join(parts[3:]) == weights_path(trial_id, BEST_NAME)
+
+
 def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
     """Into a local copy of a remote experiment (made without checkpoints), only the winning trial's best-epoch
     weights: a sweep's other checkpoints can be gigabytes."""
-    from makd.train import BEST_NAME
     from tune.storage import download
 
     stage = experiment_dir.stage_dir("", trial["task"], trial["stage"]).name
-
-    ray_id, inside = split_trial_id(str(trial["trial_id"]))[0], weights_path(str(trial["trial_id"]), BEST_NAME)
-
-    def wanted(relative: str) -> bool:
-        stage_part, folder, _, *rest = relative.split("/") + [""]
-        return stage_part == stage and ray_id in folder and "/".join(rest).rstrip("/") == inside
-
     try:
-        download(remote, root, keep=wanted)
+        download(remote, root, keep=lambda relative: is_best_weights(relative, stage, str(trial["trial_id"])))
     except UsageError:
         pass  # nothing stored: best_weights says so, naming the stage dir
 
