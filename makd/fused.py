@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,7 @@ def _evaluate(students: StackedStudents, task: TaskSpec, eval_sets: Mapping[str,
         chunks = []
         for idx in batches:
             batch = _batch(students.model, encoded, idx, device, pad)
-            with torch.autocast(device.type, dtype=amp) if amp else _null():
+            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 chunks.append(students(batch).float())
         logits = np.zeros((students.k, len(ds), task.num_labels), dtype=np.float32)
         if batches:
@@ -135,12 +136,6 @@ def _evaluate(students: StackedStudents, task: TaskSpec, eval_sets: Mapping[str,
             predictions.append(task.predictions(logits[member]))
             metrics.update(compute_metrics(task, predictions[-1], ds.labels, suffix=suffix))
     return out
-
-
-def _null():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 FusedEpochCallback = Callable[[int, EpochResult], None]  # (member, its epoch result)
@@ -189,7 +184,7 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
             batch = _batch(model, train_enc, idx, dev, pad)
             for p in students.params.values():
                 p.grad = None
-            with torch.autocast(dev.type, dtype=amp) if amp else _null():
+            with torch.autocast(dev.type, dtype=amp) if amp else nullcontext():
                 logits = students(batch)
             rows_teacher = teacher[idx].to(dev) if teacher is not None else None
             rows_targets = targets[idx].to(dev)

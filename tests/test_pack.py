@@ -170,7 +170,7 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
 
 
 def test_a_remote_export_fetches_only_the_members_own_best_weights():
-    from tune.export import is_best_weights
+    from tune.experiment_dir import is_best_weights
 
     single, member = "ab12c_00003", "ab12c_00003/2"
     folder = "rte-final/distill_trial_ab12c_00003_3_lam=0.5/checkpoint_000002"

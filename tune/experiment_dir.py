@@ -172,6 +172,16 @@ def weights_path(trial_id: str, name: str) -> str:
     return name if member is None else f"{MEMBER_DIR.format(member)}/{name}"
 
 
+def is_best_weights(relative: str, stage: str, trial_id: str) -> bool:
+    """Whether a path in an experiment dir (`<stage>/<trial folder>/<checkpoint>/...`) is this trial's best-epoch
+    weights file (a pack member's: inside its member folder)."""
+    from makd.train import BEST_NAME
+
+    parts = relative.split("/")
+    return len(parts) >= 4 and parts[0] == stage and split_trial_id(trial_id)[0] in parts[1] \
+        and "/".join(parts[3:]) == weights_path(trial_id, BEST_NAME)
+
+
 def best_weights(root: str | Path, task: str, stage: str, trial_id: str, name: str) -> Path:
     """A trial's best-epoch weights file `name` in its newest checkpoint that has one."""
     folder_dir = stage_dir(root, task, stage)

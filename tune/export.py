@@ -15,8 +15,6 @@ import yaml
 
 from makd.errors import UsageError
 from tune import experiment_dir
-from tune.experiment_dir import weights_path
-from tune.pack import split_trial_id
 from tune.report.build import Report, build
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
 from tune.report.rank import known_true, setting_rows, setting_view
@@ -122,16 +120,6 @@ def register_file_tasks(root: str | Path) -> None:
                                       "eval_splits": tuple(tuple(s) for s in spec["eval_splits"])}))
 
 
-def is_best_weights(relative: str, stage: str, trial_id: str) -> bool:
-    """Whether a path in an experiment dir (`<stage>/<trial folder>/<checkpoint>/...`) is this trial's best-epoch
-    weights file (a pack member's: inside its member folder)."""
-    from makd.train import BEST_NAME
-
-    parts = relative.split("/")
-    return len(parts) >= 4 and parts[0] == stage and split_trial_id(trial_id)[0] in parts[1] \
-        and "/".join(parts[3:]) == weights_path(trial_id, BEST_NAME)
-
-
 def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
     """Into a local copy of a remote experiment (made without checkpoints), only the winning trial's best-epoch
     weights: a sweep's other checkpoints can be gigabytes."""
@@ -139,7 +127,7 @@ def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
 
     stage = experiment_dir.stage_dir("", trial["task"], trial["stage"]).name
     try:
-        download(remote, root, keep=lambda relative: is_best_weights(relative, stage, str(trial["trial_id"])))
+        download(remote, root, keep=lambda relative: experiment_dir.is_best_weights(relative, stage, str(trial["trial_id"])))
     except UsageError:
         pass  # nothing stored: best_weights says so, naming the stage dir
 

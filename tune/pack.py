@@ -1,14 +1,14 @@
 """Packs: several trial configs of one student shape trained by one Ray trial, one member after another.
 
 A short trial pays Ray's fixed costs (scheduling, an actor's reset, a result and a checkpoint handed to Tune) for
-seconds of compute (results/bench: ~2.5 s of overhead per 6 s trial on this machine). A pack pays them once for
-`size` members that share the task, the student and every training option, and differ only in loss, λ, τ, seed and
-lr. On CPU the members train one after another in the pack's process (a 2-core step is already compute-bound, and
-fusing the members' kernels with torch.func ran slower there: ../shared/notes/fused-trials-probe.md), so a member's
-result is the result of the same config trained alone, bit for bit.
+seconds of compute; a pack pays them once for `size` members that share the task, the student and every training
+option, and differ only in loss, λ, τ, seed and lr (on CPU with actor reuse those costs are under a second of a 6 s
+trial, so packs gain little there: results/bench, benchmark 6). A sequential pack trains its members one after
+another in its process, so a member's result is the result of the same config trained alone, bit for bit; a fused
+pack (makd/fused.py, for GPUs) trains the members of one seed and lr as one vmapped model.
 
 A pack's trial config is {"student", "stage", "members": JSON list of member configs}; its rows in trials.csv are one
-per member (`member_rows`), with the pack's id and size, and a member's trial_id is `<pack trial id>/<member>`.
+per member (`unpack`), with the pack's id and size, and a member's trial_id is `<pack trial id>/<member>`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ MEMBER = "member"  # every result a pack reports carries the index of the member
 MEMBER_ERROR = "member_error"  # the result a pack reports for a member that failed (its neighbours go on)
 MEMBER_DIR = "member-{}"  # a member's checkpoint.pt and best_model.pt inside the pack's checkpoint
 SEPARATOR = "/"  # a member's trial_id: <pack trial id>/<member index>
-
-
 MODES = ("sequential", "fused")
 
 

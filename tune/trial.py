@@ -165,7 +165,6 @@ class _TrialRun:
         """A fused pack (makd/fused.py): every member at once, each member's epochs reported as a sequential
         pack's are. Restored with every member finished, it reports them again without training; restored
         unfinished, it trains from its first epoch again (makd.fused does not resume)."""
-        from ray import tune as ray_tune
 
         from makd.fused import train_fused
         from makd.models import student_tokenizer_spec
@@ -186,17 +185,11 @@ class _TrialRun:
                        task=data.task, resumed=self.resumed, **self.node)
 
         def report(index: int, result) -> None:
-            member_id = pack.member_trial_id(self.trial_id, index)
-            _log_event(self.events_path, event="epoch", trial_id=member_id, task=data.task, epoch=result.epoch,
-                       score=result.score, **self.node)
             metrics = self.epoch_metrics(cfgs[index], result, start, 1)
             # the members train together: each one's time (and device-hours) is its share of the pack's
             metrics.update({pack.MEMBER: index, "pack_id": self.trial_id, "pack_size": size,
                             "trial_seconds": metrics["trial_seconds"] / size, "trial_hours": metrics["trial_hours"] / size})
-            self.in_report = True
-            ray_tune.report(metrics, checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
-            _maybe_inject_fault(self.trial_id, result.epoch)
-            self.in_report = False
+            self.report_epoch(pack.member_trial_id(self.trial_id, index), data.task, result, metrics)
 
         encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
         train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device, encoded=encoded,
@@ -204,6 +197,21 @@ class _TrialRun:
         for index, cfg in enumerate(cfgs):
             _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
                        task=data.task, epochs=cfg.epochs, **self.node)
+
+    def report_epoch(self, trial_id: str, task: str, result, metrics: dict) -> None:
+        """One epoch of a trial (member) to Tune, with the whole trial dir as the checkpoint."""
+        from ray import tune as ray_tune
+
+        # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
+        _log_event(self.events_path, event="epoch", trial_id=trial_id, task=task, epoch=result.epoch,
+                   score=result.score, **self.node)
+        report_start = time.perf_counter()
+        self.in_report = True
+        ray_tune.report(metrics, checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+        # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
+        self.report_seconds.append(time.perf_counter() - report_start)
+        _maybe_inject_fault(self.trial_id, result.epoch)
+        self.in_report = False
 
     def train_config(self, params: dict):
         from makd.train import TrainConfig
@@ -262,16 +270,7 @@ class _TrialRun:
         def report(result, ckpt_dir: Path | None) -> None:
             if not first_epoch:
                 first_epoch.append(result.epoch)
-            # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
-            _log_event(self.events_path, event="epoch", trial_id=trial_id, task=cfg.task, epoch=result.epoch,
-                       score=result.score, **self.node)
-            report_start = time.perf_counter()
-            self.in_report = True
-            ray_tune.report(epoch_metrics(result), checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
-            # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
-            self.report_seconds.append(time.perf_counter() - report_start)
-            _maybe_inject_fault(self.trial_id, result.epoch)
-            self.in_report = False
+            self.report_epoch(trial_id, cfg.task, result, epoch_metrics(result))
 
         _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
                    **self.node)
