@@ -19,7 +19,9 @@ if [ "${1:-}" != "--tables-only" ]; then
         exp="runs/$(sed -n 's/^name: *//p' "$config")"
         resume=""; if [ -d "$exp" ]; then resume="--resume"; fi   # makd sweep --resume also starts a sweep stopped early
         echo "== sweep $name ($(date -u +%H:%M:%S))"
-        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume > "$OUT/logs/$name.txt" 2>&1
+        # a resumed sweep appends to its log, so the log keeps every piece the sweep ran in
+        echo "== $(date -u '+%Y-%m-%d %H:%M:%S') UTC: makd sweep $config $resume" >> "$OUT/logs/$name.txt"
+        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume >> "$OUT/logs/$name.txt" 2>&1
         cp "$exp/trials.csv" "$OUT/trials-$name.csv"
         cp "$exp/sweep.json" "$OUT/sweep-$name.json"
     done
