@@ -25,13 +25,18 @@ GROUP_TITLES = {"data": None, "teacher": "teacher", "student": "student", "loss"
 
 
 def option(default: Any, help: str | Callable[[], str], *, group: str = "training", low: float | None = None,
-           low_open: bool = False, below: float | None = None, choices: tuple[str, ...] | None = None,
-           required: bool = False) -> Any:
+           low_open: bool = False, high: float | None = None, high_open: bool = False,
+           choices: tuple[str, ...] | None = None, required: bool = False, default_text: str | None = None) -> Any:
     """A config field with what the CLI and the sweep config need: help (text, or a function for registry-built
-    help), flag group, bounds (low, or > low with low_open; < below) and choices. `required`: no default."""
-    meta = {"help": help, "group": group, "low": low, "low_open": low_open, "below": below, "choices": choices}
+    help), flag group, bounds (>= low, or > low with low_open; <= high, or < high with high_open; for a tuple
+    field, of each element) and choices. `required`: no default; `default_text`: the default in words where the
+    parser supplies it from elsewhere (the reference page prints it)."""
+    meta = {"help": help, "group": group, "low": low, "low_open": low_open, "high": high, "high_open": high_open,
+            "choices": choices, "default_text": default_text}
     if required:
         return field(metadata=meta)
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("a mutable default: use a tuple")
     return field(default=default, metadata=meta)
 
 
@@ -54,7 +59,8 @@ class TrainOptions:
     holdout_fraction: float = option(0.1, "hold out this fraction of the training set (seeded by data-seed) and "
                                      "choose the epoch (and a sweep's settings) on it, so that the dev set is "
                                      "reported untouched, as a test set (0: choose on the dev set that is reported, "
-                                     "an optimistic score)", group="data", low=0.0, below=1.0)
+                                     "an optimistic score)", group="data", low=0.0, high=1.0,
+                                     high_open=True)
     epochs: int = option(3, "training epochs", low=1)
     batch_size: int = option(32, "examples per optimizer step", low=1)
     micro_batch_size: int | None = option(None, "run each batch forward/backward in chunks of this size: the same "
@@ -66,7 +72,7 @@ class TrainOptions:
     lr: float = option(5e-5, "AdamW learning rate (the paper's)", low=0.0, low_open=True)
     weight_decay: float = option(0.01, "AdamW weight decay", low=0.0)
     warmup_ratio: float = option(0.1, "fraction of the steps with a linear learning-rate warm-up", low=0.0,
-                                 below=1.0)
+                                 high=1.0, high_open=True)
     max_grad_norm: float = option(1.0, "gradient clipping norm", low=0.0, low_open=True)
     precision: str = option("auto", "auto (bf16/fp16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16",
                             choices=("auto", "fp32", "bf16", "fp16"))
@@ -153,27 +159,47 @@ def flag_name(name: str) -> str:
 
 
 @functools.cache
-def _types() -> dict[str, tuple[type, bool]]:
-    """field name -> (its base type, whether None is allowed), from the annotations."""
+def field_types(cls: type) -> dict[str, tuple[type, bool]]:
+    """A dataclass's field name -> (its type without None, whether None is allowed), from the annotations."""
     out = {}
-    for name, hint in typing.get_type_hints(TrainConfig).items():
+    for name, hint in typing.get_type_hints(cls).items():
         args = typing.get_args(hint)
         optional = isinstance(hint, types.UnionType) and type(None) in args
-        out[name] = (next(a for a in args if a is not type(None)) if optional else hint, optional)
+        base = next(a for a in args if a is not type(None)) if optional else hint
+        out[name] = (base, optional)
     return out
 
 
+def _types() -> dict[str, tuple[type, bool]]:
+    return field_types(TrainConfig)
+
+
+def type_text(cls: type, name: str) -> str:
+    """A field's YAML type as the reference page states it: int, float, str, bool, list of float, ... or null."""
+    kind, optional = field_types(cls)[name]
+    if typing.get_origin(kind) is tuple:
+        kind_text = f"list of {typing.get_args(kind)[0].__name__}"
+    else:
+        kind_text = kind.__name__
+    return kind_text + (" or null" if optional else "")
+
+
 def check_bounds(f: Field, value: Any, where: str) -> None:
+    """A value against its field's choices and bounds (a tuple's elements one by one, named where[i])."""
     meta = f.metadata
+    if isinstance(value, tuple):
+        for i, element in enumerate(value):
+            check_bounds(f, element, f"{where}[{i}]")
+        return
     if value is None or isinstance(value, bool):
         return
     if meta.get("choices") and value not in meta["choices"]:
         raise UsageError(where, f"must be {', '.join(meta['choices'][:-1])} or {meta['choices'][-1]}, got '{value}'")
-    low, below = meta.get("low"), meta.get("below")
+    low, high = meta.get("low"), meta.get("high")
     if low is not None and (value <= low if meta.get("low_open") else value < low):
         raise UsageError(where, f"must be {'>' if meta.get('low_open') else '>='} {low:g}, got {value}")
-    if below is not None and value >= below:
-        raise UsageError(where, f"must be < {below:g}, got {value}")
+    if high is not None and (value >= high if meta.get("high_open") else value > high):
+        raise UsageError(where, f"must be {'<' if meta.get('high_open') else '<='} {high:g}, got {value}")
 
 
 def typed_number(value: Any, path: str, kind: type = float) -> Any:
@@ -183,14 +209,15 @@ def typed_number(value: Any, path: str, kind: type = float) -> Any:
     return kind(value)
 
 
-def parse_option(name: str, value: Any, path: str | None = None) -> Any:
-    """A sweep YAML value for option `name`, type-checked and bounds-checked; UsageError names `path`."""
-    path = path or name
-    kind, optional = _types()[name]
+def _typed(kind: type, optional: bool, value: Any, path: str) -> Any:
     if value is None:
         if optional:
             return None
         raise UsageError(path, "must not be null")
+    if typing.get_origin(kind) is tuple:  # a YAML list (a scalar: a list of one)
+        element = typing.get_args(kind)[0]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_typed(element, False, v, f"{path}[{i}]") for i, v in enumerate(values))
     if kind is bool:
         if not isinstance(value, bool):
             raise UsageError(path, f"expected true or false{' or null' if optional else ''}, got {value!r}")
@@ -198,8 +225,46 @@ def parse_option(name: str, value: Any, path: str | None = None) -> Any:
         value = typed_number(value, path, kind)
     elif not isinstance(value, str) or not value:
         raise UsageError(path, f"expected a string, got {value!r}")
-    check_bounds(next(f for f in fields(TrainConfig) if f.name == name), value, path)
     return value
+
+
+def parse_field(cls: type, name: str, value: Any, path: str) -> Any:
+    """A YAML value for field `name` of the dataclass `cls`, type-checked and bounds-checked from its declaration;
+    UsageError names `path`."""
+    value = _typed(*field_types(cls)[name], value, path)
+    check_bounds(next(f for f in fields(cls) if f.name == name), value, path)
+    return value
+
+
+def parse_option(name: str, value: Any, path: str | None = None) -> Any:
+    """A sweep YAML value for training option `name`, type-checked and bounds-checked; UsageError names `path`."""
+    return parse_field(TrainConfig, name, value, path or name)
+
+
+def parse_section(cls: type, raw: Any, path: str, example: str) -> Any:
+    """A YAML mapping -> the dataclass `cls` whose fields declare its keys (`option(...)`: type, default, bounds,
+    choices): a missing key takes its declared default, an unknown or missing required key, a wrong type or a value
+    out of bounds is one UsageError naming `path.key`. null or absent: every default."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise UsageError(path, f"expected a mapping like {example}")
+    declared = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(declared))
+    if unknown:
+        raise UsageError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(declared)})")
+    values = {}
+    for name, f in declared.items():
+        if name in raw:
+            values[name] = parse_field(cls, name, raw[name], f"{path}.{name}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise UsageError(f"{path}.{name}", f"required, e.g. {example}")
+    return cls(**values)
+
+
+def field_help(f: Field) -> str:
+    """A field's help text (a function for registry-built help is called)."""
+    text = f.metadata.get("help", "")
+    return text() if callable(text) else text
 
 
 def add_option_flags(parser: argparse.ArgumentParser, groups: Iterable[str], *,
@@ -213,7 +278,7 @@ def add_option_flags(parser: argparse.ArgumentParser, groups: Iterable[str], *,
             if f.metadata.get("group") != group:
                 continue
             kind, optional = _types()[f.name]
-            help_text = f.metadata["help"]() if callable(f.metadata["help"]) else f.metadata["help"]
+            help_text = field_help(f)
             is_required = f.name in required or f.default is MISSING
             kwargs: dict[str, Any] = {"required": is_required, "dest": f.name}
             if kind is bool and not optional:

@@ -18,11 +18,11 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from makd.config import option, parse_field
 from makd.data import TextDataset, subsample
-from makd.errors import UsageError
 from makd.files import atomic_write_bytes
 
 FINETUNE_FORMAT = 1
@@ -32,19 +32,16 @@ FINETUNE_FORMAT = 1
 class FinetuneOptions:
     """How the teacher is fine-tuned (a sweep's `teacher_finetune:` block, `makd finetune-teacher`'s flags)."""
 
-    epochs: int = 3
-    lr: float = 2e-5
-    batch_size: int = 32
-    max_train_samples: int | None = None  # a deterministic subsample of the (hold-out-free) training split
+    epochs: int = option(3, "epochs of fine-tuning (the last epoch is kept: nothing is chosen on dev)", low=1)
+    lr: float = option(2e-5, "AdamW learning rate", low=0.0, low_open=True, high=1.0, high_open=True)
+    batch_size: int = option(32, "examples per step", low=1)
+    max_train_samples: int | None = option(None, "a deterministic subsample of the (hold-out-free) training split "
+                                           "(null: all of it)", low=1)
 
     def validate(self) -> None:
-        for name, value, ok in (("epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1),
-                                ("lr", self.lr, isinstance(self.lr, (int, float)) and 0 < self.lr < 1),
-                                ("batch_size", self.batch_size, isinstance(self.batch_size, int) and self.batch_size >= 1),
-                                ("max_train_samples", self.max_train_samples, self.max_train_samples is None or (
-                                    isinstance(self.max_train_samples, int) and self.max_train_samples >= 1))):
-            if not ok or isinstance(value, bool):
-                raise UsageError(f"teacher_finetune.{name}", f"out of range or not a number: {value!r}")
+        """Raise UsageError naming `teacher_finetune.<field>` (types and bounds from the declarations)."""
+        for f in fields(self):
+            parse_field(FinetuneOptions, f.name, getattr(self, f.name), f"teacher_finetune.{f.name}")
 
 
 @dataclass(frozen=True)

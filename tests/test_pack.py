@@ -25,7 +25,7 @@ RESULT = ["best_score", "dev_score", "best_epoch", "weights_fingerprint", "predi
 
 
 @pytest.mark.parametrize("raw, field", [({"size": 0}, "pack.size"), ({"size": 2.5}, "pack.size"),
-                                        ({"size": 2, "mode": "vmap"}, "pack.mode"), ({"size": 2, "k": 1}, "pack"),
+                                        ({"size": 2, "mode": "vmap"}, "pack.mode"), ({"size": 2, "k": 1}, "pack.k"), ({"mode": "fused"}, "pack.size"),
                                         (4, "pack")])
 def test_a_bad_pack_section_names_its_field(raw, field):
     with pytest.raises(UsageError) as err:

@@ -59,7 +59,24 @@ def test_temperature_free_losses_run_at_tau_1_only():
     ({"scheduler": {"kind": "hyperband"}}, "scheduler.kind"),
     ({"resources_per_trial": {"cpu": 0}}, "resources_per_trial.cpu"),
     ({"resources_per_trial": {"gpu": 1.5}}, "resources_per_trial.gpu"),
-    ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial"),
+    ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial.tpu"),
+    ({"resources_per_trial": 2}, "resources_per_trial"),
+    ({"scheduler": {"kind": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor"),
+    ({"scheduler": {"kind": "asha", "max_epochs": True}}, "scheduler.max_epochs"),
+    ({"final": {"seeds": [0, -2]}}, "final.seeds[1]"),
+    ({"final": {"top_k": 0}}, "final.top_k"),
+    ({"final": {"seed": [0]}}, "final.seed"),
+    ({"final": 3}, "final"),
+    ({"selection": {"split": "test"}}, "selection.split"),
+    ({"selection": {"fraction": 0.9}}, "selection.fraction"),
+    ({"data": {"glue": "x"}}, "data.glue"),
+    ({"data": {"glue_dir": 3}}, "data.glue_dir"),
+    ({"teacher_finetune": {"lr": 1.5}}, "teacher_finetune.lr"),
+    ({"teacher_finetune": {"epochs": "3"}}, "teacher_finetune.epochs"),
+    ({"max_failures": -1}, "max_failures"),
+    ({"storage": ""}, "storage"),
+    ({"address": 5}, "address"),
+    ({"losses": "ce"}, None),
     ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
     ({"micro_batch_size": 0}, "micro_batch_size"),
     ({"micro_batch_size": 512}, "micro_batch_size"),
@@ -69,9 +86,19 @@ def test_temperature_free_losses_run_at_tau_1_only():
     ({"colour": "red"}, "colour"),
 ])
 def test_bad_fields_are_named(change, field):
+    """Every key's error names it, sections' keys included (their types and bounds come from the declarations)."""
+    if field is None:  # a scalar where a list is expected is a list of one
+        assert parse_config(raw(**change)).losses == ("ce",)
+        return
     with pytest.raises(UsageError) as err:
         parse_config(raw(**change))
     assert err.value.field == field
+
+
+def test_selection_fraction_alone_means_a_train_holdout():
+    """`selection: {fraction: 0.2}` holds out 20% of train (the declared default split is train_holdout)."""
+    assert parse_config(raw(selection={"fraction": 0.2})).train.holdout_fraction == 0.2
+    assert parse_config(raw(selection={"split": "dev"})).train.holdout_fraction == 0.0
 
 
 def test_fractional_gpus_and_optuna_are_accepted():
@@ -86,7 +113,7 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     path.write_text(yaml.safe_dump(raw(lams=[2.0])))
     assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "makd: error: lams[0]: must be <= 1.0, got 2.0"
+    assert err.strip() == "makd: error: lams[0]: must be <= 1, got 2.0"
     path.write_text("name: [unclosed\n")
     assert main(["sweep", str(path)]) == 2
     assert "line" in capsys.readouterr().err

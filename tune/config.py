@@ -5,15 +5,25 @@ Every error names the YAML field (`scheduler.grace_period: ...`) so `makd sweep`
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from makd.cache import TeacherSpec
-from makd.config import OPTION_NAMES, TrainOptions, parse_option
+from makd.config import (
+    OPTION_NAMES,
+    TrainOptions,
+    field_help,
+    option,
+    parse_field,
+    parse_option,
+    parse_section,
+    type_text,
+)
 from makd.errors import UsageError
 from makd.file_tasks import EXAMPLE as FILE_TASK_EXAMPLE
 from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
@@ -21,7 +31,7 @@ from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
 from makd.tasks import GLUE_TASK_NAMES, get_task
 from makd.teacher_finetune import FinetuneOptions
-from tune.fields import as_list, mapping, number
+from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
 from tune.search import SearchConfig, get_search_kind, parse_search
 from tune.search.final import FinalConfig
@@ -31,10 +41,14 @@ from tune.tracking import TrackingConfig, parse_tracking
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    kind: str = "none"  # none | asha
-    grace_period: int = 1
-    reduction_factor: int = 2
-    max_epochs: int | None = None  # defaults to epochs
+    """`scheduler:`: early stopping of weak trials (ASHA on the epoch), or none."""
+
+    kind: str = option("none", "none: every trial runs every epoch; asha: stop weak trials early",
+                       choices=("none", "asha"))
+    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", low=1)
+    reduction_factor: int = option(2, "ASHA keeps 1 in reduction_factor trials at each rung", low=2)
+    max_epochs: int | None = option(None, "the budget ASHA schedules against (null: the epochs key; another value "
+                                    "is refused)", low=1)
 
 
 @dataclass(frozen=True)
@@ -42,20 +56,58 @@ class WaitFor:
     """`wait_for: {gpus, cpus, timeout_s}`: before its first trial, the sweep waits until the Ray cluster holds this
     many GPUs and CPUs in all (an autoscaled cluster's workers are still joining), else fails in one line."""
 
-    gpus: float = 0.0
-    cpus: float = 0.0
-    timeout_s: float = 600.0
+    gpus: float = option(0.0, "GPUs the cluster must hold in all", low=0.0)
+    cpus: float = option(0.0, "CPUs the cluster must hold in all", low=0.0)
+    timeout_s: float = option(600.0, "seconds to wait before failing", low=0.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """`selection:`: where epochs and settings are chosen (the sweep's spelling of `holdout_fraction`)."""
+
+    split: str = option("train_holdout", "train_holdout: a seeded hold-out of train, dev reported untouched; dev: "
+                        "choose on the dev set that is reported (optimistic; every table says so)",
+                        choices=("train_holdout", "dev"))
+    fraction: float = option(0.1, "the hold-out's share of train (train_holdout only)", low=0.0, low_open=True,
+                             high=0.5)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """`resources_per_trial:`: what Ray reserves for one trial (or one pack)."""
+
+    cpu: float = option(1.0, "CPUs per trial (its torch threads)", low=0.0, low_open=True)
+    gpu: float = option(0.0, "a GPU fraction (0.25: four trials per GPU), a whole number of GPUs, or auto "
+                        "(sized from a measured training step)", low=0.0)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """`data:`: where the GLUE files come from."""
+
+    glue_dir: str | None = option(None, "a local GLUE folder in GLUE's tsv layout (null: $MAKD_GLUE_DIR, else the "
+                                  "hub's nyu-mll/glue; also `makd sweep --glue-dir`)")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    name: str
-    tasks: tuple[str, ...]
-    students: tuple[str, ...]
-    losses: tuple[str, ...] = ("ce", "vanilla", "taylor")
-    lams: tuple[float, ...] = (0.5,)
-    taus: tuple[float, ...] = (1.0,)
-    seeds: tuple[int, ...] = (0,)
+    """A validated sweep. The fields declared with `option(...)` are top-level YAML keys (type, default, bounds and
+    meaning in one place: parse_config and docs/sweep-config.md read them); the others are parsed from a section."""
+
+    name: str = option(None, "the experiment dir's name under `storage` (no '/')", required=True)
+    tasks: tuple[str, ...] = option(None, "GLUE task names (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), or "
+                                    "your own task as a mapping {name, train_file, eval_file, text_columns, "
+                                    "label_column, type: classification | regression, labels, metric} "
+                                    "(makd/file_tasks.py)", required=True)
+    students: tuple[str, ...] = option(None, "student specs: LxH shapes (2x128), a pretrained id/path/zoo name, or "
+                                       "MODEL@LAYERS (zoo:minilm-l6@0,5)", required=True)
+    losses: tuple[str, ...] = option(("ce", "vanilla", "taylor"), "losses from makd/losses.py; ce (the CE-only "
+                                     "baseline) is always added")
+    lams: tuple[float, ...] = option((0.5,), "λ, the weight of CE in λ·CE + (1 − λ)·L_KD (λ = 1 is ce)", low=0.0,
+                                     high=1.0)
+    taus: tuple[float, ...] = option((1.0,), "temperatures τ of the KD term (each listed τ is its own method in the "
+                                     "final stage and the paper table)", low=0.0, low_open=True)
+    seeds: tuple[int, ...] = option((0,), "training seeds of the search stage", low=0)
     train: TrainOptions = field(default_factory=TrainOptions)  # the top-level training keys: shared by every trial
     final: FinalConfig | None = None  # the final stage (tune/search/final.py); None: the search is the result
     glue_dir: str | None = None
@@ -64,10 +116,12 @@ class SweepConfig:
     cpu: float = 1.0
     gpu: float = 0.0  # with gpu_auto, 0 until the driver measured a training step (tune.gpu_sizing)
     gpu_auto: bool = False
-    max_concurrent_trials: int | None = None
-    max_failures: int = 1
-    storage: str = "runs"
-    address: str | None = None
+    max_concurrent_trials: int | None = option(None, "at most this many trials at once (null: as many as the "
+                                               "resources allow)", low=1)
+    max_failures: int = option(1, "retries of a failed trial, from its last checkpoint", low=0)
+    storage: str = option("runs", "where experiment dirs live, a path or an s3:// / gs:// URI (shared by every node)")
+    address: str | None = option(None, "an existing Ray cluster (also --address, $RAY_ADDRESS); null: a private Ray "
+                                 "on this machine, on 127.0.0.1")
     tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
     file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
     teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
@@ -104,65 +158,71 @@ REQUIRED = "required"
 
 @dataclass(frozen=True)
 class SweepKey:
-    """One top-level sweep key that is not a training option: its YAML type, default and meaning (what
-    docs/sweep-config.md lists; `default` is the parsed value where it is one, else text)."""
+    """One top-level sweep key: its YAML type, default and meaning (what docs/sweep-config.md lists; `default` is
+    the parsed value where it is one, else text), and for a section the dataclass that declares its keys."""
 
     type: str
     default: Any
     meaning: str
+    section: type | None = None
+
+
+def _declared(name: str) -> SweepKey:
+    """A top-level key declared as a SweepConfig field."""
+    f = next(f for f in fields(SweepConfig) if f.name == name)
+    return SweepKey(type_text(SweepConfig, name), REQUIRED if f.default is MISSING else f.default, field_help(f))
+
+
+_ALL_DEFAULTS = object()
+
+
+def _section(cls: type, meaning: str, default: Any = _ALL_DEFAULTS, *, nullable: bool = False) -> SweepKey:
+    """A section key: a mapping whose keys are the fields of `cls` (default: every key's, i.e. cls())."""
+    keys = "{" + ", ".join(f.name for f in fields(cls)) + "}" + (" or null" if nullable else "")
+    return SweepKey(keys, cls() if default is _ALL_DEFAULTS else default, meaning, cls)
 
 
 SWEEP_FIELDS: dict[str, SweepKey] = {
-    "name": SweepKey("string", REQUIRED, "the experiment dir's name under `storage` (no '/')"),
-    "tasks": SweepKey("list", REQUIRED, "GLUE task names (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), or "
-                      "your own task as a mapping {name, train_file, eval_file, text_columns, label_column, type: "
-                      "classification | regression, labels, metric} (makd/file_tasks.py)"),
-    "students": SweepKey("list", REQUIRED, "student specs: LxH shapes (2x128), a pretrained id/path/zoo name, or "
-                         "MODEL@LAYERS (zoo:minilm-l6@0,5)"),
-    "losses": SweepKey("list", ("ce", "vanilla", "taylor"), "losses from makd/losses.py; ce (the CE-only baseline) "
-                       "is always added"),
-    "lams": SweepKey("list of numbers in [0, 1]", (0.5,), "λ, the weight of CE in λ·CE + (1 − λ)·L_KD (λ = 1 is ce)"),
-    "taus": SweepKey("list of numbers > 0", (1.0,), "temperatures τ of the KD term (each listed τ is its own method "
-                     "in the final stage and the paper table)"),
-    "seeds": SweepKey("list of integers >= 0", (0,), "training seeds of the search stage"),
-    "final": SweepKey("{seeds, top_k} or null", "on with ASHA or Optuna: {seeds: the sweep's seeds, top_k: 1}",
-                      "the final stage: each method's top_k search settings rerun for every final seed, full "
-                      "budget, no early stopping; null turns it off"),
-    "selection": SweepKey("{split: train_holdout | dev, fraction}", "{split: train_holdout, fraction: 0.1}",
-                          "what chooses epochs and settings: a seeded hold-out of train (dev reported untouched), "
-                          "or dev (optimistic; every table says so)"),
-    "data": SweepKey("{glue_dir}", "$MAKD_GLUE_DIR, else the hub's nyu-mll/glue", "a local GLUE folder (also "
-                     "`makd sweep --glue-dir`)"),
-    "search": SweepKey("{kind: grid} or {kind: optuna, n_trials, seed, lam, lr, tau, objectives}", "{kind: grid}",
-                       "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges; objectives: "
-                       "[score, params | latency | device_hours] searches score and a cost with NSGA-II (scheduler "
-                       "none)"),
-    "scheduler": SweepKey("{kind: none | asha, grace_period, reduction_factor, max_epochs}", "{kind: none}",
-                          "early stopping of weak trials by ASHA (max_epochs: the epochs key)"),
-    "teacher_finetune": SweepKey("{epochs, lr, batch_size, max_train_samples} or null", None,
-                                 "fine-tune the teacher per task first, cached (makd/teacher_finetune.py); null: "
-                                 "the paper's teacher, not fine-tuned"),
-    "resources_per_trial": SweepKey("{cpu, gpu}", "{cpu: 1, gpu: 0}", "per trial: CPUs, and a GPU fraction (0.25 "
-                                    "packs four trials per GPU), a whole number of GPUs, or auto (measured)"),
-    "max_concurrent_trials": SweepKey("integer >= 1 or null", None, "at most this many trials at once (null: as "
-                                      "many as the resources allow)"),
-    "max_failures": SweepKey("integer >= 0", 1, "retries of a failed trial, from its last checkpoint"),
-    "storage": SweepKey("path or s3:// / gs:// URI", "runs", "where experiment dirs live (shared by every node)"),
-    "address": SweepKey("Ray address or null", None, "an existing Ray cluster (also --address, $RAY_ADDRESS); "
-                        "null: a private Ray on this machine, on 127.0.0.1"),
-    "wait_for": SweepKey("{gpus, cpus, timeout_s} or null", None, "before the first trial, wait until the Ray "
-                         "cluster holds this many GPUs / CPUs in all (autoscaled workers still joining; timeout_s "
-                         "default 600), else fail in one line; null: start with what is there"),
-    "pack": SweepKey("{size: K, mode: sequential | fused} or null", "{size: 1} (off), mode sequential",
-                     "train K trial configs of one student in one Ray trial (tune/pack.py): the final stage, and a "
-                     "grid search without a scheduler; sequential: one after another, each member's result as alone; "
-                     "fused (for GPUs): members of one seed and lr as one vmapped model (makd/fused.py); each member "
-                     "still one row of trials.csv"),
-    "tracking": SweepKey("{mlflow, wandb, tensorboard}", None, "experiment trackers fed by Ray Tune callbacks "
-                         "(tune/tracking.py)"),
+    **{name: _declared(name) for name in ("name", "tasks", "students", "losses", "lams", "taus", "seeds")},
+    "final": _section(FinalConfig, "the final stage: each method's top_k search settings rerun for every final seed, "
+                      "full budget, no early stopping; null turns it off",
+                      "on with ASHA or Optuna: {seeds: the sweep's seeds, top_k: 1}", nullable=True),
+    "selection": _section(Selection, "what chooses epochs and settings: a seeded hold-out of train (dev reported "
+                          "untouched), or dev (optimistic; every table says so)", "{split: train_holdout, fraction: "
+                          "0.1}"),
+    "data": _section(DataSection, "where the GLUE files come from", "$MAKD_GLUE_DIR, else the hub's nyu-mll/glue"),
+    "search": _section(SearchConfig, "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges; "
+                       "objectives: [score, params | latency | device_hours] searches score and a cost with NSGA-II "
+                       "(scheduler none)"),
+    "scheduler": _section(SchedulerConfig, "early stopping of weak trials by ASHA"),
+    "teacher_finetune": _section(FinetuneOptions, "fine-tune the teacher per task first, cached "
+                                 "(makd/teacher_finetune.py); null: the paper's teacher, not fine-tuned", None,
+                                 nullable=True),
+    "resources_per_trial": _section(Resources, "per trial: CPUs, and a GPU fraction, whole GPUs or auto",
+                                    "{cpu: 1, gpu: 0}"),
+    **{name: _declared(name) for name in ("max_concurrent_trials", "max_failures", "storage", "address")},
+    "wait_for": _section(WaitFor, "before the first trial, wait until the Ray cluster holds this many GPUs / CPUs in "
+                         "all (autoscaled workers still joining), else fail in one line; null: start with what is "
+                         "there", None, nullable=True),
+    "pack": _section(PackConfig, "train K trial configs of one student in one Ray trial (tune/pack.py): the final "
+                     "stage, and a grid search without a scheduler; sequential: one after another, each member's "
+                     "result as alone; fused (for GPUs): members of one seed and lr as one vmapped model "
+                     "(makd/fused.py); each member still one row of trials.csv", nullable=True),
+    "tracking": _section(TrackingConfig, "experiment trackers fed by Ray Tune callbacks (tune/tracking.py)", None,
+                         nullable=True),
 }
 SWEEP_KEYS = set(SWEEP_FIELDS)
 KNOWN_KEYS = SWEEP_KEYS | set(OPTION_NAMES)  # + every TrainOptions field (makd/config.py), e.g. epochs, lr
+
+
+def _top(raw: dict, name: str) -> Any:
+    """A top-level key declared on SweepConfig, typed and bounded by its declaration (missing: its default)."""
+    f = next(f for f in fields(SweepConfig) if f.name == name)
+    if name not in raw:
+        if f.default is MISSING:
+            raise UsageError(name, f"required: {f.metadata['help']}")
+        return f.default
+    return parse_field(SweepConfig, name, raw[name], name)
 
 
 def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
@@ -203,40 +263,24 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         except UsageError as err:
             raise UsageError(f"students[{i}]", err.problem) from None
 
-    losses = [str(loss) for loss in as_list(raw, "losses", ["ce", "vanilla", "taylor"])]
+    losses = list(_top(raw, "losses"))
     for i, loss in enumerate(losses):
         if loss not in LOSSES:
             raise UsageError(f"losses[{i}]", f"unknown loss {loss!r}; choose from {', '.join(loss_names())}")
     if "ce" not in losses:
         losses.insert(0, "ce")  # the CE-only baseline is always part of a sweep: see docs/method.md
-    lams = [number(v, f"lams[{i}]", low=0.0, high=1.0) for i, v in enumerate(as_list(raw, "lams", [0.5]))]
-    taus = [number(v, f"taus[{i}]", low=0.0, low_open=True) for i, v in enumerate(as_list(raw, "taus", [1.0]))]
-    seeds = [number(v, f"seeds[{i}]", kind=int, low=0) for i, v in enumerate(as_list(raw, "seeds", [0]))]
+    lams, taus, seeds = (_top(raw, key) for key in ("lams", "taus", "seeds"))
     for key, values in (("lams", lams), ("taus", taus), ("seeds", seeds)):
         if not values:
             raise UsageError(key, "must not be empty")
 
     train = parse_train_options(_with_selection(raw))
     teacher_finetune = _parse_teacher_finetune(raw, train)
-
-    data = raw.get("data") or {}
-    if not isinstance(data, dict) or set(data) - {"glue_dir"}:
-        raise UsageError("data", "expected a mapping with glue_dir (or omit it: $MAKD_GLUE_DIR, then the hub)")
-    glue_dir = data.get("glue_dir")
-
+    glue_dir = parse_section(DataSection, raw.get("data"), "data", "{glue_dir: ../glue}").glue_dir
     search = parse_search(raw.get("search"))
-    scheduler = _parse_scheduler(raw.get("scheduler"))
-
-    res = raw.get("resources_per_trial") or {}
-    if not isinstance(res, dict) or set(res) - {"cpu", "gpu"}:
-        raise UsageError("resources_per_trial", "expected a mapping with cpu and/or gpu")
-    cpu = number(res.get("cpu", 1), "resources_per_trial.cpu", low=0.0, low_open=True)
-    gpu_auto = res.get("gpu") == "auto"
-    if isinstance(res.get("gpu"), str) and not gpu_auto:
-        raise UsageError("resources_per_trial.gpu", f"expected a number or auto, got {res['gpu']!r}")
-    gpu = 0.0 if gpu_auto else number(res.get("gpu", 0), "resources_per_trial.gpu", low=0.0)
-    if gpu > 1 and not float(gpu).is_integer():
-        raise UsageError("resources_per_trial.gpu", f"a fraction must be <= 1 (whole GPUs above 1), got {gpu}")
+    scheduler = parse_section(SchedulerConfig, raw.get("scheduler"), "scheduler",
+                              "{kind: asha, grace_period: 1, reduction_factor: 2}")
+    cpu, gpu, gpu_auto = _parse_resources(raw.get("resources_per_trial"))
 
     epochs = train.epochs
     if scheduler.max_epochs is not None and scheduler.max_epochs != epochs:
@@ -244,23 +288,14 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     if scheduler.kind == "asha" and scheduler.grace_period > epochs:
         raise UsageError("scheduler.grace_period", f"{scheduler.grace_period} exceeds epochs ({epochs})")
 
-    max_concurrent = None if raw.get("max_concurrent_trials") is None else number(
-        raw["max_concurrent_trials"], "max_concurrent_trials", kind=int, low=1)
-    storage = raw.get("storage", "runs")
-    if not isinstance(storage, str) or not storage:
-        raise UsageError("storage", f"expected a local path or a URI (s3://, gs://), got {storage!r}")
-    address = raw.get("address")
-    if address is not None and not isinstance(address, str):
-        raise UsageError("address", f"expected a Ray address string, got {address!r}")
-
     cfg = SweepConfig(
         teacher_finetune=teacher_finetune,
-        name=name.strip(), tasks=tuple(tasks), file_tasks=tuple(file_tasks), students=tuple(students), losses=tuple(dict.fromkeys(losses)),
-        lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)), seeds=tuple(dict.fromkeys(seeds)),
-        train=train, final=_parse_final(raw, search, scheduler, seeds), glue_dir=str(glue_dir) if glue_dir else None, search=search, scheduler=scheduler, cpu=cpu,
-        gpu=gpu, gpu_auto=gpu_auto, max_concurrent_trials=max_concurrent,
-        max_failures=number(raw.get("max_failures", 1), "max_failures", kind=int, low=0),
-        storage=storage, address=address, tracking=parse_tracking(raw.get("tracking")),
+        name=name.strip(), tasks=tuple(tasks), file_tasks=tuple(file_tasks), students=tuple(students),
+        losses=tuple(dict.fromkeys(losses)), lams=tuple(dict.fromkeys(lams)), taus=tuple(dict.fromkeys(taus)),
+        seeds=tuple(dict.fromkeys(seeds)), train=train, final=_parse_final(raw, search, scheduler, seeds),
+        glue_dir=glue_dir, search=search, scheduler=scheduler, cpu=cpu, gpu=gpu, gpu_auto=gpu_auto,
+        max_concurrent_trials=_top(raw, "max_concurrent_trials"), max_failures=_top(raw, "max_failures"),
+        storage=_top(raw, "storage"), address=_top(raw, "address"), tracking=parse_tracking(raw.get("tracking")),
         wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")))
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
@@ -268,19 +303,30 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     return cfg
 
 
+def _parse_resources(raw: Any) -> tuple[float, float, bool]:
+    """`resources_per_trial` -> (cpu, gpu, gpu_auto): gpu is a number, or auto (0 until the driver measured)."""
+    raw = {} if raw is None else raw
+    gpu_auto = isinstance(raw, dict) and raw.get("gpu") == "auto"
+    if isinstance(raw, dict) and isinstance(raw.get("gpu"), str) and not gpu_auto:
+        raise UsageError("resources_per_trial.gpu", f"expected a number or auto, got {raw['gpu']!r}")
+    res = parse_section(Resources, {k: v for k, v in raw.items() if not (k == "gpu" and gpu_auto)}
+                        if isinstance(raw, dict) else raw, "resources_per_trial", "{cpu: 1, gpu: 0.25}")
+    if res.gpu > 1 and not float(res.gpu).is_integer():
+        raise UsageError("resources_per_trial.gpu", f"a fraction must be <= 1 (whole GPUs above 1), got {res.gpu}")
+    return res.cpu, res.gpu, gpu_auto
+
+
 def _parse_wait_for(section: Any) -> WaitFor | None:
     if section is None:
         return None
-    section = mapping(section, "wait_for", {"gpus", "cpus", "timeout_s"}, "{gpus: 4, timeout_s: 900}")
-    wait = WaitFor(gpus=number(section.get("gpus", 0), "wait_for.gpus", low=0.0),
-                   cpus=number(section.get("cpus", 0), "wait_for.cpus", low=0.0),
-                   timeout_s=number(section.get("timeout_s", 600), "wait_for.timeout_s", low=0.0, low_open=True))
+    wait = parse_section(WaitFor, section, "wait_for", "{gpus: 4, timeout_s: 900}")
     if not (wait.gpus or wait.cpus):
         raise UsageError("wait_for", "name the gpus and/or cpus to wait for, e.g. {gpus: 4, timeout_s: 900}")
     return wait
 
 
-def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, seeds: list[int]) -> FinalConfig | None:
+def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, seeds: tuple[int, ...]
+                 ) -> FinalConfig | None:
     """`final:` -> FinalConfig. Missing: on (over the sweep's seeds, top 1) whenever the search stops trials early
     or samples settings (ASHA, Optuna), so that methods are compared at one budget; `final: null` turns it off."""
     if "final" not in raw:
@@ -288,12 +334,13 @@ def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, se
         return FinalConfig(tuple(dict.fromkeys(seeds))) if early else None
     if raw["final"] is None or raw["final"] is False:
         return None
-    section = mapping(raw["final"], "final", {"seeds", "top_k"}, "{seeds: [0, 1, 2], top_k: 1}")
-    final_seeds = [number(v, f"final.seeds[{i}]", kind=int, low=0)
-                   for i, v in enumerate(as_list(section, "seeds", list(seeds)))]
-    if not final_seeds:
+    example = "{seeds: [0, 1, 2], top_k: 1}"
+    section = raw["final"]
+    final = parse_section(FinalConfig, {"seeds": list(seeds), **section} if isinstance(section, dict) else section,
+                          "final", example)  # final.seeds missing: the sweep's seeds
+    if not final.seeds:
         raise UsageError("final.seeds", "must not be empty")
-    return FinalConfig(tuple(dict.fromkeys(final_seeds)), number(section.get("top_k", 1), "final.top_k", kind=int, low=1))
+    return dataclasses.replace(final, seeds=tuple(dict.fromkeys(final.seeds)))
 
 
 def _parse_teacher_finetune(raw: dict, train: TrainOptions) -> FinetuneOptions | None:
@@ -301,19 +348,12 @@ def _parse_teacher_finetune(raw: dict, train: TrainOptions) -> FinetuneOptions |
     task's training split first (makd/teacher_finetune.py); null or absent: the paper's teacher, not fine-tuned."""
     if raw.get("teacher_finetune") is None:
         return None
-    section = mapping(raw["teacher_finetune"], "teacher_finetune", {"epochs", "lr", "batch_size", "max_train_samples"},
-                      "{epochs: 3, lr: 2e-5, batch_size: 32}")
+    options = parse_section(FinetuneOptions, raw["teacher_finetune"], "teacher_finetune",
+                            "{epochs: 3, lr: 2e-5, batch_size: 32}")
     if train.fine_tuned:
         raise UsageError("teacher_finetune", "fine_tuned: true says the teacher is fine-tuned already; drop one")
     if not train.teacher:
         raise UsageError("teacher_finetune", "needs a teacher to fine-tune")
-    options = FinetuneOptions(
-        epochs=number(section.get("epochs", 3), "teacher_finetune.epochs", kind=int, low=1),
-        lr=number(section.get("lr", 2e-5), "teacher_finetune.lr", low=0.0, low_open=True, high=1.0),
-        batch_size=number(section.get("batch_size", 32), "teacher_finetune.batch_size", kind=int, low=1),
-        max_train_samples=None if section.get("max_train_samples") is None else number(
-            section["max_train_samples"], "teacher_finetune.max_train_samples", kind=int, low=1))
-    options.validate()
     return options
 
 
@@ -322,14 +362,10 @@ def _with_selection(raw: dict) -> dict:
     `holdout_fraction` (choose epochs and settings on a seeded hold-out of train; report dev untouched)."""
     if raw.get("selection") is None:
         return raw
-    section = mapping(raw["selection"], "selection", {"split", "fraction"}, "{split: train_holdout, fraction: 0.1}")
-    split = section.get("split", "dev")
-    if split not in ("dev", "train_holdout"):
-        raise UsageError("selection.split", f"expected dev or train_holdout, got {split!r}")
-    if split == "dev" and "fraction" in section:
+    selection = parse_section(Selection, raw["selection"], "selection", "{split: train_holdout, fraction: 0.1}")
+    if selection.split == "dev" and "fraction" in raw["selection"]:
         raise UsageError("selection.fraction", "only with split: train_holdout")
-    fraction = 0.0 if split == "dev" else number(section.get("fraction", 0.1), "selection.fraction", low=0.0,
-                                                 low_open=True, high=0.5)
+    fraction = 0.0 if selection.split == "dev" else selection.fraction
     if raw.get("holdout_fraction") not in (None, fraction):
         raise UsageError("selection", f"fraction {fraction} conflicts with holdout_fraction {raw['holdout_fraction']}")
     return {**raw, "holdout_fraction": fraction}
@@ -344,19 +380,6 @@ def parse_train_options(raw: dict) -> TrainOptions:
     except UsageError as err:  # validate names fields as flags (micro-batch-size): here they are YAML keys
         raise UsageError(err.field.replace("-", "_"), err.problem) from None
     return options
-
-
-def _parse_scheduler(raw: Any) -> SchedulerConfig:
-    raw = mapping(raw, "scheduler", {"kind", "grace_period", "reduction_factor", "max_epochs"},
-                  "{kind: asha, grace_period: 1, reduction_factor: 2}")
-    kind = raw.get("kind", "none")
-    if kind not in ("none", "asha"):
-        raise UsageError("scheduler.kind", f"expected none or asha, got {kind!r}")
-    return SchedulerConfig(
-        kind=kind, grace_period=number(raw.get("grace_period", 1), "scheduler.grace_period", kind=int, low=1),
-        reduction_factor=number(raw.get("reduction_factor", 2), "scheduler.reduction_factor", kind=int, low=2),
-        max_epochs=None if raw.get("max_epochs") is None else number(raw["max_epochs"], "scheduler.max_epochs",
-                                                                       kind=int, low=1))
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:

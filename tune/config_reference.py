@@ -1,6 +1,8 @@
-"""docs/sweep-config.md, generated from the schema: the sweep keys (tune/config.py's SWEEP_FIELDS) and the training
-keys (makd/config.py's TrainOptions fields, which are also `makd distill` flags), each with its type, default,
-bounds and meaning. A test fails when the committed file differs from what this writes.
+"""docs/sweep-config.md, generated from the schema: the sweep keys (tune/config.py's SWEEP_FIELDS), the keys of each
+section (the dataclass that declares it: SchedulerConfig, PackConfig, ...) and the training keys (makd/config.py's
+TrainOptions fields, which are also `makd distill` flags), each with its type, default, bounds and meaning, read from
+the same `option(...)` declarations the parser uses. A test fails when the committed file differs from what this
+writes.
 
     python -m tune.config_reference docs/sweep-config.md     # rewrite it (also: make docs)
 """
@@ -8,10 +10,10 @@ bounds and meaning. A test fails when the committed file differs from what this 
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
-from makd.config import TrainOptions, _types, flag_name
+from makd.config import TrainOptions, field_help, field_types, flag_name, type_text
 from makd.files import atomic_write_bytes
 from tune.config import REQUIRED, SWEEP_FIELDS
 
@@ -28,9 +30,11 @@ def _value(value: object) -> str:
     if value is REQUIRED:
         return "**required**"
     if isinstance(value, tuple):
-        return "[" + ", ".join(str(v) for v in value) + "]"
+        return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if is_dataclass(value):  # a section's defaults
+        return "{" + ", ".join(f"{f.name}: {_value(getattr(value, f.name))}" for f in fields(value)) + "}"
     return str(value)
 
 
@@ -40,9 +44,24 @@ def _bounds(meta: dict) -> str:
         parts.append(" \\| ".join(meta["choices"]))
     if meta.get("low") is not None:
         parts.append(f"{'>' if meta.get('low_open') else '>='} {meta['low']:g}")
-    if meta.get("below") is not None:
-        parts.append(f"< {meta['below']:g}")
+    if meta.get("high") is not None:
+        parts.append(f"{'<' if meta.get('high_open') else '<='} {meta['high']:g}")
     return ", ".join(parts)
+
+
+def _section_rows(path: str, cls: type) -> list[str]:
+    """One row per key of the section `cls` at `path`; a key that is itself a section (tracking.mlflow) by its
+    own keys."""
+    rows = []
+    for f in fields(cls):
+        kind, _ = field_types(cls)[f.name]
+        if is_dataclass(kind):
+            rows += _section_rows(f"{path}.{f.name}", kind)
+            continue
+        default = f.metadata.get("default_text") or (REQUIRED if f.default is MISSING else f.default)
+        rows.append(f"| `{path}.{f.name}` | {type_text(cls, f.name)} | {_cell(_value(default))} | "
+                    f"{_bounds(f.metadata)} | {_cell(field_help(f))} |")
+    return rows
 
 
 def render() -> str:
@@ -55,16 +74,20 @@ def render() -> str:
              "## Sweep keys", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for name, key in SWEEP_FIELDS.items():
         lines.append(f"| `{name}` | {_cell(key.type)} | {_cell(_value(key.default))} | {_cell(key.meaning)} |")
+    lines += ["", "## Section keys", "",
+              "The keys of each mapping above, declared by the dataclass that holds them (a missing key takes its "
+              "default; bounds apply to each element of a list).", "",
+              "| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
+    for name, key in SWEEP_FIELDS.items():
+        if key.section is not None:
+            lines += _section_rows(name, key.section)
     lines += ["", "## Training keys", "",
               "Every field of `TrainOptions` (makd/config.py); each is also a `makd distill` flag (`--name-with-"
               "dashes`).", "", "| key | type | default | bounds | meaning | flag |", "|---|---|---|---|---|---|"]
     for f in fields(TrainOptions):
-        kind, optional = _types()[f.name]
-        type_text = kind.__name__ + (" or null" if optional else "")
         default = REQUIRED if f.default is MISSING else f.default
-        help_text = f.metadata["help"]() if callable(f.metadata["help"]) else f.metadata["help"]
-        lines.append(f"| `{f.name}` | {type_text} | {_cell(_value(default))} | {_bounds(f.metadata)} | "
-                     f"{_cell(help_text)} | `--{flag_name(f.name)}` |")
+        lines.append(f"| `{f.name}` | {type_text(TrainOptions, f.name)} | {_cell(_value(default))} | "
+                     f"{_bounds(f.metadata)} | {_cell(field_help(f))} | `--{flag_name(f.name)}` |")
     return "\n".join(lines) + "\n"
 
 

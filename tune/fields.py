@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from makd.config import typed_number
+from makd.config import parse_field
 from makd.errors import UsageError
 
 
@@ -16,24 +16,12 @@ def as_list(raw: dict, key: str, default: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def number(value: Any, path: str, *, kind=float, low: float | None = None, high: float | None = None,
-           low_open: bool = False) -> Any:
-    """An int or float within [low, high] (or (low, high] with low_open); bools are refused."""
-    value = typed_number(value, path, kind)
-    if low is not None and (value <= low if low_open else value < low):
-        raise UsageError(path, f"must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value > high:
-        raise UsageError(path, f"must be <= {high}, got {value}")
-    return value
-
-
-def value_range(raw: Any, path: str, *, low: float, high: float | None = None,
-                low_open: bool = False) -> tuple[float, float]:
-    """[low, high] with low < high, both within the bounds."""
+def value_range(cls: type, name: str, raw: Any, path: str) -> tuple[float, float]:
+    """[low, high] for the range field `name` of dataclass `cls`: low < high, both within the field's declared
+    bounds (makd.config.option)."""
     if not isinstance(raw, (list, tuple)) or len(raw) != 2:
         raise UsageError(path, f"expected [low, high], got {raw!r}")
-    lo = number(raw[0], f"{path}[0]", low=low, high=high, low_open=low_open)
-    hi = number(raw[1], f"{path}[1]", low=low, high=high, low_open=low_open)
+    lo, hi = parse_field(cls, name, tuple(raw), path)
     if hi <= lo:
         raise UsageError(path, f"high must exceed low, got {raw!r}")
     return (lo, hi)

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from makd.config import option, parse_section
 from makd.errors import UsageError
 
 MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
@@ -33,8 +34,9 @@ class PackConfig:
     """`pack: {size: K, mode}`: trials of the final stage, and of a grid search without a scheduler, in packs of K;
     sequential (members one after another) or fused (makd/fused.py: one vmapped model, members of one seed)."""
 
-    size: int = 1
-    mode: str = "sequential"
+    size: int = option(1, "trial configs per pack (1: packs off)", low=1)
+    mode: str = option("sequential", "sequential: members one after another, each as alone; fused: one vmapped "
+                       "model (members of one seed and lr)", choices=MODES)
 
     @property
     def on(self) -> bool:
@@ -42,17 +44,13 @@ class PackConfig:
 
 
 def parse_pack(raw: Any) -> PackConfig:
+    """`pack:` -> PackConfig (null or absent: off); the size must be given."""
     if raw is None:
         return PackConfig()
-    if not isinstance(raw, dict) or "size" not in raw or set(raw) - {"size", "mode"}:
-        raise UsageError("pack", f"expected a mapping {{size: K, mode: sequential | fused}}, got {raw!r}")
-    size = raw["size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise UsageError("pack.size", f"expected an integer >= 1, got {size!r}")
-    mode = raw.get("mode", "sequential")
-    if mode not in MODES:
-        raise UsageError("pack.mode", f"expected sequential or fused, got {mode!r}")
-    return PackConfig(size, mode)
+    example = "{size: 4, mode: sequential}"
+    if isinstance(raw, dict) and "size" not in raw:
+        raise UsageError("pack.size", f"required, e.g. {example}")
+    return parse_section(PackConfig, raw, "pack", example)
 
 
 def pack_points(points: list[dict], size: int, *, fused: bool = False) -> list[dict]:

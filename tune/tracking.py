@@ -14,10 +14,11 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from makd.config import option, parse_field, parse_section
 from makd.errors import UsageError
 from tune.fields import mapping
 from tune.storage import is_remote_uri
@@ -32,55 +33,47 @@ PARENT_TAG = "makd.parent"
 
 @dataclass(frozen=True)
 class MlflowTracking:
-    tracking_uri: str
-    experiment: str
+    """`tracking.mlflow:`: an MLflow server (or file store) that gets a parent run per sweep and a run per trial."""
+
+    tracking_uri: str = option(None, "http://host:5000, file:///path, sqlite:///file.db or databricks",
+                               required=True)
+    experiment: str = option("makd", "the MLflow experiment's name")
 
 
 @dataclass(frozen=True)
 class WandbTracking:
-    project: str
-    mode: str = "online"
-    entity: str | None = None
+    """`tracking.wandb:`: a W&B project that gets a run per trial."""
+
+    project: str = option(None, "the W&B project", required=True)
+    mode: str = option("online", "online needs an API key (wandb login); offline syncs later", choices=WANDB_MODES)
+    entity: str | None = option(None, "the W&B team or user (null: the key's default)")
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    mlflow: MlflowTracking | None = None
-    wandb: WandbTracking | None = None
-    tensorboard: bool = False
+    """`tracking:`: the trackers Ray Tune's callbacks feed."""
 
-
-def _text(section: dict, key: str, path: str, default: str | None = None) -> str:
-    value = section.get(key, default)
-    if not isinstance(value, str) or not value.strip():
-        raise UsageError(f"{path}.{key}", f"expected a non-empty string, got {value!r}")
-    return value.strip()
+    mlflow: MlflowTracking | None = option(None, "see tracking.mlflow.*")
+    wandb: WandbTracking | None = option(None, "see tracking.wandb.*")
+    tensorboard: bool = option(False, "TensorBoard event files in each trial's folder")
 
 
 def parse_tracking(raw: Any) -> TrackingConfig | None:
     """`tracking:` -> TrackingConfig (None: no tracker); a bad value names its field."""
     if raw is None:
         return None
-    section = mapping(raw, "tracking", {"mlflow", "wandb", "tensorboard"}, EXAMPLE)
+    section = mapping(raw, "tracking", {f.name for f in fields(TrackingConfig)}, EXAMPLE)
     mlflow = wandb = None
     if section.get("mlflow") is not None:
-        sub = mapping(section["mlflow"], "tracking.mlflow", {"tracking_uri", "experiment"},
-                      "{tracking_uri: http://127.0.0.1:5000, experiment: makd}")
-        uri = _text(sub, "tracking_uri", "tracking.mlflow")
+        mlflow = parse_section(MlflowTracking, section["mlflow"], "tracking.mlflow",
+                               "{tracking_uri: http://127.0.0.1:5000, experiment: makd}")
+        uri = mlflow.tracking_uri
         if "://" not in uri and not uri.startswith(("file:", "sqlite:", "databricks")):
             raise UsageError("tracking.mlflow.tracking_uri", f"expected a URI like http://host:5000 or file:///path, "
                                                              f"got {uri!r}")
-        mlflow = MlflowTracking(uri, _text(sub, "experiment", "tracking.mlflow", "makd"))
     if section.get("wandb") is not None:
-        sub = mapping(section["wandb"], "tracking.wandb", {"project", "mode", "entity"}, "{project: makd, mode: offline}")
-        mode = sub.get("mode", "online")
-        if mode not in WANDB_MODES:
-            raise UsageError("tracking.wandb.mode", f"expected one of {', '.join(WANDB_MODES)}, got {mode!r}")
-        entity = None if sub.get("entity") is None else _text(sub, "entity", "tracking.wandb")
-        wandb = WandbTracking(_text(sub, "project", "tracking.wandb"), mode, entity)
-    tensorboard = section.get("tensorboard", False)
-    if not isinstance(tensorboard, bool):
-        raise UsageError("tracking.tensorboard", f"expected true or false, got {tensorboard!r}")
+        wandb = parse_section(WandbTracking, section["wandb"], "tracking.wandb", "{project: makd, mode: offline}")
+    tensorboard = parse_field(TrackingConfig, "tensorboard", section.get("tensorboard", False), "tracking.tensorboard")
     return TrackingConfig(mlflow, wandb, tensorboard) if (mlflow or wandb or tensorboard) else None
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from makd.config import option
+
 if TYPE_CHECKING:
     from tune.config import SweepConfig
 
@@ -19,13 +21,17 @@ SWEPT = ("student", "loss", "lam", "tau", "seed", "lr")  # the keys of every tri
 class SearchConfig:
     """The `search:` section, parsed by its kind. Fields a kind does not use keep their defaults."""
 
-    kind: str = "grid"
-    n_trials: int = 0  # optuna: trials per task (at least one per categorical cell)
-    seed: int = 0
-    lam: tuple[float, float] = (0.0, 1.0)
-    lr: tuple[float, float] | None = None  # optuna: log-uniform range; None keeps the sweep's lr fixed
-    tau: tuple[float, float] | None = None  # optuna: uniform range; None searches the taus list as a category
-    objectives: tuple[str, ...] = ("score",)  # optuna: the score, then costs to minimise (NSGA-II: a Pareto set)
+    kind: str = option("grid", "a search kind of tune/search/: grid (every combination of the listed values) or "
+                       "optuna (Optuna's TPE, or NSGA-II, over the ranges below)")
+    n_trials: int = option(0, "optuna: trials per task (at least one per (student, loss, seed) category)", low=1)
+    seed: int = option(0, "optuna: the sampler's seed")
+    lam: tuple[float, float] = option((0.0, 1.0), "optuna: the λ range [low, high]", low=0.0, high=1.0)
+    lr: tuple[float, float] | None = option(None, "optuna: a log-uniform lr range [low, high] (null: the sweep's lr, "
+                                            "fixed)", low=0.0, low_open=True)
+    tau: tuple[float, float] | None = option(None, "optuna: a uniform τ range [low, high] (null: the taus list as "
+                                             "a category)", low=0.0, low_open=True)
+    objectives: tuple[str, ...] = option(("score",), "optuna: [score] or [score, COST], COST one of params, latency, "
+                                         "device_hours (NSGA-II: a Pareto set; scheduler none)")
 
 
 class SearchKind:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from makd.config import option
 from tune.report.order import temperature_free
 from tune.report.rank import MAX_TAU_ROWS, rank_settings
 from tune.search.grid import PointsSearch
@@ -28,8 +29,10 @@ SETTING = ["lam", "tau", "lr"]
 class FinalConfig:
     """The `final:` section: which seeds every chosen setting reruns with, and how many settings per cell."""
 
-    seeds: tuple[int, ...]
-    top_k: int = 1
+    seeds: tuple[int, ...] = option(None, "seeds every chosen setting reruns with", low=0, required=True,
+                                    default_text="the sweep's seeds")
+    top_k: int = option(1, "settings per (student, method) carried from the search, ranked by selection score",
+                        low=1)
 
 
 def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
+from makd.config import parse_field
 from makd.errors import UsageError
-from tune.fields import number, value_range
+from tune.fields import value_range
 from tune.search.base import METRIC, MODE, SearchConfig, SearchKind
 
 if TYPE_CHECKING:
@@ -60,11 +61,11 @@ class OptunaSearch(SearchKind):
 
     def parse(self, raw: dict) -> SearchConfig:
         return SearchConfig(
-            kind=self.name, n_trials=number(raw.get("n_trials", 0), "search.n_trials", kind=int, low=1),
-            seed=number(raw.get("seed", 0), "search.seed", kind=int),
-            lam=value_range(raw.get("lam", [0.0, 1.0]), "search.lam", low=0.0, high=1.0),
-            lr=value_range(raw["lr"], "search.lr", low=0.0, low_open=True) if "lr" in raw else None,
-            tau=value_range(raw["tau"], "search.tau", low=0.0, low_open=True) if "tau" in raw else None,
+            kind=self.name, n_trials=parse_field(SearchConfig, "n_trials", raw.get("n_trials", 0), "search.n_trials"),
+            seed=parse_field(SearchConfig, "seed", raw.get("seed", 0), "search.seed"),
+            lam=value_range(SearchConfig, "lam", raw.get("lam", [0.0, 1.0]), "search.lam"),
+            lr=value_range(SearchConfig, "lr", raw["lr"], "search.lr") if "lr" in raw else None,
+            tau=value_range(SearchConfig, "tau", raw["tau"], "search.tau") if "tau" in raw else None,
             objectives=parse_objectives(raw.get("objectives", [METRIC])))
 
     def check(self, cfg: SweepConfig) -> None:
