@@ -7,10 +7,13 @@ size, epochs. Their weights are stacked on a leading axis of size K and every la
 different members never mix. Per member: gradient clipping by its own norm (as `clip_grad_norm_` computes it);
 AdamW is elementwise, so one optimizer over the stacked tensors is each member's own.
 
+A member whose epoch ends with a NaN or infinite train loss leaves the pack with its own error (TrainResult.error, the
+same line `makd.train.train` raises for that config alone); no operation reduces across members, so its neighbours'
+numbers are those they would have without it, and they go on.
+
 This is for GPUs, where a small student's step is launch-bound and K members cost about one kernel launch each; on a
 2-core CPU the step is compute-bound and fusing gains nothing (../shared/notes/fused-trials-probe.md). What it does
-not do yet: resume an unfinished pack (it restarts), fp16 (a grad scaler), a member that diverges leaving early (its numbers turn
-NaN; its neighbours are unaffected because no operation reduces across members).
+not do yet: resume an unfinished pack (it restarts), fp16 (a grad scaler).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from makd.train import (
     HOLDOUT,
     EpochResult,
     TrainResult,
+    divergence,
     prepare_run,
     rng_state,
     save_checkpoint,
@@ -117,9 +121,10 @@ def _batch(model: torch.nn.Module, encoded: EncodedDataset, rows, device: torch.
 
 @torch.no_grad()
 def _evaluate(students: StackedStudents, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]],
-              *, batch_size: int, device: torch.device, amp: torch.dtype | None, pad: int | None
-              ) -> list[tuple[dict[str, float], list[np.ndarray]]]:
-    """Per member: (metrics, predictions per split), as makd.train.evaluate computes them for one student."""
+              *, batch_size: int, device: torch.device, amp: torch.dtype | None, pad: int | None,
+              skip: frozenset[int] = frozenset()) -> list[tuple[dict[str, float], list[np.ndarray]]]:
+    """Per member: (metrics, predictions per split), as makd.train.evaluate computes them for one student; the
+    members in `skip` (diverged) get none."""
     students.model.eval()
     out: list[tuple[dict[str, float], list[np.ndarray]]] = [({}, []) for _ in range(students.k)]
     for suffix, (ds, encoded) in eval_sets.items():
@@ -133,18 +138,21 @@ def _evaluate(students: StackedStudents, task: TaskSpec, eval_sets: Mapping[str,
         if batches:
             logits[:, np.concatenate(batches)] = torch.cat(chunks, dim=1).cpu().numpy()
         for member, (metrics, predictions) in enumerate(out):
+            if member in skip:
+                continue
             predictions.append(task.predictions(logits[member]))
             metrics.update(compute_metrics(task, predictions[-1], ds.labels, suffix=suffix))
     return out
 
 
 FusedEpochCallback = Callable[[int, EpochResult], None]  # (member, its epoch result)
+FusedErrorCallback = Callable[[int, str], None]  # (member, why it left the pack)
 
 
 def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
                 teacher_logits: np.ndarray | None, *, device: str | torch.device | None = None,
                 encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
-                on_epoch_end: FusedEpochCallback | None = None,
+                on_epoch_end: FusedEpochCallback | None = None, on_member_error: FusedErrorCallback | None = None,
                 checkpoint_dirs: list[Path] | None = None) -> list[TrainResult]:
     """Train every member at once; returns one TrainResult per member, in order (what makd.train.train returns for
     that member's config alone, up to floating-point summation order in the batched kernels).
@@ -152,7 +160,8 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     With checkpoint_dirs (one per member), each member's best epoch is written there as makd.train writes it
     (BEST_NAME: what `makd export` ships), and after the last epoch its finished run (CHECKPOINT_NAME without
     optimizer state), which makd.train.train resumes as already done. An unfinished fused pack is not resumable:
-    it restarts from its first epoch."""
+    it restarts from its first epoch. A member that diverges gets TrainResult.error and `on_member_error`; it is
+    neither evaluated nor reported after that (its slice of the stack still computes: no kernel is reshaped)."""
     from makd.models import count_parameters
 
     check_fusable(cfgs)
@@ -176,6 +185,8 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     parameters = count_parameters(model)
     results = [TrainResult(task=task.name, metric=task.metric, student_parameters=parameters) for _ in cfgs]
     for epoch in range(base.epochs):
+        if all(result.error for result in results):
+            break
         model.train()
         batches = length_grouped_batches(train_enc.lengths, base.batch_size, np.random.default_rng([base.seed, epoch]))
         start, seen = time.perf_counter(), 0
@@ -199,12 +210,21 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
             loss_sums += losses.detach() * len(idx)
         train_losses = (loss_sums / max(seen, 1)).tolist()
         train_seconds = time.perf_counter() - start
+        for m, result in enumerate(results):
+            if result.error is None and (diverged := divergence(train_losses[m], epoch + 1)) is not None:
+                result.error = diverged
+                if on_member_error is not None:
+                    on_member_error(m, diverged)
         eval_start = time.perf_counter()
-        dev_scores = _evaluate(students, task, eval_enc, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad)
-        held = (_evaluate(students, task, selection, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad)
-                if selection else [({}, [])] * k)
+        gone = frozenset(m for m, result in enumerate(results) if result.error)
+        dev_scores = _evaluate(students, task, eval_enc, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad,
+                               skip=gone)
+        held = (_evaluate(students, task, selection, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad,
+                          skip=gone) if selection else [({}, [])] * k)
         eval_seconds = time.perf_counter() - eval_start
         for m, result in enumerate(results):
+            if result.error is not None:
+                continue
             metrics, predictions = dev_scores[m]
             metrics = dict(metrics)
             score = held[m][0][task.metric] if held[m][0] else metrics[task.metric]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import random
 import tempfile
@@ -79,6 +80,7 @@ class TrainResult:
     history: list[EpochResult] = field(default_factory=list)
     student_parameters: int = 0
     resumed_from_epoch: int = 0
+    error: str | None = None  # a fused pack's member that diverged: why it stopped (its history ends before)
 
     @property
     def final(self) -> EpochResult:
@@ -90,6 +92,17 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochResult, Path | None], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """An epoch's mean train loss is NaN or infinite: the weights are lost and every later score would be noise."""
+
+
+def divergence(train_loss: float, epoch: int) -> str | None:
+    """The one-line reason a run stops after this (1-based) epoch, or None when its loss is finite."""
+    if math.isfinite(train_loss):
+        return None
+    return f"diverged in epoch {epoch}: the mean train loss is {train_loss} (lower the lr, or check λ and τ)"
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -430,6 +443,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                 seen += len(idx)
                 loss_sum += loss * len(idx)
         train_loss = loss_sum.item() / max(seen, 1)  # waits for the GPU: the epoch's time includes all its work
+        if (diverged := divergence(train_loss, epoch + 1)) is not None:
+            raise TrainingDiverged(diverged)  # before this epoch's checkpoint: the last one holds finite weights
         train_seconds = time.perf_counter() - start
         eval_start = time.perf_counter()
         with _one_line_oom(dev, f"evaluation (batch {cfg.eval_batch_size})"):

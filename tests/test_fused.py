@@ -110,3 +110,29 @@ def test_a_members_clipped_gradient_is_what_clip_grad_norm_gives_it_alone(tiny_b
     for member in range(3):
         for name in students.names:
             torch.testing.assert_close(students.params[name].grad[member], alone[member][name], rtol=1e-5, atol=1e-7)
+
+
+def test_a_member_that_diverges_leaves_the_pack_and_its_neighbours_train_as_without_it(tiny_bert_dir, monkeypatch):
+    """A member whose loss turns NaN gets its own error after that epoch, is not evaluated or reported again, and
+    the other members' results are bit-identical to the same pack where nothing diverged."""
+    ds, dev = sentiment(48), sentiment(24, "validation", seed=1)
+    logits = teacher_for(ds, 0)
+    cfgs = [config(tiny_bert_dir, epochs=2, **m) for m in MEMBERS[:3]]
+    healthy = fused.train_fused(cfgs, ds, {"": dev}, logits)
+    real_loss = fused.distillation_loss
+
+    def vanilla_diverges(*args, kind, **kw):
+        loss = real_loss(*args, kind=kind, **kw)
+        return loss * float("nan") if kind == "vanilla" else loss
+
+    monkeypatch.setattr(fused, "distillation_loss", vanilla_diverges)
+    errors, reported = [], []
+    packed = fused.train_fused(cfgs, ds, {"": dev}, logits, on_member_error=lambda m, why: errors.append((m, why)),
+                               on_epoch_end=lambda m, result: reported.append((m, result.epoch)))
+    assert errors == [(2, "diverged in epoch 1: the mean train loss is nan (lower the lr, or check λ and τ)")]
+    assert packed[2].error == errors[0][1] and packed[2].history == []
+    assert reported == [(0, 1), (1, 1), (0, 2), (1, 2)]
+    for member, alone_in_health in zip(packed[:2], healthy[:2], strict=True):
+        assert member.error is None
+        assert [h.weights_fingerprint for h in member.history] == [h.weights_fingerprint for h in alone_in_health.history]
+        assert [h.metrics for h in member.history] == [h.metrics for h in alone_in_health.history]

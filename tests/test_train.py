@@ -323,3 +323,22 @@ def test_a_train_holdout_chooses_the_epoch_and_dev_is_only_reported(tiny_bert_di
     for epoch in result.history:
         assert epoch.score == epoch.metrics["holdout_accuracy"] and epoch.dev_score == epoch.metrics["accuracy"]
     assert result.best.score == max(e.metrics["holdout_accuracy"] for e in result.history)
+
+
+def test_a_run_whose_loss_turns_nan_stops_with_one_line_and_keeps_its_last_finite_checkpoint(tiny_bert_dir,
+                                                                                             monkeypatch, tmp_path):
+    """The same line a fused pack gives a diverged member (makd/fused.py); the epoch's checkpoint is not written."""
+    import makd.train as train_module
+
+    ds, dev = sentiment(32), sentiment(16, "validation", seed=1)
+    real_step, steps = train_module.train_step, []
+
+    def nan_in_epoch_2(*args, **kw):
+        loss = real_step(*args, **kw)
+        steps.append(1)
+        return loss * float("nan") if len(steps) > 4 else loss  # 4 steps of 8 examples per epoch
+
+    monkeypatch.setattr(train_module, "train_step", nan_in_epoch_2)
+    with pytest.raises(train_module.TrainingDiverged, match=r"^diverged in epoch 2: the mean train loss is nan"):
+        train(config(tiny_bert_dir, loss="ce", lam=1.0), ds, {"": dev}, None, checkpoint_dir=tmp_path, progress=False)
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["epoch"] == 1

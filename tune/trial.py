@@ -148,18 +148,23 @@ class _TrialRun:
     def train_pack_member(self, params: dict, index: int, size: int) -> None:
         """A member of a pack: an error of its own (raised by its training, not by Ray's reporting) is reported
         as that member's and the pack goes on with the next one."""
-        from ray import tune as ray_tune
 
         try:
             self.train_member(params, self.workdir / pack.MEMBER_DIR.format(index), (index, size))
         except Exception as err:
             if self.in_report:
                 raise
-            message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-            _log_event(self.events_path, event="member-error", trial_id=pack.member_trial_id(self.trial_id, index),
-                       error=message, **self.node)
-            ray_tune.report({pack.MEMBER: index, pack.MEMBER_ERROR: message, "pack_id": self.trial_id,
-                             "pack_size": size, "score": float("nan")})
+            self.report_member_error(index, size, f"{type(err).__name__}: {err}")
+
+    def report_member_error(self, index: int, size: int, message: str) -> None:
+        """A member's own error, as its row's error (the pack goes on with its other members)."""
+        from ray import tune as ray_tune
+
+        message = message.splitlines()[0][:300]
+        _log_event(self.events_path, event="member-error", trial_id=pack.member_trial_id(self.trial_id, index),
+                   error=message, **self.node)
+        ray_tune.report({pack.MEMBER: index, pack.MEMBER_ERROR: message, "pack_id": self.trial_id,
+                         "pack_size": size, "score": float("nan")})
 
     def train_fused_pack(self, configs: list[dict]) -> None:
         """A fused pack (makd/fused.py): every member at once, each member's epochs reported as a sequential
@@ -192,11 +197,14 @@ class _TrialRun:
             self.report_epoch(pack.member_trial_id(self.trial_id, index), data.task, result, metrics)
 
         encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
-        train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device, encoded=encoded,
-                    on_epoch_end=report, checkpoint_dirs=dirs)
-        for index, cfg in enumerate(cfgs):
-            _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
-                       task=data.task, epochs=cfg.epochs, **self.node)
+        results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
+                              encoded=encoded, on_epoch_end=report, checkpoint_dirs=dirs,
+                              on_member_error=lambda index, message: self.report_member_error(
+                                  index, size, f"TrainingDiverged: {message}"))
+        for index, (cfg, result) in enumerate(zip(cfgs, results, strict=True)):
+            if result.error is None:
+                _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
+                           task=data.task, epochs=cfg.epochs, **self.node)
 
     def report_epoch(self, trial_id: str, task: str, result, metrics: dict) -> None:
         """One epoch of a trial (member) to Tune, with the whole trial dir as the checkpoint."""
