@@ -13,7 +13,7 @@ numbers are those they would have without it, and they go on.
 
 This is for GPUs, where a small student's step is launch-bound and K members cost about one kernel launch each; on a
 2-core CPU the step is compute-bound and fusing gains nothing (../shared/notes/fused-trials-probe.md). What it does
-not do yet: resume an unfinished pack (it restarts), fp16 (a grad scaler).
+not do yet: fp16 (a grad scaler).
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ from makd.train import (
     prepare_run,
     rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 
 MEMBER_FIELDS = ("loss", "lam", "tau")  # what members of one fused pack may differ in
+STATE_NAME = "fused_state.pt"  # an unfinished fused pack's state, beside its members' folders
 
 
 def check_fusable(cfgs: list[TrainConfig]) -> None:
@@ -153,14 +155,16 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
                 teacher_logits: np.ndarray | None, *, device: str | torch.device | None = None,
                 encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
                 on_epoch_end: FusedEpochCallback | None = None, on_member_error: FusedErrorCallback | None = None,
-                checkpoint_dirs: list[Path] | None = None) -> list[TrainResult]:
+                checkpoint_dirs: list[Path] | None = None, state_path: Path | None = None) -> list[TrainResult]:
     """Train every member at once; returns one TrainResult per member, in order (what makd.train.train returns for
     that member's config alone, up to floating-point summation order in the batched kernels).
 
     With checkpoint_dirs (one per member), each member's best epoch is written there as makd.train writes it
     (BEST_NAME: what `makd export` ships), and after the last epoch its finished run (CHECKPOINT_NAME without
-    optimizer state), which makd.train.train resumes as already done. An unfinished fused pack is not resumable:
-    it restarts from its first epoch. A member that diverges gets TrainResult.error and `on_member_error`; it is
+    optimizer state), which makd.train.train resumes as already done. With state_path, the whole pack is saved
+    there after every unfinished epoch and a run that finds it resumes at the next epoch, bit-identical to an
+    uninterrupted run; it first hands `on_epoch_end` every member's last epoch again (a stop may have come before
+    that report). A member that diverges gets TrainResult.error and `on_member_error`; it is
     neither evaluated nor reported after that (its slice of the stack still computes: no kernel is reshaped)."""
     from makd.models import count_parameters
 
@@ -184,7 +188,12 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     scheduler = get_linear_schedule_with_warmup(optimizer, int(base.warmup_ratio * total_steps), total_steps)
     parameters = count_parameters(model)
     results = [TrainResult(task=task.name, metric=task.metric, student_parameters=parameters) for _ in cfgs]
-    for epoch in range(base.epochs):
+    start_epoch = 0 if state_path is None else _load_state(state_path, cfgs, students, optimizer, scheduler, results)
+    if start_epoch and on_epoch_end is not None:
+        for m, result in enumerate(results):  # its report may not have reached the caller before the stop
+            if result.error is None and result.history:
+                on_epoch_end(m, result.history[-1])
+    for epoch in range(start_epoch, base.epochs):
         if all(result.error for result in results):
             break
         model.train()
@@ -222,6 +231,7 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
         held = (_evaluate(students, task, selection, batch_size=base.eval_batch_size, device=dev, amp=amp, pad=pad,
                           skip=gone) if selection else [({}, [])] * k)
         eval_seconds = time.perf_counter() - eval_start
+        finished: list[tuple[int, EpochResult]] = []
         for m, result in enumerate(results):
             if result.error is not None:
                 continue
@@ -241,11 +251,55 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
                 inference_examples_per_s=cost.examples_per_s if cost else None)
             result.history.append(epoch_result)
             epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+            finished.append((m, epoch_result))
+        # Every file of this epoch is written before the first member reports it: a restore from any member's
+        # report finds the whole pack at this epoch (a finished pack: every member's finished run).
+        last = epoch + 1 == base.epochs
+        for m, _ in finished:
             if checkpoint_dirs is not None:
-                _save_member(checkpoint_dirs[m], cfgs[m], students.state_dict(m), result, last=epoch + 1 == base.epochs)
+                _save_member(checkpoint_dirs[m], cfgs[m], students.state_dict(m), results[m], last=last)
+        if state_path is not None:
+            _save_state(state_path, cfgs, students, optimizer, scheduler, results, epoch + 1, last=last)
+        for m, epoch_result in finished:
             if on_epoch_end is not None:
                 on_epoch_end(m, epoch_result)
     return results
+
+
+def _save_state(path: Path, cfgs: list[TrainConfig], students: StackedStudents, optimizer: torch.optim.Optimizer,
+                scheduler, results: list[TrainResult], epoch: int, *, last: bool) -> None:
+    """The pack after `epoch`: what an unfinished fused pack resumes from (the stacked weights, AdamW's moments,
+    the schedule, the RNG and every member's history and error). A finished pack needs none: its members'
+    finished runs are in their own checkpoints."""
+    if last:
+        path.unlink(missing_ok=True)
+        return
+    save_checkpoint(path, {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch, "configs": [dataclasses.asdict(cfg) for cfg in cfgs],
+        "params": {name: p.detach().cpu().clone() for name, p in students.params.items()},
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+        "histories": [[dataclasses.asdict(h) for h in result.history] for result in results],
+        "errors": [result.error for result in results]})
+
+
+def _load_state(path: Path, cfgs: list[TrainConfig], students: StackedStudents, optimizer: torch.optim.Optimizer,
+                scheduler, results: list[TrainResult]) -> int:
+    """Resume from `_save_state`'s file; returns the epochs already trained (0 without one)."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT or state["configs"] != [dataclasses.asdict(cfg) for cfg in cfgs]:
+        raise UsageError(str(path), "holds the state of another fused pack (its members' configs differ); delete it")
+    with torch.no_grad():
+        for name, tensor in state["params"].items():
+            students.params[name].copy_(tensor)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    for result, history, error in zip(results, state["histories"], state["errors"], strict=True):
+        result.history, result.error = [EpochResult(**h) for h in history], error
+        result.resumed_from_epoch = state["epoch"]
+    return state["epoch"]
 
 
 def _save_member(directory: Path, cfg: TrainConfig, weights: dict[str, torch.Tensor], result: TrainResult, *,

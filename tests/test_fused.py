@@ -136,3 +136,52 @@ def test_a_member_that_diverges_leaves_the_pack_and_its_neighbours_train_as_with
         assert member.error is None
         assert [h.weights_fingerprint for h in member.history] == [h.weights_fingerprint for h in alone_in_health.history]
         assert [h.metrics for h in member.history] == [h.metrics for h in alone_in_health.history]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_fused_pack_stopped_after_an_epoch_resumes_there_bit_identical_and_trains_no_epoch_twice(tiny_bert_dir,
+                                                                                                  tmp_path):
+    """Stopped while reporting epoch 2 (after its files are written), the pack resumes at epoch 3 from its state:
+    every member's history equals an uninterrupted run's, bit for bit, each epoch trained once; a finished pack
+    leaves no state file (its members' finished runs are in their own folders)."""
+    from makd.train import CHECKPOINT_NAME
+
+    ds, dev = sentiment(48), sentiment(24, "validation", seed=1)
+    logits = teacher_for(ds, 0)
+    cfgs = [config(tiny_bert_dir, epochs=3, **m) for m in MEMBERS[:3]]
+    whole = fused.train_fused(cfgs, ds, {"": dev}, logits)
+    dirs = [tmp_path / f"member-{i}" for i in range(3)]
+    state, trained, reported = tmp_path / fused.STATE_NAME, [], []
+
+    def stop_in_epoch_2(member, result):
+        reported.append((member, result.epoch))
+        if (member, result.epoch) == (1, 2):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fused.train_fused(cfgs, ds, {"": dev}, logits, checkpoint_dirs=dirs, state_path=state,
+                          on_epoch_end=stop_in_epoch_2)
+    assert state.is_file()
+    real_step = fused.StackedStudents.__call__
+
+    def counting(self, batch):
+        trained.append(self.model.training)
+        return real_step(self, batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fused.StackedStudents, "__call__", counting)
+        resumed = fused.train_fused(cfgs, ds, {"": dev}, logits, checkpoint_dirs=dirs, state_path=state,
+                                    on_epoch_end=lambda m, result: reported.append((m, result.epoch)))
+    assert reported[5:] == [(0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3)]  # epoch 2 again, then epoch 3 once
+    assert sum(trained) == -(-48 // cfgs[0].batch_size)  # one epoch of training steps after the resume
+    for member, uninterrupted in zip(resumed, whole, strict=True):
+        assert member.resumed_from_epoch == 2
+        assert [h.weights_fingerprint for h in member.history] == [h.weights_fingerprint for h in uninterrupted.history]
+        assert [h.metrics for h in member.history] == [h.metrics for h in uninterrupted.history]
+    assert not state.exists() and all((d / CHECKPOINT_NAME).is_file() for d in dirs)
+    torch.save({"format": fused.CHECKPOINT_FORMAT, "configs": []}, state)
+    with pytest.raises(UsageError, match="holds the state of another fused pack"):
+        fused.train_fused(cfgs, ds, {"": dev}, logits, state_path=state)

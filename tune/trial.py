@@ -169,9 +169,10 @@ class _TrialRun:
     def train_fused_pack(self, configs: list[dict]) -> None:
         """A fused pack (makd/fused.py): every member at once, each member's epochs reported as a sequential
         pack's are. Restored with every member finished, it reports them again without training; restored
-        unfinished, it trains from its first epoch again (makd.fused does not resume)."""
+        unfinished, it resumes at the epoch after its checkpoint's (makd.fused's pack state), so no member epoch
+        is trained twice."""
 
-        from makd.fused import train_fused
+        from makd.fused import STATE_NAME, train_fused
         from makd.models import student_tokenizer_spec
         from makd.train import CHECKPOINT_NAME
 
@@ -189,16 +190,23 @@ class _TrialRun:
             _log_event(self.events_path, event="start", trial_id=pack.member_trial_id(self.trial_id, index),
                        task=data.task, resumed=self.resumed, **self.node)
 
-        def report(index: int, result) -> None:
-            metrics = self.epoch_metrics(cfgs[index], result, start, 1)
+        state = self.workdir / STATE_NAME
+        first_epoch: dict[int, int] = {}  # per member: the first epoch this run trains
+        resuming = state.is_file()  # then train_fused first reports every member's last trained epoch again
+
+        def report_member_epoch(index: int, result) -> None:
+            first_epoch.setdefault(index, result.epoch + 1 if resuming else result.epoch)
+            metrics = self.epoch_metrics(cfgs[index], result, start, first_epoch[index])
             # the members train together: each one's time (and device-hours) is its share of the pack's
             metrics.update({pack.MEMBER: index, "pack_id": self.trial_id, "pack_size": size,
                             "trial_seconds": metrics["trial_seconds"] / size, "trial_hours": metrics["trial_hours"] / size})
-            self.report_epoch(pack.member_trial_id(self.trial_id, index), data.task, result, metrics)
+            self.report_epoch(pack.member_trial_id(self.trial_id, index), data.task, result, metrics,
+                              event="epoch" if result.epoch >= first_epoch[index] else "reported-again")
 
         encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
         results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
-                              encoded=encoded, on_epoch_end=report, checkpoint_dirs=dirs,
+                              encoded=encoded, on_epoch_end=report_member_epoch, checkpoint_dirs=dirs,
+                              state_path=state,
                               on_member_error=lambda index, message: self.report_member_error(
                                   index, size, f"TrainingDiverged: {message}"))
         for index, (cfg, result) in enumerate(zip(cfgs, results, strict=True)):
@@ -206,12 +214,13 @@ class _TrialRun:
                 _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
                            task=data.task, epochs=cfg.epochs, **self.node)
 
-    def report_epoch(self, trial_id: str, task: str, result, metrics: dict) -> None:
-        """One epoch of a trial (member) to Tune, with the whole trial dir as the checkpoint."""
+    def report_epoch(self, trial_id: str, task: str, result, metrics: dict, *, event: str = "epoch") -> None:
+        """One epoch of a trial (member) to Tune, with the whole trial dir as the checkpoint; `event` says whether it
+        was trained now (epoch) or in a run before a restore (reported-again)."""
         from ray import tune as ray_tune
 
         # Logged before report: when ASHA stops a trial at this epoch, report does not return to us.
-        _log_event(self.events_path, event="epoch", trial_id=trial_id, task=task, epoch=result.epoch,
+        _log_event(self.events_path, event=event, trial_id=trial_id, task=task, epoch=result.epoch,
                    score=result.score, **self.node)
         report_start = time.perf_counter()
         self.in_report = True
@@ -275,7 +284,7 @@ class _TrialRun:
         def epoch_metrics(result) -> dict:
             return {**self.epoch_metrics(cfg, result, start, first_epoch[0]), **packed}
 
-        def report(result, ckpt_dir: Path | None) -> None:
+        def report_to_tune(result, ckpt_dir: Path | None) -> None:
             if not first_epoch:
                 first_epoch.append(result.epoch)
             self.report_epoch(trial_id, cfg.task, result, epoch_metrics(result))
@@ -283,7 +292,7 @@ class _TrialRun:
         _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
                    **self.node)
         result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
-                       checkpoint_dir=member_dir, on_epoch_end=report, device=self.device, progress=False,
+                       checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device, progress=False,
                        encoded=encoded)
         if first_epoch:
             _log_event(self.events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history),
