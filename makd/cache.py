@@ -193,7 +193,7 @@ def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, ca
     num_labels = get_task(spec.task).num_labels
     cache = TeacherLogitCache(cache_dir)
     fingerprint = models.model_fingerprint(teacher)
-    report = CacheReport()
+    cache_report = CacheReport()
     result: dict[str, np.ndarray] = {}
     loaded = None
     for name, ds in datasets.items():
@@ -201,20 +201,20 @@ def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, ca
                          split=ds.split, num_labels=num_labels, max_length=max_length, data=ds.fingerprint())
         logits = cache.load(key)
         if logits is not None:
-            report.hits += 1
+            cache_report.hits += 1
             result[name] = logits
             continue
-        report.misses += 1
+        cache_report.misses += 1
         if not compute:
             continue
         start = time.perf_counter()
         if loaded is None:
             loaded = models.load_teacher(teacher, num_labels, fine_tuned=fine_tuned, head_seed=head_seed)
-            report.teacher_loaded = True
+            cache_report.teacher_loaded = True
         model, tokenizer = loaded
         logits = compute_logits(model, tokenizer, ds, max_length=max_length, batch_size=batch_size, device=device,
                                 progress=progress)
-        report.teacher_seconds += time.perf_counter() - start
+        cache_report.teacher_seconds += time.perf_counter() - start
         cache.save(key, logits, extra={"teacher_spec": teacher, "examples": len(ds), "source": ds.source})
         result[name] = logits
-    return result, report
+    return result, cache_report

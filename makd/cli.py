@@ -143,12 +143,12 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
     wanted = {name: ds for name, ds in teacher_splits(train_ds, eval_sets).items()
               if (name == "train" and "train" in splits) or (name.startswith(DEV) and "dev" in splits)}
-    logits, report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args),
+    logits, cache_report = teacher_logits(wanted, options.teacher_for(task.name), cache_dir=cache_dir(args),
                                     batch_size=args.teacher_batch_size,
                                     device=args.device or ("cuda" if _cuda() else "cpu"), progress=not args.quiet)
     print(json.dumps({"task": task.name, "teacher": args.teacher, "cache_dir": cache_dir(args),
-                      "splits": {k: len(v) for k, v in logits.items()}, "hits": report.hits, "misses": report.misses,
-                      "teacher_loaded": report.teacher_loaded, "teacher_seconds": round(report.teacher_seconds, 2)}))
+                      "splits": {k: len(v) for k, v in logits.items()}, "hits": cache_report.hits, "misses": cache_report.misses,
+                      "teacher_loaded": cache_report.teacher_loaded, "teacher_seconds": round(cache_report.teacher_seconds, 2)}))
     return 0
 
 
@@ -166,7 +166,7 @@ def cmd_finetune_teacher(args: argparse.Namespace) -> int:
                                max_train_samples=args.finetune_max_train_samples)
     finetune.validate()
     train_ds, eval_sets = load_datasets(task.name, data_source(args), options)
-    outputs, report, record = task_teacher_outputs(options.teacher_for(task.name), finetune, train_ds, eval_sets,
+    outputs, cache_report, record = task_teacher_outputs(options.teacher_for(task.name), finetune, train_ds, eval_sets,
                                                    cache_dir(args), data_seed=options.data_seed,
                                                    progress=not args.quiet,
                                                    device=args.device or ("cuda" if _cuda() else "cpu"))
@@ -175,7 +175,7 @@ def cmd_finetune_teacher(args: argparse.Namespace) -> int:
                       "trained_now": record["trained_now"], "train_examples": record["train_examples"],
                       "seconds": record["seconds"], "parameters_m": record["parameters_m"],
                       "teacher_score": references["teacher_score"], "majority_score": references["majority_score"],
-                      "teacher_cache": report.status}))
+                      "teacher_cache": cache_report.status}))
     return 0
 
 

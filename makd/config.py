@@ -248,7 +248,7 @@ def parse_section(cls: type, raw: Any, path: str, example: str) -> Any:
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UsageError(path, f"expected a mapping like {example}")
-    declared = {f.name: f for f in fields(cls)}
+    declared = {f.name: f for f in fields(cls) if "help" in f.metadata}  # a plain field is derived, not a key
     unknown = sorted(set(raw) - set(declared))
     if unknown:
         raise UsageError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(declared)})")

@@ -81,9 +81,9 @@ def fetch_teacher_logits(spec: TeacherSpec | None, train_ds: TextDataset, cache_
                          progress: bool = True, device=None, compute: bool = True) -> tuple[np.ndarray | None, CacheReport]:
     """The teacher's train-split logits from the cache (computed and stored on a miss); None when no teacher is
     needed (spec None), or on a miss with compute=False."""
-    logits, report = fetch_teacher_outputs(spec, {"train": train_ds}, cache_dir, progress=progress, device=device,
+    logits, cache_report = fetch_teacher_outputs(spec, {"train": train_ds}, cache_dir, progress=progress, device=device,
                                            compute=compute)
-    return (logits or {}).get("train"), report
+    return (logits or {}).get("train"), cache_report
 
 
 def fetch_teacher_outputs(spec: TeacherSpec | None, datasets: dict[str, TextDataset], cache_dir: str | Path, *,
@@ -94,9 +94,9 @@ def fetch_teacher_outputs(spec: TeacherSpec | None, datasets: dict[str, TextData
     teacher is needed (spec None), or when any split misses with compute=False."""
     if spec is None:
         return None, CacheReport()
-    logits, report = teacher_logits(datasets, spec, cache_dir=cache_dir, device=pick_device(device),
+    logits, cache_report = teacher_logits(datasets, spec, cache_dir=cache_dir, device=pick_device(device),
                                     progress=progress, compute=compute)
-    return (logits if len(logits) == len(datasets) else None), report
+    return (logits if len(logits) == len(datasets) else None), cache_report
 
 
 def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | None, train_ds: TextDataset,
@@ -105,7 +105,7 @@ def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | N
                          compute: bool = True) -> tuple[dict[str, np.ndarray] | None, CacheReport, dict | None]:
     """The teacher's logits on train and dev (`teacher_splits`) and, with `finetune`, the fine-tuned teacher they
     come from (its finetune.json record; trained on train_ds first on a cache miss). One process does both, so a
-    GPU node that fine-tunes also runs the logit pass. compute=False only looks: (None, report, None) on a miss."""
+    GPU node that fine-tunes also runs the logit pass. compute=False only looks: (None, cache_report, None) on a miss."""
     record = None
     if spec is not None and finetune is not None:
         from makd.teacher_finetune import cached_teacher, finetune_digest, finetune_teacher
@@ -120,9 +120,9 @@ def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | N
                                           data_seed=data_seed, device=pick_device(device), progress=progress)
         record = {**found.record, "path": found.path, "trained_now": found.trained}
         spec = replace(spec, teacher=found.path, fine_tuned=True)
-    outputs, report = fetch_teacher_outputs(spec, teacher_splits(train_ds, eval_sets), cache_dir, progress=progress,
+    outputs, cache_report = fetch_teacher_outputs(spec, teacher_splits(train_ds, eval_sets), cache_dir, progress=progress,
                                             device=device, compute=compute)
-    return outputs, report, record
+    return outputs, cache_report, record
 
 
 def task_references(task_name: str, train_ds: TextDataset, eval_sets: dict[str, TextDataset],
@@ -152,7 +152,7 @@ def _dev(epoch) -> float:
     return epoch.score if epoch.dev_score is None else epoch.dev_score
 
 
-def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_seconds: float,
+def summarise(cfg: TrainConfig, result: TrainResult, cache_report: CacheReport, wall_seconds: float,
               train_examples: int) -> dict:
     """The one-line JSON summary `makd distill` prints (and writes to OUTPUT_DIR/result.json). `score` and
     `metrics`: the last epoch on dev (metrics also hold the hold-out's, `holdout_*`); `best_epoch` is chosen on the
@@ -176,8 +176,8 @@ def summarise(cfg: TrainConfig, result: TrainResult, report: CacheReport, wall_s
         "inference_batch_size": cfg.inference_batch_size or None,
         "teacher": cfg.teacher if cfg.needs_teacher else None,
         "loss": cfg.loss, "lam": cfg.lam, "tau": cfg.tau, "seed": cfg.seed, "lr": cfg.lr,
-        "teacher_cache": report.status if cfg.needs_teacher else "not needed",
-        "teacher_loaded": report.teacher_loaded,
+        "teacher_cache": cache_report.status if cfg.needs_teacher else "not needed",
+        "teacher_loaded": cache_report.teacher_loaded,
         "history": [{"epoch": h.epoch, "score": h.score, "train_loss": round(h.train_loss, 6)} for h in result.history],
     }
 
@@ -191,12 +191,12 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     describe_student(cfg.student)  # a student spec that does not parse fails before any work
     start = time.perf_counter()
     train_ds, eval_sets = load_datasets(cfg.task, source, cfg)
-    outputs, report = fetch_teacher_outputs(cfg.teacher_spec, teacher_splits(train_ds, eval_sets), cache_dir,
+    outputs, cache_report = fetch_teacher_outputs(cfg.teacher_spec, teacher_splits(train_ds, eval_sets), cache_dir,
                                             progress=progress, device=device)
     out = Path(output_dir) if output_dir else None
     result = train(cfg, train_ds, eval_sets, outputs["train"] if outputs else None, checkpoint_dir=out,
                    progress=progress, device=device)
-    summary = summarise(cfg, result, report, time.perf_counter() - start, len(train_ds))
+    summary = summarise(cfg, result, cache_report, time.perf_counter() - start, len(train_ds))
     summary.update(task_references(cfg.task, train_ds, eval_sets, dev_outputs(outputs)))
     if out is not None:
         atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())

@@ -144,7 +144,7 @@ def test_selection_on_a_train_holdout_reports_dev_untouched(tiny_bert_dir, tmp_p
     chosen = vanilla.groupby("lam")["best_score"].mean().idxmax()  # the setting chosen on the hold-out
     row = report.leaderboard.set_index("loss").loc["vanilla"]
     assert row["best_lam"] == chosen
-    assert row["score_mean"] == pytest.approx(vanilla.loc[vanilla["lam"] == chosen, "dev_score"].mean())
+    assert row["dev_score_mean"] == pytest.approx(vanilla.loc[vanilla["lam"] == chosen, "dev_score"].mean())
     assert "held-out part of the training set" in report.paper_table_markdown
 
 
@@ -153,7 +153,7 @@ def test_each_listed_tau_of_a_kd_loss_is_its_own_final_method():
     taylor is tempered CE, another method than taylor at τ = 1), ce once; an Optuna-like spread of τ values is
     one method (its best τ)."""
     from tune.config import parse_config
-    from tune.search.final import final_cells
+    from tune.search.final import final_points
 
     cfg = parse_config({"name": "f", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6",
                         "lams": [0.0, 0.5], "taus": [1.0, 2.0], "final": {"seeds": [0, 1]}})
@@ -166,9 +166,40 @@ def test_each_listed_tau_of_a_kd_loss_is_its_own_final_method():
     for loss in ("vanilla", "taylor"):
         rows += [row(loss, 0.0, 1.0, 0.6), row(loss, 0.5, 1.0, 0.7), row(loss, 0.0, 2.0, 0.65),
                  row(loss, 0.5, 2.0, 0.55)]
-    chosen = {(c["loss"], c["tau"], c["lam"]) for c in final_cells(cfg, rows)}
+    chosen = {(c["loss"], c["tau"], c["lam"]) for c in final_points(cfg, rows)}
     assert chosen == {("ce", 1.0, 1.0), ("vanilla", 1.0, 0.5), ("vanilla", 2.0, 0.0), ("taylor", 1.0, 0.5),
                       ("taylor", 2.0, 0.0)}
-    assert len(final_cells(cfg, rows)) == 5 * 2
+    assert len(final_points(cfg, rows)) == 5 * 2
     spread = [row("vanilla", 0.0, float(t), 0.6 + t / 100) for t in range(1, 7)]
-    assert {(c["loss"], c["tau"]) for c in final_cells(cfg, spread)} == {("vanilla", 6.0)}
+    assert {(c["loss"], c["tau"]) for c in final_points(cfg, spread)} == {("vanilla", 6.0)}
+
+
+def test_adaptive_seeds_add_a_round_only_for_undecided_comparisons_and_a_resume_rebuilds_the_rounds(tiny_bert_dir,
+                                                                                                    tmp_path):
+    """final.seeds {min 2, max 3}: round 1 runs every chosen setting at seeds 0 and 1; round 2 (its own Tuner,
+    rte-final-r2) runs seed 2 for exactly the settings of the comparisons the rule leaves undecided after round 1;
+    taylor (ce's student) is decided at once; the leaderboard carries the looks and the decisions, and --resume
+    trains nothing again."""
+    from tune.report.sequential import SETTING_KEY, compare_settings, undecided_settings
+
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla"],
+                                   lams=[0.5], epochs=1, lr=1e-3, data={"glue_dir": str(toy_sst2_dir(tmp_path))},
+                                   scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+                                   final={"seeds": {"min": 2, "max": 3}, "tolerance": 0.0}))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    final = outcome.trials[outcome.trials["stage"] == "final"]
+    assert set(final["status"]) == {"TERMINATED"} and (final["looks"] == 2).all()
+    first = final[final["seed"] < 2]
+    assert len(first) == 3 * 2
+    expected = undecided_settings(compare_settings(first, 2, tolerance=0.0, final=False))
+    second = {tuple(r[k] for k in SETTING_KEY) for _, r in final[final["seed"] == 2].iterrows()}
+    assert expected and second == expected  # one epoch at a low lr: vanilla vs ce is still open after two seeds
+    assert (Path(outcome.root) / "sst2-final-r2").is_dir() == bool(expected)
+    board = build([outcome.root]).leaderboard.set_index("loss")
+    assert board.loc["taylor", "decided_vs_ce"] and board.loc["taylor", "identical_to_ce"]
+    assert (board["looks"] == 2).all() and board.loc["vanilla", "n_seeds"] == 2 + any(k[1] == "vanilla" for k in expected)
+    trained = Counter((e["trial_id"], e["epoch"]) for e in events(outcome.root) if e["event"] == "epoch")
+    again = run_sweep(cfg, resume=True, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    assert Counter((e["trial_id"], e["epoch"]) for e in events(again.root) if e["event"] == "epoch") == trained
+    pd.testing.assert_frame_equal(again.trials.sort_values("trial_id").reset_index(drop=True)[SETTING_KEY + ["seed"]],
+                                  outcome.trials.sort_values("trial_id").reset_index(drop=True)[SETTING_KEY + ["seed"]])

@@ -57,7 +57,7 @@ def test_trial_rows_carry_the_cost_and_the_pareto_cost_is_one_per_student():
                     teacher=None, fine_tuned=False, error=None, devices=1.0, trial_id="t1")
     assert (row["latency_ms"], row["inference_examples_per_s"]) == (2.5, 900.0)
     board = pd.DataFrame({"task": ["rte"] * 4, "student": ["2x128", "2x128", "4x312", "4x312"],
-                          "loss": ["ce", "vanilla"] * 2, "score_mean": [0.6, 0.62, 0.65, 0.66],
+                          "loss": ["ce", "vanilla"] * 2, "dev_score_mean": [0.6, 0.62, 0.65, 0.66],
                           "latency_ms_mean": [2.0, 2.4, 5.0, 5.6], "student_parameters_m": [4.4, 4.4, 14, 14],
                           "device_hours_total": [0.01] * 4, "n_trials": [3] * 4})
     costs = cost_frame(board)

@@ -107,22 +107,22 @@ def test_best_lambda_mean_std_and_deltas_match_hand_computed_values(tmp_path):
     ce, van, tay = row.loc[("2x128", "ce")], row.loc[("2x128", "vanilla")], row.loc[("2x128", "taylor")]
     # CE baseline: ce seeds 0, 1 and the taylor trial at λ = 1 (exactly CE): .60 .62 .64
     assert (ce["best_lam"], ce["best_tau"], ce["n_seeds"]) == (1.0, 1.0, 3)
-    assert ce["score_mean"] == pytest.approx(0.62) and ce["score_std"] == pytest.approx(0.02)
+    assert ce["dev_score_mean"] == pytest.approx(0.62) and ce["dev_score_std"] == pytest.approx(0.02)
     # vanilla: λ=0.5 wins on the seed mean (.68) although λ=0 holds the single best trial (.75)
     assert (van["best_lam"], van["n_seeds"], van["settings_tried"], van["n_trials"]) == (0.5, 2, 2, 4)
-    assert van["score_mean"] == pytest.approx(0.68) and van["score_std"] == pytest.approx(math.sqrt(0.0008))
-    assert van["final_score_mean"] == pytest.approx(0.67)
+    assert van["dev_score_mean"] == pytest.approx(0.68) and van["dev_score_std"] == pytest.approx(math.sqrt(0.0008))
+    assert van["last_epoch_score_mean"] == pytest.approx(0.67)
     assert van["wall_seconds_mean"] == pytest.approx(54.0) and van["device_hours_total"] == pytest.approx(0.06)
     assert van["delta_vs_ce"] == pytest.approx(0.06) and math.isnan(van["delta_vs_vanilla"])
     assert van["teacher"] == "zoo:minilm-l6" and van["metric"] == "accuracy"
     # taylor: λ=0 (.63) beats λ=0.5 (.61; the ERROR trial at .99 is not finished and does not count)
     assert (tay["best_lam"], tay["n_seeds"], tay["n_trials"]) == (0.0, 2, 4)
-    assert tay["score_mean"] == pytest.approx(0.63)
+    assert tay["dev_score_mean"] == pytest.approx(0.63)
     assert tay["delta_vs_vanilla"] == pytest.approx(-0.05) and tay["delta_vs_ce"] == pytest.approx(0.01)
     assert math.isnan(ce["delta_vs_ce"]) and math.isnan(ce["delta_vs_vanilla"])
     small = row.loc[("1x64", "taylor")]
     assert small["delta_vs_ce"] == pytest.approx(0.02) and math.isnan(small["delta_vs_vanilla"])
-    assert math.isnan(row.loc[("1x64", "ce"), "score_std"])  # one seed: no spread
+    assert math.isnan(row.loc[("1x64", "ce"), "dev_score_std"])  # one seed: no spread
     assert row.loc[("1x64", "ce"), "student_parameters_m"] == 2.041
     assert result.unfinished == 2 and result.unfinished_by_status == {"ERROR": 1, "NOT_STARTED": 1}
     assert len(result.trials) == 13 and set(result.trials["status"]) == {"TERMINATED", "STOPPED"}
@@ -232,7 +232,8 @@ def test_cli_writes_csvs_markdown_and_plot_that_round_trip(tmp_path, capsys):
     board = pd.read_csv(files["csv"])
     assert list(board.columns) == LEADERBOARD_COLUMNS
     text = ["task", "student", "loss", "metric", "teacher", "agreement_vs_ce", "agreement_vs_vanilla"]
-    flags = ["identical_to_ce", "identical_to_vanilla", "constant_predictor", "at_majority"]  # True, False or empty (unknown)
+    flags = ["identical_to_ce", "identical_to_vanilla", "decided_vs_ce", "decided_vs_vanilla", "constant_predictor",
+             "at_majority"]  # True, False or empty (unknown)
     numbers = [c for c in LEADERBOARD_COLUMNS if c not in text + flags]
     pd.testing.assert_frame_equal(board[numbers], expected.leaderboard[numbers], check_dtype=False)
     assert board[text[-2:]].fillna("").values.tolist() == expected.leaderboard[text[-2:]].values.tolist()
@@ -253,7 +254,7 @@ def test_cli_writes_csvs_markdown_and_plot_that_round_trip(tmp_path, capsys):
     # no output option: the leaderboard and the paper table on stdout
     assert main([str(root)]) == 0
     printed = capsys.readouterr().out
-    assert "score_mean" in printed and "delta_vs_vanilla" in printed and "| Student | Params (M) |" in printed
+    assert "dev_score_mean" in printed and "delta_vs_vanilla" in printed and "| Student | Params (M) |" in printed
     assert main([str(root), "--markdown", "-"]) == 0
     assert capsys.readouterr().out == expected.paper_table_markdown
 
@@ -264,7 +265,7 @@ def test_merging_dirs_adds_seeds_and_a_trial_given_twice_counts_once(tmp_path):
     b = write_experiment(tmp_path / "b", [trial(loss="ce", seed=1, score=0.64),
                                           trial(loss="vanilla", lam=0.0, seed=1, score=0.74)])
     merged = build([a, b]).leaderboard.set_index("loss")
-    assert merged.loc["ce", "n_seeds"] == 2 and merged.loc["ce", "score_mean"] == pytest.approx(0.62)
+    assert merged.loc["ce", "n_seeds"] == 2 and merged.loc["ce", "dev_score_mean"] == pytest.approx(0.62)
     assert merged.loc["vanilla", "delta_vs_ce"] == pytest.approx(0.10)
     twice = build([a, a / "trials.csv", b / "trials.csv"])
     assert len(twice.trials) == 4
@@ -460,8 +461,8 @@ def test_a_fine_tuned_teacher_is_its_own_method_and_old_csvs_still_read(tmp_path
     write_experiment(tmp_path / "ft", tuned)
     board = build([tmp_path / "old.csv", tmp_path / "ft"]).leaderboard.set_index("loss")
     assert list(board.index) == ["ce", "vanilla", "vanilla, fine-tuned teacher"]
-    assert board.loc["vanilla", "score_mean"] == pytest.approx(0.62)
-    assert board.loc["vanilla, fine-tuned teacher", "score_mean"] == pytest.approx(0.70)
+    assert board.loc["vanilla", "dev_score_mean"] == pytest.approx(0.62)
+    assert board.loc["vanilla, fine-tuned teacher", "dev_score_mean"] == pytest.approx(0.70)
     assert board.loc["vanilla, fine-tuned teacher", "n_seeds"] == 2
     assert board.loc["vanilla, fine-tuned teacher", "delta_vs_vanilla"] == pytest.approx(0.08)
     assert board.loc["vanilla, fine-tuned teacher", "teacher"] == "ft/model"

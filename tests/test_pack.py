@@ -128,8 +128,10 @@ def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack
     best = trials[trials["loss"] == "vanilla"].sort_values("best_score", ascending=False).iloc[0]
     assert (target / "config.json").is_file() and score == pytest.approx(best["dev_score"])
 
-    # fused packs (makd/fused.py): one per seed, failing once after the first member's last epoch (restarted whole)
+    # fused packs (makd/fused.py): one per seed, failing once after the first member's first epoch: resumed at
+    # epoch 2 from the pack's state, every member's epoch 1 reported again, no epoch trained twice
     (tmp_path / "fused").mkdir()
+    monkeypatch.setenv("MAKD_FAULT_ONCE", f"{tmp_path / 'faults-fused'}:1")
     fused = run_sweep(load_config(write_config(tmp_path / "fused", tiny_bert_dir, pack={"size": 4, "mode": "fused"},
                                                **overrides)), quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
     trials = fused.trials
@@ -139,6 +141,12 @@ def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack
     pd.testing.assert_frame_equal(trials.set_index(SAME_RUN)[same].sort_index(), theirs[same])
     by_loss = trials.set_index(["seed", "loss"])["weights_fingerprint"]
     assert all(by_loss[(seed, "taylor")] == by_loss[(seed, "ce")] for seed in (0, 1))
+    log = events(fused.root)
+    trained = Counter((e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch")
+    assert set(trained.values()) == {1}  # a restarted pack would train (and log) member 0's epoch 1 twice
+    again = {(e["trial_id"], e["epoch"]) for e in log if e["event"] == "reported-again"}
+    assert again == {(t, 1) for t in trials["trial_id"]}  # each pack failed after its first member's epoch 1
+    assert set(trained) | again == {(t, e) for t in trials["trial_id"] for e in (1, 2)}
     target, score = export_winner(fused.root, "rte", "1x64", "taylor", out=tmp_path / "export-fused")
     assert (target / "config.json").is_file()
 
@@ -174,10 +182,13 @@ def test_a_remote_export_fetches_only_the_members_own_best_weights():
 
     single, member = "ab12c_00003", "ab12c_00003/2"
     folder = "rte-final/distill_trial_ab12c_00003_3_lam=0.5/checkpoint_000002"
-    assert is_best_weights(f"{folder}/best_model.pt", "rte-final", single)
-    assert not is_best_weights(f"{folder}/member-2/best_model.pt", "rte-final", single)
-    assert is_best_weights(f"{folder}/member-2/best_model.pt", "rte-final", member)
-    assert not is_best_weights(f"{folder}/member-1/best_model.pt", "rte-final", member)
-    assert not is_best_weights(f"{folder}/member-2/checkpoint.pt", "rte-final", member)
-    assert not is_best_weights(f"{folder}/best_model.pt", "rte", single)  # another stage
-    assert not is_best_weights("sweep.json", "rte-final", single) and not is_best_weights("rte-final/x", "rte-final", single)
+    final = ("rte", "final")
+    assert is_best_weights(f"{folder}/best_model.pt", *final, single)
+    assert is_best_weights(f"rte-final-r3/{folder.partition('/')[2]}/best_model.pt", *final, single)  # a later round
+    assert not is_best_weights(f"{folder}/member-2/best_model.pt", *final, single)
+    assert is_best_weights(f"{folder}/member-2/best_model.pt", *final, member)
+    assert not is_best_weights(f"{folder}/member-1/best_model.pt", *final, member)
+    assert not is_best_weights(f"{folder}/member-2/checkpoint.pt", *final, member)
+    assert not is_best_weights(f"{folder}/best_model.pt", "rte", "search", single)  # another stage
+    assert not is_best_weights(f"{folder}/best_model.pt", "rte-final", "search", single)
+    assert not is_best_weights("sweep.json", *final, single) and not is_best_weights("rte-final/x", *final, single)

@@ -103,9 +103,9 @@ def test_the_tables_use_the_final_stage_by_default_and_stage_search_on_request(t
     root = write_experiment(tmp_path / "exp", rows)
     final = build([root])
     assert final.stage == "final" and final.stages == {"search": 2, "final": 2}
-    assert list(final.leaderboard["score_mean"]) == [0.61, 0.64] and "†" not in final.paper_table_markdown
+    assert list(final.leaderboard["dev_score_mean"]) == [0.61, 0.64] and "†" not in final.paper_table_markdown
     search = build([root], stage="search")
-    assert list(search.leaderboard["score_mean"]) == [0.60, 0.55]
+    assert list(search.leaderboard["dev_score_mean"]) == [0.60, 0.55]
     assert "55.0 ° †" not in search.paper_table_markdown and "55.0 †" in search.paper_table_markdown
     assert main([str(root), "--stage", "search", "--markdown", "-"]) == 0
     captured = capsys.readouterr()

@@ -14,7 +14,7 @@ from tests.test_leaderboard import trial, write_experiment
 from tune.config import parse_config
 from tune.main import main
 from tune.report.build import build
-from tune.search.grid import grid_cells
+from tune.search.grid import grid_points
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 
@@ -51,7 +51,7 @@ def test_a_registered_loss_runs_in_makd_distill(half_kd, tiny_bert_dir, tmp_path
 def test_a_registered_loss_is_accepted_by_a_sweep_and_ranked_in_its_declared_order(half_kd, tmp_path):
     cfg = parse_config({"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"],
                         "losses": ["vanilla", half_kd, "mse"], "lams": [0.0], "taus": [1.0, 2.0]})
-    cells = {(c["loss"], c["tau"]) for c in grid_cells(cfg)}
+    cells = {(c["loss"], c["tau"]) for c in grid_points(cfg)}
     assert {(half_kd, 1.0), (half_kd, 2.0)} <= cells and ("mse", 2.0) not in cells  # uses_tau from the registry
     assert cfg.uses_teacher
     rows = [trial(loss="ce", score=0.6), trial(loss="taylor", lam=0.0, score=0.61),

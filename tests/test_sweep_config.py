@@ -11,7 +11,7 @@ from makd.errors import UsageError
 from tune.config import load_config, parse_config
 from tune.main import main
 from tune.search import trial_budget
-from tune.search.grid import grid_cells
+from tune.search.grid import grid_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def raw(**overrides) -> dict:
 def test_ce_baseline_is_always_added_and_duplicates_are_not_run():
     cfg = parse_config(raw())
     assert cfg.losses == ("ce", "vanilla", "taylor")
-    cells = grid_cells(cfg)
+    cells = grid_points(cfg)
     ce = [c for c in cells if c["loss"] == "ce"]
     assert len(ce) == 2 and all(c["lam"] == 1.0 and c["tau"] == 1.0 for c in ce)  # one per seed
     kd = [c for c in cells if c["loss"] != "ce"]
@@ -36,7 +36,7 @@ def test_ce_baseline_is_always_added_and_duplicates_are_not_run():
 
 
 def test_temperature_free_losses_run_at_tau_1_only():
-    cells = grid_cells(parse_config(raw(losses=["mse", "ortho"])))
+    cells = grid_points(parse_config(raw(losses=["mse", "ortho"])))
     assert {c["tau"] for c in cells} == {1.0}
 
 

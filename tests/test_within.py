@@ -19,7 +19,7 @@ MAKD = str(Path(sys.executable).with_name("makd"))
 def board() -> pd.DataFrame:
     return pd.DataFrame({
         "task": ["rte"] * 5, "student": ["6x384", "6x384", "2x128", "2x128", "1x64"],
-        "loss": ["ce", "vanilla", "ce", "vanilla", "ce"], "score_mean": [0.66, 0.68, 0.655, 0.62, 0.67],
+        "loss": ["ce", "vanilla", "ce", "vanilla", "ce"], "dev_score_mean": [0.66, 0.68, 0.655, 0.62, 0.67],
         "student_parameters_m": [22.7, 22.7, 4.4, 4.4, 1.0], "latency_ms_mean": [9.0, 9.4, 2.1, 2.0, 0.9],
         "at_majority": [False, False, False, False, True], "device_hours_total": [0.1] * 5, "n_trials": [3] * 5})
 

@@ -1,4 +1,5 @@
-"""Sweep config: a YAML file, validated completely before Ray starts, expanded into one grid per task.
+"""Sweep config: a YAML file, validated completely before Ray starts; each task then runs its search stage (and a
+final stage when the search stops trials early or samples settings).
 
 Every error names the YAML field (`scheduler.grace_period: ...`) so `makd sweep` can print one line and exit 2.
 """
@@ -34,7 +35,7 @@ from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
 from tune.search import SearchConfig, get_search_kind, parse_search
-from tune.search.final import FinalConfig
+from tune.search.final import AdaptiveSeeds, FinalConfig
 from tune.storage import is_remote_uri
 from tune.tracking import TrackingConfig, parse_tracking
 
@@ -178,7 +179,7 @@ _ALL_DEFAULTS = object()
 
 def _section(cls: type, meaning: str, default: Any = _ALL_DEFAULTS, *, nullable: bool = False) -> SweepKey:
     """A section key: a mapping whose keys are the fields of `cls` (default: every key's, i.e. cls())."""
-    keys = "{" + ", ".join(f.name for f in fields(cls)) + "}" + (" or null" if nullable else "")
+    keys = "{" + ", ".join(f.name for f in fields(cls) if "help" in f.metadata) + "}" + (" or null" if nullable else "")
     return SweepKey(keys, cls() if default is _ALL_DEFAULTS else default, meaning, cls)
 
 
@@ -334,13 +335,23 @@ def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, se
         return FinalConfig(tuple(dict.fromkeys(seeds))) if early else None
     if raw["final"] is None or raw["final"] is False:
         return None
-    example = "{seeds: [0, 1, 2], top_k: 1}"
+    example = "{seeds: [0, 1, 2], top_k: 1} or {seeds: {min: 3, max: 10}, tolerance: 1.0}"
     section = raw["final"]
+    adaptive = None
+    if isinstance(section, dict) and isinstance(section.get("seeds"), dict):
+        adaptive = parse_section(AdaptiveSeeds, section["seeds"], "final.seeds", "{min: 3, max: 10, step: 1}")
+        if adaptive.max < adaptive.min:
+            raise UsageError("final.seeds.max", f"must be >= min ({adaptive.min}), got {adaptive.max}")
+        section = {**section, "seeds": list(range(adaptive.max))}
     final = parse_section(FinalConfig, {"seeds": list(seeds), **section} if isinstance(section, dict) else section,
                           "final", example)  # final.seeds missing: the sweep's seeds
     if not final.seeds:
         raise UsageError("final.seeds", "must not be empty")
-    return dataclasses.replace(final, seeds=tuple(dict.fromkeys(final.seeds)))
+    if adaptive is not None and final.top_k != 1:
+        raise UsageError("final.top_k", "adaptive seeds compare one setting per method: use top_k: 1")
+    if adaptive is None and "tolerance" in section:
+        raise UsageError("final.tolerance", "only with adaptive seeds (final.seeds: {min, max})")
+    return dataclasses.replace(final, seeds=tuple(dict.fromkeys(final.seeds)), adaptive=adaptive)
 
 
 def _parse_teacher_finetune(raw: dict, train: TrainOptions) -> FinetuneOptions | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from makd.config import TrainOptions, field_help, field_types, flag_name, type_text
 from makd.files import atomic_write_bytes
 from tune.config import REQUIRED, SWEEP_FIELDS
+from tune.search.final import AdaptiveSeeds, FinalConfig
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "sweep-config.md"
 
@@ -54,6 +55,8 @@ def _section_rows(path: str, cls: type) -> list[str]:
     own keys."""
     rows = []
     for f in fields(cls):
+        if "help" not in f.metadata:  # derived, not a key
+            continue
         kind, _ = field_types(cls)[f.name]
         if is_dataclass(kind):
             rows += _section_rows(f"{path}.{f.name}", kind)
@@ -61,6 +64,8 @@ def _section_rows(path: str, cls: type) -> list[str]:
         default = f.metadata.get("default_text") or (REQUIRED if f.default is MISSING else f.default)
         rows.append(f"| `{path}.{f.name}` | {type_text(cls, f.name)} | {_cell(_value(default))} | "
                     f"{_bounds(f.metadata)} | {_cell(field_help(f))} |")
+        if cls is FinalConfig and f.name == "seeds":  # its other form: a mapping
+            rows += _section_rows(f"{path}.seeds", AdaptiveSeeds)
     return rows
 
 

@@ -53,7 +53,7 @@ from tune.report.trials import (
     trials_frame,
     write_trials,
 )
-from tune.search.final import FINAL_DIR_SUFFIX, FinalStage, final_cells
+from tune.search.final import FinalStage, final_points, final_stage_name, next_round_points, seed_rounds
 from tune.storage import check_writable, is_remote_uri, local_view, write_bytes
 from tune.storage import exists as storage_exists
 from tune.trial import TaskData, distill_trial, parameters_m
@@ -95,20 +95,20 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     spec = cfg.teacher_spec(task_name)
     args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
     kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
-    outputs, report, record = task_teacher_outputs(*args, **kwargs, compute=False)
+    outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, compute=False)
     if outputs is None and spec is not None and teacher_on_gpu:
         import ray
 
         # Trials use GPUs: fine-tune and run the teacher as a Ray task on a GPU node (the driver's may have none).
         fill = ray.remote(num_gpus=1, num_cpus=1)(task_teacher_outputs)
-        outputs, report, record = ray.get(fill.remote(*args, **kwargs))
+        outputs, cache_report, record = ray.get(fill.remote(*args, **kwargs))
     elif outputs is None and spec is not None:
-        outputs, report, record = task_teacher_outputs(*args, **kwargs, device="cpu")
+        outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, device="cpu")
     references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
     own = cfg.file_task(task_name)
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
                     dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
-                    references, get_task(task_name) if own else None, record), report
+                    references, get_task(task_name) if own else None, record), cache_report
 
 
 def data_source(cfg: SweepConfig, task: str) -> DataSource:
@@ -269,13 +269,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
             rows, cache, prepared = [], {}, {}
             for task in cfg.tasks:
                 t0 = time.perf_counter()
-                data, report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet,
+                data, cache_report = prepare_task(cfg, task, cache_dir or str(default_cache_dir()), progress=not quiet,
                                             teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
                                                 n["Resources"].get("GPU", 0) > 0 for n in nodes)))
                 prepared[task] = data
-                cache[task] = {"status": report.status if cfg.uses_teacher else "not needed", "hits": report.hits,
-                               "misses": report.misses, "teacher_loaded": report.teacher_loaded,
-                               "teacher_seconds": round(report.teacher_seconds, 2),
+                cache[task] = {"status": cache_report.status if cfg.uses_teacher else "not needed", "hits": cache_report.hits,
+                               "misses": cache_report.misses, "teacher_loaded": cache_report.teacher_loaded,
+                               "teacher_seconds": round(cache_report.teacher_seconds, 2),
                                "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train),
                                "finetuned_teacher": data.finetuned_teacher}
                 if data.finetuned_teacher:
@@ -292,20 +292,16 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
                 kind = search.get_search_kind(cfg.search.kind)
-                grid = stops.fit(build_tuner(cfg, task, kind, trainable, root, resume=resume, verbose=verbose,
+                result_grid = stops.fit(build_tuner(cfg, task, kind, trainable, root, resume=resume, verbose=verbose,
                                              callbacks=stage_callbacks(task, "search", kind.trials_per_task(cfg))))
-                searched = rows_from_result_grid(grid, task, cfg)
+                searched = rows_from_result_grid(result_grid, task, cfg)
                 rows += searched
-                cells = final_cells(cfg, searched)
-                if cells:  # the search's best settings, every final seed, the full budget, no early stopping
-                    packs = f" in packs of {cfg.pack.size}" if cfg.pack.on else ""
-                    _say(quiet, f"[{task}] final stage: {len(cells)} trials{packs} ({len(cfg.final.seeds)} seed(s), "
-                                f"{cfg.max_epochs} epochs, no early stopping)")
-                    final = FinalStage(cells)
-                    grid = stops.fit(build_tuner(cfg, task + FINAL_DIR_SUFFIX, final, trainable, root,
-                                                 resume=resume, verbose=verbose, early_stopping=False,
-                                                 callbacks=stage_callbacks(task, "final", final.trials_per_task(cfg))))
-                    rows += rows_from_result_grid(grid, task, cfg)
+
+                def fit_final(name, stage, callbacks, trainable=trainable):
+                    return stops.fit(build_tuner(cfg, name, stage, trainable, root, resume=resume, verbose=verbose,
+                                                 early_stopping=False, callbacks=callbacks))
+
+                rows += run_final_stage(cfg, task, searched, fit_final, stage_callbacks, quiet)
     finally:
         ray.shutdown()
     frame = trials_frame(rows)
@@ -327,6 +323,32 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                     write_bytes(root, name, (Path(local) / name).read_bytes())
         tracking.log_sweep_artifacts(cfg.tracking, parent, local, REPORT_ARTIFACTS)
     return outcome
+
+
+def run_final_stage(cfg: SweepConfig, task: str, searched: list[dict], fit, stage_callbacks, quiet: bool) -> list[dict]:
+    """The search's best settings at the full budget, no early stopping: every final seed at once, or with adaptive
+    seeds in rounds (tune/search/final.py), each round adding seeds only to the settings of a comparison still
+    undecided. `fit(name, stage, callbacks)` runs one Tuner; a resumed sweep rebuilds the same rounds."""
+    first_round = points = final_points(cfg, searched)
+    rounds, final_rows = seed_rounds(cfg), []
+    for index, seeds in enumerate(rounds):
+        if index:
+            points = next_round_points(cfg, first_round, final_rows, index)
+            if not points:
+                _say(quiet, f"[{task}] final stage: every comparison decided after {rounds[index - 1]} seeds")
+                break
+        if not points:
+            break
+        packs = f" in packs of {cfg.pack.size}" if cfg.pack.on else ""
+        what = (f"round {index + 1}: seeds up to {seeds} of at most {rounds[-1]}" if cfg.final.adaptive
+                else f"{seeds} seed(s)")
+        _say(quiet, f"[{task}] final stage: {len(points)} trials{packs} ({what}, {cfg.max_epochs} epochs, no early "
+                    "stopping)")
+        stage = FinalStage(points)
+        result_grid = fit(final_stage_name(task, index), stage, stage_callbacks(task, "final",
+                                                                                stage.trials_per_task(cfg)))
+        final_rows += rows_from_result_grid(result_grid, task, cfg)
+    return final_rows
 
 
 def _say(quiet: bool, message: str) -> None:

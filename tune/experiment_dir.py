@@ -5,6 +5,7 @@
         <trainable>_<id>_<n>_…/   params.json, result.json (one JSON line per epoch), error.txt,
           checkpoint_NNNNNN/      checkpoint.pt and best_model.pt (makd's, in Ray's checkpoint folders)
       <task>-final/               the task's final-stage Tuner, laid out the same
+      <task>-final-r2/, -r3/ ...  adaptive seeds: the final stage's later rounds, one Tuner each
 
 Paths and JSON only (no pandas, no Ray): a dir copied off a cluster reads the same as a live one."""
 
@@ -79,19 +80,24 @@ def is_stage_dir(path: Path) -> bool:
     return any(path.glob("experiment_state-*.json")) or any(is_trial_dir(p) for p in path.iterdir())
 
 
+FINAL_STAGE_DIR = re.compile(r"^(?P<task>.+?)" + re.escape(FINAL_DIR_SUFFIX) + r"(?:-r\d+)?$")
+
+
+def task_and_stage(dir_name: str) -> tuple[str, str]:
+    """A stage dir's name -> (task, "search" | "final"): <task>, <task>-final, <task>-final-r2 (a later round)."""
+    final = FINAL_STAGE_DIR.match(dir_name)
+    return (final["task"], "final") if final else (dir_name, "search")
+
+
 def stage_dirs(root: str | Path) -> list[tuple[str, Path]]:
     """(task, dir) of every Ray Tune experiment under ROOT (a task's search stage in <task>/, its final stage in
-    <task>-final/), or ROOT itself when it is one."""
+    <task>-final/ and its later rounds), or ROOT itself when it is one."""
     root = Path(root)
     if not root.is_dir():
         return []
     if is_stage_dir(root):
-        return [(root.name.removesuffix(FINAL_DIR_SUFFIX), root)]
-    return [(p.name.removesuffix(FINAL_DIR_SUFFIX), p) for p in sorted(root.iterdir()) if is_stage_dir(p)]
-
-
-def stage_dir(root: str | Path, task: str, stage: str) -> Path:
-    return Path(root) / (task + (FINAL_DIR_SUFFIX if stage == "final" else ""))
+        return [(task_and_stage(root.name)[0], root)]
+    return [(task_and_stage(p.name)[0], p) for p in sorted(root.iterdir()) if is_stage_dir(p)]
 
 
 def trial_folders(stage: Path) -> list[TrialFolder]:
@@ -172,22 +178,23 @@ def weights_path(trial_id: str, name: str) -> str:
     return name if member is None else f"{MEMBER_DIR.format(member)}/{name}"
 
 
-def is_best_weights(relative: str, stage: str, trial_id: str) -> bool:
-    """Whether a path in an experiment dir (`<stage>/<trial folder>/<checkpoint>/...`) is this trial's best-epoch
-    weights file (a pack member's: inside its member folder)."""
+def is_best_weights(relative: str, task: str, stage: str, trial_id: str) -> bool:
+    """Whether a path in an experiment dir (`<stage dir>/<trial folder>/<checkpoint>/...`) is this trial's
+    best-epoch weights file (a pack member's: inside its member folder), in a dir of the trial's task and stage."""
     from makd.train import BEST_NAME
 
     parts = relative.split("/")
-    return len(parts) >= 4 and parts[0] == stage and split_trial_id(trial_id)[0] in parts[1] \
+    return len(parts) >= 4 and task_and_stage(parts[0]) == (task, stage) and split_trial_id(trial_id)[0] in parts[1] \
         and "/".join(parts[3:]) == weights_path(trial_id, BEST_NAME)
 
 
 def best_weights(root: str | Path, task: str, stage: str, trial_id: str, name: str) -> Path:
     """A trial's best-epoch weights file `name` in its newest checkpoint that has one."""
-    folder_dir = stage_dir(root, task, stage)
+    dirs = [d for t, d in stage_dirs(root) if t == task and task_and_stage(d.name)[1] == stage]
+    folder_dir = dirs[0] if dirs else Path(root) / task
     ray_id, inside = split_trial_id(trial_id)[0], weights_path(trial_id, name)
-    found = [c for f in trial_folders(folder_dir) if ray_id in f.path.name for c in f.checkpoints()
-             if (c / inside).is_file()] if folder_dir.is_dir() else []
+    found = [c for d in dirs for f in trial_folders(d) if ray_id in f.path.name for c in f.checkpoints()
+             if (c / inside).is_file()]
     found = [c / inside for c in sorted(found, key=lambda c: int(re.sub(r"\D", "", c.name) or 0))]  # restored: 2
     if not found:
         raise UsageError(str(folder_dir), f"no {name} for trial {trial_id}: its checkpoints are gone "

@@ -34,7 +34,7 @@ def winning_trial(report: Report, task: str, student: str, loss: str) -> tuple[p
 
 
 def best_weights(root: Path, trial: pd.Series) -> Path:
-    """The trial's best-epoch weights in its newest Ray checkpoint (<task>[-final]/<trial folder>/checkpoint_*)."""
+    """The trial's best-epoch weights in its newest Ray checkpoint (<task>[-final[-rN]]/<trial folder>/checkpoint_*)."""
     from makd.train import BEST_NAME
 
     return experiment_dir.best_weights(root, trial["task"], trial["stage"], str(trial["trial_id"]), BEST_NAME)
@@ -64,8 +64,8 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
              "", "| | |", "|---|---|",
              f"| task, metric | {row['task']}, {row['metric']} (GLUE dev) |",
              f"| this student's dev score | {pct(trial['dev_score'])} (epoch {best_epoch}, seed {int(trial['seed'])}) |",
-             f"| the cell's mean over {int(row['n_seeds'])} seed(s) | {pct(row['score_mean'])} "
-             f"(std {pct(row['score_std'])}) |",
+             f"| the cell's mean over {int(row['n_seeds'])} seed(s) | {pct(row['dev_score_mean'])} "
+             f"(std {pct(row['dev_score_std'])}) |",
              f"| vs ce, paired by seed | {interval('ce')} |", f"| vs vanilla, paired by seed | {interval('vanilla')} |",
              f"| loss, λ, τ, lr | {row['loss']}, {row['best_lam']:g}, {row['best_tau']:g}, {row['best_lr']:g} |",
              f"| teacher | {train.get('teacher')} ({_teacher_kind(sweep, train)}, "
@@ -125,9 +125,9 @@ def fetch_best_weights(remote: str, root: Path, trial: pd.Series) -> None:
     weights: a sweep's other checkpoints can be gigabytes."""
     from tune.storage import download
 
-    stage = experiment_dir.stage_dir("", trial["task"], trial["stage"]).name
     try:
-        download(remote, root, keep=lambda relative: experiment_dir.is_best_weights(relative, stage, str(trial["trial_id"])))
+        download(remote, root, keep=lambda relative: experiment_dir.is_best_weights(
+            relative, trial["task"], trial["stage"], str(trial["trial_id"])))
     except UsageError:
         pass  # nothing stored: best_weights says so, naming the stage dir
 

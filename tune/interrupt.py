@@ -59,13 +59,13 @@ class StopSignals:
         signal.signal(signal.SIGUSR1, self._before_tune)  # Tune leaves its handler of an earlier fit() behind
         self._in_fit = True
         try:
-            grid = tuner.fit()
+            result_grid = tuner.fit()
         finally:
             self._in_fit = False
             signal.signal(signal.SIGUSR1, self._before_tune)
         if self.signum is not None:
             raise SweepStopped(self.signum)
-        return grid
+        return result_grid
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Per-trial learning curves (dev score by epoch) from experiment dirs: Ray's per-trial result.json files."""
+"""Per-trial learning curves (selection score by epoch: the train hold-out, or dev when the sweep selects on dev)
+from experiment dirs: Ray's per-trial result.json files."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "best τ": board["best_tau"].map(lambda v: _fmt(v, 2)),
         "score ×100": [_fmt(m, 1, 100) + ("" if pd.isna(s) else f" ± {_fmt(s, 1, 100)}")  # one seed: no spread
                        + (AT_MAJORITY if known_true(at) else "")
-                       for m, s, at in zip(board["score_mean"], board["score_std"], board["at_majority"], strict=True)],
+                       for m, s, at in zip(board["dev_score_mean"], board["dev_score_std"], board["at_majority"], strict=True)],
         "seeds": board["n_seeds"], "Δ vs ce ×100 [95% CI]": board.apply(delta, axis=1),
         "majority class ×100": board["majority_score"].map(lambda v: _fmt(v, 1, 100)),
         "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),

@@ -94,9 +94,12 @@ def agreement(method: pd.DataFrame, reference: pd.DataFrame) -> str:
     return SAME_PREDICTIONS if equal("predictions_fingerprint") else TIE
 
 
-def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | pd.DataFrame) -> PairedDifference:
+def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | pd.DataFrame, *,
+                      looks: int = 1) -> PairedDifference:
     """`method` and `reference`: a dev score per seed (the index), as a Series or as a frame with `dev_score` and
-    the fingerprint columns (a Series has none: equal scores are then UNKNOWN). Seeds only one side has are left out."""
+    the fingerprint columns (a Series has none: equal scores are then UNKNOWN). Seeds only one side has are left out.
+    `looks`: how many times an adaptive final stage could look at this comparison (its interval is corrected for
+    them: tune/report/sequential.py)."""
     method, reference = _by_seed(method), _by_seed(reference)
     seeds = method.index.intersection(reference.index)
     if len(seeds) == 0:
@@ -106,11 +109,13 @@ def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | p
     diff, n = a - b, len(a)
     if np.array_equal(a, b):
         return PairedDifference(0.0, 0.0, 0.0, n, agreement(mine, theirs))
-    return PairedDifference(*mean_interval(diff), n)
+    return PairedDifference(*mean_interval(diff, looks=looks), n)
 
 
-def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high): the 95% Student-t interval of the mean over seeds; low and high NaN for one value."""
+def mean_interval(values: np.ndarray, *, looks: int = 1, alpha: float = 1 - CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% (1 − alpha) Student-t interval of the mean over seeds; low and high NaN for one
+    value. With `looks` > 1 the interval is at confidence 1 − alpha/looks (Bonferroni over an adaptive stage's
+    looks: tune/report/sequential.py)."""
     values = np.asarray(values, dtype=float)
     mean, n = float(values.mean()), len(values)
     if n < 2:
@@ -118,7 +123,7 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     sem = float(values.std(ddof=1)) / math.sqrt(n)
     if sem == 0.0:
         return mean, mean, mean
-    low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=sem)
+    low, high = stats.t.interval(1 - alpha / looks, n - 1, loc=mean, scale=sem)
     return mean, float(low), float(high)
 
 

@@ -144,7 +144,7 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
                if setting_rows(df, c, key="_method")["stopped_early"].fillna(False).astype(bool).any()}
         any_cut |= bool(cut)
         for _, cell in block.iterrows():
-            head = cell["score_mean"] * 100
+            head = cell["dev_score_mean"] * 100
             others = [cell.get(f"best_glue_{m}", np.nan) for m in companions[cell["task"]]]
             text = "/".join([f"{head:.1f}", *("–" if pd.isna(v) else f"{v * 100:.1f}" for v in others)])
             values[cell["_method"]][cell["task"]] = (head, text)

@@ -26,7 +26,7 @@ def pareto_mask(cost: pd.Series, score: pd.Series) -> list[bool]:
 def cost_frame(leaderboard: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard with the two costs and the score ×100 (NaN costs dropped) and `pareto_<cost>` flags per task."""
     frame = leaderboard.copy()
-    frame["score"] = 100 * pd.to_numeric(frame["score_mean"], errors="coerce")
+    frame["score"] = 100 * pd.to_numeric(frame["dev_score_mean"], errors="coerce")
     frame["device_hours_per_trial"] = (pd.to_numeric(frame["device_hours_total"], errors="coerce")
                                        / pd.to_numeric(frame["n_trials"], errors="coerce"))
     frame["student_parameters_m"] = pd.to_numeric(frame["student_parameters_m"], errors="coerce")

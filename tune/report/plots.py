@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from makd.losses import LOSSES
 from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, legend_label
 from tune.report.order import base_loss, loss_rank, student_order, task_header, task_rank
-from tune.report.rank import setting_view
+from tune.report.rank import known_true, setting_view
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -124,6 +124,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
     return fig
 
 
+DASH_DOT_DOT = (0, (4, 1.5, 1, 1.5, 1, 1.5))  # the not fine-tuned teacher beside a fine-tuned one ("--" is ce's)
 MAJORITY_LABEL, TEACHER_LABEL = "majority class (constant prediction)", "teacher's own score"
 SEARCH_LABEL = "search stage: each method's mean at each λ (thin, dashed, in its colour)"
 
@@ -141,13 +142,21 @@ def start_at_baseline(ax, cell: pd.DataFrame) -> None:
 
 def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True) -> None:
     """The panel's references as lines (makd/references.py): the majority-class baseline (dotted) and the
-    teacher's own score (dash-dot, one per teacher), so a reader sees at once what "learned" means here. Trials
-    recorded without references draw none."""
+    teacher's own score (dash-dot; with a fine-tuned and a not fine-tuned teacher in one panel, dash-dot and
+    dash-dot-dot, each named in the legend), so a reader sees at once what "learned" means here. Trials recorded
+    without references draw none."""
     line = ax.axhline if horizontal else ax.axvline
-    for column, label, style in (("majority_score", MAJORITY_LABEL, ":"), ("teacher_score", TEACHER_LABEL, "-.")):
-        values = cell[column].dropna().unique() if column in cell else []
-        for value in values:
-            handles[label] = line(100 * value, color="black", linestyle=style, linewidth=1.1, alpha=0.8)
+    for value in cell["majority_score"].dropna().unique() if "majority_score" in cell else []:
+        handles[MAJORITY_LABEL] = line(100 * value, color="black", linestyle=":", linewidth=1.1, alpha=0.8)
+    teachers = cell.dropna(subset=["teacher_score"]) if "teacher_score" in cell else cell.iloc[:0]
+    kinds = teachers["teacher_fine_tuned"].map(known_true) if "teacher_fine_tuned" in teachers else None
+    both = kinds is not None and kinds.nunique() > 1  # two teachers: each line says which
+    for fine_tuned, group in teachers.groupby(kinds if kinds is not None else [False] * len(teachers)):
+        label = TEACHER_LABEL + ((" (fine-tuned teacher)" if fine_tuned else " (teacher not fine-tuned)") if both
+                                 else "")
+        for value in group["teacher_score"].unique():
+            handles[label] = line(100 * value, color="black", linewidth=1.1, alpha=0.8,
+                                  linestyle="-." if fine_tuned or not both else DASH_DOT_DOT)
 
 
 def write_figure(fig: Figure, path: str | Path) -> Path:

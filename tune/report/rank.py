@@ -1,13 +1,15 @@
 """Ranking: the best (λ, τ, lr) setting per task × student × loss over seeds, and its differences to the baselines.
 
-**The score of a trial is its `best_score`**: the task's headline dev metric at its best epoch (the epoch is chosen
-on the same dev set, as is λ below, so absolute numbers are optimistic in the same way for every method; the
-mean final-epoch score is carried alongside as `final_score_mean`). Only finished trials (TERMINATED, or STOPPED
-early by ASHA) are ranked.
+**A trial is ranked by its selection score, `best_score`**: the task's headline metric at its best epoch on the
+selection split (a seeded train hold-out by default, or dev when a sweep asks for it). A setting (λ, τ, lr) is
+ranked by its mean selection score over seeds; the leaderboard reports its mean *dev* score (`dev_score_mean`: dev
+at each trial's chosen epoch) and the mean selection score of the last epoch (`last_epoch_score_mean`). Only
+finished trials (TERMINATED, or STOPPED early by ASHA) are ranked.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import pandas as pd
@@ -27,13 +29,15 @@ MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tun
 BASELINES = ("ce", "vanilla")  # every other row is compared with these, paired by seed
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "selection", "best_lam",
                        "best_tau", "best_lr",
-                       "score_mean", "score_std", "n_seeds", "final_score_mean",
+                       "dev_score_mean", "dev_score_std", "n_seeds", "last_epoch_score_mean",
                        *[f"{c}_{b}" for b in BASELINES for c in ("delta_vs", "ci_low_vs", "ci_high_vs", "pairs_vs",
-                                                                  "identical_to", "agreement_vs")],
+                                                                  "identical_to", "agreement_vs", "decided_vs")],
+                       "looks",
                        "constant_predictor", "majority_score", "at_majority", "teacher_score",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
                        "latency_ms_mean", "inference_examples_per_s_mean", "teacher"]
 _SETTING = ["_lam", "_tau", "_lr"]
+ADAPTIVE_COLUMNS = ["looks", "tolerance"]  # trials of an adaptive final stage (tune/search/final.py)
 REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
 
 
@@ -85,8 +89,8 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
     records = []
     for key, group in df.groupby(keys, dropna=False, sort=False):
         stats = group.groupby(_SETTING, dropna=False).agg(
-            selection_mean=("best_score", "mean"), score_mean=("dev_score", "mean"), score_std=("dev_score", "std"),
-            n_seeds=("dev_score", "count"), final_score_mean=("final_score", "mean"),
+            selection_mean=("best_score", "mean"), dev_score_mean=("dev_score", "mean"), dev_score_std=("dev_score", "std"),
+            n_seeds=("dev_score", "count"), last_epoch_score_mean=("final_score", "mean"),
             **{c: (c, "mean") for c in extra}).reset_index()
         stats = stats[stats["selection_mean"].notna()]
         if stats.empty:
@@ -94,8 +98,8 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
         best = rank_settings(stats, "selection_mean", _SETTING).iloc[0]
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         record.update(best_lam=best["_lam"], best_tau=best["_tau"], best_lr=best["_lr"],
-                      score_mean=best["score_mean"], score_std=best["score_std"], n_seeds=int(best["n_seeds"]),
-                      final_score_mean=best["final_score_mean"], settings_tried=len(stats),
+                      dev_score_mean=best["dev_score_mean"], dev_score_std=best["dev_score_std"], n_seeds=int(best["n_seeds"]),
+                      last_epoch_score_mean=best["last_epoch_score_mean"], settings_tried=len(stats),
                       n_trials=int(group["best_score"].notna().sum()),
                       wall_seconds_mean=group["wall_seconds"].mean(),
                       device_hours_total=group["device_hours"].sum(min_count=1),
@@ -129,8 +133,8 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per task × student × loss, from finished trials (see the module docstring for the score).
 
     The hyperparameter setting is (λ, τ, lr); its score is the mean best_score over seeds; the row reports the
-    setting with the best mean (`best_lam`, `best_tau`, `best_lr`), `score_mean` and `score_std` (ddof 1, NaN for
-    one seed) over its `n_seeds` trials, and `final_score_mean` at that setting. Any loss at λ = 1 is plain CE and
+    setting with the best mean (`best_lam`, `best_tau`, `best_lr`), `dev_score_mean` and `dev_score_std` (ddof 1, NaN for
+    one seed) over its `n_seeds` trials, and `last_epoch_score_mean` at that setting. Any loss at λ = 1 is plain CE and
     joins the `ce` row. Every row but the baseline's own is compared with `ce` and with `vanilla` (each at its own
     best setting), paired by seed (tune/report/paired.py): `delta_vs_ce` is the mean paired difference, with its
     95% interval `ci_low_vs_ce`..`ci_high_vs_ce` over `pairs_vs_ce` seeds; `identical_to_ce` when the weights'
@@ -160,6 +164,11 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
         board[f"identical_to_{baseline}"] = pd.array([None if d.agreement == UNKNOWN else d.identical for d in found],
                                                      dtype="boolean")
         board[f"agreement_vs_{baseline}"] = [d.agreement for d in found]
+        board[f"decided_vs_{baseline}"] = pd.array([_decided(d, seeds[(r["task"], r["student"], r["loss"])])
+                                                    for d, (_, r) in zip(found, board.iterrows(), strict=True)],
+                                                   dtype="boolean")
+    board["looks"] = pd.array([_looks(seeds[(r["task"], r["student"], r["loss"])]) for _, r in board.iterrows()],
+                              dtype="Int64")
     board["constant_predictor"] = pd.array([constant_predictor(seeds[(r["task"], r["student"], r["loss"])])
                                             for _, r in board.iterrows()], dtype="boolean")
     board["at_majority"] = pd.array([reaches_baseline(seeds[(r["task"], r["student"], r["loss"])]["dev_score"],
@@ -185,8 +194,28 @@ def setting_seeds(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.Da
     """A `best_settings` row's setting by seed: dev_score (the mean over repeats of a seed), and the first repeat's
     weights_fingerprint, predictions_fingerprint and predicted_classes (what `paired_difference` compares)."""
     rows = setting_rows(df, cell, key)
-    firsts = rows.groupby("seed")[[*FINGERPRINT_COLUMNS, "predicted_classes"]].first()
+    adaptive = [c for c in ADAPTIVE_COLUMNS if c in rows]
+    firsts = rows.groupby("seed")[[*FINGERPRINT_COLUMNS, "predicted_classes", *adaptive]].first()
     return firsts.assign(dev_score=rows.groupby("seed")["dev_score"].mean())
+
+
+def _looks(seeds: pd.DataFrame) -> int | None:
+    """The looks an adaptive final stage planned for these trials (None: a fixed number of seeds)."""
+    looks = seeds["looks"].dropna() if "looks" in seeds else pd.Series(dtype=float)
+    return None if looks.empty else int(looks.max())
+
+
+def _decided(difference: PairedDifference, seeds: pd.DataFrame) -> bool | None:
+    """Adaptive seeds (tune/report/sequential.py): the corrected interval excludes 0 or is at most `tolerance`
+    points wide; None for a fixed number of seeds or no pairs."""
+    if _looks(seeds) is None or difference.pairs == 0:
+        return None
+    if difference.agreement:
+        return True
+    if math.isnan(difference.ci_low):
+        return False
+    width = (difference.ci_high - difference.ci_low) * 100
+    return bool(difference.ci_low > 0 or difference.ci_high < 0 or width <= float(seeds["tolerance"].dropna().max()))
 
 
 def constant_predictor(seeds: pd.DataFrame) -> bool | None:
@@ -210,7 +239,8 @@ def paired_differences(seeds: dict[tuple, pd.DataFrame]) -> dict[tuple, PairedDi
         for baseline in BASELINES:
             reference = seeds.get((task, student, baseline))
             if loss != baseline and reference is not None and not (baseline == "vanilla" and loss == "ce"):
-                out[(task, student, loss, baseline)] = paired_difference(mine, reference)
+                looks = max(_looks(mine) or 1, _looks(reference) or 1)  # adaptive seeds: corrected intervals
+                out[(task, student, loss, baseline)] = paired_difference(mine, reference, looks=looks)
     return out
 
 
@@ -218,8 +248,11 @@ def leaderboard_text(board: pd.DataFrame) -> str:
     """The leaderboard as a plain-text table (what `makd leaderboard` prints)."""
     if board.empty:
         return "(no finished trials)"
-    cols = ["task", "student", "loss", "metric", "best_lam", "best_tau", "score_mean", "score_std", "n_seeds",
-            "final_score_mean", "delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce", "pairs_vs_ce", "agreement_vs_ce",
+    cols = ["task", "student", "loss", "metric", "best_lam", "best_tau", "dev_score_mean", "dev_score_std", "n_seeds",
+            "last_epoch_score_mean", "delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce", "pairs_vs_ce", "agreement_vs_ce",
             "delta_vs_vanilla", "n_trials", "wall_seconds_mean",
             "device_hours_total"]
+    if board["looks"].notna().any():  # adaptive seeds: whether each comparison is decided
+        cols[cols.index("agreement_vs_ce") + 1:cols.index("agreement_vs_ce") + 1] = ["decided_vs_ce"]
+        cols[cols.index("delta_vs_vanilla") + 1:cols.index("delta_vs_vanilla") + 1] = ["decided_vs_vanilla"]
     return board[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")

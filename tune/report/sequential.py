@@ -13,7 +13,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+import numpy as np
+import pandas as pd
+
+from tune.report.paired import mean_interval
 
 ALPHA = 0.05
 
@@ -27,16 +30,10 @@ def planned_looks(min_seeds: int, max_seeds: int, step: int = 1) -> list[int]:
 
 
 def corrected_interval(diffs: Sequence[float], looks: int, alpha: float = ALPHA) -> tuple[float, float, float]:
-    """(mean, low, high) of the paired differences at confidence 1 − alpha/looks."""
-    n = len(diffs)
-    mean = math.fsum(diffs) / n
-    if n < 2:
-        return mean, -math.inf, math.inf
-    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
-    if sd == 0:
-        return mean, mean, mean
-    half = stats.t.ppf(1 - alpha / looks / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    """(mean, low, high) of the paired differences at confidence 1 − alpha/looks (the leaderboard's interval,
+    tune.report.paired.mean_interval; unbounded for one difference)."""
+    mean, low, high = mean_interval(np.asarray(diffs, dtype=float), looks=looks, alpha=alpha)
+    return (mean, -math.inf, math.inf) if math.isnan(low) else (mean, low, high)
 
 
 @dataclass(frozen=True)
@@ -69,3 +66,46 @@ def race(differences: Sequence[float], min_seeds: int, max_seeds: int, *, step: 
         if result.decided or n == plan[-1]:
             return result
     raise AssertionError("unreachable: the last look always returns")
+
+
+SETTING_KEY = ["student", "loss", "lam", "tau", "lr"]  # one chosen setting of a final stage (top_k 1: a method)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired comparison of a final stage: a setting against a baseline's setting (ce, or vanilla), looked at."""
+
+    method: tuple
+    baseline: tuple
+    look: Look
+
+
+def compare_settings(finished: pd.DataFrame, looks: int, *, tolerance: float, final: bool,
+                     baselines: tuple[str, ...] = ("ce", "vanilla")) -> list[Comparison]:
+    """Every comparison the leaderboard makes in one task's final stage, from its finished trials (SETTING_KEY,
+    seed, dev_score): each setting against the same student's ce setting, and each non-baseline one against its
+    vanilla setting(s); differences in points (×100), intervals corrected for `looks`."""
+    scores = {key: group.set_index("seed")["dev_score"].astype(float)
+              for key, group in finished.dropna(subset=["dev_score"]).groupby(SETTING_KEY, dropna=False, sort=True)}
+    out = []
+    for key, mine in scores.items():
+        for base, theirs in scores.items():
+            if base[0] == key[0] and _compared(key[1], base[1], baselines):
+                seeds = mine.index.intersection(theirs.index)
+                diffs = ((mine[seeds] - theirs[seeds]) * 100).tolist()
+                if diffs:
+                    out.append(Comparison(key, base, look(diffs, looks, tolerance=tolerance, final=final)))
+    return out
+
+
+def _compared(loss: str, baseline_loss: str, baselines: tuple[str, ...]) -> bool:
+    """ce is compared with every other loss, vanilla with every loss but the baselines (the leaderboard's pairs)."""
+    ce, vanilla = baselines
+    if baseline_loss == ce:
+        return loss != ce
+    return baseline_loss == vanilla and loss not in baselines
+
+
+def undecided_settings(comparisons: list[Comparison]) -> set[tuple]:
+    """The settings that take the next round's seeds: both sides of every comparison not decided yet."""
+    return {side for c in comparisons if not c.look.decided for side in (c.method, c.baseline)}

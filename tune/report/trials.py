@@ -45,12 +45,14 @@ TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "s
                  "teacher_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-                 "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "pack_id", "pack_size", "error"]
+                 "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "pack_id", "pack_size", "looks",
+                 "tolerance", "error"]
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
             "majority_score", "teacher_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
-            "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s", "pack_size")
+            "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s", "pack_size", "looks",
+            "tolerance")
 
 
 def _clean(value):
@@ -89,7 +91,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
            **teacher_fields(params.get("loss"), teacher, fine_tuned),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
            "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
-           "metric": metrics.get("metric"), "trial_id": trial_id if metrics.get("pack_size") else metrics.get("trial_id") or trial_id, "error": error,
+           "metric": metrics.get("metric"), "looks": params.get("looks"), "tolerance": params.get("tolerance"), "trial_id": trial_id if metrics.get("pack_size") else metrics.get("trial_id") or trial_id, "error": error,
            "_started": bool(metrics) and number(metrics.get("score")) is not None}
     if row["_started"]:
         scored = [h for h in history if number(h.get("score")) is not None]

@@ -68,20 +68,20 @@ def verdict_lines(board: pd.DataFrame) -> list[str]:
         if ce.empty:
             parts.append("no ce baseline finished, so no method can be compared with it")
         elif others.empty:
-            parts.append(f"ce only, {100 * ce['score_mean'].iloc[0]:.1f}")
+            parts.append(f"ce only, {100 * ce['dev_score_mean'].iloc[0]:.1f}")
         else:
-            ce_score = ce["score_mean"].iloc[0]
+            ce_score = ce["dev_score_mean"].iloc[0]
             differs = others[[not (isinstance(a, str) and a) for a in others["agreement_vs_ce"]]]
             if differs.empty:
                 parts.append(f"every method scores exactly ce's {100 * ce_score:.1f} at every seed")
             else:
-                best = differs.loc[differs["score_mean"].idxmax()]
-                if best["score_mean"] > ce_score:
-                    parts.append(f"best method {best['loss']}, {100 * best['score_mean']:.1f} vs ce's "
+                best = differs.loc[differs["dev_score_mean"].idxmax()]
+                if best["dev_score_mean"] > ce_score:
+                    parts.append(f"best method {best['loss']}, {100 * best['dev_score_mean']:.1f} vs ce's "
                                  f"{100 * ce_score:.1f}: {_difference(best)}")
                 else:
                     parts.append(f"ce scores highest, {100 * ce_score:.1f}; next {best['loss']}, "
-                                 f"{100 * best['score_mean']:.1f}: {_difference(best)}")
+                                 f"{100 * best['dev_score_mean']:.1f}: {_difference(best)}")
             for _, row in others.iterrows():
                 agreement = row["agreement_vs_ce"]
                 if isinstance(agreement, str) and agreement:

@@ -15,6 +15,7 @@ import pandas as pd
 from makd.config import option
 from tune.report.order import temperature_free
 from tune.report.rank import MAX_TAU_ROWS, rank_settings
+from tune.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
 from tune.search.grid import PointsSearch
 from tune.trial import FINISHED
 
@@ -26,16 +27,47 @@ SETTING = ["lam", "tau", "lr"]
 
 
 @dataclass(frozen=True)
-class FinalConfig:
-    """The `final:` section: which seeds every chosen setting reruns with, and how many settings per cell."""
+class AdaptiveSeeds:
+    """`final.seeds: {min, max, step}`: seeds added in rounds until every comparison is decided
+    (tune/report/sequential.py), instead of a fixed list."""
 
-    seeds: tuple[int, ...] = option(None, "seeds every chosen setting reruns with", low=0, required=True,
-                                    default_text="the sweep's seeds")
+    min: int = option(3, "seeds every chosen setting runs in the first round", low=2)
+    max: int = option(10, "seeds a comparison may take at most (seeds 0 .. max-1)", low=2)
+    step: int = option(1, "seeds added per round to the undecided comparisons' settings", low=1)
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """The `final:` section: which seeds every chosen setting reruns with (a list, or {min, max, step}: in rounds
+    until decided), and how many settings per cell."""
+
+    seeds: tuple[int, ...] = option(None, "seeds every chosen setting reruns with: a list, or {min, max, step} to add "
+                                    "seeds in rounds only where a comparison is undecided (final.seeds.*)", low=0,
+                                    required=True, default_text="the sweep's seeds")
     top_k: int = option(1, "settings per (student, method) carried from the search, ranked by selection score",
                         low=1)
+    tolerance: float = option(1.0, "adaptive seeds: a comparison whose corrected 95% interval (in points, ×100) is "
+                              "at most this wide is decided even when it contains 0", low=0.0)
+    adaptive: AdaptiveSeeds | None = None  # from a seeds mapping; seeds is then 0 .. max-1
 
 
-def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
+def final_stage_name(task: str, round_index: int = 0) -> str:
+    """A task's final-stage Tuner dir: <task>-final, and with adaptive seeds <task>-final-r2, -r3, ... for the
+    later rounds (each round is its own Tuner: Ray cannot add trials to a finished experiment)."""
+    return task + FINAL_DIR_SUFFIX + (f"-r{round_index + 1}" if round_index else "")
+
+
+def seed_rounds(cfg: SweepConfig) -> list[int]:
+    """How many seeds the final stage has run after each round: [len(seeds)], or the adaptive plan's looks."""
+    final = cfg.final
+    if final is None:
+        return []
+    if final.adaptive is None:
+        return [len(final.seeds)]
+    return planned_looks(final.adaptive.min, final.adaptive.max, final.adaptive.step)
+
+
+def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     """The final stage's trials for one task, from its search stage's rows (tune.report.trials.trial_row).
 
     Per (student, method): the `top_k` settings (λ, τ, lr) by mean best_score over the seeds that ran them, ranked
@@ -47,8 +79,11 @@ def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     frame = pd.DataFrame(search_rows)
     if frame.empty or cfg.final is None:
         return []
+    first_round = cfg.final.seeds[:seed_rounds(cfg)[0]]
+    # an adaptive stage's trials carry its plan: the leaderboard corrects their intervals for the looks
+    adaptive = {"looks": len(seed_rounds(cfg)), "tolerance": cfg.final.tolerance} if cfg.final.adaptive else {}
     done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
-    cells = []
+    points = []
     for student in cfg.students:
         for loss in cfg.losses:
             mine = done[(done["student"] == student) & (done["loss"] == loss)]
@@ -61,10 +96,27 @@ def final_cells(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
                 ranked = rank_settings(method.groupby(SETTING)["best_score"].mean().reset_index(), "best_score",
                                        SETTING)
                 for _, best in ranked.head(cfg.final.top_k).iterrows():
-                    cells += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
-                               "seed": int(seed), "lr": float(best["lr"]), "stage": "final"}
-                              for seed in cfg.final.seeds]
-    return cells
+                    points += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
+                               "seed": int(seed), "lr": float(best["lr"]), "stage": "final", **adaptive}
+                              for seed in first_round]
+    return points
+
+
+def next_round_points(cfg: SweepConfig, first_round: list[dict], final_rows: list[dict], round_index: int
+                      ) -> list[dict]:
+    """Adaptive seeds: the next round's trials, from the rows of every round so far. Only the settings of a
+    comparison still undecided (tune/report/sequential.py: its corrected interval contains 0 and is wider than
+    `final.tolerance`) get the next seeds; none once every comparison is decided."""
+    plan = seed_rounds(cfg)
+    frame = pd.DataFrame(final_rows)
+    if frame.empty:
+        return []
+    done = frame[frame["status"].isin(FINISHED)]
+    comparisons = compare_settings(done, len(plan), tolerance=cfg.final.tolerance, final=False)
+    open_settings = undecided_settings(comparisons)
+    settings = {tuple(p[k] for k in SETTING_KEY): p for p in first_round if p["seed"] == first_round[0]["seed"]}
+    return [{**settings[key], "seed": seed} for key in sorted(open_settings, key=str) if key in settings
+            for seed in range(plan[round_index - 1], plan[round_index])]
 
 
 class FinalStage(PointsSearch):
@@ -72,14 +124,14 @@ class FinalStage(PointsSearch):
 
     name = "final"
 
-    def __init__(self, cells: list[dict]):
-        self.cells = cells
+    def __init__(self, points: list[dict]):
+        self.chosen = points
 
     def points(self, cfg: SweepConfig) -> list[dict]:
-        return self.cells
+        return self.chosen
 
     def packs(self, cfg: SweepConfig) -> bool:
         return cfg.pack.on  # the final stage never stops a trial early
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
-        return any(cell["lam"] < 1 for cell in self.cells)
+        return any(point["lam"] < 1 for point in self.chosen)

@@ -1,4 +1,4 @@
-"""Grid search: every (student, loss, λ, τ, seed) cell once, without cells that would train the same student twice."""
+"""Grid search: every (student, loss, λ, τ, seed) point once, without points that would train the same student twice."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from tune.config import SweepConfig
 
 
-def grid_cells(cfg: SweepConfig) -> list[dict]:
+def grid_points(cfg: SweepConfig) -> list[dict]:
     """The full grid for one task, without duplicates that would train the identical student twice.
 
     `ce` runs once per (student, seed) at lam=1; a KD loss at lam=1 is exactly `ce`, so it is not run again;
     losses whose value ignores tau (ce, mse, ortho) run at tau=1 only.
     """
-    cells, seen = [], set()
+    points, seen = [], set()
     for student, loss, lam, tau, seed in itertools.product(cfg.students, cfg.losses, cfg.lams, cfg.taus, cfg.seeds):
         if loss == "ce":
             lam, tau = 1.0, 1.0
@@ -31,9 +31,9 @@ def grid_cells(cfg: SweepConfig) -> list[dict]:
         key = (student, loss, lam, tau, seed)
         if key not in seen:
             seen.add(key)
-            cells.append({"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
+            points.append({"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
                           "lr": float(cfg.train.lr)})
-    return cells
+    return points
 
 
 class PointsSearch(SearchKind):
@@ -75,7 +75,7 @@ class GridSearch(PointsSearch):
     name = "grid"
 
     def points(self, cfg: SweepConfig) -> list[dict]:
-        return grid_cells(cfg)
+        return grid_points(cfg)
 
     def parse(self, raw: dict) -> SearchConfig:
         if set(raw) - {"kind"}:

@@ -16,21 +16,21 @@ if TYPE_CHECKING:
     from tune.config import SweepConfig
 
 
-def categorical_cells(cfg: SweepConfig) -> list[dict]:
-    """(student, loss, seed) cells: what Optuna must cover once each while it searches lam/lr/tau."""
+def categories(cfg: SweepConfig) -> list[dict]:
+    """(student, loss, seed) categories: what Optuna must cover once each while it searches lam/lr/tau."""
     return [{"student": s, "loss": loss, "seed": seed}
             for s, loss, seed in itertools.product(cfg.students, cfg.losses, cfg.seeds)]
 
 
 def start_points(cfg: SweepConfig) -> list[dict]:
-    """One full point per (student, loss, seed) cell, so Optuna tries every categorical cell at least once."""
+    """One full point per (student, loss, seed) category, so Optuna tries every category at least once."""
     search = cfg.search
     lam = (search.lam[0] + search.lam[1]) / 2
     lr = cfg.train.lr if not search.lr else min(max(cfg.train.lr, search.lr[0]), search.lr[1])
     tau = (search.tau[0] + search.tau[1]) / 2 if search.tau else cfg.taus[0]
     points = []
-    for cell in categorical_cells(cfg):
-        point = {**cell, "lam": 1.0 if cell["loss"] == "ce" and search.lam[1] == 1.0 else lam, "tau": tau}
+    for category in categories(cfg):
+        point = {**category, "lam": 1.0 if category["loss"] == "ce" and search.lam[1] == 1.0 else lam, "tau": tau}
         if search.lr:
             point["lr"] = lr
         points.append(point)
@@ -74,9 +74,9 @@ class OptunaSearch(SearchKind):
                                           f"{', '.join(cfg.search.objectives)} needs scheduler: {{kind: none}}")
         if "latency" in cfg.search.objectives and not cfg.train.inference_batch_size:
             raise UsageError("search.objectives", "latency is measured only with inference_batch_size > 0")
-        cells = len(categorical_cells(cfg))
-        if cfg.search.n_trials < cells:
-            raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {cells} categorical cells "
+        needed = len(categories(cfg))
+        if cfg.search.n_trials < needed:
+            raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {needed} categories "
                                                 "(student x loss x seed): each must be tried once")
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
