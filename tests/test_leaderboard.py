@@ -516,3 +516,19 @@ def test_trials_without_references_leave_them_unknown(tmp_path):
     report = build([write_experiment(tmp_path / "old", [trial(), trial(loss="vanilla", lam=0.5, score=0.6)])])
     assert report.leaderboard["at_majority"].isna().all()
     assert "*reference*" not in report.paper_table_markdown and "∅" not in report.paper_table_markdown
+
+
+def test_the_sweeps_own_rows_make_its_report_without_reading_the_dir_back(tmp_path):
+    """The driver hands its rows to the report (tune/report/sweep_files.py): nothing is read back from trials.csv
+    or Ray's folders, so no file-time race decides which copy of a trial the report shows; the tables equal the
+    ones read from the written dir."""
+    rows = [trial(loss=loss, lam=lam, seed=seed, score=0.5 + 0.01 * seed + (0.02 if loss == "vanilla" else 0))
+            for loss, lam in (("ce", 1.0), ("vanilla", 0.5)) for seed in (0, 1, 2)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    own = build_module.build([empty], rows=trials_frame(rows))
+    assert own.sources == [f"{empty}: the sweep's own trial rows"]
+    read = build_module.build([write_experiment(tmp_path / "written", rows)])
+    pd.testing.assert_frame_equal(own.leaderboard, read.leaderboard)
+    with pytest.raises(ValueError):
+        build_module.build([empty, empty], rows=trials_frame(rows))

@@ -102,6 +102,11 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
     assert len(done) == 8 and set(done.values()) == {1}
     summary = json.loads((Path(outcome.root) / "sweep.json").read_text())
     assert summary["teacher_cache"]["rte"]["teacher_loaded"] is True and summary["trials"] == 8
+    # the sweep's report is made from the driver's rows; read back from the dir, the tables are the same
+    from tune.report.build import build
+
+    assert outcome.report.sources == [f"{outcome.root}: the sweep's own trial rows"]
+    pd.testing.assert_frame_equal(outcome.report.leaderboard, build([outcome.root]).leaderboard)
     # a second sweep over the same tasks hits the cache: the teacher is not loaded at all
     again = load_config(write_config(tmp_path, tiny_bert_dir, name="exp2", tasks=["rte", "mrpc"], lams=[0.0],
                                      losses=["vanilla"], epochs=1, max_concurrent_trials=1))

@@ -316,7 +316,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     from tune.report.sweep_files import write_report_files
 
     with local_view(root) as local:  # remote storage: the files are made on a local copy, then uploaded
-        outcome.report = write_report_files(local)
+        outcome.report = write_report_files(local, rows=frame)  # the rows in hand, not trials.csv read back
         if is_remote_uri(root):
             for name in REPORT_FILES:
                 if (Path(local) / name).is_file():

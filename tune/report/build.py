@@ -44,19 +44,22 @@ class Report:
 STAGES = ("final", "search")
 
 
-def build(paths: Iterable[str | os.PathLike], stage: str | None = None) -> Report:
+def build(paths: Iterable[str | os.PathLike], stage: str | None = None, *, rows: pd.DataFrame | None = None) -> Report:
     """Read and merge experiment dirs and trials CSVs; UsageError names the first bad path.
 
     The tables hold one stage's trials: `stage`, or by default the final stage when the inputs have one (every
-    method at the full budget over the same seeds), else the search stage."""
+    method at the full budget over the same seeds), else the search stage. `rows`: the trials of the one path,
+    already in hand (the driver's own rows at the end of a sweep), taken as they are instead of read back."""
     if stage is not None and stage not in STAGES:
         raise UsageError("stage", f"expected final or search, got {stage!r}")
     paths = [str(p) for p in paths]
     if not paths:
         raise UsageError("leaderboard", "give at least one experiment dir or trials CSV")
+    if rows is not None and len(paths) != 1:
+        raise ValueError("rows are the trials of one experiment dir")
     frames, sources = [], []
     for path in paths:
-        frame, how = read_trials(path)
+        frame, how = (rows, f"{path}: the sweep's own trial rows") if rows is not None else read_trials(path)
         status = frame["status"].fillna("NOT_STARTED")
         if not status.isin(FINISHED).any():
             counts = ", ".join(f"{n} {s}" for s, n in status.value_counts().items())

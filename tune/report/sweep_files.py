@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from makd.errors import UsageError
 from makd.files import atomic_write_bytes
 from tune.report.build import Report, build, to_csv_bytes
@@ -14,10 +16,11 @@ from tune.report.plots import plot_lambda_curves
 REPORT_FILES = ("leaderboard.csv", "table.md", "lambda.png", "report.html")  # what a sweep writes into its experiment dir
 
 
-def write_report_files(root: str | Path) -> Report | None:
-    """REPORT_FILES into a local experiment dir, from its trials; None when no trial has finished yet."""
+def write_report_files(root: str | Path, rows: pd.DataFrame | None = None) -> Report | None:
+    """REPORT_FILES into a local experiment dir, from its trials (`rows`: the driver's, as they are; else read from
+    the dir); None when no trial has finished yet."""
     try:
-        report = build([root])
+        report = build([root], rows=rows)
     except UsageError:
         return None
     atomic_write_bytes(Path(root) / "leaderboard.csv", to_csv_bytes(report.leaderboard))
