@@ -255,13 +255,13 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
         # Every file of this epoch is written before the first member reports it: a restore from any member's
         # report finds the whole pack at this epoch (a finished pack: every member's finished run).
         last = epoch + 1 == base.epochs
-        for m, _ in finished:
-            if checkpoint_dirs is not None:
+        if checkpoint_dirs is not None:
+            for m, _ in finished:
                 _save_member(checkpoint_dirs[m], cfgs[m], students.state_dict(m), results[m], last=last)
         if state_path is not None:
             _save_state(state_path, cfgs, students, optimizer, scheduler, results, epoch + 1, last=last)
-        for m, epoch_result in finished:
-            if on_epoch_end is not None:
+        if on_epoch_end is not None:
+            for m, epoch_result in finished:
                 on_epoch_end(m, epoch_result)
     return results
 

@@ -23,6 +23,7 @@ from tune.report.paired import (
     paired_difference,
     reaches_baseline,
 )
+from tune.report.sequential import decision
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
@@ -214,8 +215,7 @@ def _decided(difference: PairedDifference, seeds: pd.DataFrame) -> bool | None:
         return True
     if math.isnan(difference.ci_low):
         return False
-    width = (difference.ci_high - difference.ci_low) * 100
-    return bool(difference.ci_low > 0 or difference.ci_high < 0 or width <= float(seeds["tolerance"].dropna().max()))
+    return bool(decision(100 * difference.ci_low, 100 * difference.ci_high, float(seeds["tolerance"].dropna().max())))
 
 
 def constant_predictor(seeds: pd.DataFrame) -> bool | None:

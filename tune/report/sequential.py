@@ -50,11 +50,20 @@ def look(diffs: Sequence[float], looks: int, *, tolerance: float = 0.0, final: b
          alpha: float = ALPHA) -> Look:
     """Whether a comparison is decided after these paired differences (one per seed)."""
     mean, low, high = corrected_interval(diffs, looks, alpha)
-    if low > 0 or high < 0:
-        return Look(len(diffs), mean, low, high, True, "excludes 0")
-    if high - low <= tolerance:
-        return Look(len(diffs), mean, low, high, True, "within tolerance")
+    reason = decision(low, high, tolerance)
+    if reason:
+        return Look(len(diffs), mean, low, high, True, reason)
     return Look(len(diffs), mean, low, high, False, "max seeds" if final else "undecided")
+
+
+def decision(low: float, high: float, tolerance: float) -> str:
+    """The rule itself, on an interval (the driver's rounds and the leaderboard's decided_vs_* both ask it):
+    "excludes 0", "within tolerance" (no wider than `tolerance`), or "" (undecided)."""
+    if low > 0 or high < 0:
+        return "excludes 0"
+    if high - low <= tolerance:
+        return "within tolerance"
+    return ""
 
 
 def race(differences: Sequence[float], min_seeds: int, max_seeds: int, *, step: int = 1, tolerance: float = 0.0,

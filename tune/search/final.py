@@ -79,9 +79,10 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     frame = pd.DataFrame(search_rows)
     if frame.empty or cfg.final is None:
         return []
-    first_round = cfg.final.seeds[:seed_rounds(cfg)[0]]
+    rounds = seed_rounds(cfg)
+    first_round = cfg.final.seeds[:rounds[0]]
     # an adaptive stage's trials carry its plan: the leaderboard corrects their intervals for the looks
-    adaptive = {"looks": len(seed_rounds(cfg)), "tolerance": cfg.final.tolerance} if cfg.final.adaptive else {}
+    adaptive = {"looks": len(rounds), "tolerance": cfg.final.tolerance} if cfg.final.adaptive else {}
     done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
     points = []
     for student in cfg.students:
