@@ -20,6 +20,7 @@ from makd.models import (
     parse_student,
     quiet_transformers,
     resolve_model_path,
+    save_model_dir,
     truncate_state_dict,
 )
 
@@ -78,9 +79,21 @@ def build_lm_student(spec: str, *, seed: int = 0, family: str | None = None):
     return model, load_tokenizer(parsed.base, "student")
 
 
+def lm_student_tokenizer(spec: str, teacher: str):
+    """A causal-LM student's tokenizer: its own base model's, or for an LxH shape the teacher's (its family)."""
+    parsed = parse_student(spec)
+    return load_tokenizer(teacher if parsed.kind == "shape" else parsed.base, "student")
+
+
 def check_same_vocabulary(teacher_tokenizer, student_tokenizer, teacher: str, student: str) -> None:
     """Per-token KD needs one vocabulary: the same tokens under the same ids."""
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
         raise UsageError("student", f"{student} does not share {teacher}'s vocabulary "
                                     f"({len(student_tokenizer)} vs {len(teacher_tokenizer)} tokens): per-token "
                                     "distillation compares the same token ids; use a student of the teacher's family")
+
+
+def save_lm_student(cfg, weights, path, card: str | None = None) -> None:
+    """Export a causal-LM student (a makd checkpoint's weights) as an HF model dir that AutoModelForCausalLM loads."""
+    model, tokenizer = build_lm_student(cfg.student, seed=cfg.seed, family=cfg.teacher)
+    save_model_dir(model, tokenizer, weights, path, card)

@@ -131,9 +131,9 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from makd.cache import teacher_logits
     from makd.config import TrainOptions, from_args
     from makd.pipeline import DEV, load_datasets, teacher_splits
-    from makd.tasks import get_task
+    from makd.tasks import classifier_task
 
-    task = get_task(args.task)
+    task = classifier_task(args.task, "makd cache-teacher")
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "dev")]
     if bad or not splits:
@@ -155,9 +155,9 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
 def cmd_finetune_teacher(args: argparse.Namespace) -> int:
     from makd.config import TrainOptions, from_args
     from makd.pipeline import dev_outputs, load_datasets, task_references, task_teacher_outputs
-    from makd.tasks import get_task
+    from makd.tasks import classifier_task
 
-    task = get_task(args.task)
+    task = classifier_task(args.task, "makd finetune-teacher")
     options = from_args(TrainOptions, args)
     options.validate()
     if options.fine_tuned:

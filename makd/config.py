@@ -80,6 +80,13 @@ class TrainOptions:
                                             "on GPU, a few shapes CUDA warms up once; exact dynamic padding on "
                                             "CPU)", low=1)
     warm_up: bool | None = option(None, "run every batch shape once before training (default: on GPU only)")
+    lm_max_new_tokens: int = option(32, "causal-LM tasks: the most tokens of each teacher response (greedy "
+                                    "decoding, generated once and cached)", group="teacher", low=1, high=4096)
+    lm_top_k: int = option(64, "causal-LM tasks: teacher log-probabilities kept per token in the teacher cache (every "
+                           "other token's mass: one tail bucket; results/bench-lm measures the error)",
+                           group="teacher", low=1)
+    lm_topk_dtype: str = option("float16", "causal-LM tasks: the dtype of the cached top-k log-probabilities",
+                                group="teacher", choices=("float16", "bfloat16", "float32"))
 
     def teacher_for(self, task: str):
         """The makd.cache.TeacherSpec these options give a task: what its teacher-logit cache is keyed by."""

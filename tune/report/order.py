@@ -46,7 +46,7 @@ def task_header(task: str, metric: str | None) -> str:
     spec = TASKS.get(task)
     if spec is not None and metric in (None, spec.metric):
         return spec.column_header
-    name = spec.glue_dir if spec is not None else str(task)
+    name = spec.display_name if spec is not None else str(task)
     return f"{name} ({METRIC_LABELS.get(metric, metric)})" if metric else name
 
 

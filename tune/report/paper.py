@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from makd.tasks import TASKS
 from tune.report.order import loss_rank, split_metrics, student_order, task_header, task_rank
 from tune.report.paired import (
     AGREEMENT_ORDER,
@@ -213,6 +214,14 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     if any_cut:
         notes.insert(1, "† the cell's trials include ones that early stopping cut short: budgets differ, so the "
                         "comparison with other cells is not at equal cost (add a final stage: `final:`).")
+    lm_tasks = [TASKS[t].display_name for t in tasks if t in TASKS and TASKS[t].is_causal_lm]
+    if lm_tasks:
+        notes.insert(1, f"{', '.join(lm_tasks)}: a causal-LM task (docs/llm.md). Its score (Agree) is the student's "
+                        "top-1 agreement with the teacher's top-1 token at every token of the teacher's greedy responses "
+                        "to the dev prompts; ce there is cross-entropy on those responses (sequence-level KD), vanilla "
+                        "the forward KL per token from the teacher's top-k cache, taylor eq. 8 per token. Its "
+                        "references: the most frequent response token of train predicted at every position, and the "
+                        "teacher, which agrees with its own greedy responses (100 by definition).")
     if "mnli" in tasks:
         notes.insert(1, "MNLI: matched/mismatched accuracy (mismatched at the epoch chosen on matched); the "
                         "Average uses matched accuracy only.")

@@ -1,0 +1,92 @@
+"""A causal-LM task before training (issue 27): texts -> prompts -> the teacher's responses -> token sequences ->
+the teacher's top-k signal on every split, each computed once and cached (the teacher loads only on a miss, at most
+once), and the references every student is reported beside.
+
+What trials receive (`LmTaskData`) holds the signal of the response positions only: nothing else is trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from makd.config import TrainOptions
+from makd.data import TextDataset
+from makd.lm_data import LmSplit, lm_split, prompt_ids, response_positions, teacher_responses
+from makd.sparse_teacher import SparseTeacher
+
+
+@dataclass
+class LmTaskData:
+    """Every split as token sequences, the teacher's top-k signal at the train split's response positions, and its
+    top-1 token at every evaluated split's response positions (what agreement is measured against)."""
+
+    train: LmSplit
+    eval_sets: dict[str, LmSplit]  # metric suffix ("") and the selection hold-out -> split
+    train_signal: list[SparseTeacher]  # per train sequence, its response positions in order
+    teacher_top1: dict[str, list[np.ndarray]]  # per eval split, per sequence
+    cache: dict = field(default_factory=dict)  # responses/signal: hit or miss per split; the teacher's seconds
+
+
+def _response_signal(signal: SparseTeacher, split: LmSplit, row: int) -> SparseTeacher:
+    where = response_positions(int(split.prompt_lengths[row]), len(split.sequences[row]))
+    return SparseTeacher(signal.indices[where], signal.logprobs[where], signal.tail_logprob[where],
+                         signal.entropy[where])
+
+
+def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+                    options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu") -> LmTaskData:
+    """The task's splits as LM data: the teacher's greedy responses (`options.lm_max_new_tokens`) and its top-k
+    signal (`options.lm_top_k`, `options.lm_topk_dtype`), each from the cache when it holds them."""
+    from makd.causal_lm import load_lm_teacher
+    from makd.lm_cache import lm_teacher_topk
+    from makd.models import load_tokenizer
+
+    loaded: dict = {}
+    start = time.perf_counter()
+
+    def load(spec: str):
+        if "teacher" not in loaded:
+            loaded["teacher"] = load_lm_teacher(spec)
+        return loaded["teacher"]
+
+    tokenizer = load_tokenizer(teacher, "teacher")
+    splits = {"train": train_ds, **eval_sets}
+    lm, signals, statuses = {}, {}, {}
+    for name, ds in splits.items():
+        prompts = [prompt_ids(tokenizer, text) for text in ds.text_a]
+        responses, said = teacher_responses(teacher, prompts, max_new_tokens=options.lm_max_new_tokens,
+                                            cache_dir=cache_dir, load_teacher=load, device=device)
+        lm[name] = lm_split(ds, prompts, responses, options.max_length)
+        signals[name], report = lm_teacher_topk(teacher, lm[name].sequences, k=options.lm_top_k,
+                                                dtype=options.lm_topk_dtype, cache_dir=cache_dir, load_teacher=load,
+                                                device=device)
+        statuses[name] = {"responses": said, "signal": report.status, "left_out": lm[name].left_out}
+    train = lm.pop("train")
+    train_signal = [_response_signal(s, train, i) for i, s in enumerate(signals["train"])]
+    top1 = {name: [_response_signal(s, split, i).indices[:, 0].numpy().astype(np.int64)
+                   for i, s in enumerate(signals[name])] for name, split in lm.items()}
+    return LmTaskData(train, lm, train_signal, top1,
+                      {"splits": statuses, "teacher_loaded": bool(loaded),
+                       "seconds": round(time.perf_counter() - start, 2),
+                       "response_tokens": {"train": train.response_tokens,
+                                           **{n: s.response_tokens for n, s in lm.items()}}})
+
+
+def lm_references(data: LmTaskData, tokenizer=None) -> dict:
+    """The chance level and the teacher's own score, in agreement's units: the constant predictor of the most
+    frequent next token among train's responses (`majority_score`: its agreement with the teacher on dev), and the
+    teacher's agreement with itself (`teacher_score`: 1 by definition on its own greedy responses)."""
+    train_tokens = np.concatenate([s.indices[:, 0].numpy() for s in data.train_signal])
+    counts = np.bincount(train_tokens.astype(np.int64))
+    constant = int(counts.argmax())
+    dev = np.concatenate(data.teacher_top1[""]) if "" in data.teacher_top1 else np.zeros(0, np.int64)
+    word = tokenizer.decode([constant]) if tokenizer is not None else str(constant)
+    return {"majority_score": float((dev == constant).mean()) if dev.size else float("nan"),
+            "majority_prediction": f"the token {word!r} ({100 * counts[constant] / counts.sum():.0f}% of train's "
+                                   "response tokens)",
+            "teacher_score": 1.0}

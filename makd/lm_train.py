@@ -1,0 +1,190 @@
+"""The training loop of a causal-LM student (issue 27): the per-token losses of makd/token_losses.py on the response
+tokens, the teacher's top-k signal from the cache (makd/lm_pipeline.py), evaluation every epoch.
+
+It returns makd.train's `TrainResult` and checkpoints as makd.train does (`restore_run`, `save_epoch`), so a sweep
+trial reports, resumes and exports an LM student as it does an encoder classifier. The loss names are the sweep's:
+`ce`, `vanilla` (forward KL per token), `taylor` (eq. 8 per token; at τ = 1 it trains exactly like `ce`).
+The output layer runs only at response positions: a 49k-token vocabulary at every prompt position would be most of
+the step's work for nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from makd import fingerprints, gpu
+from makd.batching import length_grouped_batches, sorted_batches
+from makd.config import TrainConfig
+from makd.errors import UsageError
+from makd.lm_data import LmSplit, response_positions
+from makd.lm_pipeline import LmTaskData
+from makd.sparse_teacher import SparseTeacher
+from makd.token_losses import token_distillation_loss
+from makd.train import (
+    CHECKPOINT_NAME,
+    HOLDOUT,
+    EpochCallback,
+    EpochResult,
+    TrainingDiverged,
+    TrainResult,
+    divergence,
+    make_optimizer,
+    pick_device,
+    restore_run,
+    save_epoch,
+    seed_everything,
+)
+
+TOKEN_LOSS = {"ce": "ce", "vanilla": "forward_kl", "taylor": "taylor"}  # sweep loss name -> makd.token_losses kind
+
+
+def check_lm_loss(loss: str, tau: float) -> None:
+    """A causal-LM task trains ce, vanilla (forward KL) and taylor from a top-k cache that holds p̂ at τ = 1."""
+    if loss not in TOKEN_LOSS:
+        raise UsageError("losses", f"a causal-LM task trains {', '.join(TOKEN_LOSS)} (got {loss!r})")
+    if tau != 1.0:
+        raise UsageError("taus", f"a causal-LM task reads the teacher's top-k cache, which holds p̂ at τ = 1 only "
+                                 f"(got τ = {tau:g}): use taus [1.0]")
+
+
+def batch_inputs(split: LmSplit, rows: np.ndarray, device: torch.device) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """(model inputs [B, T] right-padded, the (row, position) index of every response position in order, the
+    next-token labels there)."""
+    lengths = split.lengths[rows]
+    width = int(lengths.max())
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    attention = np.zeros((len(rows), width), dtype=np.int64)
+    where_b, where_t, labels = [], [], []
+    for b, row in enumerate(rows):
+        sequence = split.sequences[row]
+        ids[b, :len(sequence)] = sequence
+        attention[b, :len(sequence)] = 1
+        positions = np.arange(len(sequence))[response_positions(int(split.prompt_lengths[row]), len(sequence))]
+        where_b.append(np.full(len(positions), b))
+        where_t.append(positions)
+        labels.append(sequence[positions + 1])
+    inputs = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(attention).to(device)}
+    where = torch.from_numpy(np.stack([np.concatenate(where_b), np.concatenate(where_t)]))
+    return inputs, where, torch.from_numpy(np.concatenate(labels)).to(device)
+
+
+def response_logits(model: torch.nn.Module, inputs: dict, where: torch.Tensor) -> torch.Tensor:
+    """The student's logits at the response positions only [N, V]: the decoder over every token, the output layer
+    at the N positions that are scored."""
+    hidden = model.get_decoder()(**inputs).last_hidden_state
+    return model.get_output_embeddings()(hidden[where[0], where[1]])
+
+
+def batch_teacher(signal: list[SparseTeacher], rows: np.ndarray, device: torch.device) -> SparseTeacher:
+    """The rows' signals concatenated in the order `batch_inputs` lists their response positions."""
+    parts = [signal[row] for row in rows]
+    return SparseTeacher(*(torch.cat([getattr(p, name) for p in parts]).to(device)
+                           for name in ("indices", "logprobs", "tail_logprob", "entropy")))
+
+
+@torch.no_grad()
+def evaluate_lm(model: torch.nn.Module, split: LmSplit, teacher_top1: list[np.ndarray], *, batch_size: int,
+                device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+    """Agreement with the teacher's top-1 token and the perplexity of the responses, over every response token of
+    the split; and the student's top-1 tokens in split order (what the predictions fingerprint hashes)."""
+    model.eval()
+    agree, nll, count = 0.0, 0.0, 0
+    predicted: dict[int, np.ndarray] = {}
+    for rows in sorted_batches(split.lengths, batch_size):
+        inputs, where, labels = batch_inputs(split, rows, device)
+        logits = response_logits(model, inputs, where).float()
+        top = logits.argmax(-1).cpu().numpy()
+        logp = torch.log_softmax(logits, dim=-1)
+        nll += float(-logp.gather(-1, labels.unsqueeze(-1)).sum())
+        teacher = np.concatenate([teacher_top1[row] for row in rows])
+        agree += float((top == teacher).sum())
+        count += len(top)
+        offsets = np.cumsum([0] + [len(teacher_top1[row]) for row in rows])
+        for i, row in enumerate(rows):
+            predicted[int(row)] = top[offsets[i]:offsets[i + 1]]
+    if count == 0:
+        raise UsageError("max_length", "no response token to score: raise max_length")
+    predictions = np.concatenate([predicted[i] for i in range(len(split))]).astype(np.int64)
+    return {"agreement": agree / count, "perplexity": float(np.exp(nll / count))}, predictions
+
+
+def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path | None = None,
+             on_epoch_end: EpochCallback | None = None, device: str | torch.device | None = None,
+             probe: bool = True) -> TrainResult:
+    """Train one causal-LM student on the task's response tokens; returns the per-epoch history. The selection
+    score is the agreement on the hold-out when there is one, else on dev; `probe`: the zero-shot sentiment probe on
+    dev's texts every epoch (makd/lm_metrics.py)."""
+    from makd.causal_lm import build_lm_student
+    from makd.lm_metrics import zero_shot_sentiment
+    from makd.models import count_parameters
+
+    cfg.validate()
+    check_lm_loss(cfg.loss, cfg.tau)
+    dev = pick_device(device)
+    seed_everything(cfg.seed)
+    model, tokenizer = build_lm_student(cfg.student, seed=cfg.seed, family=cfg.teacher)
+    model.to(dev)
+    reported = {s: split for s, split in data.eval_sets.items() if s != HOLDOUT}
+    steps = -(-len(data.train) // cfg.batch_size) * cfg.epochs
+    optimizer = make_optimizer(model, cfg)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    result = TrainResult(task=cfg.task, metric="agreement", student_parameters=count_parameters(model))
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    start_epoch = restore_run(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
+    kind = TOKEN_LOSS[cfg.loss]
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        batches = length_grouped_batches(data.train.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for rows in batches:
+            inputs, where, labels = batch_inputs(data.train, rows, dev)
+            teacher = batch_teacher(data.train_signal, rows, dev) if kind != "ce" else None
+            optimizer.zero_grad(set_to_none=True)
+            loss = token_distillation_loss(response_logits(model, inputs, where), teacher, labels,
+                                           torch.ones_like(labels, dtype=torch.bool), kind=kind, lam=cfg.lam,
+                                           tau=cfg.tau)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            seen += len(rows)
+            loss_sum += float(loss.detach()) * len(rows)
+        train_loss = loss_sum / max(seen, 1)
+        if (diverged := divergence(train_loss, epoch + 1)) is not None:
+            raise TrainingDiverged(diverged)
+        train_seconds = time.perf_counter() - start
+        eval_start = time.perf_counter()
+        metrics, predictions = {}, []
+        for suffix, split in reported.items():
+            scores, predicted = evaluate_lm(model, split, data.teacher_top1[suffix], batch_size=cfg.eval_batch_size,
+                                            device=dev)
+            metrics.update({f"{name}{'_' + suffix if suffix else ''}": value for name, value in scores.items()})
+            predictions.append(predicted)
+            if probe and suffix == "":
+                metrics["probe_accuracy"] = zero_shot_sentiment(model, tokenizer, split.texts, split.labels)
+        held = {}
+        if HOLDOUT in data.eval_sets:
+            held = evaluate_lm(model, data.eval_sets[HOLDOUT], data.teacher_top1[HOLDOUT],
+                               batch_size=cfg.eval_batch_size, device=dev)[0]
+            metrics.update({f"{HOLDOUT}_{name}": value for name, value in held.items()})
+        epoch_result = EpochResult(
+            epoch=epoch + 1, metrics=metrics, score=held["agreement"] if held else metrics["agreement"],
+            dev_score=metrics.get("agreement"), train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
+            train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
+            peak_gpu_mb=gpu.peak_memory_mb(dev), student_parameters=result.student_parameters,
+            weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
+            predictions_fingerprint=fingerprints.predictions_fingerprint(predictions))
+        result.history.append(epoch_result)
+        epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+        if ckpt_path is not None:
+            epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
+    return result
+

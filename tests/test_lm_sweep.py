@@ -1,0 +1,74 @@
+"""A causal-LM task in a whole sweep on local Ray (issue 27): search, final stage, leaderboard, paper table, report
+and export as for GLUE tasks, with a tiny random llama teacher whose responses differ from prompt to prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tune.main import main
+
+FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
+pytestmark = pytest.mark.sweep
+
+
+@pytest.fixture(autouse=True)
+def quiet_ray(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def lm_config(tmp_path: Path, teacher: Path, **overrides) -> Path:
+    raw = {"name": "lm", "tasks": ["sst2lm"], "teacher": str(teacher), "students": ["2x32", f"{teacher}@0,3"],
+           "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "seeds": [0], "epochs": 2, "batch_size": 8,
+           "lr": 1e-3, "max_length": 128, "max_train_samples": 32, "max_eval_samples": 12, "lm_max_new_tokens": 6,
+           "lm_top_k": 8, "search": {"kind": "grid"}, "final": {"seeds": [0, 1], "top_k": 1},
+           "data": {"glue_dir": str(FIXTURE_GLUE)}, "resources_per_trial": {"cpu": 1}, "max_concurrent_trials": 2,
+           "storage": str(tmp_path / "runs")}
+    raw.update(overrides)
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking_llama_dir, capsys):
+    assert main(["sweep", str(lm_config(tmp_path, talking_llama_dir)), "--quiet", "--num-cpus", "2"]) == 0
+    root = tmp_path / "runs" / "lm"
+    trials = pd.read_csv(root / "trials.csv")
+    assert set(trials["status"]) == {"TERMINATED"} and set(trials["stage"]) == {"search", "final"}
+    assert len(trials[trials["stage"] == "search"]) == 2 * (1 + 2 + 2)  # ce once, vanilla and taylor at two λ
+    assert (trials["metric"] == "agreement").all() and trials["dev_score"].between(0, 1).all()
+    assert (trials["glue_perplexity"] > 1).all() and trials["glue_probe_accuracy"].between(0, 1).all()
+    assert (trials["teacher_loads_in_trial"] == 0).all()  # the trials read the cache, never the teacher
+    majority = trials["majority_score"].dropna().unique()
+    assert len(majority) == 1 and 0 < majority[0] < 1  # the most frequent response token, scored on dev
+
+    sweep = json.loads((root / "sweep.json").read_text())
+    lm_cache = sweep["teacher_cache"]["sst2lm"]
+    assert lm_cache["teacher_loaded"] and lm_cache["status"] == "miss" and "lm" in lm_cache
+
+    board = pd.read_csv(root / "leaderboard.csv")
+    taylor = board[board["loss"] == "taylor"]
+    assert len(taylor) == 2 and (taylor["agreement_vs_ce"] == "identical").all()  # at τ = 1 taylor is ce
+    table = (root / "table.md").read_text()
+    assert "SST-2 LM (Agree)" in table and "a causal-LM task" in table
+    assert "SST-2 LM" in (root / "report.html").read_text()
+
+    out = tmp_path / "exported"
+    assert main(["export", str(root), "--task", "sst2lm", "--student", "2x32", "--loss", "vanilla", "--out",
+                 str(out)]) == 0
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert model.config.num_hidden_layers == 2 and "AutoModelForCausalLM" in (out / "README.md").read_text()
+
+    # a second sweep of the same task and teacher reads the responses and the signal from the cache
+    again = lm_config(tmp_path, talking_llama_dir, name="lm-again", students=["2x32"], losses=["ce"], final=None)
+    assert main(["sweep", str(again), "--quiet", "--num-cpus", "2"]) == 0
+    cache = json.loads((tmp_path / "runs" / "lm-again" / "sweep.json").read_text())["teacher_cache"]["sst2lm"]
+    assert cache["status"] == "hit" and not cache["teacher_loaded"]

@@ -1,0 +1,161 @@
+"""A causal-LM task end to end without Ray (issue 27): prompts from SST-2's sentences, the teacher's greedy responses
+and top-k signal computed once and cached (makd/lm_data.py, makd/lm_pipeline.py), and the student's training loop
+(makd/lm_train.py): taylor at τ = 1 is ce's student weight for weight, a run resumes from its checkpoint to the same
+weights, and what an LM trial cannot do is refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from makd.config import TrainConfig, TrainOptions
+from makd.data import TextDataset
+from makd.errors import UsageError
+from makd.lm_data import LmSplit, lm_split, prompt_ids
+from makd.lm_pipeline import LmTaskData, lm_references, prepare_lm_task
+from makd.lm_train import check_lm_loss, train_lm
+from makd.models import load_tokenizer
+from makd.pipeline import DataSource, load_datasets
+from makd.sparse_teacher import sparse_from_logits
+from tune.config import load_config
+
+FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
+
+
+def options(teacher: Path, **overrides) -> TrainOptions:
+    values = {"teacher": str(teacher), "max_length": 128, "max_train_samples": 24, "max_eval_samples": 12,
+              "lm_max_new_tokens": 6, "epochs": 2, "batch_size": 8, "lr": 1e-3, "lm_top_k": 8}
+    return TrainOptions(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def lm_task(talking_llama_dir, tmp_path_factory) -> tuple[TrainOptions, LmTaskData, Path]:
+    opts = options(talking_llama_dir)
+    train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
+    cache = tmp_path_factory.mktemp("lm-cache")
+    return opts, prepare_lm_task(str(talking_llama_dir), train, evals, opts, cache), cache
+
+
+def config(opts: TrainOptions, loss: str, lam: float, student: str = "2x32", **overrides) -> TrainConfig:
+    return TrainConfig(task="sst2lm", student=student, loss=loss, lam=lam,
+                       **{**dataclasses.asdict(opts), **overrides})
+
+
+def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, talking_llama_dir, monkeypatch):
+    opts, data, cache = lm_task
+    assert data.cache["teacher_loaded"] and set(data.cache["splits"]) == {"train", "holdout", ""}
+    assert all(s["responses"] == s["signal"] == "miss" for s in data.cache["splits"].values())
+    tokenizer = load_tokenizer(str(talking_llama_dir))
+    first = data.train.sequences[0]
+    prompt = prompt_ids(tokenizer, data.train.texts[0])
+    assert list(first[:len(prompt)]) == prompt and data.train.prompt_lengths[0] == len(prompt)
+    responses = [tokenizer.decode(s[p:]) for s, p in zip(data.train.sequences, data.train.prompt_lengths, strict=True)]
+    assert len(set(responses)) > len(responses) // 2  # the teacher answers each prompt in its own way
+    for sequence, start, signal in zip(data.train.sequences, data.train.prompt_lengths, data.train_signal, strict=True):
+        assert signal.indices.shape == (len(sequence) - start, opts.lm_top_k)
+        # greedy responses: the teacher's top-1 token at each response position is the token it answered
+        assert np.array_equal(signal.indices[:, 0].numpy(), sequence[start:])
+
+    def refuse(spec):
+        raise AssertionError("the teacher was loaded although the cache holds its answers")
+
+    monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
+    train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
+    hit = prepare_lm_task(str(talking_llama_dir), train, evals, opts, cache)
+    assert not hit.cache["teacher_loaded"]
+    assert all(s["responses"] == s["signal"] == "hit" for s in hit.cache["splits"].values())
+    assert all(np.array_equal(a, b) for a, b in zip(hit.train.sequences, data.train.sequences, strict=True))
+
+
+def test_a_prompt_that_leaves_no_room_for_a_response_is_left_out_and_counted():
+    ds = TextDataset("sst2lm", "train", ["a", "b", "c"], None, np.array([0, 1, 0]), "test")
+    split = lm_split(ds, [[1, 2], [1, 2, 3, 4, 5], [7]], [np.array([9, 9]), np.array([8]), np.array([6, 6, 6])],
+                     max_length=4)
+    assert split.left_out == 1 and split.texts == ["a", "c"] and list(split.labels) == [0, 0]
+    assert [list(s) for s in split.sequences] == [[1, 2, 9, 9], [7, 6, 6, 6]]
+    with pytest.raises(UsageError, match="max_length"):
+        lm_split(ds, [[1, 2, 3]] * 3, [np.array([9])] * 3, max_length=3)
+
+
+def test_the_references_are_the_most_frequent_response_token_and_the_teacher_itself():
+    import torch
+
+    def signal(tokens):
+        logits = torch.full((len(tokens), 5), -9.0)
+        logits[torch.arange(len(tokens)), torch.tensor(tokens)] = 9.0
+        return sparse_from_logits(logits, 2, "float32")
+
+    split = LmSplit([np.array([0, 1])], np.array([1]), ["x"], np.array([0]))
+    data = LmTaskData(split, {"": split}, [signal([3, 3, 3, 1])], {"": [np.array([3, 2, 2, 2])]})
+    refs = lm_references(data)
+    assert refs["majority_score"] == pytest.approx(0.25) and refs["teacher_score"] == 1.0
+    assert "75% of train's response tokens" in refs["majority_prediction"]
+
+
+def test_taylor_at_tau_1_trains_the_ce_student_weight_for_weight_and_vanilla_does_not(lm_task):
+    opts, data, _ = lm_task
+    prints = {}
+    for loss, lam in (("ce", 1.0), ("taylor", 0.0), ("taylor", 0.5), ("vanilla", 0.0)):
+        result = train_lm(config(opts, loss, lam), data, probe=False)
+        prints[loss, lam] = [h.weights_fingerprint for h in result.history]
+        for epoch in result.history:
+            assert 0.0 <= epoch.score <= 1.0 and epoch.metrics["perplexity"] > 1.0
+            assert epoch.score == epoch.metrics["holdout_agreement"] and epoch.dev_score == epoch.metrics["agreement"]
+    assert prints["taylor", 0.0] == prints["taylor", 0.5] == prints["ce", 1.0]
+    assert prints["vanilla", 0.0] != prints["ce", 1.0]
+
+
+def test_a_run_resumes_from_its_checkpoint_to_the_same_student(lm_task, tmp_path):
+    opts, data, _ = lm_task
+    cfg = config(opts, "vanilla", 0.5, epochs=3)
+    whole = train_lm(cfg, data, checkpoint_dir=tmp_path / "whole", probe=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(result, _):
+        if result.epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_lm(cfg, data, checkpoint_dir=tmp_path / "cut", on_epoch_end=kill_after_first, probe=False)
+    resumed = train_lm(cfg, data, checkpoint_dir=tmp_path / "cut", probe=False)
+    assert resumed.resumed_from_epoch == 1
+    assert [h.weights_fingerprint for h in resumed.history] == [h.weights_fingerprint for h in whole.history]
+    assert (tmp_path / "cut" / "best_model.pt").is_file()
+
+
+def test_the_probe_scores_the_dev_texts_every_epoch(lm_task):
+    opts, data, _ = lm_task
+    result = train_lm(config(opts, "ce", 1.0, epochs=1), data)
+    assert 0.0 <= result.history[0].metrics["probe_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(("loss", "tau", "field"), [("mse", 1.0, "losses"), ("vanilla", 2.0, "taus")])
+def test_what_an_lm_trial_cannot_train_is_refused_in_one_line(loss, tau, field):
+    with pytest.raises(UsageError) as err:
+        check_lm_loss(loss, tau)
+    assert err.value.field == field and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "field", "words"), [
+    ({"tasks": ["sst2lm", "rte"]}, "tasks", "two sweeps"),
+    ({"teacher": None}, "teacher", "causal-LM teacher"),
+    ({"losses": ["ce", "mse"]}, "losses[1]", "trains ce"),
+    ({"taus": [1.0, 2.0]}, "taus", "τ = 1 only"),
+    ({"pack": {"size": 2, "mode": "fused"}}, "pack.mode", "sequentially"),
+    ({"resources_per_trial": {"cpu": 1, "gpu": "auto"}}, "resources_per_trial.gpu", "number"),
+    ({"teacher_finetune": {"epochs": 1}}, "teacher_finetune", "as it is"),
+])
+def test_a_sweep_of_causal_lm_tasks_refuses_what_they_cannot_do(tmp_path, overrides, field, words):
+    raw = {"name": "lm", "tasks": ["sst2lm"], "teacher": "zoo:smollm2-135m", "students": ["2x64"],
+           "losses": ["ce", "vanilla", "taylor"], **overrides}
+    path = tmp_path / "lm.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}))
+    with pytest.raises(UsageError) as err:
+        load_config(path)
+    assert err.value.field == field and words in err.value.problem, str(err.value)
