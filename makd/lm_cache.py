@@ -113,8 +113,10 @@ class LmCacheReport:
 
 def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int, dtype: str = "float16",
                     cache_dir: str | Path, load_teacher: Callable | None = None,
-                    device: str | torch.device = "cpu") -> tuple[list[SparseTeacher], LmCacheReport]:
-    """The cached signal for these sequences, computed on a miss (the teacher is loaded only then)."""
+                    device: str | torch.device = "cpu",
+                    on_miss: Callable[[str], None] | None = None) -> tuple[list[SparseTeacher], LmCacheReport]:
+    """The cached signal for these sequences, computed on a miss (the teacher is loaded only then; `on_miss` hears
+    it first)."""
     from makd.models import model_fingerprint
 
     if dtype not in VALUE_DTYPES:
@@ -126,6 +128,8 @@ def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int,
     cached = cache.load(key)
     if cached is not None:
         return cached, LmCacheReport("hit", False, str(cache.paths(key)[0]))
+    if on_miss is not None:
+        on_miss(f"computing the teacher's top-{k} signal on {len(sequences)} sequences")
     if load_teacher is None:
         from makd.causal_lm import load_lm_teacher as load_teacher
     model, _ = load_teacher(teacher)

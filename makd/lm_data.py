@@ -104,11 +104,12 @@ def generate_responses(model, prompts: Sequence[Sequence[int]], *, max_new_token
     """Greedy responses, one prompt at a time (no padding: a response does not depend on its batch), each ending
     with the end-of-sequence token when the teacher stopped before max_new_tokens."""
     import torch
+    from tqdm.auto import tqdm
 
     model.eval()
     out = []
-    with torch.no_grad():
-        for ids in prompts:
+    with torch.no_grad():  # disable=None: a bar on a terminal only (a log file would get a line per redraw)
+        for ids in tqdm(prompts, desc="teacher responses", unit="prompt", disable=None, leave=False):
             inputs = torch.tensor([list(ids)], device=device)
             generated = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
                                        do_sample=False, eos_token_id=eos_token_id, pad_token_id=eos_token_id or 0)
@@ -117,9 +118,10 @@ def generate_responses(model, prompts: Sequence[Sequence[int]], *, max_new_token
 
 
 def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, cache_dir: str | Path,
-                      load_teacher: Callable | None = None, device: str = "cpu") -> tuple[list[np.ndarray], str]:
+                      load_teacher: Callable | None = None, device: str = "cpu",
+                      on_miss: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], str]:
     """The teacher's cached greedy responses to these prompts, generated on a miss; returns (responses, 'hit' or
-    'miss'). The teacher is loaded only on a miss."""
+    'miss'). The teacher is loaded only on a miss; `on_miss` hears what is computed then (minutes for an LLM)."""
     from makd.lm_cache import sequences_fingerprint
     from makd.models import model_fingerprint
 
@@ -130,6 +132,8 @@ def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new
     cached = cache.load(key)
     if cached is not None:
         return cached, "hit"
+    if on_miss is not None:
+        on_miss(f"generating the teacher's responses to {len(prompts)} prompts (at most {max_new_tokens} tokens each)")
     if load_teacher is None:
         from makd.causal_lm import load_lm_teacher as load_teacher
     model, tokenizer = load_teacher(teacher)

@@ -7,6 +7,7 @@ What trials receive (`LmTaskData`) holds the signal of the response positions on
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,9 +40,11 @@ def _response_signal(signal: SparseTeacher, split: LmSplit, row: int) -> SparseT
 
 
 def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
-                    options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu") -> LmTaskData:
+                    options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu",
+                    progress: bool = False) -> LmTaskData:
     """The task's splits as LM data: the teacher's greedy responses (`options.lm_max_new_tokens`) and its top-k
-    signal (`options.lm_top_k`, `options.lm_topk_dtype`), each from the cache when it holds them."""
+    signal (`options.lm_top_k`, `options.lm_topk_dtype`), each from the cache when it holds them. `progress`: a line
+    on stderr before each thing computed on a miss."""
     from makd.causal_lm import load_lm_teacher
     from makd.lm_cache import lm_teacher_topk
     from makd.models import load_tokenizer
@@ -58,13 +61,17 @@ def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str,
     splits = {"train": train_ds, **eval_sets}
     lm, signals, statuses = {}, {}, {}
     for name, ds in splits.items():
+        def say(what: str, name: str = name) -> None:
+            if progress:
+                print(f"makd: [{name or 'dev'} split] {what}", file=sys.stderr, flush=True)
+
         prompts = [prompt_ids(tokenizer, text) for text in ds.text_a]
         responses, said = teacher_responses(teacher, prompts, max_new_tokens=options.lm_max_new_tokens,
-                                            cache_dir=cache_dir, load_teacher=load, device=device)
+                                            cache_dir=cache_dir, load_teacher=load, device=device, on_miss=say)
         lm[name] = lm_split(ds, prompts, responses, options.max_length)
         signals[name], report = lm_teacher_topk(teacher, lm[name].sequences, k=options.lm_top_k,
                                                 dtype=options.lm_topk_dtype, cache_dir=cache_dir, load_teacher=load,
-                                                device=device)
+                                                device=device, on_miss=say)
         statuses[name] = {"responses": said, "signal": report.status, "left_out": lm[name].left_out}
     train = lm.pop("train")
     train_signal = [_response_signal(s, train, i) for i, s in enumerate(signals["train"])]

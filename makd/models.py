@@ -205,6 +205,12 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
     model.eval()
     model.requires_grad_(False)
     tokenizer = load_tokenizer(spec, "teacher")
+    if model.config.pad_token_id is None:
+        # a causal LM as a classifier (LlamaForSequenceClassification) reads its last non-padding token, so it must
+        # know the padding id; a tokenizer without one pads with its end-of-sequence token
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
     TEACHER_LOADS += 1
     return model, tokenizer
 

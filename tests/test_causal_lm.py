@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,23 @@ def test_the_real_smollm2_converts_once_and_a_truncated_student_shares_its_vocab
     ids = tok("The movie was wonderful", return_tensors="pt").input_ids
     with torch.no_grad():
         assert student(ids).logits.shape == teacher(ids).logits.shape
+
+
+def test_a_causal_lm_teaches_a_glue_task_through_a_seeded_head_whatever_the_batch(tiny_llama_dir, tmp_path):
+    """An LLM as a GLUE teacher (issue 27): its sequence-classification head is fresh and seeded as an encoder's,
+    it reads each example's last real token, so a batch of mixed lengths gives each example its logits alone, and
+    a student with another tokenizer learns from those logits (they are per example, not per token)."""
+    from makd.cache import TeacherSpec, teacher_logits
+    from makd.models import load_teacher
+    from tests.helpers import sentiment
+
+    model, tokenizer = load_teacher(str(tiny_llama_dir), 2, head_seed=3)
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.pad_token_id is not None
+    ds = sentiment(12)
+    batched, report = teacher_logits({"train": ds}, TeacherSpec(str(tiny_llama_dir), "sst2", 3, False, 32),
+                                     cache_dir=tmp_path, batch_size=12, progress=False)
+    assert report.teacher_loaded and batched["train"].shape == (12, 2)
+    with torch.no_grad():
+        alone = [model(**tokenizer(text, return_tensors="pt", truncation=True, max_length=32)).logits[0].numpy()
+                 for text in ds.text_a]
+    assert np.allclose(batched["train"], np.stack(alone), atol=1e-4)

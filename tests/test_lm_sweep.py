@@ -72,3 +72,34 @@ def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking
     assert main(["sweep", str(again), "--quiet", "--num-cpus", "2"]) == 0
     cache = json.loads((tmp_path / "runs" / "lm-again" / "sweep.json").read_text())["teacher_cache"]["sst2lm"]
     assert cache["status"] == "hit" and not cache["teacher_loaded"]
+
+
+def test_the_documented_toy_lm_sweep_runs_as_written(glue_dir, tmp_path):
+    """README.md's and docs/llm.md's command, verbatim, on the real SST-2 and the real SmolLM2 (its ../shared/glue
+    read as this machine's GLUE folder; run where a copy of configs/ and the venv are): the teacher answers, the
+    student learns from its cache, and taylor is ce's student."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.docs import REPO, shown_commands
+
+    (command,) = {c for doc in ("README.md", "docs/llm.md") for c in shown_commands(doc) if "lm-toy" in c}
+    assert "--glue-dir ../shared/glue" in command
+    (tmp_path / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "lm-toy.yaml", tmp_path / "configs")
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(command.replace("--glue-dir ../shared/glue", f"--glue-dir {glue_dir}"), shell=True,
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = tmp_path / "runs" / "lm-toy"
+    trials = pd.read_csv(root / "trials.csv")
+    assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}
+    assert trials["dev_score"].between(0, 1).all() and (trials["glue_perplexity"] > 1).all()
+    assert 0 < trials["majority_score"].iloc[0] < 1
+    board = pd.read_csv(root / "leaderboard.csv")
+    assert board.loc[board["loss"] == "taylor", "agreement_vs_ce"].tolist() == ["identical"]
+    cache = json.loads((root / "sweep.json").read_text())["teacher_cache"]["sst2lm"]
+    assert cache["lm"]["response_tokens"]["train"] > len(trials) and "SST-2 LM" in proc.stdout

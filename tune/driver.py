@@ -93,7 +93,8 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     score the references every trial reports beside its own score."""
     train_ds, eval_sets = load_datasets(task_name, data_source(cfg, task_name), cfg.train)
     if get_task(task_name).is_causal_lm:
-        return prepare_lm(cfg, task_name, train_ds, eval_sets, cache_dir, teacher_on_gpu=teacher_on_gpu)
+        return prepare_lm(cfg, task_name, train_ds, eval_sets, cache_dir, teacher_on_gpu=teacher_on_gpu,
+                          progress=progress)
     spec = cfg.teacher_spec(task_name)
     args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
     kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
@@ -114,7 +115,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
 
 
 def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir: str, *,
-               teacher_on_gpu: bool) -> tuple[TaskData, CacheReport]:
+               teacher_on_gpu: bool, progress: bool) -> tuple[TaskData, CacheReport]:
     """A causal-LM task (makd/lm_pipeline.py): every student's vocabulary checked against the teacher's, then the
     teacher's responses and top-k signal from the cache, computed on a miss (as a Ray task on a GPU node when trials
     use GPUs), and the references."""
@@ -130,9 +131,10 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
     if teacher_on_gpu:
         import ray
 
-        lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda"))
+        lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda",
+                                                                                 progress=progress))
     else:
-        lm = prepare_lm_task(*args)
+        lm = prepare_lm_task(*args, progress=progress)
     statuses = [status for split in lm.cache["splits"].values() for status in (split["responses"], split["signal"])]
     report = CacheReport(hits=statuses.count("hit"), misses=statuses.count("miss"),
                          teacher_loaded=lm.cache["teacher_loaded"],
