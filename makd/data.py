@@ -169,7 +169,7 @@ def _read_tsv(path: Path, layout: GlueLayout) -> tuple[list[tuple[int, dict[str,
                     continue
                 if header is None:
                     header = tuple(fields)
-                    missing = [c for c in (*layout.text_columns, layout.label_column) if c not in header]
+                    missing = [c for c in (*layout.text_columns, layout.label_column) if c and c not in header]
                     if missing:
                         raise UsageError(str(path), f"line {reader.line_num}: missing column "
                                          f"{', '.join(repr(c) for c in missing)} (header has {', '.join(header)})")
@@ -275,6 +275,33 @@ def load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequen
     return _load_file_once(task, split, str(path), (stat.st_size, stat.st_mtime_ns), text_columns, label_column)
 
 
+def load_prompt_file(task: TaskSpec, split: str, path: str | Path, columns: Sequence[str]) -> TextDataset:
+    """A causal-LM task's split from a csv/tsv/jsonl/parquet file: its prompt column (text_a) and, when `columns`
+    names a second one, the given responses (text_b; else the teacher answers each prompt). No labels: zeros."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(str(path), "file not found")
+    if path.suffix.lower() == ".tsv":
+        rows, _ = _read_tsv(path, GlueLayout(tuple(columns), ""))
+        table = {c: [row[c] for _, row in rows] for c in columns}
+    else:
+        frame = _read_table(path)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise UsageError(str(path), f"missing column {', '.join(repr(c) for c in missing)} "
+                             f"(have {', '.join(map(str, frame.columns))})")
+        table = {c: ["" if v is None else str(v) for v in frame[c].tolist()] for c in columns}
+    if not table[columns[0]]:
+        raise UsageError(str(path), "no data rows")
+    for column in columns:
+        empty = next((i for i, text in enumerate(table[column]) if not text.strip()), None)
+        if empty is not None:
+            raise UsageError(str(path), f"row {empty + 1}: empty {column!r} (a {'prompt' if column == columns[0] else 'response'} "
+                                        "is needed on every row)")
+    return TextDataset(task.name, split, table[columns[0]], table[columns[1]] if len(columns) > 1 else None,
+                       np.zeros(len(table[columns[0]]), dtype=np.int64), str(path))
+
+
 @functools.lru_cache(maxsize=16)
 def _load_file_once(task: TaskSpec, split: str, path: str, stamp: tuple[int, int], text_columns: tuple[str, ...],
                     label_column: str) -> TextDataset:
@@ -329,7 +356,9 @@ def load_split(task: TaskSpec, split: str, *, glue_dir: str | Path | None = None
     """
     if data_file is None and task.from_files:
         raise UsageError("task", f"{task.name} is a task defined by files: its {split} split needs its file")
-    if data_file is not None:
+    if data_file is not None and task.is_causal_lm:
+        ds = load_prompt_file(task, split, data_file, text_columns or task.text_fields)
+    elif data_file is not None:
         ds = load_file(task, split, data_file, text_columns or task.text_fields, label_column or "label")
     else:
         for name, value in (("text_columns", text_columns), ("label_column", label_column)):

@@ -18,6 +18,10 @@ class UsageError(Exception):
         self.problem = problem
         super().__init__(f"{field}: {problem}")
 
+    def __reduce__(self):
+        # copied and pickled whole (Ray copies a trial's exception to report it): (field, problem), not the message
+        return type(self), (self.field, self.problem)
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a misuse is one line (`makd: error: ...`) and exit 2, like every other input error."""

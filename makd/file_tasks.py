@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from makd.data import TextDataset, _read_table, _read_tsv, load_file
+from makd.data import TextDataset, _read_table, _read_tsv, load_file, load_prompt_file
 from makd.errors import UsageError
-from makd.tasks import TASKS, GlueLayout, TaskSpec, register_task
+from makd.tasks import CAUSAL_LM, TASKS, GlueLayout, TaskSpec, register_task
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")  # f1: of the second label, as GLUE's MRPC/QQP (two labels only)
 REGRESSION_METRICS = ("pearson",)
-FIELDS = ("name", "train_file", "eval_file", "text_columns", "label_column", "type", "labels", "metric")
+FIELDS = ("name", "train_file", "eval_file", "text_columns", "label_column", "type", "labels", "metric",
+          "prompt_column", "response_column")
+LM_FIELDS = ("name", "train_file", "eval_file", "type", "prompt_column", "response_column")  # type: causal_lm
 EXAMPLE = ("{name: reviews, train_file: train.csv, eval_file: dev.csv, text_columns: [text], label_column: label, "
            "type: classification}")
 
@@ -43,6 +45,9 @@ class FileTask:
 
     def build_spec(self) -> TaskSpec:
         """The TaskSpec the files define (reads the train file's labels when `labels` is not given)."""
+        if self.type == CAUSAL_LM:  # text_columns: the prompt column, and the responses' when the files give them
+            return TaskSpec(self.name, self.name, "", self.text_columns, None, "agreement", from_files=True,
+                            kind=CAUSAL_LM)
         regression = self.type == "regression"
         labels, center = None, 2.5
         if regression:
@@ -67,6 +72,9 @@ class FileTask:
     def load(self) -> tuple[TextDataset, TextDataset]:
         """Both files as datasets (a bad file, column or label: one line naming the file and row)."""
         spec = TASKS.get(self.name) or self.register()
+        if spec.is_causal_lm:
+            return (load_prompt_file(spec, "train", self.train_file, self.text_columns),
+                    load_prompt_file(spec, "validation", self.eval_file, self.text_columns))
         return (load_file(spec, "train", self.train_file, self.text_columns, self.label_column),
                 load_file(spec, "validation", self.eval_file, self.text_columns, self.label_column))
 
@@ -112,13 +120,18 @@ def parse_file_task(raw: object, where: str, reserved: Sequence[str]) -> FileTas
         raise UsageError(f"{where}.name", f"letters, digits, '-' and '_' only, got {raw['name']!r}")
     if name.replace("-", "").replace("_", "") in reserved:
         raise UsageError(f"{where}.name", f"{name!r} is a GLUE task: name your own task differently")
+    if raw.get("type") == CAUSAL_LM:
+        return _parse_lm_file_task(raw, where, name)
     columns = raw.get("text_columns", ["text"])
     columns = [columns] if isinstance(columns, str) else columns
     if not isinstance(columns, list) or len(columns) not in (1, 2) or not all(isinstance(c, str) for c in columns):
         raise UsageError(f"{where}.text_columns", f"expected one or two column names, got {columns!r}")
     kind = raw.get("type", "classification")
     if kind not in ("classification", "regression"):
-        raise UsageError(f"{where}.type", f"expected classification or regression, got {kind!r}")
+        raise UsageError(f"{where}.type", f"expected classification, regression or causal_lm, got {kind!r}")
+    if "prompt_column" in raw or "response_column" in raw:
+        raise UsageError(f"{where}.{'prompt_column' if 'prompt_column' in raw else 'response_column'}",
+                         "for type: causal_lm only")
     labels = raw.get("labels")
     if labels is not None and (kind == "regression" or not isinstance(labels, list) or len(labels) < 2):
         raise UsageError(f"{where}.labels", "a list of two or more label names, for type: classification only")
@@ -129,3 +142,25 @@ def parse_file_task(raw: object, where: str, reserved: Sequence[str]) -> FileTas
     return FileTask(name=name, train_file=raw["train_file"], eval_file=raw["eval_file"], text_columns=tuple(columns),
                     label_column=str(raw.get("label_column", "label")), type=kind,
                     labels=tuple(str(v) for v in labels) if labels else None, metric=metric)
+
+
+LM_EXAMPLE = ("{name: answers, type: causal_lm, train_file: train.jsonl, eval_file: dev.jsonl, prompt_column: prompt, "
+              "response_column: response}")
+
+
+def _parse_lm_file_task(raw: dict, where: str, name: str) -> FileTask:
+    """A causal-LM task from files: a prompt column, and a response column when the files give the responses (else
+    the teacher answers every prompt, as for sst2lm)."""
+    other = sorted(set(raw) - set(LM_FIELDS))
+    if other:
+        raise UsageError(f"{where}.{other[0]}", f"not a field of a causal_lm task (its fields: {', '.join(LM_FIELDS)})")
+    columns = [raw.get("prompt_column", "prompt")]
+    if raw.get("response_column") is not None:
+        columns.append(raw["response_column"])
+    for key, column in zip(("prompt_column", "response_column"), columns, strict=False):
+        if not isinstance(column, str) or not column.strip():
+            raise UsageError(f"{where}.{key}", f"a column name, e.g. {LM_EXAMPLE}")
+    if len(columns) == 2 and columns[0] == columns[1]:
+        raise UsageError(f"{where}.response_column", "must differ from prompt_column")
+    return FileTask(name=name, train_file=raw["train_file"], eval_file=raw["eval_file"], text_columns=tuple(columns),
+                    label_column="", type=CAUSAL_LM)

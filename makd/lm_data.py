@@ -21,8 +21,6 @@ from makd.cache import ChecksummedEntries
 from makd.data import TextDataset
 from makd.errors import UsageError
 
-# The instruction an SST-2 sentence becomes (the task's texts fill {text}); a chat model sees it as the user's turn.
-PROMPT_TEMPLATE = "Review: {text}\nIs this movie review positive or negative? Answer in one word, then give the reason."
 LM_DATA_FORMAT = 1
 
 
@@ -54,7 +52,7 @@ def response_positions(prompt_length: int, length: int) -> slice:
     return slice(prompt_length - 1, length - 1)
 
 
-def prompt_ids(tokenizer, text: str, template: str = PROMPT_TEMPLATE) -> list[int]:
+def prompt_ids(tokenizer, text: str, template: str = "{text}") -> list[int]:
     """The prompt's token ids: the tokenizer's chat template around the instruction when it has one (an instruct
     teacher answers in its own format), else the instruction and a newline."""
     message = template.format(text=text)
@@ -144,6 +142,13 @@ def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new
         raise UsageError("teacher", f"{teacher} gave an empty response to a prompt: nothing to distil")
     cache.save(key, responses)
     return responses, "miss"
+
+
+def given_responses(tokenizer, responses: Sequence[str]) -> list[np.ndarray]:
+    """A task's own responses as token ids, each ending with the end-of-sequence token (the student learns to stop)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return [np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"] + eos, dtype=np.int64)
+            for text in responses]
 
 
 def lm_split(ds: TextDataset, prompts: Sequence[Sequence[int]], responses: Sequence[np.ndarray],

@@ -17,8 +17,9 @@ import numpy as np
 
 from makd.config import TrainOptions
 from makd.data import TextDataset
-from makd.lm_data import LmSplit, lm_split, prompt_ids, response_positions, teacher_responses
+from makd.lm_data import LmSplit, given_responses, lm_split, prompt_ids, response_positions, teacher_responses
 from makd.sparse_teacher import SparseTeacher
+from makd.tasks import TaskSpec
 
 
 @dataclass
@@ -39,12 +40,13 @@ def _response_signal(signal: SparseTeacher, split: LmSplit, row: int) -> SparseT
                          signal.entropy[where])
 
 
-def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
                     options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu",
                     progress: bool = False) -> LmTaskData:
-    """The task's splits as LM data: the teacher's greedy responses (`options.lm_max_new_tokens`) and its top-k
-    signal (`options.lm_top_k`, `options.lm_topk_dtype`), each from the cache when it holds them. `progress`: a line
-    on stderr before each thing computed on a miss."""
+    """The task's splits as LM data: each text in `task.prompt_template`, its response (the split's own, text_b, or
+    else the teacher's greedy answer, `options.lm_max_new_tokens`), and the teacher's top-k signal (`options.lm_top_k`,
+    `options.lm_topk_dtype`), each from the cache when it holds them. `progress`: a line on stderr before each thing
+    computed on a miss."""
     from makd.causal_lm import load_lm_teacher
     from makd.lm_cache import lm_teacher_topk
     from makd.models import load_tokenizer
@@ -65,9 +67,12 @@ def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str,
             if progress:
                 print(f"makd: [{name or 'dev'} split] {what}", file=sys.stderr, flush=True)
 
-        prompts = [prompt_ids(tokenizer, text) for text in ds.text_a]
-        responses, said = teacher_responses(teacher, prompts, max_new_tokens=options.lm_max_new_tokens,
-                                            cache_dir=cache_dir, load_teacher=load, device=device, on_miss=say)
+        prompts = [prompt_ids(tokenizer, text, task.prompt_template) for text in ds.text_a]
+        if ds.text_b is not None:
+            responses, said = given_responses(tokenizer, ds.text_b), "given"
+        else:
+            responses, said = teacher_responses(teacher, prompts, max_new_tokens=options.lm_max_new_tokens,
+                                                cache_dir=cache_dir, load_teacher=load, device=device, on_miss=say)
         lm[name] = lm_split(ds, prompts, responses, options.max_length)
         signals[name], report = lm_teacher_topk(teacher, lm[name].sequences, k=options.lm_top_k,
                                                 dtype=options.lm_topk_dtype, cache_dir=cache_dir, load_teacher=load,
@@ -86,8 +91,8 @@ def prepare_lm_task(teacher: str, train_ds: TextDataset, eval_sets: Mapping[str,
 
 def lm_references(data: LmTaskData, tokenizer=None) -> dict:
     """The chance level and the teacher's own score, in agreement's units: the constant predictor of the most
-    frequent next token among train's responses (`majority_score`: its agreement with the teacher on dev), and the
-    teacher's agreement with itself (`teacher_score`: 1 by definition on its own greedy responses)."""
+    frequent teacher top-1 token among train's response positions (`majority_score`: its agreement with the teacher
+    on dev), and the teacher's agreement with itself (`teacher_score`: 1 by definition)."""
     train_tokens = np.concatenate([s.indices[:, 0].numpy() for s in data.train_signal])
     counts = np.bincount(train_tokens.astype(np.int64))
     constant = int(counts.argmax())

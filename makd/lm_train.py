@@ -24,6 +24,7 @@ from makd.errors import UsageError
 from makd.lm_data import LmSplit, response_positions
 from makd.lm_pipeline import LmTaskData
 from makd.sparse_teacher import SparseTeacher
+from makd.tasks import get_task
 from makd.token_losses import token_distillation_loss
 from makd.train import (
     CHECKPOINT_NAME,
@@ -118,7 +119,7 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
              probe: bool = True) -> TrainResult:
     """Train one causal-LM student on the task's response tokens; returns the per-epoch history. The selection
     score is the agreement on the hold-out when there is one, else on dev; `probe`: the zero-shot sentiment probe on
-    dev's texts every epoch (makd/lm_metrics.py)."""
+    dev's texts every epoch (makd/lm_metrics.py), for a task whose texts have sentiment labels (sst2lm)."""
     from makd.causal_lm import build_lm_student
     from makd.lm_metrics import zero_shot_sentiment
     from makd.models import count_parameters
@@ -138,6 +139,7 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     start_epoch = restore_run(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
     kind = TOKEN_LOSS[cfg.loss]
+    has_probe = get_task(cfg.task).labels is not None  # sst2lm's sentiment labels; a user's prompt files have none
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         batches = length_grouped_batches(data.train.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
@@ -166,7 +168,7 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
                                             device=dev)
             metrics.update({f"{name}{'_' + suffix if suffix else ''}": value for name, value in scores.items()})
             predictions.append(predicted)
-            if probe and suffix == "":
+            if probe and suffix == "" and has_probe:
                 metrics["probe_accuracy"] = zero_shot_sentiment(model, tokenizer, split.texts, split.labels)
         held = {}
         if HOLDOUT in data.eval_sets:

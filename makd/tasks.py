@@ -67,6 +67,7 @@ class TaskSpec:
     platt_center: float = STSB_CENTER  # a regression task's Platt offset: the middle of its score range
     from_files: bool = False  # a user's task (makd/file_tasks.py): data only from its files, never the hub
     kind: str = CLASSIFICATION  # or CAUSAL_LM: prompts from the texts, responses by the teacher (makd/lm_data.py)
+    prompt_template: str = "{text}"  # a causal-LM task: the instruction its text_a becomes (the chat turn's content)
 
     @property
     def is_causal_lm(self) -> bool:
@@ -175,9 +176,10 @@ for _spec in (  # in the paper's Table 2 order
     register_task(dataclass_replace(_spec, paper_order=float(len(TASKS))))
 # A causal-LM task (issue 27): SST-2's sentences as instruction prompts, the teacher's greedy responses as the
 # targets (sequence-level KD, generated once and cached), its labels only for the zero-shot probe.
+SST2_PROMPT = "Review: {text}\nIs this movie review positive or negative? Answer in one word, then give the reason."
 register_task(TaskSpec("sst2lm", "SST-2", "sst2", ("sentence",), ("negative", "positive"), "agreement",
                        glue_layout=GlueLayout(("sentence",), "label"), paper_order=float(len(TASKS)),
-                       kind=CAUSAL_LM))
+                       kind=CAUSAL_LM, prompt_template=SST2_PROMPT))
 GLUE_TASK_NAMES = frozenset(name for name, task in TASKS.items() if not task.is_causal_lm)
 BUILTIN_TASK_NAMES = frozenset(TASKS)  # a user's own task (makd/file_tasks.py) may not take one of these names
 

@@ -25,7 +25,7 @@ def quiet_ray(monkeypatch, tmp_path):
 
 def lm_config(tmp_path: Path, teacher: Path, **overrides) -> Path:
     raw = {"name": "lm", "tasks": ["sst2lm"], "teacher": str(teacher), "students": ["2x32", f"{teacher}@0,3"],
-           "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "seeds": [0], "epochs": 2, "batch_size": 8,
+           "losses": ["ce", "vanilla", "taylor"], "lams": [0.0], "seeds": [0], "epochs": 2, "batch_size": 8,
            "lr": 1e-3, "max_length": 128, "max_train_samples": 32, "max_eval_samples": 12, "lm_max_new_tokens": 6,
            "lm_top_k": 8, "search": {"kind": "grid"}, "final": {"seeds": [0, 1], "top_k": 1},
            "data": {"glue_dir": str(FIXTURE_GLUE)}, "resources_per_trial": {"cpu": 1}, "max_concurrent_trials": 2,
@@ -41,7 +41,7 @@ def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking
     root = tmp_path / "runs" / "lm"
     trials = pd.read_csv(root / "trials.csv")
     assert set(trials["status"]) == {"TERMINATED"} and set(trials["stage"]) == {"search", "final"}
-    assert len(trials[trials["stage"] == "search"]) == 2 * (1 + 2 + 2)  # ce once, vanilla and taylor at two λ
+    assert len(trials[trials["stage"] == "search"]) == 2 * 3  # ce, vanilla and taylor for each student
     assert (trials["metric"] == "agreement").all() and trials["dev_score"].between(0, 1).all()
     assert (trials["glue_perplexity"] > 1).all() and trials["glue_probe_accuracy"].between(0, 1).all()
     assert (trials["teacher_loads_in_trial"] == 0).all()  # the trials read the cache, never the teacher
@@ -67,11 +67,22 @@ def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.config.num_hidden_layers == 2 and "AutoModelForCausalLM" in (out / "README.md").read_text()
 
-    # a second sweep of the same task and teacher reads the responses and the signal from the cache
-    again = lm_config(tmp_path, talking_llama_dir, name="lm-again", students=["2x32"], losses=["ce"], final=None)
+    # a second sweep of the same task and teacher reads the responses and the signal from the cache; beside it, a
+    # causal-LM task of the user's own prompts and responses
+    from tests.test_lm_train import write_answers
+
+    train_file, eval_file = write_answers(tmp_path / "answers", n=16)
+    answers = {"name": "answers", "type": "causal_lm", "train_file": str(train_file), "eval_file": str(eval_file),
+               "response_column": "response"}
+    again = lm_config(tmp_path, talking_llama_dir, name="lm-again", tasks=["sst2lm", answers], students=["2x32"],
+                      losses=["ce", "vanilla"], lams=[0.0], final=None)
     assert main(["sweep", str(again), "--quiet", "--num-cpus", "2"]) == 0
-    cache = json.loads((tmp_path / "runs" / "lm-again" / "sweep.json").read_text())["teacher_cache"]["sst2lm"]
-    assert cache["status"] == "hit" and not cache["teacher_loaded"]
+    caches = json.loads((tmp_path / "runs" / "lm-again" / "sweep.json").read_text())["teacher_cache"]
+    assert caches["sst2lm"]["status"] == "hit" and not caches["sst2lm"]["teacher_loaded"]
+    assert {s["responses"] for s in caches["answers"]["lm"]["splits"].values()} == {"given"}
+    rows = pd.read_csv(tmp_path / "runs" / "lm-again" / "trials.csv")
+    assert set(rows["task"]) == {"sst2lm", "answers"} and set(rows["status"]) == {"TERMINATED"}
+    assert rows.loc[rows["task"] == "answers", "glue_probe_accuracy"].isna().all()
 
 
 def test_the_documented_toy_lm_sweep_runs_as_written(glue_dir, tmp_path):

@@ -21,9 +21,11 @@ from makd.lm_train import check_lm_loss, train_lm
 from makd.models import load_tokenizer
 from makd.pipeline import DataSource, load_datasets
 from makd.sparse_teacher import sparse_from_logits
+from makd.tasks import get_task
 from tune.config import load_config
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
+SST2LM = get_task("sst2lm")
 
 
 def options(teacher: Path, **overrides) -> TrainOptions:
@@ -37,12 +39,12 @@ def lm_task(talking_llama_dir, tmp_path_factory) -> tuple[TrainOptions, LmTaskDa
     opts = options(talking_llama_dir)
     train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
     cache = tmp_path_factory.mktemp("lm-cache")
-    return opts, prepare_lm_task(str(talking_llama_dir), train, evals, opts, cache), cache
+    return opts, prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache), cache
 
 
 def config(opts: TrainOptions, loss: str, lam: float, student: str = "2x32", **overrides) -> TrainConfig:
-    return TrainConfig(task="sst2lm", student=student, loss=loss, lam=lam,
-                       **{**dataclasses.asdict(opts), **overrides})
+    return TrainConfig(**{"task": "sst2lm", "student": student, "loss": loss, "lam": lam, **dataclasses.asdict(opts),
+                          **overrides})
 
 
 def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, talking_llama_dir, monkeypatch):
@@ -51,7 +53,8 @@ def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, ta
     assert all(s["responses"] == s["signal"] == "miss" for s in data.cache["splits"].values())
     tokenizer = load_tokenizer(str(talking_llama_dir))
     first = data.train.sequences[0]
-    prompt = prompt_ids(tokenizer, data.train.texts[0])
+    prompt = prompt_ids(tokenizer, data.train.texts[0], SST2LM.prompt_template)
+    assert tokenizer.decode(prompt).startswith("review :")  # the instruction (an uncased tokenizer, no chat template)
     assert list(first[:len(prompt)]) == prompt and data.train.prompt_lengths[0] == len(prompt)
     responses = [tokenizer.decode(s[p:]) for s, p in zip(data.train.sequences, data.train.prompt_lengths, strict=True)]
     assert len(set(responses)) > len(responses) // 2  # the teacher answers each prompt in its own way
@@ -65,7 +68,7 @@ def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, ta
 
     monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
     train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
-    hit = prepare_lm_task(str(talking_llama_dir), train, evals, opts, cache)
+    hit = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache)
     assert not hit.cache["teacher_loaded"]
     assert all(s["responses"] == s["signal"] == "hit" for s in hit.cache["splits"].values())
     assert all(np.array_equal(a, b) for a, b in zip(hit.train.sequences, data.train.sequences, strict=True))
@@ -159,3 +162,76 @@ def test_a_sweep_of_causal_lm_tasks_refuses_what_they_cannot_do(tmp_path, overri
     with pytest.raises(UsageError) as err:
         load_config(path)
     assert err.value.field == field and words in err.value.problem, str(err.value)
+
+
+def write_answers(folder: Path, n: int = 12) -> tuple[Path, Path]:
+    """A user's causal-LM task: prompts with their own responses, as jsonl."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for split, size in (("train", n), ("dev", n // 2)):
+        rows = [{"prompt": f"what is {i} plus {i}?", "response": f"{2 * i}, the sum"} for i in range(size)]
+        paths.append(folder / f"{split}.jsonl")
+        paths[-1].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return paths[0], paths[1]
+
+
+def test_your_own_prompts_with_their_responses_are_a_causal_lm_task(talking_llama_dir, tmp_path):
+    from makd.file_tasks import parse_file_task
+    from makd.tasks import BUILTIN_TASK_NAMES
+
+    train_file, eval_file = write_answers(tmp_path / "answers")
+    task = parse_file_task({"name": "answers", "type": "causal_lm", "train_file": str(train_file),
+                            "eval_file": str(eval_file), "response_column": "response"}, "tasks[0]", BUILTIN_TASK_NAMES)
+    spec = task.register()
+    assert spec.is_causal_lm and spec.labels is None and spec.metric == "agreement"
+    train, dev = task.load()
+    assert train.text_a[3] == "what is 3 plus 3?" and train.text_b[3] == "6, the sum"
+    opts = options(talking_llama_dir, max_train_samples=None, max_eval_samples=None, holdout_fraction=0.0)
+    data = prepare_lm_task(str(talking_llama_dir), spec, train, {"": dev}, opts, tmp_path / "cache")
+    assert data.cache["splits"]["train"]["responses"] == "given"
+    tokenizer = load_tokenizer(str(talking_llama_dir))
+    sequence, start = data.train.sequences[3], data.train.prompt_lengths[3]
+    assert tokenizer.decode(sequence[start:]) == "6, the sum" + (f" {tokenizer.eos_token}" if tokenizer.eos_token else "")
+    result = train_lm(config(opts, "vanilla", 0.5, epochs=1, task="answers"), data)
+    assert "probe_accuracy" not in result.history[0].metrics  # no sentiment labels: no probe
+    assert 0.0 <= result.history[0].score <= 1.0
+
+
+@pytest.mark.parametrize(("raw", "field", "words"), [
+    ({"type": "causal_lm", "labels": ["a", "b"]}, "tasks[0].labels", "not a field of a causal_lm task"),
+    ({"type": "causal_lm", "prompt_column": "q", "response_column": "q"}, "tasks[0].response_column", "differ"),
+    ({"prompt_column": "q"}, "tasks[0].prompt_column", "causal_lm only"),
+    ({"type": "generation"}, "tasks[0].type", "causal_lm"),
+])
+def test_a_causal_lm_file_task_refuses_what_it_does_not_have_in_one_line(tmp_path, raw, field, words):
+    from makd.file_tasks import parse_file_task
+    from makd.tasks import BUILTIN_TASK_NAMES
+
+    with pytest.raises(UsageError) as err:
+        parse_file_task({"name": "mine", "train_file": "t.jsonl", "eval_file": "d.jsonl", **raw}, "tasks[0]",
+                        BUILTIN_TASK_NAMES)
+    assert err.value.field == field and words in err.value.problem
+
+
+def test_a_prompt_file_without_its_column_or_with_an_empty_prompt_is_named_in_one_line(tmp_path):
+    from makd.data import load_prompt_file
+
+    spec = get_task("sst2lm")
+    path = tmp_path / "p.csv"
+    path.write_text("question,answer\nhi,there\n,empty\n")
+    with pytest.raises(UsageError, match="missing column 'prompt'") as err:
+        load_prompt_file(spec, "train", path, ("prompt",))
+    assert err.value.field == str(path)
+    with pytest.raises(UsageError, match="row 2: empty 'question'"):
+        load_prompt_file(spec, "train", path, ("question", "answer"))
+
+
+def test_a_usage_error_survives_the_copy_ray_makes_of_a_trials_exception():
+    import copy
+    import pickle
+
+    err = UsageError("task", "unknown task 'x'")
+    for clone in (copy.copy(err), pickle.loads(pickle.dumps(err))):
+        assert (clone.field, clone.problem, str(clone)) == ("task", "unknown task 'x'", "task: unknown task 'x'")

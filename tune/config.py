@@ -30,7 +30,7 @@ from makd.file_tasks import EXAMPLE as FILE_TASK_EXAMPLE
 from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
 from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
-from makd.tasks import BUILTIN_TASK_NAMES, get_task
+from makd.tasks import BUILTIN_TASK_NAMES, CAUSAL_LM, get_task
 from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
@@ -310,7 +310,7 @@ def check_causal_lm(cfg: SweepConfig) -> None:
     are every loss's targets, ce's too), and asks only for what an LM trial does; one line before Ray starts."""
     from makd.lm_train import check_lm_loss
 
-    lm = [t for t in cfg.tasks if cfg.file_task(t) is None and get_task(t).is_causal_lm]  # a user's task is not
+    lm = [t for t in cfg.tasks if (cfg.file_task(t).type == CAUSAL_LM if cfg.file_task(t) else get_task(t).is_causal_lm)]
     if not lm:
         return
     if len(lm) != len(cfg.tasks):

@@ -127,7 +127,7 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
     tokenizer = load_tokenizer(teacher, "teacher")
     for student in cfg.students:
         check_same_vocabulary(tokenizer, lm_student_tokenizer(student, teacher), teacher, student)
-    args = (teacher, train_ds, eval_sets, cfg.train, cache_dir)
+    args = (teacher, get_task(task_name), train_ds, eval_sets, cfg.train, cache_dir)
     if teacher_on_gpu:
         import ray
 
@@ -140,7 +140,8 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
                          teacher_loaded=lm.cache["teacher_loaded"],
                          teacher_seconds=lm.cache["seconds"] if lm.cache["teacher_loaded"] else 0.0)
     return TaskData(task_name, train_ds, eval_sets, None, dataclasses.asdict(cfg.train), {},
-                    lm_references(lm, tokenizer), None, None, lm=lm), report
+                    lm_references(lm, tokenizer), get_task(task_name) if cfg.file_task(task_name) else None, None,
+                    lm=lm), report
 
 
 def data_source(cfg: SweepConfig, task: str) -> DataSource:
