@@ -49,11 +49,12 @@ def zero_shot_sentiment(model: torch.nn.Module, tokenizer, texts: Sequence[str],
     ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
     if any(not i for i in ids) or len({i[0] for i in ids}) != len(ids):
         raise UsageError("words", f"the label words {list(words)} must start with distinct tokens")
-    first = torch.tensor([i[0] for i in ids])
+    device = next(model.parameters(), torch.empty(0)).device  # the student's (a model without weights: the CPU)
+    first = torch.tensor([i[0] for i in ids], device=device)
     model.eval()
     correct = 0
     for text, label in zip(texts, labels, strict=True):
-        prompt = tokenizer(template.format(text=text), return_tensors="pt")
+        prompt = {k: v.to(device) for k, v in tokenizer(template.format(text=text), return_tensors="pt").items()}
         logits = model(**prompt).logits[0, -1]
         correct += int(int(logits[first].argmax()) == int(label))
     return correct / max(len(texts), 1)
