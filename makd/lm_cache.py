@@ -3,7 +3,12 @@ per token the top-k log-probabilities and ids, the exact tail mass and entropy (
 students train from the cache and never load the teacher (the LLM analogue of makd/cache.py's logit cache).
 
 An entry is `<digest>.npz` (every sequence's tokens concatenated, with offsets) + `<digest>.json` (key, shapes,
-sha256), each written atomically; a corrupt entry is removed with a warning and recomputed."""
+sha256), each written atomically; a corrupt entry is removed with a warning and recomputed.
+
+Reverse KL and JSD weigh the teacher's probability of every token the *student* favours, which a top-k cache does
+not hold (results/bench-lm: gradient cosine < 0.2 to the true one). For them `lm_teacher_full` keeps the teacher's
+full logits in float16, at the response positions only (what is trained on), once per (teacher weights, sequences,
+response starts): `<cache dir>/lm-teacher-full/<digest>.npy`, ~2 bytes × vocabulary per response token."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 
 from makd.cache import ChecksummedEntries
+from makd.lm_data import response_positions, sequences_fingerprint
 from makd.sparse_teacher import VALUE_DTYPES, SparseTeacher, sparse_from_logits
 
 LM_CACHE_FORMAT = 1
@@ -35,14 +41,6 @@ class LmSignalKey:
     def digest(self) -> str:
         blob = json.dumps({"format": LM_CACHE_FORMAT, **asdict(self)}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
-
-
-def sequences_fingerprint(sequences: Sequence[Sequence[int]]) -> str:
-    digest = hashlib.sha256()
-    for ids in sequences:
-        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-        digest.update(b"|")
-    return digest.hexdigest()
 
 
 def _stack(signals: Sequence[SparseTeacher]) -> dict[str, np.ndarray]:
@@ -136,3 +134,92 @@ def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int,
     model.to(device)
     signals = compute_topk(model, sequences, k=k, dtype=dtype, device=device)
     return signals, LmCacheReport("miss", True, str(cache.save(key, signals)))
+
+
+@dataclass(frozen=True)
+class FullTeacher:
+    """The teacher's full logits at the response positions of a split's sequences, concatenated [tokens, V]
+    (float16), and where each sequence's rows start (`offsets`, [sequences + 1])."""
+
+    logits: np.ndarray
+    offsets: np.ndarray
+
+    def rows(self, sequences: Sequence[int]) -> torch.Tensor:
+        """The given sequences' rows, concatenated in that order, as float32 [N, V]."""
+        parts = [self.logits[self.offsets[i]:self.offsets[i + 1]] for i in sequences]
+        return torch.from_numpy(np.concatenate(parts).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class LmFullKey:
+    """Everything that determines a full-logit entry."""
+
+    teacher: str  # models.model_fingerprint(spec)
+    data: str  # sequences_fingerprint() of the sequences, then of their response starts
+
+    def digest(self) -> str:
+        blob = json.dumps({"format": LM_CACHE_FORMAT, "kind": "full-logits-at-responses", **asdict(self)},
+                          sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+class FullTeacherCache(ChecksummedEntries):
+    """A folder of `<digest>.npy` (float16 [tokens, V]) + `<digest>.json` (key, offsets, sha256) entries under
+    `<cache dir>/lm-teacher-full`."""
+
+    folder, suffix, what = "lm-teacher-full", ".npy", "LM full-logit cache"
+
+    def load(self, key: LmFullKey) -> FullTeacher | None:
+        def parse(npy: Path, meta: dict) -> FullTeacher:
+            logits = np.load(npy, allow_pickle=False)
+            offsets = np.asarray(meta["offsets"], dtype=np.int64)
+            if logits.shape[0] != offsets[-1]:
+                raise ValueError(f"{logits.shape[0]} rows, offsets say {offsets[-1]}")
+            return FullTeacher(logits, offsets)
+
+        return self.read(key, parse)
+
+    def save(self, key: LmFullKey, full: FullTeacher) -> Path:
+        buffer = io.BytesIO()
+        np.save(buffer, full.logits, allow_pickle=False)
+        return self.write(key, buffer.getvalue(), {"offsets": full.offsets.tolist(),
+                                                   "shape": list(full.logits.shape), "dtype": "float16"})
+
+
+@torch.no_grad()
+def compute_full(model: torch.nn.Module, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int], *,
+                 device: str | torch.device = "cpu") -> FullTeacher:
+    """The teacher's logits at each sequence's response positions, one sequence at a time (as `compute_topk`)."""
+    model.eval()
+    rows, offsets = [], [0]
+    for ids, start in zip(sequences, prompt_lengths, strict=True):
+        logits = model(input_ids=torch.tensor([list(ids)], device=device)).logits[0]
+        kept = logits[response_positions(int(start), len(ids))].float().cpu().numpy().astype(np.float16)
+        rows.append(kept)
+        offsets.append(offsets[-1] + len(kept))
+    if not rows:
+        return FullTeacher(np.zeros((0, model.get_output_embeddings().out_features), np.float16), np.zeros(1, np.int64))
+    return FullTeacher(np.concatenate(rows), np.asarray(offsets, dtype=np.int64))
+
+
+def lm_teacher_full(teacher: str, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int], *,
+                    cache_dir: str | Path, load_teacher: Callable | None = None, device: str | torch.device = "cpu",
+                    on_miss: Callable[[str], None] | None = None) -> tuple[FullTeacher, LmCacheReport]:
+    """The teacher's full logits at the response positions of these sequences, from the cache or computed on a miss
+    (the teacher is loaded only then; `on_miss` hears it first)."""
+    from makd.models import model_fingerprint
+
+    data = sequences_fingerprint([*sequences, list(prompt_lengths)])
+    key = LmFullKey(teacher=model_fingerprint(teacher), data=data)
+    cache = FullTeacherCache(cache_dir)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached, LmCacheReport("hit", False, str(cache.paths(key)[0]))
+    if on_miss is not None:
+        on_miss(f"computing the teacher's full logits at the response tokens of {len(sequences)} sequences")
+    if load_teacher is None:
+        from makd.causal_lm import load_lm_teacher as load_teacher
+    model, _ = load_teacher(teacher)
+    model.to(device)
+    full = compute_full(model, sequences, prompt_lengths, device=device)
+    return full, LmCacheReport("miss", True, str(cache.save(key, full)))

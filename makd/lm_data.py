@@ -47,6 +47,14 @@ class LmSplit:
         return int((self.lengths - self.prompt_lengths).sum())
 
 
+def sequences_fingerprint(sequences: Sequence[Sequence[int]]) -> str:
+    digest = hashlib.sha256()
+    for ids in sequences:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def response_positions(prompt_length: int, length: int) -> slice:
     """The positions whose next token is a response token."""
     return slice(prompt_length - 1, length - 1)
@@ -67,7 +75,7 @@ class ResponseKey:
     """Everything that determines the teacher's responses."""
 
     teacher: str  # models.model_fingerprint: the weights, not just the name
-    prompts: str  # lm_cache.sequences_fingerprint of the prompts' token ids
+    prompts: str  # sequences_fingerprint of the prompts' token ids
     max_new_tokens: int
     decoding: str = "greedy"
 
@@ -120,7 +128,6 @@ def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new
                       on_miss: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], str]:
     """The teacher's cached greedy responses to these prompts, generated on a miss; returns (responses, 'hit' or
     'miss'). The teacher is loaded only on a miss; `on_miss` hears what is computed then (minutes for an LLM)."""
-    from makd.lm_cache import sequences_fingerprint
     from makd.models import model_fingerprint
 
     if not 1 <= max_new_tokens <= 4096:

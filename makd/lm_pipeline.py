@@ -1,6 +1,7 @@
 """A causal-LM task before training (issue 27): texts -> prompts -> the teacher's responses -> token sequences ->
-the teacher's top-k signal on every split, each computed once and cached (the teacher loads only on a miss, at most
-once), and the references every student is reported beside.
+the teacher's top-k signal on every split (and, for reverse KL and JSD, its full logits at train's response tokens),
+each computed once and cached (the teacher loads only on a miss, at most once), and the references every student is
+reported beside.
 
 What trials receive (`LmTaskData`) holds the signal of the response positions only: nothing else is trained on.
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 from makd.config import TrainOptions
 from makd.data import TextDataset
+from makd.lm_cache import FullTeacher
 from makd.lm_data import LmSplit, given_responses, lm_split, prompt_ids, response_positions, teacher_responses
 from makd.sparse_teacher import SparseTeacher
 from makd.tasks import TaskSpec
@@ -32,6 +34,7 @@ class LmTaskData:
     train_signal: list[SparseTeacher]  # per train sequence, its response positions in order
     teacher_top1: dict[str, list[np.ndarray]]  # per eval split, per sequence
     cache: dict = field(default_factory=dict)  # responses/signal: hit or miss per split; the teacher's seconds
+    train_full: FullTeacher | None = None  # full logits at train's response positions, when a loss needs them
 
 
 def _response_signal(signal: SparseTeacher, split: LmSplit, row: int) -> SparseTeacher:
@@ -41,14 +44,15 @@ def _response_signal(signal: SparseTeacher, split: LmSplit, row: int) -> SparseT
 
 
 def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
-                    options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu",
-                    progress: bool = False) -> LmTaskData:
+                    options: TrainOptions, cache_dir: str | Path, *, device: str = "cpu", progress: bool = False,
+                    full_teacher: bool = False, tokenizer=None) -> LmTaskData:
     """The task's splits as LM data: each text in `task.prompt_template`, its response (the split's own, text_b, or
     else the teacher's greedy answer, `options.lm_max_new_tokens`), and the teacher's top-k signal (`options.lm_top_k`,
-    `options.lm_topk_dtype`), each from the cache when it holds them. `progress`: a line on stderr before each thing
-    computed on a miss."""
+    `options.lm_topk_dtype`), each from the cache when it holds them. `full_teacher`: also the teacher's full logits
+    at train's response positions (reverse KL, JSD). `tokenizer`: the teacher's, when the caller has it loaded.
+    `progress`: a line on stderr before each thing computed on a miss."""
     from makd.causal_lm import load_lm_teacher
-    from makd.lm_cache import lm_teacher_topk
+    from makd.lm_cache import lm_teacher_full, lm_teacher_topk
     from makd.models import load_tokenizer
 
     loaded: dict = {}
@@ -59,14 +63,17 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
             loaded["teacher"] = load_lm_teacher(spec)
         return loaded["teacher"]
 
-    tokenizer = load_tokenizer(teacher, "teacher")
+    def announcer(split: str):
+        def say(what: str) -> None:
+            if progress:
+                print(f"makd: [{split or 'dev'} split] {what}", file=sys.stderr, flush=True)
+        return say
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher, "teacher")
     splits = {"train": train_ds, **eval_sets}
     lm, signals, statuses = {}, {}, {}
     for name, ds in splits.items():
-        def say(what: str, name: str = name) -> None:
-            if progress:
-                print(f"makd: [{name or 'dev'} split] {what}", file=sys.stderr, flush=True)
-
+        say = announcer(name)
         prompts = [prompt_ids(tokenizer, text, task.prompt_template) for text in ds.text_a]
         if ds.text_b is not None:
             responses, said = given_responses(tokenizer, ds.text_b), "given"
@@ -79,6 +86,11 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
                                                 device=device, on_miss=say)
         statuses[name] = {"responses": said, "signal": report.status, "left_out": lm[name].left_out}
     train = lm.pop("train")
+    full = None
+    if full_teacher:
+        full, report = lm_teacher_full(teacher, train.sequences, train.prompt_lengths, cache_dir=cache_dir,
+                                       load_teacher=load, device=device, on_miss=announcer("train"))
+        statuses["train"]["full_logits"] = report.status
     train_signal = [_response_signal(s, train, i) for i, s in enumerate(signals["train"])]
     top1 = {name: [_response_signal(s, split, i).indices[:, 0].numpy().astype(np.int64)
                    for i, s in enumerate(signals[name])] for name, split in lm.items()}
@@ -86,7 +98,8 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
                       {"splits": statuses, "teacher_loaded": bool(loaded),
                        "seconds": round(time.perf_counter() - start, 2),
                        "response_tokens": {"train": train.response_tokens,
-                                           **{n: s.response_tokens for n, s in lm.items()}}})
+                                           **{n: s.response_tokens for n, s in lm.items()}}},
+                      full)
 
 
 def lm_references(data: LmTaskData, tokenizer=None) -> dict:

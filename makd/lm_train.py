@@ -3,7 +3,9 @@ tokens, the teacher's top-k signal from the cache (makd/lm_pipeline.py), evaluat
 
 It returns makd.train's `TrainResult` and checkpoints as makd.train does (`restore_run`, `save_epoch`), so a sweep
 trial reports, resumes and exports an LM student as it does an encoder classifier. The loss names are the sweep's:
-`ce`, `vanilla` (forward KL per token), `taylor` (eq. 8 per token; at τ = 1 it trains exactly like `ce`).
+`ce`, `vanilla` (forward KL per token, from the top-k cache), `reverse_kl` and `jsd` (from the teacher's full logits
+at the response tokens: a top-k cache misleads them, results/bench-lm), `taylor` (eq. 8 per token; at τ = 1 it
+trains exactly like `ce`).
 The output layer runs only at response positions: a 49k-token vocabulary at every prompt position would be most of
 the step's work for nothing.
 """
@@ -41,13 +43,19 @@ from makd.train import (
     seed_everything,
 )
 
-TOKEN_LOSS = {"ce": "ce", "vanilla": "forward_kl", "taylor": "taylor"}  # sweep loss name -> makd.token_losses kind
+# sweep loss name -> makd.token_losses kind
+TOKEN_LOSS = {"ce": "ce", "vanilla": "forward_kl", "reverse_kl": "reverse_kl", "jsd": "jsd", "taylor": "taylor"}
+FULL_TEACHER_LOSSES = frozenset({"reverse_kl", "jsd"})  # trained from full logits, not the top-k cache
 
 
-def check_lm_loss(loss: str, tau: float) -> None:
-    """A causal-LM task trains ce, vanilla (forward KL) and taylor from a top-k cache that holds p̂ at τ = 1."""
+def check_lm_loss(loss: str) -> None:
+    """The losses a causal-LM trial trains (makd/token_losses.py); mse and ortho compare logits class by class."""
     if loss not in TOKEN_LOSS:
         raise UsageError("losses", f"a causal-LM task trains {', '.join(TOKEN_LOSS)} (got {loss!r})")
+
+
+def check_lm_tau(tau: float) -> None:
+    """The top-k cache that vanilla and the references read holds p̂ at τ = 1 only."""
     if tau != 1.0:
         raise UsageError("taus", f"a causal-LM task reads the teacher's top-k cache, which holds p̂ at τ = 1 only "
                                  f"(got τ = {tau:g}): use taus [1.0]")
@@ -125,7 +133,10 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
     from makd.models import count_parameters
 
     cfg.validate()
-    check_lm_loss(cfg.loss, cfg.tau)
+    check_lm_loss(cfg.loss)
+    check_lm_tau(cfg.tau)
+    if cfg.loss in FULL_TEACHER_LOSSES and cfg.lam < 1.0 and data.train_full is None:
+        raise ValueError(f"{cfg.loss} trains from the teacher's full logits: prepare_lm_task(..., full_teacher=True)")
     dev = pick_device(device)
     seed_everything(cfg.seed)
     model, tokenizer = build_lm_student(cfg.student, seed=cfg.seed, family=cfg.teacher)
@@ -146,7 +157,8 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
         for rows in batches:
             inputs, where, labels = batch_inputs(data.train, rows, dev)
-            teacher = batch_teacher(data.train_signal, rows, dev) if kind != "ce" else None
+            teacher = (None if kind == "ce" else data.train_full.rows(rows).to(dev) if cfg.loss in FULL_TEACHER_LOSSES
+                       else batch_teacher(data.train_signal, rows, dev))
             optimizer.zero_grad(set_to_none=True)
             loss = token_distillation_loss(response_logits(model, inputs, where), teacher, labels,
                                            torch.ones_like(labels, dtype=torch.bool), kind=kind, lam=cfg.lam,

@@ -1,4 +1,5 @@
-"""Distillation losses: CE, vanilla KD, Taylor KD (Dasgupta et al., 2023, eq. 8), logit MSE, orthogonal MSE.
+"""Distillation losses: CE, vanilla KD, Taylor KD (Dasgupta et al., 2023, eq. 8), reverse KL, JSD, logit MSE,
+orthogonal MSE.
 
 Every kind is mixed with the classification loss as in eq. 9:  L = lam * CE(y, f) + (1 - lam) * L_KD.
 
@@ -11,12 +12,13 @@ A fact this module does not hide (tests/test_losses.py proves it): for every tau
 
 and H(p_tau) does not depend on the student. Its gradient with respect to the student logits is therefore the
 cross-entropy gradient of the tempered student, and does not depend on the teacher at all: at tau = 1 the
-paper's loss trains exactly like plain cross-entropy on the labels. `vanilla`, `mse` and `ortho` do use the
-teacher's logits in their gradients.
+paper's loss trains exactly like plain cross-entropy on the labels. `vanilla`, `reverse_kl`, `jsd`, `mse` and
+`ortho` do use the teacher's logits in their gradients.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,6 +108,44 @@ def vanilla_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: 
     return tau * tau * kl
 
 
+LOG_FLOOR = -1e4  # log 0 as a finite number: a zero-probability entry contributes 0 to a KL, and no NaN to its gradient
+JSD_BETA = 0.5  # the `jsd` loss's β: the symmetric Jensen-Shannon divergence (GKD's and TRL's default)
+
+
+def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) over the last axis from log-probabilities; an entry where p is 0 contributes 0."""
+    logp, logq = logp.clamp_min(LOG_FLOOR), logq.clamp_min(LOG_FLOOR)
+    return (logp.exp() * (logp - logq)).sum(dim=-1)
+
+
+def jsd_from_logprobs(logp_teacher: torch.Tensor, logq_student: torch.Tensor, beta: float) -> torch.Tensor:
+    """The generalised JSD of GKD (Agarwal et al., 2024, as TRL computes it): β·KL(p ‖ m) + (1 − β)·KL(q ‖ m) with
+    m = β·p + (1 − β)·q; β = 0 is KL(p ‖ q) (forward), β = 1 is KL(q ‖ p) (reverse)."""
+    if beta == 0.0:
+        return kl_from_logprobs(logp_teacher, logq_student)
+    if beta == 1.0:
+        return kl_from_logprobs(logq_student, logp_teacher)
+    mixture = torch.logaddexp(logp_teacher.clamp_min(LOG_FLOOR) + math.log(beta),
+                              logq_student.clamp_min(LOG_FLOOR) + math.log(1.0 - beta))
+    return beta * kl_from_logprobs(logp_teacher, mixture) + (1.0 - beta) * kl_from_logprobs(logq_student, mixture)
+
+
+def reverse_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """tau^2 * KL(f_tau || p_tau) (MiniLLM, Gu et al., 2024): mode-seeking, weighted by the student's own
+    probabilities, so a student is pushed off what the teacher finds unlikely rather than onto all it finds likely."""
+    log_f = F.log_softmax(student_logits / tau, dim=-1)
+    log_p = F.log_softmax(teacher_logits / tau, dim=-1)
+    return tau * tau * kl_from_logprobs(log_f, log_p).mean()
+
+
+def jsd_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float,
+           beta: float = JSD_BETA) -> torch.Tensor:
+    """tau^2 * JSD_beta(p_tau, f_tau): bounded (≤ log 2 at β = 0.5), between forward and reverse KL."""
+    log_f = F.log_softmax(student_logits / tau, dim=-1)
+    log_p = F.log_softmax(teacher_logits / tau, dim=-1)
+    return tau * tau * jsd_from_logprobs(log_p, log_f, beta).mean()
+
+
 def taylor_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
               tau: float) -> torch.Tensor:
     """Paper eq. 8 at temperature tau: KL(p_tau || f_tau) + <y - p_tau, -log f_tau>.
@@ -142,6 +182,12 @@ register_loss("taylor", teacher_in_gradient=False, uses_tau=True, order=2,
               citation="Dasgupta, Cohn, Baldwin, ACL Findings 2023, eq. 8",
               summary="KL(p_tau || f_tau) + <y - p_tau, -log f_tau>: the gradient of CE(y, f_tau), teacher-free")(
     lambda s, t, y, tau: taylor_kd(s, t, y, tau))
+register_loss("reverse_kl", teacher_in_gradient=True, uses_tau=True, order=2.5, citation="Gu et al., 2024 (MiniLLM)",
+              summary="tau^2 * KL(f_tau || p_tau)")(lambda s, t, y, tau: reverse_kd(s, t, tau))
+register_loss("jsd", teacher_in_gradient=True, uses_tau=True, order=2.6,
+              citation="Agarwal et al., 2024 (GKD), beta 0.5",
+              summary="tau^2 * (KL(p_tau || m) + KL(f_tau || m)) / 2, m = (p_tau + f_tau) / 2")(
+    lambda s, t, y, tau: jsd_kd(s, t, tau))
 register_loss("mse", teacher_in_gradient=True, uses_tau=False, order=3, citation="Ba & Caruana, 2014",
               summary="mean (s - t)^2 over batch and classes")(lambda s, t, y, tau: logit_mse(s, t))
 register_loss("ortho", teacher_in_gradient=True, uses_tau=False, order=4,

@@ -24,30 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from makd.errors import UsageError
+from makd.losses import JSD_BETA, jsd_from_logprobs, kl_from_logprobs
 from makd.sparse_teacher import SparseTeacher, bucket_logprobs
 
 TOKEN_LOSSES = ("ce", "forward_kl", "reverse_kl", "jsd", "taylor")
 TEACHER_FREE_GRADIENT = frozenset({"ce", "taylor"})  # their gradient never reads the teacher
-LOG_FLOOR = -1e4  # log 0 as a finite number: an empty bucket contributes 0 to a KL, and no NaN to its gradient
-
-
-def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) over the last axis from log-probabilities; a zero-probability entry of p contributes 0."""
-    logp, logq = logp.clamp_min(LOG_FLOOR), logq.clamp_min(LOG_FLOOR)
-    return (logp.exp() * (logp - logq)).sum(dim=-1)
-
-
-def _jsd(logp_teacher: torch.Tensor, logq_student: torch.Tensor, beta: float) -> torch.Tensor:
-    if beta == 0.0:
-        return _kl(logp_teacher, logq_student)
-    if beta == 1.0:
-        return _kl(logq_student, logp_teacher)
-    mixture = torch.logsumexp(torch.stack([logp_teacher.clamp_min(LOG_FLOOR) + torch.log(torch.tensor(beta)),
-                                           logq_student.clamp_min(LOG_FLOOR) + torch.log(torch.tensor(1 - beta))]),
-                              dim=0)
-    return beta * _kl(logp_teacher, mixture) + (1 - beta) * _kl(logq_student, mixture)
-
-
 def _distributions(student_logits: torch.Tensor, teacher: torch.Tensor | SparseTeacher,
                    tau: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(log f_τ, log p̂_τ) on the same support: the vocabulary, or a sparse teacher's k + 1 buckets (τ = 1 only)."""
@@ -67,7 +48,7 @@ def _teacher_entropy(teacher: torch.Tensor | SparseTeacher, tau: float) -> torch
 
 
 def token_kd_term(kind: str, student_logits: torch.Tensor, teacher: torch.Tensor | SparseTeacher | None,
-                  labels: torch.Tensor, *, tau: float = 1.0, beta: float = 0.5) -> torch.Tensor:
+                  labels: torch.Tensor, *, tau: float = 1.0, beta: float = JSD_BETA) -> torch.Tensor:
     """L_KD per token [...]: student_logits [..., V], labels [...] (token ids)."""
     logf = F.log_softmax(student_logits.float(), dim=-1)
     labels = labels.long().clamp_min(0)  # an ignored position (e.g. -100) is masked out by the caller
@@ -81,17 +62,17 @@ def token_kd_term(kind: str, student_logits: torch.Tensor, teacher: torch.Tensor
         return tempered.squeeze(-1) - _teacher_entropy(teacher, tau)
     logq, logp = _distributions(student_logits, teacher, tau)
     if kind == "forward_kl":
-        return tau * tau * _kl(logp, logq)
+        return tau * tau * kl_from_logprobs(logp, logq)
     if kind == "reverse_kl":
-        return tau * tau * _kl(logq, logp)
+        return tau * tau * kl_from_logprobs(logq, logp)
     if kind == "jsd":
-        return tau * tau * _jsd(logp, logq, beta)
+        return tau * tau * jsd_from_logprobs(logp, logq, beta)
     raise UsageError("loss", f"unknown token loss {kind!r} (choose from {', '.join(TOKEN_LOSSES)})")
 
 
 def token_distillation_loss(student_logits: torch.Tensor, teacher: torch.Tensor | SparseTeacher | None,
                             labels: torch.Tensor, mask: torch.Tensor, *, kind: str, lam: float, tau: float = 1.0,
-                            beta: float = 0.5) -> torch.Tensor:
+                            beta: float = JSD_BETA) -> torch.Tensor:
     """L = λ·CE + (1 − λ)·L_KD per token, averaged over the tokens where `mask` is true (a scalar)."""
     if kind not in TOKEN_LOSSES:
         raise UsageError("loss", f"unknown token loss {kind!r} (choose from {', '.join(TOKEN_LOSSES)})")

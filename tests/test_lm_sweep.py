@@ -67,23 +67,27 @@ def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.config.num_hidden_layers == 2 and "AutoModelForCausalLM" in (out / "README.md").read_text()
 
-    # a second sweep of the same task and teacher reads the responses and the signal from the cache; beside it, a
-    # causal-LM task of the user's own prompts and responses; the trials run in packs of two
+    # a second sweep of the same task and teacher reads the responses and the signal from the cache (reverse KL adds
+    # the teacher's full logits at train's response tokens, computed once); beside it, a causal-LM task of the
+    # user's own prompts and responses; the trials run in packs of two
     from tests.test_lm_train import write_answers
 
     train_file, eval_file = write_answers(tmp_path / "answers", n=16)
     answers = {"name": "answers", "type": "causal_lm", "train_file": str(train_file), "eval_file": str(eval_file),
                "response_column": "response"}
     again = lm_config(tmp_path, talking_llama_dir, name="lm-again", tasks=["sst2lm", answers], students=["2x32"],
-                      losses=["ce", "vanilla"], lams=[0.0], final=None, pack={"size": 2})
+                      losses=["ce", "reverse_kl"], lams=[0.0], final=None, pack={"size": 2})
     assert main(["sweep", str(again), "--quiet", "--num-cpus", "2"]) == 0
     caches = json.loads((tmp_path / "runs" / "lm-again" / "sweep.json").read_text())["teacher_cache"]
-    assert caches["sst2lm"]["status"] == "hit" and not caches["sst2lm"]["teacher_loaded"]
+    splits = caches["sst2lm"]["lm"]["splits"]
+    assert {s["responses"] for s in splits.values()} == {s["signal"] for s in splits.values()} == {"hit"}
+    assert splits["train"]["full_logits"] == "miss" and caches["answers"]["lm"]["splits"]["train"]["full_logits"]
     assert {s["responses"] for s in caches["answers"]["lm"]["splits"].values()} == {"given"}
     rows = pd.read_csv(tmp_path / "runs" / "lm-again" / "trials.csv")
     assert set(rows["task"]) == {"sst2lm", "answers"} and set(rows["status"]) == {"TERMINATED"}
     assert rows.loc[rows["task"] == "answers", "glue_probe_accuracy"].isna().all()
-    assert (rows["pack_size"] == 2).all() and rows["pack_id"].nunique() == 2  # one pack of ce + vanilla per task
+    assert (rows["pack_size"] == 2).all() and rows["pack_id"].nunique() == 2  # one pack of ce + reverse_kl per task
+    assert (rows["teacher_loads_in_trial"] == 0).all()  # full logits too come from the object store
 
 
 def test_the_documented_toy_lm_sweep_runs_as_written(glue_dir, tmp_path):

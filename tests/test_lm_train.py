@@ -17,7 +17,7 @@ from makd.data import TextDataset
 from makd.errors import UsageError
 from makd.lm_data import LmSplit, lm_split, prompt_ids
 from makd.lm_pipeline import LmTaskData, lm_references, prepare_lm_task
-from makd.lm_train import check_lm_loss, train_lm
+from makd.lm_train import check_lm_loss, check_lm_tau, train_lm
 from makd.models import load_tokenizer
 from makd.pipeline import DataSource, load_datasets
 from makd.sparse_teacher import sparse_from_logits
@@ -138,11 +138,50 @@ def test_the_probe_scores_the_dev_texts_every_epoch(lm_task):
     assert 0.0 <= result.history[0].metrics["probe_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize(("loss", "tau", "field"), [("mse", 1.0, "losses"), ("vanilla", 2.0, "taus")])
-def test_what_an_lm_trial_cannot_train_is_refused_in_one_line(loss, tau, field):
+@pytest.mark.parametrize(("check", "value", "field"), [(check_lm_loss, "mse", "losses"), (check_lm_tau, 2.0, "taus")])
+def test_what_an_lm_trial_cannot_train_is_refused_in_one_line(check, value, field):
     with pytest.raises(UsageError) as err:
-        check_lm_loss(loss, tau)
+        check(value)
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_reverse_kl_and_jsd_train_from_the_teachers_full_logits_computed_once(lm_task, talking_llama_dir,
+                                                                              monkeypatch):
+    import torch
+
+    from makd.causal_lm import load_lm_teacher
+
+    opts, data, cache = lm_task
+    train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
+    full = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache, full_teacher=True)
+    assert full.cache["splits"]["train"]["full_logits"] == "miss" and full.cache["splits"]["train"]["signal"] == "hit"
+    teacher, _ = load_lm_teacher(str(talking_llama_dir))
+    with torch.no_grad():
+        live = teacher(input_ids=torch.tensor([list(full.train.sequences[1])])).logits[0]
+    start = int(full.train.prompt_lengths[1])
+    assert torch.allclose(full.train_full.rows([1]), live[start - 1:-1].float(), atol=2e-2)  # float16 on disk
+    assert torch.equal(full.train_full.rows([1]).argmax(-1), full.train_signal[1].indices[:, 0].long())
+
+    def refuse(spec):
+        raise AssertionError("the teacher was loaded although the cache holds its full logits")
+
+    monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
+    hit = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache, full_teacher=True)
+    assert hit.cache["splits"]["train"]["full_logits"] == "hit"
+    assert np.array_equal(hit.train_full.logits, full.train_full.logits)
+
+    prints = {}
+    for loss in ("ce", "reverse_kl", "jsd"):
+        prints[loss] = train_lm(config(opts, loss, 0.0 if loss != "ce" else 1.0, epochs=1), full,
+                                probe=False).history[0].weights_fingerprint
+    assert len(set(prints.values())) == 3
+    # the teacher is in their gradient: other full logits train another student
+    shuffled = dataclasses.replace(full, train_full=dataclasses.replace(
+        full.train_full, logits=np.ascontiguousarray(full.train_full.logits[:, ::-1])))
+    other = train_lm(config(opts, "reverse_kl", 0.0, epochs=1), shuffled, probe=False).history[0]
+    assert other.weights_fingerprint != prints["reverse_kl"]
+    with pytest.raises(ValueError, match="full_teacher=True"):
+        train_lm(config(opts, "jsd", 0.5, epochs=1), data, probe=False)
 
 
 @pytest.mark.parametrize(("overrides", "field", "words"), [

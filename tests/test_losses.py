@@ -60,6 +60,19 @@ def test_taylor_matches_eq8(tau):
     assert loss("taylor", 0.0, tau) == pytest.approx(total / 2, rel=1e-10)
 
 
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_reverse_kl_and_jsd_match_hand_computation(tau):
+    reverse = sum(tau * tau * hand_kl(softmax(s, tau), softmax(t, tau)) for s, t in zip(S, T, strict=True)) / 2
+    jsd = 0.0
+    for s, t in zip(S, T, strict=True):
+        p, f = softmax(t, tau), softmax(s, tau)
+        m = [(a + b) / 2 for a, b in zip(p, f, strict=True)]
+        jsd += tau * tau * (hand_kl(p, m) + hand_kl(f, m)) / 2
+    assert loss("reverse_kl", 0.0, tau) == pytest.approx(reverse, rel=1e-10)
+    assert loss("jsd", 0.0, tau) == pytest.approx(jsd / 2, rel=1e-10)
+    assert loss("jsd", 0.4, tau) == pytest.approx(0.4 * hand_ce(S, Y) + 0.6 * jsd / 2, rel=1e-10)
+
+
 def test_mse_and_ortho_match_hand_computation():
     mse = sum((a - b) ** 2 for rs, rt in zip(S, T, strict=True) for a, b in zip(rs, rt, strict=True)) / 6
     assert loss("mse", 0.0) == pytest.approx(mse, rel=1e-12)
@@ -150,8 +163,8 @@ def test_other_kd_gradients_change_with_the_teacher(kind, tau):
     assert (g1 - g2).abs().max().item() > 1e-3
 
 
-def test_teacher_dependent_kinds_are_exactly_vanilla_mse_ortho():
-    assert TEACHER_DEPENDENT_KINDS == {"vanilla", "mse", "ortho"}
+def test_teacher_dependent_kinds_are_every_kind_but_ce_and_taylor():
+    assert TEACHER_DEPENDENT_KINDS == {"vanilla", "reverse_kl", "jsd", "mse", "ortho"}
 
 
 # --- bad input ----------------------------------------------------------------------------------------------

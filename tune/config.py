@@ -308,7 +308,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
 def check_causal_lm(cfg: SweepConfig) -> None:
     """A sweep of causal-LM tasks (makd/lm_train.py): all its tasks are, it has a causal-LM teacher (whose responses
     are every loss's targets, ce's too), and asks only for what an LM trial does; one line before Ray starts."""
-    from makd.lm_train import check_lm_loss
+    from makd.lm_train import check_lm_loss, check_lm_tau
 
     lm = [t for t in cfg.tasks if (cfg.file_task(t).type == CAUSAL_LM if cfg.file_task(t) else get_task(t).is_causal_lm)]
     if not lm:
@@ -322,11 +322,11 @@ def check_causal_lm(cfg: SweepConfig) -> None:
                                     "needs a causal-LM teacher (e.g. zoo:smollm2-135m)")
     for i, loss in enumerate(cfg.losses):
         try:
-            check_lm_loss(loss, 1.0)
+            check_lm_loss(loss)
         except UsageError as err:
             raise UsageError(f"losses[{i}]", err.problem) from None
     for tau in cfg.taus:
-        check_lm_loss("ce", tau)
+        check_lm_tau(tau)
     if cfg.teacher_finetune is not None:
         raise UsageError("teacher_finetune", "fine-tunes an encoder teacher's head; a causal-LM task's teacher is "
                                              "used as it is")

@@ -117,10 +117,11 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
 def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir: str, *,
                teacher_on_gpu: bool, progress: bool) -> tuple[TaskData, CacheReport]:
     """A causal-LM task (makd/lm_pipeline.py): every student's vocabulary checked against the teacher's, then the
-    teacher's responses and top-k signal from the cache, computed on a miss (as a Ray task on a GPU node when trials
-    use GPUs), and the references."""
+    teacher's responses and top-k signal (and its full logits at train's response tokens when a loss is reverse_kl or
+    jsd) from the cache, computed on a miss (as a Ray task on a GPU node when trials use GPUs), and the references."""
     from makd.causal_lm import check_same_vocabulary, lm_student_tokenizer
     from makd.lm_pipeline import lm_references, prepare_lm_task
+    from makd.lm_train import FULL_TEACHER_LOSSES
     from makd.models import load_tokenizer
 
     teacher = cfg.train.teacher
@@ -128,14 +129,16 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
     for student in cfg.students:
         check_same_vocabulary(tokenizer, lm_student_tokenizer(student, teacher), teacher, student)
     args = (teacher, get_task(task_name), train_ds, eval_sets, cfg.train, cache_dir)
+    kwargs = {"progress": progress, "tokenizer": tokenizer,
+              "full_teacher": any(loss in FULL_TEACHER_LOSSES for loss in cfg.losses)}
     if teacher_on_gpu:
         import ray
 
-        lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda",
-                                                                                 progress=progress))
+        lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda", **kwargs))
     else:
-        lm = prepare_lm_task(*args, progress=progress)
-    statuses = [status for split in lm.cache["splits"].values() for status in (split["responses"], split["signal"])]
+        lm = prepare_lm_task(*args, **kwargs)
+    statuses = [status for split in lm.cache["splits"].values()
+                for status in (split["responses"], split["signal"], split.get("full_logits")) if status]
     report = CacheReport(hits=statuses.count("hit"), misses=statuses.count("miss"),
                          teacher_loaded=lm.cache["teacher_loaded"],
                          teacher_seconds=lm.cache["seconds"] if lm.cache["teacher_loaded"] else 0.0)

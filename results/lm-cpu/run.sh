@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate results/lm-cpu (issue 27): run the sweep of config.yaml (an interrupted one is resumed), copy its
 # trials CSV, sweep.json and log here, then rebuild the leaderboard, the paper-style table and the report.
-#   bash results/lm-cpu/run.sh                 # the sweep (about 1.5 h on 2 CPU cores), then the tables
+#   bash results/lm-cpu/run.sh                 # the sweep (hours on 2 CPU cores), then the tables
 #   bash results/lm-cpu/run.sh --tables-only   # only rebuild the tables from the committed CSV
 # Tables are committed only from a finished sweep (its CSV is copied when `makd sweep` returns).
 set -euo pipefail
