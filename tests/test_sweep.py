@@ -192,6 +192,41 @@ def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_d
     assert len(trained) == 4 * 3  # every epoch of every trial was trained and checkpointed
 
 
+def test_a_state_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one(tiny_bert_dir, tmp_path):
+    """The race of a driver killed after Tune deleted a trial's older checkpoint (num_to_keep=1) but before it saved
+    the experiment state naming the newer one, made certain: after the kill each trial's newest complete checkpoint
+    is moved past every other one, so whatever the state names is gone (an upload the kill cut short stays, and must
+    not be read). --resume starts each trial at the epoch after the moved checkpoint's (tune/trial_checkpoint.py)."""
+    import pyarrow.fs as pafs
+
+    from tune.trial_checkpoint import is_complete
+
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=3, max_concurrent_trials=1)
+    root = tmp_path / "runs" / "exp"
+    driver, env = start_driver(config, tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(e["event"] == "epoch" and e["epoch"] >= 2 for e in events(root)):
+        time.sleep(0.2)
+    kill_driver(driver)
+    before = len(events(root))
+    held = {}  # trial folder -> the epoch its moved checkpoint holds (checkpoint_00000N: epoch N + 1)
+    for trial in (root / "rte").iterdir():
+        numbered = sorted(trial.glob("checkpoint_*"))
+        complete = [d for d in numbered if is_complete(pafs.LocalFileSystem(), str(d))]
+        if complete:
+            held[trial.name] = int(complete[-1].name.split("_")[1]) + 1
+            complete[-1].rename(trial / f"checkpoint_{int(numbered[-1].name.split('_')[1]) + 1:06d}")
+    assert held, "the driver must be killed after a checkpoint"
+    resumed = resume_driver(config, env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    frame = pd.read_csv(root / "trials.csv")
+    assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
+    after = [e for e in events(root)[before:] if e["event"] == "epoch"]
+    for folder, epoch in held.items():
+        trained = [e["epoch"] for e in after if e["trial_id"] in folder]
+        assert trained == list(range(epoch + 1, 4)), (folder, epoch, trained)
+
+
 def test_a_signalled_driver_stops_the_whole_sweep_and_resume_finishes_it(tiny_bert_dir, tmp_path):
     """Injected: SIGTERM (what `makd stop` and schedulers send) to the driver once the search
     stage reported an epoch (Ctrl+C's SIGINT takes the same path: tests/test_interrupt.py). Checked: the driver exits

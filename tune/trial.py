@@ -22,6 +22,7 @@ from makd.data import TextDataset
 from makd.tasks import TaskSpec
 from tune import pack
 from tune.search.base import SWEPT
+from tune.trial_checkpoint import NewestCheckpoint, checkpoint_of
 
 if TYPE_CHECKING:
     from makd.lm_pipeline import LmTaskData
@@ -135,6 +136,11 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Tune builds its trainable class from these and the function: a restored trial starts from the newest complete
+# checkpoint in its folder (tune/trial_checkpoint.py), even when the experiment state names an older, deleted one.
+distill_trial.__mixins__ = (NewestCheckpoint,)
+
+
 @dataclass
 class _TrialRun:
     """What every member of one Ray trial shares: the task's data, the node, the device, the checkpoint dir."""
@@ -229,7 +235,7 @@ class _TrialRun:
                    score=result.score, **self.node)
         report_start = time.perf_counter()
         self.in_report = True
-        ray_tune.report(metrics, checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+        ray_tune.report(metrics, checkpoint=checkpoint_of(self.workdir))
         # Ray copies the checkpoint dir to storage, then waits for Tune to take the result: reported next epoch
         self.report_seconds.append(time.perf_counter() - report_start)
         _maybe_inject_fault(self.trial_id, result.epoch)
@@ -312,6 +318,5 @@ class _TrialRun:
             # end and Tune recording it, or a later member of the pack failed): nothing is retrained; report the
             # stored final epoch so Tune's record of this trial (member) ends with it.
             first_epoch.append(result.resumed_from_epoch + 1)
-            ray_tune.report(epoch_metrics(result.history[-1]),
-                            checkpoint=ray_tune.Checkpoint.from_directory(str(self.workdir)))
+            ray_tune.report(epoch_metrics(result.history[-1]), checkpoint=checkpoint_of(self.workdir))
             _log_event(self.events_path, event="already-done", trial_id=trial_id, task=cfg.task, **self.node)
