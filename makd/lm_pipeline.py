@@ -72,31 +72,43 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(teacher, "teacher")
     splits = {"train": train_ds, **eval_sets}
     lm, signals, statuses = {}, {}, {}
+    teacher_seconds = 0.0  # loading the teacher and running it, on the cache's misses only
+
+    def ran(since: float, status: str) -> str:
+        nonlocal teacher_seconds
+        teacher_seconds += time.perf_counter() - since if status == "miss" else 0.0
+        return status
+
     for name, ds in splits.items():
         say = announcer(name)
         prompts = [prompt_ids(tokenizer, text, task.prompt_template) for text in ds.text_a]
+        since = time.perf_counter()
         if ds.text_b is not None:
             responses, said = given_responses(tokenizer, ds.text_b), "given"
         else:
             responses, said = teacher_responses(teacher, prompts, max_new_tokens=options.lm_max_new_tokens,
                                                 cache_dir=cache_dir, load_teacher=load, device=device, on_miss=say)
+        ran(since, said)
         lm[name] = lm_split(ds, prompts, responses, options.max_length)
+        since = time.perf_counter()
         signals[name], report = lm_teacher_topk(teacher, lm[name].sequences, k=options.lm_top_k,
                                                 dtype=options.lm_topk_dtype, cache_dir=cache_dir, load_teacher=load,
                                                 device=device, on_miss=say)
-        statuses[name] = {"responses": said, "signal": report.status, "left_out": lm[name].left_out}
+        statuses[name] = {"responses": said, "signal": ran(since, report.status), "left_out": lm[name].left_out}
     train = lm.pop("train")
     full = None
     if full_teacher:
+        since = time.perf_counter()
         full, report = lm_teacher_full(teacher, train.sequences, train.prompt_lengths, cache_dir=cache_dir,
                                        load_teacher=load, device=device, on_miss=announcer("train"))
-        statuses["train"]["full_logits"] = report.status
+        statuses["train"]["full_logits"] = ran(since, report.status)
     train_signal = [_response_signal(s, train, i) for i, s in enumerate(signals["train"])]
     top1 = {name: [_response_signal(s, split, i).indices[:, 0].numpy().astype(np.int64)
                    for i, s in enumerate(signals[name])] for name, split in lm.items()}
     return LmTaskData(train, lm, train_signal, top1,
                       {"splits": statuses, "teacher_loaded": bool(loaded),
                        "seconds": round(time.perf_counter() - start, 2),
+                       "teacher_seconds": round(teacher_seconds, 2),
                        "response_tokens": {"train": train.response_tokens,
                                            **{n: s.response_tokens for n, s in lm.items()}}},
                       full)

@@ -36,10 +36,10 @@ from makd.train import (
     TrainingDiverged,
     TrainResult,
     divergence,
+    finish_epoch,
     make_optimizer,
     pick_device,
     restore_run,
-    save_epoch,
     seed_everything,
 )
 
@@ -94,6 +94,17 @@ def batch_teacher(signal: list[SparseTeacher], rows: np.ndarray, device: torch.d
     parts = [signal[row] for row in rows]
     return SparseTeacher(*(torch.cat([getattr(p, name) for p in parts]).to(device)
                            for name in ("indices", "logprobs", "tail_logprob", "entropy")))
+
+
+def batch_signal(data: LmTaskData, cfg: TrainConfig, rows: np.ndarray,
+                 device: torch.device) -> torch.Tensor | SparseTeacher | None:
+    """What the loss reads of the teacher for these rows: nothing (ce, or λ = 1), its full logits (reverse KL, JSD),
+    or its top-k signal."""
+    if cfg.loss == "ce" or cfg.lam == 1.0:
+        return None
+    if cfg.loss in FULL_TEACHER_LOSSES:
+        return data.train_full.rows(rows).to(device)
+    return batch_teacher(data.train_signal, rows, device)
 
 
 @torch.no_grad()
@@ -157,8 +168,7 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
         start, seen, loss_sum = time.perf_counter(), 0, 0.0
         for rows in batches:
             inputs, where, labels = batch_inputs(data.train, rows, dev)
-            teacher = (None if kind == "ce" else data.train_full.rows(rows).to(dev) if cfg.loss in FULL_TEACHER_LOSSES
-                       else batch_teacher(data.train_signal, rows, dev))
+            teacher = batch_signal(data, cfg, rows, dev)
             optimizer.zero_grad(set_to_none=True)
             loss = token_distillation_loss(response_logits(model, inputs, where), teacher, labels,
                                            torch.ones_like(labels, dtype=torch.bool), kind=kind, lam=cfg.lam,
@@ -194,11 +204,6 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
             peak_gpu_mb=gpu.peak_memory_mb(dev), student_parameters=result.student_parameters,
             weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
             predictions_fingerprint=fingerprints.predictions_fingerprint(predictions))
-        result.history.append(epoch_result)
-        epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
-        if ckpt_path is not None:
-            epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
+        finish_epoch(epoch_result, result, ckpt_path, cfg, model, optimizer, scheduler, scaler, on_epoch_end)
     return result
 

@@ -495,13 +495,20 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                                                                     task.is_regression),
                                    latency_ms=cost.latency_ms if cost else None,
                                    inference_examples_per_s=cost.examples_per_s if cost else None)
-        result.history.append(epoch_result)
-        epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score  # resumed ones too
-        if ckpt_path is not None:
-            epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
+        finish_epoch(epoch_result, result, ckpt_path, cfg, model, optimizer, scheduler, scaler, on_epoch_end)
     return result
+
+
+def finish_epoch(epoch_result: EpochResult, result: TrainResult, ckpt_path: Path | None, cfg: TrainConfig,
+                 model: torch.nn.Module, optimizer, scheduler, scaler, on_epoch_end: EpochCallback | None) -> None:
+    """The end of every epoch of a loop (this one and makd/lm_train.py's): the history, the best epoch so far
+    (resumed epochs included), the checkpoint, then the callback (a sweep trial reports it)."""
+    result.history.append(epoch_result)
+    epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+    if ckpt_path is not None:
+        epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
+    if on_epoch_end is not None:
+        on_epoch_end(epoch_result, ckpt_path.parent if ckpt_path else None)
 
 
 @contextmanager

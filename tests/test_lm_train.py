@@ -51,6 +51,7 @@ def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, ta
     opts, data, cache = lm_task
     assert data.cache["teacher_loaded"] and set(data.cache["splits"]) == {"train", "holdout", ""}
     assert all(s["responses"] == s["signal"] == "miss" for s in data.cache["splits"].values())
+    assert 0 < data.cache["teacher_seconds"] <= data.cache["seconds"]
     tokenizer = load_tokenizer(str(talking_llama_dir))
     first = data.train.sequences[0]
     prompt = prompt_ids(tokenizer, data.train.texts[0], SST2LM.prompt_template)
@@ -69,7 +70,7 @@ def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, ta
     monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
     train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
     hit = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache)
-    assert not hit.cache["teacher_loaded"]
+    assert not hit.cache["teacher_loaded"] and hit.cache["teacher_seconds"] == 0
     assert all(s["responses"] == s["signal"] == "hit" for s in hit.cache["splits"].values())
     assert all(np.array_equal(a, b) for a, b in zip(hit.train.sequences, data.train.sequences, strict=True))
 
@@ -182,6 +183,8 @@ def test_reverse_kl_and_jsd_train_from_the_teachers_full_logits_computed_once(lm
     assert other.weights_fingerprint != prints["reverse_kl"]
     with pytest.raises(ValueError, match="full_teacher=True"):
         train_lm(config(opts, "jsd", 0.5, epochs=1), data, probe=False)
+    at_lam_1 = train_lm(config(opts, "reverse_kl", 1.0, epochs=1), data, probe=False).history[0]  # no teacher read
+    assert at_lam_1.weights_fingerprint == prints["ce"]
 
 
 @pytest.mark.parametrize(("overrides", "field", "words"), [

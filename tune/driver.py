@@ -141,7 +141,7 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
                 for status in (split["responses"], split["signal"], split.get("full_logits")) if status]
     report = CacheReport(hits=statuses.count("hit"), misses=statuses.count("miss"),
                          teacher_loaded=lm.cache["teacher_loaded"],
-                         teacher_seconds=lm.cache["seconds"] if lm.cache["teacher_loaded"] else 0.0)
+                         teacher_seconds=lm.cache["teacher_seconds"])
     return TaskData(task_name, train_ds, eval_sets, None, dataclasses.asdict(cfg.train), {},
                     lm_references(lm, tokenizer), get_task(task_name) if cfg.file_task(task_name) else None, None,
                     lm=lm), report
