@@ -163,3 +163,18 @@ def test_a_final_stage_lambda_figure_shows_the_search_curves_from_the_majority_b
         low, high = ax.get_ylim()
         assert 40 <= low <= 44.0 + 1e-9 and high >= 60  # from under the majority class (45) up past the teacher (60)
     assert plot_lambda_curves(report.trials, stage="final", board=report.leaderboard) is None  # no search: one λ
+
+
+TEACHERS = RESULTS.parent / "glue-teachers"
+
+
+@pytest.mark.skipif(len(list(TEACHERS.glob("trials-*.csv"))) < 3, reason="no committed glue-teachers sweeps")
+def test_a_figure_with_two_teachers_names_each_teacher_line_in_every_panel():
+    """results/glue-teachers: the 2x128 row has both teachers, the minilm row only the fine-tuned one; one legend
+    serves every panel, so each teacher line is named by its kind there too (no unnamed third entry)."""
+    report = build(sorted(TEACHERS.glob("trials-*.csv")))
+    for fig in (plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard,
+                                   search=report.search_trials), plot_pareto(report.leaderboard)):
+        labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        teachers = [label for label in labels if label.startswith(TEACHER_LABEL)]
+        assert sorted(teachers) == [f"{TEACHER_LABEL} (fine-tuned teacher)", f"{TEACHER_LABEL} (teacher not fine-tuned)"]

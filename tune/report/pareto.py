@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from tune.report.layout import equal_to_ce, few_ticks, fit_legend, fit_suptitle, legend_label
 from tune.report.order import loss_rank, student_order, task_header, task_rank
-from tune.report.plots import draw_references, method_color
+from tune.report.plots import draw_references, method_color, teacher_kinds_differ
 
 COSTS = (("student_parameters_m", "student parameters (M)"), ("latency_ms_student", "ms per example, batch 1"),
          ("device_hours_per_trial", "device-hours per trial"))
@@ -72,7 +72,7 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
         metric = part["metric"].dropna().iloc[0] if part["metric"].notna().any() else None
         for row, (cost, label) in enumerate(costs):
             ax = axes[row][col]
-            draw_references(ax, part, references)
+            draw_references(ax, part, references, name_kinds=teacher_kinds_differ(frame))
             points = part.dropna(subset=[cost, "score"])
             # methods that land on one point (taylor at tau 1 = ce) are drawn as nested markers, largest first
             place = points[[cost, "score"]].round(6).apply(tuple, axis=1)

@@ -84,7 +84,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.axhspan(mean - spread, mean + spread, color=method_color("ce"), alpha=0.12, linewidth=0)
                 handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
                                                                 linewidth=1.3)
-            draw_references(ax, mine, handles)
+            draw_references(ax, mine, handles, name_kinds=teacher_kinds_differ(df))
             if curves is not None:
                 searched = curves[(curves["task"] == task) & (curves["student"] == student)]
                 for method in methods:
@@ -140,17 +140,26 @@ def start_at_baseline(ax, cell: pd.DataFrame) -> None:
     ax.set_ylim(min(low, floor - 1), max(high, floor + 1))
 
 
-def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True) -> None:
+def teacher_kinds_differ(frame: pd.DataFrame) -> bool:
+    """Does the figure show a fine-tuned and a not fine-tuned teacher? Then every teacher line says which, in every
+    panel (one legend serves them all)."""
+    if "teacher_fine_tuned" not in frame or "teacher_score" not in frame:
+        return False
+    return frame.dropna(subset=["teacher_score"])["teacher_fine_tuned"].map(known_true).nunique() > 1
+
+
+def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True, *,
+                    name_kinds: bool | None = None) -> None:
     """The panel's references as lines (makd/references.py): the majority-class baseline (dotted) and the
-    teacher's own score (dash-dot; with a fine-tuned and a not fine-tuned teacher in one panel, dash-dot and
-    dash-dot-dot, each named in the legend), so a reader sees at once what "learned" means here. Trials recorded
-    without references draw none."""
+    teacher's own score (dash-dot; when the figure has a fine-tuned and a not fine-tuned teacher, `name_kinds`,
+    dash-dot and dash-dot-dot, each named in the legend), so a reader sees at once what "learned" means here. Trials
+    recorded without references draw none."""
     line = ax.axhline if horizontal else ax.axvline
     for value in cell["majority_score"].dropna().unique() if "majority_score" in cell else []:
         handles[MAJORITY_LABEL] = line(100 * value, color="black", linestyle=":", linewidth=1.1, alpha=0.8)
     teachers = cell.dropna(subset=["teacher_score"]) if "teacher_score" in cell else cell.iloc[:0]
     kinds = teachers["teacher_fine_tuned"].map(known_true) if "teacher_fine_tuned" in teachers else None
-    both = kinds is not None and kinds.nunique() > 1  # two teachers: each line says which
+    both = teacher_kinds_differ(cell) if name_kinds is None else name_kinds  # two teachers: each line says which
     for fine_tuned, group in teachers.groupby(kinds if kinds is not None else [False] * len(teachers)):
         label = TEACHER_LABEL + ((" (fine-tuned teacher)" if fine_tuned else " (teacher not fine-tuned)") if both
                                  else "")

@@ -36,7 +36,7 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                        "looks",
                        "constant_predictor", "majority_score", "at_majority", "teacher_score",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
-                       "latency_ms_mean", "inference_examples_per_s_mean", "teacher"]
+                       "latency_ms_mean", "inference_examples_per_s_mean", "teacher", "teacher_fine_tuned"]
 _SETTING = ["_lam", "_tau", "_lr"]
 ADAPTIVE_COLUMNS = ["looks", "tolerance"]  # trials of an adaptive final stage (tune/search/final.py)
 REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
@@ -112,6 +112,8 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
                       metric=most_common(group["metric"]),
                       selection=selection_kind(group["selection"]) if "selection" in group else "dev",
                       teacher=", ".join(sorted({str(t) for t in group["teacher"].dropna()})) or None,
+                      teacher_fine_tuned=group["teacher_fine_tuned"].map(known_true).any()
+                      if "teacher_fine_tuned" in group and group["teacher_fine_tuned"].notna().any() else float("nan"),
                       **{c: best[c] for c in extra})
         records.append(record)
     return pd.DataFrame(records)
