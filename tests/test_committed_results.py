@@ -65,3 +65,23 @@ def test_the_glue_teachers_table_is_rebuilt_from_its_finished_sweeps_and_taylor_
     board = pd.read_csv(TEACHERS / "tables" / "leaderboard.csv")
     taylor = board[board["loss"].str.startswith("taylor") & (board["best_tau"] == 1.0)]
     assert len(taylor) and set(taylor["agreement_vs_ce"]) == {"identical"}
+
+
+ADAPTIVE = RESULTS.parent / "adaptive-seeds"
+
+
+@pytest.mark.skipif(not (ADAPTIVE / "replay.md").is_file(), reason="no committed adaptive-seeds replay yet")
+def test_the_adaptive_seed_replay_and_table_are_rebuilt_from_the_10_seed_sweep(capsys):
+    """results/adaptive-seeds (issue 26): its table and the replay of the adaptive rule come from its trials CSV by
+    the committed code, and the CSV is a fixed final stage of seeds 0..9 for every chosen setting."""
+    from bench.adaptive_seeds import main as replay
+
+    trials = pd.read_csv(ADAPTIVE / "trials.csv")
+    final = trials[trials["stage"] == "final"]
+    assert final["status"].eq("TERMINATED").all()
+    seeds = final.groupby(["task", "student", "loss", "lam", "tau", "lr"])["seed"].apply(sorted)
+    assert (seeds.apply(len) == 10).all() and all(s == list(range(10)) for s in seeds)
+    assert main([str(ADAPTIVE / "trials.csv"), "--markdown", "-"]) == 0
+    assert capsys.readouterr().out.strip() == (ADAPTIVE / "table.md").read_text().strip()
+    assert replay([str(ADAPTIVE / "trials.csv"), "--min", "3", "--max", "10", "--tolerance", "1.0"]) == 0
+    assert capsys.readouterr().out == (ADAPTIVE / "replay.md").read_text()

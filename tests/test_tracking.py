@@ -175,3 +175,30 @@ def test_the_documented_tracking_section_is_a_valid_config(tiny_bert_dir, tmp_pa
     assert cfg.tracking == tracking.TrackingConfig(
         tracking.MlflowTracking("http://127.0.0.1:5000", "makd-quickstart"), tracking.WandbTracking("makd", "offline"),
         True)
+
+
+def test_a_causal_lm_sweep_is_tracked_like_a_glue_one(mlflow_server, talking_llama_dir, tmp_path, monkeypatch):
+    """Issue 27: an LM task's trials reach MLflow as a GLUE task's do: one run per trial under the sweep's parent,
+    its swept params, its per-epoch scores (agreement, perplexity) and the report as the parent's artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_lm_sweep import lm_config
+    from tune.main import main
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))
+    config = lm_config(tmp_path, talking_llama_dir, name="lm-tracked", students=["2x32"], losses=["ce", "vanilla"],
+                       final=None, tracking={"mlflow": {"tracking_uri": mlflow_server, "experiment": "makd-lm"}})
+    assert main(["sweep", str(config), "--quiet", "--num-cpus", "2"]) == 0
+    trials = pd.read_csv(tmp_path / "runs" / "lm-tracked" / "trials.csv")
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("makd-lm")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert len(children) == len(trials) == 2 and {r.data.params["task"] for r in children} == {"sst2lm"}
+    assert {r.data.params["loss"] for r in children} == {"ce", "vanilla"}
+    for run in children:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "score")] == [1, 2]
+        assert len(client.get_metric_history(run.info.run_id, "glue_perplexity")) == 2
+    assert {"leaderboard.csv", "trials.csv", "report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
