@@ -122,18 +122,27 @@ def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int,
 
         raise UsageError("topk_dtype", f"expected one of {', '.join(VALUE_DTYPES)}, got {dtype!r}")
     key = LmSignalKey(teacher=model_fingerprint(teacher), k=k, dtype=dtype, data=sequences_fingerprint(sequences))
-    cache = SparseTeacherCache(cache_dir)
+    return _cached_or_computed(
+        SparseTeacherCache(cache_dir), key, teacher, f"computing the teacher's top-{k} signal on {len(sequences)} "
+        "sequences", lambda model: compute_topk(model, sequences, k=k, dtype=dtype, device=device),
+        load_teacher=load_teacher, device=device, on_miss=on_miss)
+
+
+def _cached_or_computed(cache, key, teacher: str, what: str, compute: Callable, *, load_teacher: Callable | None,
+                        device: str | torch.device, on_miss: Callable[[str], None] | None) -> tuple:
+    """The cache's entry for `key`, or `compute(teacher model)` saved there: the teacher is loaded only on a miss,
+    after `on_miss` heard `what`."""
     cached = cache.load(key)
     if cached is not None:
         return cached, LmCacheReport("hit", False, str(cache.paths(key)[0]))
     if on_miss is not None:
-        on_miss(f"computing the teacher's top-{k} signal on {len(sequences)} sequences")
+        on_miss(what)
     if load_teacher is None:
         from makd.causal_lm import load_lm_teacher as load_teacher
     model, _ = load_teacher(teacher)
     model.to(device)
-    signals = compute_topk(model, sequences, k=k, dtype=dtype, device=device)
-    return signals, LmCacheReport("miss", True, str(cache.save(key, signals)))
+    value = compute(model)
+    return value, LmCacheReport("miss", True, str(cache.save(key, value)))
 
 
 @dataclass(frozen=True)
@@ -211,15 +220,8 @@ def lm_teacher_full(teacher: str, sequences: Sequence[Sequence[int]], prompt_len
 
     data = sequences_fingerprint([*sequences, list(prompt_lengths)])
     key = LmFullKey(teacher=model_fingerprint(teacher), data=data)
-    cache = FullTeacherCache(cache_dir)
-    cached = cache.load(key)
-    if cached is not None:
-        return cached, LmCacheReport("hit", False, str(cache.paths(key)[0]))
-    if on_miss is not None:
-        on_miss(f"computing the teacher's full logits at the response tokens of {len(sequences)} sequences")
-    if load_teacher is None:
-        from makd.causal_lm import load_lm_teacher as load_teacher
-    model, _ = load_teacher(teacher)
-    model.to(device)
-    full = compute_full(model, sequences, prompt_lengths, device=device)
-    return full, LmCacheReport("miss", True, str(cache.save(key, full)))
+    return _cached_or_computed(
+        FullTeacherCache(cache_dir), key, teacher,
+        f"computing the teacher's full logits at the response tokens of {len(sequences)} sequences",
+        lambda model: compute_full(model, sequences, prompt_lengths, device=device),
+        load_teacher=load_teacher, device=device, on_miss=on_miss)
