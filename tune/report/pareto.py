@@ -67,12 +67,13 @@ def plot_pareto(leaderboard: pd.DataFrame) -> Figure | None:
     axes = fig.subplots(len(costs), len(tasks), squeeze=False)
     methods = sorted(frame["loss"].dropna().unique(), key=loss_rank)
     references: dict[str, object] = {}  # legend label -> line (the majority class, the teacher's own score)
+    name_kinds = teacher_kinds_differ(frame)  # one legend for every panel: decided once for the figure
     for col, task in enumerate(tasks):
         part = frame[frame["task"] == task]
         metric = part["metric"].dropna().iloc[0] if part["metric"].notna().any() else None
         for row, (cost, label) in enumerate(costs):
             ax = axes[row][col]
-            draw_references(ax, part, references, name_kinds=teacher_kinds_differ(frame))
+            draw_references(ax, part, references, name_kinds=name_kinds)
             points = part.dropna(subset=[cost, "score"])
             # methods that land on one point (taylor at tau 1 = ce) are drawn as nested markers, largest first
             place = points[[cost, "score"]].round(6).apply(tuple, axis=1)

@@ -69,6 +69,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     handles: dict[str, object] = {}
+    name_kinds = teacher_kinds_differ(df)  # one legend for every panel: decided once for the figure
     for col, task in enumerate(tasks):
         for row, student in enumerate(students):
             ax = axes[row][col]
@@ -84,7 +85,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 ax.axhspan(mean - spread, mean + spread, color=method_color("ce"), alpha=0.12, linewidth=0)
                 handles["ce (λ = 1), ± std band"] = ax.axhline(mean, color=method_color("ce"), linestyle="--",
                                                                 linewidth=1.3)
-            draw_references(ax, mine, handles, name_kinds=teacher_kinds_differ(df))
+            draw_references(ax, mine, handles, name_kinds=name_kinds)
             if curves is not None:
                 searched = curves[(curves["task"] == task) & (curves["student"] == student)]
                 for method in methods:
