@@ -18,7 +18,7 @@ import yaml
 from makd import models
 from tests.helpers import sentiment
 from tests.sockets import SocketWatch, process_tree
-from tune.config import load_config
+from tune.config import load_config, only_tasks
 from tune.driver import run_sweep
 from tune.loopback import loopback_cluster
 from tune.main import main
@@ -107,6 +107,14 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
 
     assert outcome.report.sources == [f"{outcome.root}: the sweep's own trial rows"]
     pd.testing.assert_frame_equal(outcome.report.leaderboard, build([outcome.root]).leaderboard)
+    # a piece of the sweep (`makd sweep --tasks mrpc`) is its own experiment and trains the same mrpc trials
+    piece = only_tasks(cfg, "mrpc", rename=True)
+    assert piece.name == cfg.name + "-mrpc" and piece.tasks == ("mrpc",)
+    piece_frame = pd.read_csv(Path(run_sweep(piece, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache")).root)
+                              / "trials.csv")
+    key = ["loss", "lam", "tau", "seed"]
+    pd.testing.assert_series_equal(frame[frame["task"] == "mrpc"].set_index(key).sort_index()["final_score"],
+                                   piece_frame.set_index(key).sort_index()["final_score"])
     # a second sweep over the same tasks hits the cache: the teacher is not loaded at all
     again = load_config(write_config(tmp_path, tiny_bert_dir, name="exp2", tasks=["rte", "mrpc"], lams=[0.0],
                                      losses=["vanilla"], epochs=1, max_concurrent_trials=1))

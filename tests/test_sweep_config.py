@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from makd.errors import UsageError
-from tune.config import load_config, parse_config
+from tune.config import load_config, only_tasks, parse_config
 from tune.main import main
 from tune.search import trial_budget
 from tune.search.grid import grid_points
@@ -119,6 +119,22 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert "line" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_a_piece_of_a_sweep_keeps_some_of_its_tasks_in_its_own_experiment(tmp_path, capsys):
+    cfg = parse_config(raw(tasks=["rte", "mrpc", "stsb"]))
+    piece = only_tasks(cfg, "stsb, rte", rename=True)
+    assert piece.tasks == ("rte", "stsb") and piece.name == "exp-stsb-rte"  # the config's order; named as listed
+    assert only_tasks(cfg, "mrpc", rename=False).name == "exp"  # --name given: the user's name stands
+    for bad, problem in (("sst2", "sst2 not in the config's tasks (rte, mrpc, stsb)"), ("rte,rte", "listed twice"),
+                         (" , ", "list at least one")):
+        with pytest.raises(UsageError, match="tasks") as err:
+            only_tasks(cfg, bad, rename=True)
+        assert problem in str(err.value)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw(tasks=["rte", "mrpc"])))
+    assert main(["sweep", str(path), "--tasks", "qqp"]) == 2
+    assert capsys.readouterr().err.strip() == "makd: error: tasks: qqp not in the config's tasks (rte, mrpc)"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")) +

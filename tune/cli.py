@@ -16,6 +16,8 @@ def add_sweep_parser(sub) -> None:
     s.add_argument("--glue-dir", help="local GLUE folder (overrides the config's data.glue_dir)")
     s.add_argument("--storage", help="experiment storage root (overrides the config's storage)")
     s.add_argument("--name", help="experiment name (overrides the config's name)")
+    s.add_argument("--tasks", help="run only these of the config's tasks, comma-separated: a piece of a long sweep, "
+                                   "in its own experiment NAME-TASK1-TASK2... unless --name is given")
     s.add_argument("--cache-dir", help="teacher-logit cache (default $MAKD_HOME/cache)")
     s.add_argument("--num-cpus", type=int, help="CPUs for a private local Ray (default: all)")
     s.add_argument("--num-gpus", type=float, help="GPUs for a private local Ray (default: all torch sees)")
@@ -26,13 +28,15 @@ def add_sweep_parser(sub) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from makd.errors import UsageError
-    from tune.config import load_config
+    from tune.config import load_config, only_tasks
 
     if args.num_cpus is not None and args.num_cpus < 1:
         raise UsageError("num-cpus", f"must be >= 1, got {args.num_cpus}")
     if args.num_gpus is not None and args.num_gpus < 0:
         raise UsageError("num-gpus", f"must be >= 0, got {args.num_gpus}")
     cfg = load_config(args.config, {"glue_dir": args.glue_dir, "storage": args.storage, "name": args.name})
+    if args.tasks is not None:
+        cfg = only_tasks(cfg, args.tasks, rename=args.name is None)
     from tune.driver import print_outcome, run_sweep
 
     outcome = run_sweep(cfg, resume=args.resume, address=args.address, cache_dir=args.cache_dir, quiet=args.quiet,

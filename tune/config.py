@@ -448,6 +448,24 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
     return parse_config(raw, source=str(path))
 
 
+def only_tasks(cfg: SweepConfig, tasks: str, *, rename: bool) -> SweepConfig:
+    """The sweep restricted to some of its tasks (`makd sweep --tasks`): a long sweep run in pieces that each fit
+    a session. Trials are per task (each task has its own search, ASHA and final stage), so a piece's trials are
+    the whole sweep's trials for those tasks. `rename` gives the piece its own experiment, NAME-TASK1-TASK2... (as listed), so
+    pieces never overwrite each other's trials.csv."""
+    wanted = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not wanted:
+        raise UsageError("tasks", "list at least one of the config's tasks: " + ", ".join(cfg.tasks))
+    unknown = [t for t in wanted if t not in cfg.tasks]
+    if unknown:
+        raise UsageError("tasks", f"{', '.join(unknown)} not in the config's tasks ({', '.join(cfg.tasks)})")
+    if len(set(wanted)) != len(wanted):
+        raise UsageError("tasks", f"a task is listed twice: {tasks}")
+    kept = tuple(t for t in cfg.tasks if t in wanted)  # the config's order
+    return dataclasses.replace(cfg, tasks=kept, file_tasks=tuple(t for t in cfg.file_tasks if t.name in kept),
+                               name="-".join((cfg.name, *wanted)) if rename else cfg.name)
+
+
 def experiment_root(cfg: SweepConfig) -> str:
     """Absolute local path or URI of the sweep's experiment dir (Ray requires absolute storage paths)."""
     if is_remote_uri(cfg.storage):

@@ -4,7 +4,10 @@
 # log here, then rebuild the leaderboard, the paper-style table, the lambda plot and the report from the CSVs.
 #   bash results/glue-teachers/run.sh                            # every sweep, in order
 #   SWEEPS="finetuned-2x128" bash results/glue-teachers/run.sh   # one of them
+#   SWEEPS="paper-minilm" TASKS="rte" bash results/glue-teachers/run.sh   # one piece: that sweep's RTE trials
 #   bash results/glue-teachers/run.sh --tables-only              # only rebuild the tables from the CSVs
+# A piece (`makd sweep --tasks`) is its own experiment, runs/NAME-TASK, and its files are named SWEEP-TASK here:
+# a sweep longer than a session runs in pieces that each finish within one.
 # Tables are committed only from finished sweeps (a sweep's CSV is copied when its `makd sweep` returns).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,11 +20,12 @@ if [ "${1:-}" != "--tables-only" ]; then
     for name in ${SWEEPS-finetuned-2x128 paper-2x128 finetuned-minilm paper-minilm}; do
         config="$OUT/configs/$name.yaml"
         exp="runs/$(sed -n 's/^name: *//p' "$config")"
+        piece=(); if [ -n "${TASKS:-}" ]; then piece=(--tasks "$TASKS"); exp="$exp-${TASKS//,/-}"; name="$name-${TASKS//,/-}"; fi
         resume=""; if [ -d "$exp" ]; then resume="--resume"; fi   # makd sweep --resume also starts a sweep stopped early
         echo "== sweep $name ($(date -u +%H:%M:%S))"
         # a resumed sweep appends to its log, so the log keeps every piece the sweep ran in
-        echo "== $(date -u '+%Y-%m-%d %H:%M:%S') UTC: makd sweep $config $resume" >> "$OUT/logs/$name.txt"
-        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume >> "$OUT/logs/$name.txt" 2>&1
+        echo "== $(date -u '+%Y-%m-%d %H:%M:%S') UTC: makd sweep $config $resume ${piece[*]}" >> "$OUT/logs/$name.txt"
+        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume "${piece[@]}" >> "$OUT/logs/$name.txt" 2>&1
         cp "$exp/trials.csv" "$OUT/trials-$name.csv"
         cp "$exp/sweep.json" "$OUT/sweep-$name.json"
     done
