@@ -154,9 +154,10 @@ class FullTeacher:
     offsets: np.ndarray
 
     def rows(self, sequences: Sequence[int]) -> torch.Tensor:
-        """The given sequences' rows, concatenated in that order, as float32 [N, V]."""
+        """The given sequences' rows, concatenated in that order, as stored (float16 [N, V]): half the bytes to
+        copy to the device, where the caller widens them (`.to(device, torch.float32)`)."""
         parts = [self.logits[self.offsets[i]:self.offsets[i + 1]] for i in sequences]
-        return torch.from_numpy(np.concatenate(parts).astype(np.float32))
+        return torch.from_numpy(np.concatenate(parts))
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def batch_signal(data: LmTaskData, cfg: TrainConfig, rows: np.ndarray,
     if cfg.loss == "ce" or cfg.lam == 1.0:
         return None
     if cfg.loss in FULL_TEACHER_LOSSES:
-        return data.train_full.rows(rows).to(device)
+        return data.train_full.rows(rows).to(device, torch.float32)
     return batch_teacher(data.train_signal, rows, device)
 
 
