@@ -449,6 +449,31 @@ def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
     assert ce["n_seeds"] == 1 and len(board.trials) == 3
 
 
+def test_taylor_is_identical_to_the_ce_copy_of_its_own_sweep_when_another_machine_ran_the_other(tmp_path):
+    """ce in two sweeps (a fine-tuned teacher's and the paper's), run on two machines: the same predictions, weights
+    that differ in the last bits (other CPU kernels). Each sweep's taylor at τ = 1 equals its own sweep's ce copy,
+    so both taylor rows read identical; a taylor that equals neither copy reads `same predictions`."""
+    base = {c: None for c in TRIAL_COLUMNS}
+    base.update(task="rte", student="s", student_parameters_m=1.0, metric="accuracy", lr=1e-4, max_epochs=3,
+                epochs_run=3, best_epoch=3, status="TERMINATED", stopped_early=False, wall_seconds=10.0,
+                device_hours=0.003, stage="final", predictions_fingerprint="p1")
+
+    def sweep(name: str, fine_tuned: bool, ce_weights: str, taylor_weights: str) -> Path:
+        rows = [dict(base, trial_id=f"{name}{seed}{loss}", loss=loss, lam=lam, tau=1.0, seed=seed, best_score=0.6,
+                     final_score=0.6, dev_score=0.6 + seed / 100, teacher=None if loss == "ce" else name,
+                     teacher_fine_tuned=fine_tuned and loss != "ce", weights_fingerprint=f"{weights}{seed}")
+                for seed in (0, 1) for loss, lam, weights in (("ce", 1.0, ce_weights), ("taylor", 0.0, taylor_weights))]
+        pd.DataFrame(rows).to_csv(tmp_path / f"{name}.csv", index=False)
+        return tmp_path / f"{name}.csv"
+
+    board = build([sweep("a", True, "wa", "wa"), sweep("b", False, "wb", "wb")]).leaderboard
+    agreement = dict(zip(board["loss"], board["agreement_vs_ce"], strict=True))
+    assert agreement["taylor, fine-tuned teacher"] == agreement["taylor"] == "identical"
+    assert board[board["loss"] == "ce"].iloc[0]["n_seeds"] == 2  # still one ce run per seed
+    board = build([sweep("a", True, "wa", "wa"), sweep("c", False, "wc", "wz")]).leaderboard
+    assert board[board["loss"] == "taylor"].iloc[0]["agreement_vs_ce"] == "same predictions"
+
+
 def test_a_fine_tuned_teacher_is_its_own_method_and_old_csvs_still_read(tmp_path):
     """Vanilla from a fine-tuned teacher is a different (costlier) experiment: never pooled with the paper's setting.
     A trials CSV written before the teacher_fine_tuned column existed reads as not fine-tuned."""

@@ -8,8 +8,9 @@ interval is mean ± t(0.975, n − 1) · sd / √n (scipy.stats); one pair gives
 Equal scores at every paired seed are not identity (two different students that both predict "paraphrase" for every
 MRPC pair tie on F1), so such a pair is told apart by the trials' fingerprints (makd/fingerprints.py):
 `identical` (the weights' fingerprints are equal at every paired seed: taylor at τ = 1 and ce train bit-identical
-students), `same predictions` (different weights, the same dev predictions at every seed), `tie` (different
-predictions, equal scores), or `unknown` (equal scores from trials recorded without fingerprints: older CSVs).
+students; a baseline run by several sweeps is equal when one of its copies is), `same predictions` (different
+weights, the same dev predictions at every seed), `tie` (different predictions, equal scores), or `unknown` (equal
+scores from trials recorded without fingerprints: older CSVs).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def agreement(method: pd.DataFrame, reference: pd.DataFrame) -> str:
         a, b = method[column], reference[column]
         if a.isna().any() or b.isna().any():
             return None
-        return bool((a.astype(str).to_numpy() == b.astype(str).to_numpy()).all())
+        # a run recorded by several sweeps carries each copy's fingerprint (tune/report/trials.pool_fingerprints)
+        return all(set(x.split()) & set(y.split()) for x, y in zip(a.astype(str), b.astype(str), strict=True))
 
     weights = equal("weights_fingerprint")
     if weights is None:

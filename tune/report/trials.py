@@ -395,10 +395,28 @@ def drop_duplicate_trials(frame: pd.DataFrame) -> pd.DataFrame:
     # The same run configuration (e.g. the ce baseline every sweep adds, in two sweeps of one student) is one
     # experiment, not two seeds: count it once, the first finished copy given.
     same_run = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
+    keys = [c for c in same_run if c in frame]
     finished = frame["status"].isin(FINISHED).fillna(False).astype(bool)
+    frame = pool_fingerprints(frame, finished, keys)
     ranked = frame.assign(_finished=finished).sort_values("_finished", ascending=False, kind="stable")
-    dup = ranked[ranked["_finished"]].duplicated([c for c in same_run if c in frame], keep="first")
+    dup = ranked[ranked["_finished"]].duplicated(keys, keep="first")
     return frame.drop(index=dup[dup].index).reset_index(drop=True)
+
+
+def pool_fingerprints(frame: pd.DataFrame, finished: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """The copies of one run configuration (ce, in each sweep of a student) give the kept copy every fingerprint
+    they recorded, space-separated: the same config trained on two machines can differ in the weights' last bits
+    (other CPU kernels), and a method trained beside one copy (taylor at τ = 1) must still be seen to equal it
+    (tune/report/paired.py compares the sets)."""
+    copies = frame[finished]
+    if copies.empty or not copies.duplicated(keys, keep=False).any():
+        return frame
+    frame = frame.copy()
+    groups = copies.groupby(keys, dropna=False, sort=False)
+    for column in FINGERPRINT_COLUMNS:
+        pooled = groups[column].transform(lambda values: " ".join(sorted({str(v) for v in values.dropna()})) or None)
+        frame.loc[copies.index, column] = pooled.astype(object).where(pooled.notna(), None)
+    return frame
 
 
 def write_trials(root: str, frame: pd.DataFrame) -> list[str]:
