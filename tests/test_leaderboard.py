@@ -458,17 +458,22 @@ def test_taylor_is_identical_to_the_ce_copy_of_its_own_sweep_when_another_machin
                 epochs_run=3, best_epoch=3, status="TERMINATED", stopped_early=False, wall_seconds=10.0,
                 device_hours=0.003, stage="final", predictions_fingerprint="p1")
 
-    def sweep(name: str, fine_tuned: bool, ce_weights: str, taylor_weights: str) -> Path:
+    def sweep(name: str, fine_tuned: bool, ce_weights: str, taylor_weights: str, last_bits: float = 0.0) -> Path:
         rows = [dict(base, trial_id=f"{name}{seed}{loss}", loss=loss, lam=lam, tau=1.0, seed=seed, best_score=0.6,
-                     final_score=0.6, dev_score=0.6 + seed / 100, teacher=None if loss == "ce" else name,
+                     final_score=0.6, dev_score=0.6 + seed / 100 + last_bits, teacher=None if loss == "ce" else name,
                      teacher_fine_tuned=fine_tuned and loss != "ce", weights_fingerprint=f"{weights}{seed}")
                 for seed in (0, 1) for loss, lam, weights in (("ce", 1.0, ce_weights), ("taylor", 0.0, taylor_weights))]
         pd.DataFrame(rows).to_csv(tmp_path / f"{name}.csv", index=False)
         return tmp_path / f"{name}.csv"
 
-    board = build([sweep("a", True, "wa", "wa"), sweep("b", False, "wb", "wb")]).leaderboard
+    # a regression's Pearson from the other machine's copy differs in the last bits: still the same student
+    report = build([sweep("a", True, "wa", "wa"), sweep("b", False, "wb", "wb", last_bits=1e-12)])
+    board = report.leaderboard
     agreement = dict(zip(board["loss"], board["agreement_vs_ce"], strict=True))
     assert agreement["taylor, fine-tuned teacher"] == agreement["taylor"] == "identical"
+    assert (board.loc[board["loss"] == "taylor", ["delta_vs_ce", "ci_low_vs_ce", "ci_high_vs_ce"]] == 0).all(axis=None)
+    taylor_row = next(line for line in report.paper_table_markdown.splitlines() if "| taylor |" in line)
+    assert taylor_row.endswith("| identical |") and " = " in taylor_row
     assert board[board["loss"] == "ce"].iloc[0]["n_seeds"] == 2  # still one ce run per seed
     board = build([sweep("a", True, "wa", "wa"), sweep("c", False, "wc", "wz")]).leaderboard
     assert board[board["loss"] == "taylor"].iloc[0]["agreement_vs_ce"] == "same predictions"

@@ -109,8 +109,11 @@ def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | p
     mine, theirs = method.loc[seeds], reference.loc[seeds]
     a, b = mine["dev_score"].to_numpy(float), theirs["dev_score"].to_numpy(float)
     diff, n = a - b, len(a)
-    if np.array_equal(a, b):
-        return PairedDifference(0.0, 0.0, 0.0, n, agreement(mine, theirs))
+    same = agreement(mine, theirs)
+    # Equal weights are one student: a difference of 0, even where the baseline's score is another copy's, trained
+    # on another CPU, whose float predictions (a regression's) differ in the last bits (pool_fingerprints).
+    if np.array_equal(a, b) or same == IDENTICAL:
+        return PairedDifference(0.0, 0.0, 0.0, n, same)
     return PairedDifference(*mean_interval(diff, looks=looks), n)
 
 

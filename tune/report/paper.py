@@ -91,8 +91,10 @@ def _average_vs_ce(method: str, tasks: list[str], seeds: dict) -> str:
     mine = pd.concat([seeds[(method, t)]["dev_score"] for t in tasks], axis=1).dropna().mean(axis=1)
     ce = pd.concat([seeds[("ce", t)]["dev_score"] for t in tasks], axis=1).dropna().mean(axis=1)
     d = paired_difference(mine, ce)
-    if d.agreement:
-        cells = [paired_difference(seeds[(method, t)], seeds[("ce", t)]).agreement for t in tasks]
+    cells = [paired_difference(seeds[(method, t)], seeds[("ce", t)]).agreement for t in tasks]
+    if all(cell == IDENTICAL for cell in cells):  # ce's student in every cell, whichever ce copy scored it
+        d = dataclasses.replace(d, mean=0.0, ci_low=0.0, ci_high=0.0, agreement=IDENTICAL)
+    elif d.agreement:
         if all(cells):
             d = dataclasses.replace(d, agreement=max(cells, key=AGREEMENT_ORDER.index))
         else:  # equal averages of unequal cells: a zero difference, not an agreement
