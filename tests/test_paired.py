@@ -163,3 +163,13 @@ def test_the_answer_states_each_tasks_comparison_from_the_numbers(tmp_path):
         "RTE (Acc), student 2x128: best method vanilla, 70.0 vs ce's 60.0: +10.0 [+7.5, +12.5] vs ce over 3 seeds: "
         "a difference at 95% confidence; taylor is ce's student at every seed (identical weights).",
     ]
+
+
+def test_equal_weights_scored_on_another_cpu_are_one_student():
+    """A pooled ce copy (another machine) scores the same weights 2e-8 apart: identical, a difference of 0."""
+    d = paired_difference(seeds_frame([0.41341, 0.40480], ["w0", "w1"], ["p0", "p1"]),
+                          seeds_frame([0.41341 + 2e-8, 0.40480 - 2e-8], ["v0 w0", "w1 v1"], ["p0", "p1"]))
+    assert d.identical and (d.mean, d.ci_low, d.ci_high) == (0.0, 0.0, 0.0)
+    apart = paired_difference(seeds_frame([0.41341, 0.40480], ["w0", "w1"], ["p0", "p1"]),
+                              seeds_frame([0.41341 + 1e-4, 0.40480], ["v0 w0", "w1 v1"], ["p0", "p1"]))
+    assert not apart.identical and apart.mean == pytest.approx(-5e-5)

@@ -27,6 +27,8 @@ CONFIDENCE = 0.95
 
 IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN = "identical", "same predictions", "tie", "unknown"
 AGREEMENT_ORDER = (IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN)  # strongest first
+# Scores of one student scored on two CPUs: measured up to 2e-8 apart (results/glue-teachers, STS-B's Pearson)
+SAME_STUDENT_ATOL = 1e-6
 FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")  # trials.csv, hex text (makd.fingerprints)
 
 
@@ -111,8 +113,9 @@ def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | p
     diff, n = a - b, len(a)
     same = agreement(mine, theirs)
     # Equal weights are one student: a difference of 0, even where the baseline's score is another copy's, trained
-    # on another CPU, whose float predictions (a regression's) differ in the last bits (pool_fingerprints).
-    if np.array_equal(a, b) or same == IDENTICAL:
+    # on another CPU, whose float predictions (a regression's) differ in the last bits (pool_fingerprints); scores
+    # further apart than that are a difference, whatever the fingerprints say.
+    if np.array_equal(a, b) or (same == IDENTICAL and np.allclose(a, b, rtol=0.0, atol=SAME_STUDENT_ATOL)):
         return PairedDifference(0.0, 0.0, 0.0, n, same)
     return PairedDifference(*mean_interval(diff, looks=looks), n)
 
