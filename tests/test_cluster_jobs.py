@@ -126,13 +126,17 @@ def test_a_stopped_sweep_resubmitted_with_resume_finishes_and_runs_no_trial_twic
     again = makd("submit", str(config), "--resume", "--wait", env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     after = events(root)[len(before):]
-    done = [e["trial_id"] for e in before + after if e["event"] == "done"]
-    assert sorted(done) == sorted(set(done)) and len(done) == 3
+    trained_to_the_end = [e["trial_id"] for e in before + after if e["event"] == "done"]
+    assert sorted(trained_to_the_end) == sorted(set(trained_to_the_end))
+    ended = {e["trial_id"] for e in before + after if e["event"] in ("done", "already-done")}
+    assert len(ended) == 3
     restarts = [e for e in after if e["event"] == "start"]
-    # A trial that had ended may be started once more if the stop came before Tune recorded its end: then it starts
-    # from its last checkpoint, trains nothing and reports its stored final epoch ("already-done").
+    # A trial that had reported its last epoch may be started once more if the stop came before Tune recorded its
+    # end (before its "done" event, even): then it starts from its last checkpoint, trains nothing and reports its
+    # stored final epoch ("already-done").
     assert not {e["trial_id"] for e in after if e["event"] == "epoch"} & done_before
-    for trial_id in {e["trial_id"] for e in restarts} & done_before:
+    for trial_id in {e["trial_id"] for e in after if e["event"] == "already-done"} | (
+            {e["trial_id"] for e in restarts} & done_before):
         assert [e["event"] for e in after if e["trial_id"] == trial_id] == ["start", "already-done"]
     assert all(e["resumed"] for e in restarts if e["trial_id"] in reported)
     frame = pd.read_csv(root / "trials.csv")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +49,22 @@ def write_config(tmp_path: Path, teacher: Path, **overrides) -> Path:
 def events(root: str | Path) -> list[dict]:
     path = Path(root) / "events.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def checkpoints_named_by_state(experiment: Path) -> dict[str, str]:
+    """Trial id -> the checkpoint dir Tune's saved experiment state names as that trial's latest (a trial the state
+    names none for is absent: Tune starts it afresh on --resume)."""
+    named = {}
+    for state in experiment.glob("experiment_state-*.json"):
+        try:
+            trial_data = json.loads(state.read_text())["trial_data"]
+        except (OSError, ValueError, KeyError):  # being rewritten
+            continue
+        for trial_json, runtime_json in trial_data:
+            manager = bytes.fromhex(json.loads(runtime_json)["checkpoint_manager"]["value"])  # a cloudpickle
+            if found := re.findall(rb"checkpoint_\d+", manager):
+                named[json.loads(trial_json)["trial_id"]] = found[-1].decode()
+    return named
 
 
 MAKD = str(Path(sys.executable).with_name("makd"))
@@ -202,9 +219,11 @@ def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_d
 
 def test_a_state_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one(tiny_bert_dir, tmp_path):
     """The race of a driver killed after Tune deleted a trial's older checkpoint (num_to_keep=1) but before it saved
-    the experiment state naming the newer one, made certain: after the kill each trial's newest complete checkpoint
-    is moved past every other one, so whatever the state names is gone (an upload the kill cut short stays, and must
-    not be read). --resume starts each trial at the epoch after the moved checkpoint's (tune/trial_checkpoint.py)."""
+    the experiment state naming the newer one, made certain: once the saved state names a checkpoint, the driver is
+    killed and each such trial's newest complete checkpoint is moved past every other one, so whatever the state
+    names is gone (an upload the kill cut short stays, and must not be read). --resume starts each such trial at the
+    epoch after the moved checkpoint's (tune/trial_checkpoint.py). A trial whose checkpoint the state did not name
+    yet is started afresh by Tune: it trains again, to the same result."""
     import pyarrow.fs as pafs
 
     from tune.trial_checkpoint import is_complete
@@ -213,18 +232,22 @@ def test_a_state_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_on
     root = tmp_path / "runs" / "exp"
     driver, env = start_driver(config, tmp_path)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(e["event"] == "epoch" and e["epoch"] >= 2 for e in events(root)):
+    while time.time() < deadline and not (any(e["event"] == "epoch" and e["epoch"] >= 2 for e in events(root))
+                                          and checkpoints_named_by_state(root / "rte")):
         time.sleep(0.2)
     kill_driver(driver)
+    named = checkpoints_named_by_state(root / "rte")
     before = len(events(root))
     held = {}  # trial folder -> the epoch its moved checkpoint holds (checkpoint_00000N: epoch N + 1)
     for trial in (root / "rte").iterdir():
+        if not any(trial_id in trial.name for trial_id in named):
+            continue
         numbered = sorted(trial.glob("checkpoint_*"))
         complete = [d for d in numbered if is_complete(pafs.LocalFileSystem(), str(d))]
         if complete:
             held[trial.name] = int(complete[-1].name.split("_")[1]) + 1
             complete[-1].rename(trial / f"checkpoint_{int(numbered[-1].name.split('_')[1]) + 1:06d}")
-    assert held, "the driver must be killed after a checkpoint"
+    assert held, "the driver must be killed after the state named a checkpoint"
     resumed = resume_driver(config, env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_csv(root / "trials.csv")
