@@ -111,12 +111,13 @@ def paired_difference(method: pd.Series | pd.DataFrame, reference: pd.Series | p
     mine, theirs = method.loc[seeds], reference.loc[seeds]
     a, b = mine["dev_score"].to_numpy(float), theirs["dev_score"].to_numpy(float)
     diff, n = a - b, len(a)
-    same = agreement(mine, theirs)
+    if np.array_equal(a, b):
+        return PairedDifference(0.0, 0.0, 0.0, n, agreement(mine, theirs))
     # Equal weights are one student: a difference of 0, even where the baseline's score is another copy's, trained
     # on another CPU, whose float predictions (a regression's) differ in the last bits (pool_fingerprints); scores
     # further apart than that are a difference, whatever the fingerprints say.
-    if np.array_equal(a, b) or (same == IDENTICAL and np.allclose(a, b, rtol=0.0, atol=SAME_STUDENT_ATOL)):
-        return PairedDifference(0.0, 0.0, 0.0, n, same)
+    if np.allclose(a, b, rtol=0.0, atol=SAME_STUDENT_ATOL) and agreement(mine, theirs) == IDENTICAL:
+        return PairedDifference(0.0, 0.0, 0.0, n, IDENTICAL)
     return PairedDifference(*mean_interval(diff, looks=looks), n)
 
 
