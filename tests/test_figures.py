@@ -178,3 +178,45 @@ def test_a_figure_with_two_teachers_names_each_teacher_line_in_every_panel():
         labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
         teachers = [label for label in labels if label.startswith(TEACHER_LABEL)]
         assert sorted(teachers) == [f"{TEACHER_LABEL} (fine-tuned teacher)", f"{TEACHER_LABEL} (teacher not fine-tuned)"]
+
+
+def assert_every_point_inside(fig, what: str) -> None:
+    """No marker or error bar of a panel lies outside its axes' limits (clipped points mislead silently)."""
+    for ax in fig.axes:
+        (x_low, x_high), (y_low, y_high) = ax.get_xlim(), ax.get_ylim()
+        for container in ax.containers:  # errorbar: (data line, caps, bar line collections)
+            line = container.lines[0]
+            for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True):
+                assert x_low < x < x_high and y_low < y < y_high, (what, ax.get_title(), x, y)
+            for bars in container.lines[2]:
+                for segment in bars.get_segments():
+                    (x0, y0), (x1, y1) = segment
+                    assert x_low < min(x0, x1) and max(x0, x1) < x_high, (what, ax.get_title(), segment)
+                    assert y_low <= min(y0, y1) and max(y0, y1) <= y_high, (what, ax.get_title(), segment)
+
+
+def test_a_final_stage_with_many_methods_keeps_every_dodged_point_inside_its_panel(tmp_path):
+    """Eight methods at λ 0 are dodged sideways past λ 0: the x axis widens to hold them, and the y axis holds every
+    error bar (results/glue-teachers had its leftmost point cut off at λ −0.105)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for stage, seeds, lams in (("search", (0,), (0.0, 0.5)), ("final", (0, 1, 2), (0.0,))):
+        for seed in seeds:
+            rows.append(trial(task="rte", loss="ce", seed=seed, score=0.55, stage=stage, majority_score=0.527,
+                              weights_fingerprint=f"ce-{seed}", predicted_classes=2))
+            for loss, tau, lam in itertools.product(("vanilla", "taylor", "reverse_kl", "jsd"), (1.0, 2.0), lams):
+                rows.append(trial(task="rte", loss=loss, lam=lam, tau=tau, seed=seed, stage=stage,
+                                  score=float(rng.uniform(0.45, 0.6)), majority_score=0.527, teacher_score=0.5,
+                                  weights_fingerprint=f"{loss}-{tau}-{lam}-{seed}", predicted_classes=2))
+    report = report_for(tmp_path, rows)
+    fig = plot_lambda_curves(report.trials, stage="final", board=report.leaderboard, search=report.search_trials)
+    assert fig is not None and sum(len(ax.containers) for ax in fig.axes) == 8
+    assert_every_point_inside(fig, "eight methods")
+    assert_legible(fig, "eight methods")
+
+
+@pytest.mark.skipif(len(list(TEACHERS.glob("trials-*.csv"))) < 3, reason="no committed glue-teachers sweeps")
+def test_the_committed_glue_teachers_figure_keeps_every_point_inside_its_panel():
+    report = build(sorted(TEACHERS.glob("trials-*.csv")))
+    fig = plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard, search=report.search_trials)
+    assert_every_point_inside(fig, "results/glue-teachers")

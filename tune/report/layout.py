@@ -7,6 +7,7 @@ renderer's text extents, that no tick labels overlap, nothing leaves the canvas 
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -30,16 +31,26 @@ def fit_suptitle(fig: Figure, text: str, fontsize: float = 11) -> None:
 
 
 def fit_legend(fig: Figure, handles: list, labels: list[str], fontsize: float = 9) -> None:
-    """One legend below the panels, in as many columns as fit inside the canvas (one per row at worst)."""
+    """One legend below the panels, in as many columns as fit inside the canvas. A canvas narrower than one column
+    (one panel, long labels) is widened to it, and one whose legend would leave the panels too little height is
+    made taller, so nothing is cut off and no panel collapses."""
     if not handles:
         return
-    for ncols in range(min(len(handles), 6), 0, -1):
-        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=fontsize,
-                            frameon=False)
-        fig.canvas.draw()
-        if _inside(fig, legend) or ncols == 1:
-            return
-        legend.remove()
+    for widened in (False, True):
+        for ncols in range(min(len(handles), 6), 0, -1):
+            legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=fontsize,
+                                frameon=False)
+            with warnings.catch_warnings():  # a try that collapses the panels is undone below, not reported
+                warnings.filterwarnings("ignore", "constrained_layout not applied")
+                fig.canvas.draw()
+            box = legend.get_window_extent(fig.canvas.get_renderer())
+            if _inside(fig, legend) or (widened and ncols == 1):
+                if box.height > 0.4 * fig.bbox.height:  # the panels keep at least their own height
+                    fig.set_figheight(fig.get_figheight() + box.height / fig.dpi)
+                    fig.canvas.draw()
+                return
+            legend.remove()
+        fig.set_figwidth(box.width / fig.dpi + 0.3)  # box: the one-column legend, the narrowest there is
 
 
 def integer_ticks(axis) -> None:

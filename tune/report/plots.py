@@ -95,6 +95,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                                 linestyle="--")
                         # one grey legend entry for every method's search curve (each drawn in its method's colour)
                         handles[SEARCH_LABEL] = Line2D([], [], color="0.45", linewidth=1.0, linestyle="--")
+            drawn_at = [0.0, 1.0]  # λ positions of the points, dodged: the x axis holds them all
             for i, method in enumerate(methods):
                 points = (mine[mine["_method"] == method].groupby("_lam")[score].agg(["mean", "std"]) * 100)
                 if points.empty:
@@ -102,10 +103,11 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
                 points = points.sort_index()
                 # final stage: one point per method, often at the same λ: dodge them so no error bar hides another
                 dodge = (i - (len(methods) - 1) / 2) * DODGE if stage == "final" else 0.0
+                drawn_at += list(points.index + dodge)
                 handles[method] = ax.errorbar(points.index + dodge, points["mean"], yerr=points["std"].fillna(0.0),
                                               color=method_color(method), marker=marker[method], markersize=4.5,
                                               linewidth=1.4, capsize=3, elinewidth=1)
-            ax.set_xlim(-0.08, 1.08)
+            ax.set_xlim(min(drawn_at) - 0.08, max(drawn_at) + 0.08)
             start_at_baseline(ax, mine)
             ax.grid(alpha=0.3)
             if row == 0:
