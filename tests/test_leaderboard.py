@@ -541,6 +541,34 @@ def test_cells_at_the_majority_baseline_are_marked_and_the_references_lead_the_t
     assert list(one.leaderboard["at_majority"]) == [True, False]  # one seed: at or below the baseline
 
 
+@pytest.mark.parametrize("tasks, fine_tuned, expected", [
+    (["rte"], False, "- *reference* rows, on the same dev set: the majority class of the training labels predicted for "
+                     "every example (a regression task: a constant, whose correlation is 0), and the teacher's own "
+                     "score (a teacher that is not fine-tuned, the paper's setting, is a pretrained model with a "
+                     "freshly initialised head)."),
+    (["rte"], True, "- *reference* rows, on the same dev set: the majority class of the training labels predicted "
+                    "for every example (a regression task: a constant, whose correlation is 0), and the teacher's own "
+                    "score."),
+    (["sst2lm"], False, None),
+    (["rte", "sst2lm"], False, "- *reference* rows for RTE, on the same dev set:"),
+])
+def test_the_reference_note_fits_the_tasks_and_teachers_in_the_table(tmp_path, tasks, fine_tuned, expected):
+    """The paper's reason for a weak teacher (a fresh head) is given only for a teacher that is not fine-tuned on a
+    task with a head: a causal-LM task's teacher is the LM itself, and its own note says what its references are."""
+    refs = {"majority_score": 0.5, "teacher_score": 0.55, "teacher_fine_tuned": fine_tuned}
+    rows = [trial(task, loss=loss, lam=lam, seed=s, score=0.6 + 0.01 * s, **refs)
+            for task in tasks for loss, lam in (("ce", 1.0), ("vanilla", 0.5)) for s in (0, 1)]
+    table = build([write_experiment(tmp_path / "exp", rows)]).paper_table_markdown
+    notes = [line for line in table.splitlines() if line.startswith("- *reference* rows")]
+    assert "fresh head" not in table
+    if expected is None:
+        assert notes == [] and "causal-LM task" in table
+    else:
+        (note,) = notes
+        assert note.startswith(expected)
+        assert ("freshly initialised head" in note) == (not fine_tuned)
+
+
 def test_trials_without_references_leave_them_unknown(tmp_path):
     """Older trials CSVs have no majority_score or teacher_score: no reference rows, no ∅, unknown flags."""
     report = build([write_experiment(tmp_path / "old", [trial(), trial(loss="vanilla", lam=0.5, score=0.6)])])

@@ -64,6 +64,24 @@ def reference_rows(df: pd.DataFrame, tasks: list[str],
     return rows
 
 
+def reference_note(df: pd.DataFrame, tasks: list[str]) -> str | None:
+    """What the reference rows of classification and regression tasks are. A teacher that is not fine-tuned gets the
+    paper's reason (a pretrained model with a fresh head) only where it has a head: a causal-LM task's teacher is the
+    LM itself, and that task's own note says what its references are (None when every task is one)."""
+    headed = [t for t in tasks if not (t in TASKS and TASKS[t].is_causal_lm)]
+    if not headed:
+        return None
+    rows = df[df["task"].isin(headed) & df["teacher_score"].notna()]
+    not_fine_tuned = (~rows["teacher_fine_tuned"].fillna(False).astype(bool)).any() if len(rows) else False
+    why = (" (a teacher that is not fine-tuned, the paper's setting, is a pretrained model with a freshly initialised "
+           "head)") if not_fine_tuned else ""
+    names = [TASKS[t].display_name if t in TASKS else t for t in headed]
+    scope = "" if len(headed) == len(tasks) else f" for {', '.join(names)}"
+    return (f"*reference* rows{scope}, on the same dev set: the majority class of the training labels predicted for "
+            "every example (a regression task: a constant, whose correlation is 0), and the teacher's own score"
+            f"{why}.")
+
+
 def _mark(method: str, task: str, seeds: dict, used: set, majority: float | None = None) -> str:
     """'=' identical to ce at every paired seed (weights), '=p' same predictions, '=s' a tie, '=?' equal scores
     without fingerprints, '°' a CI that contains 0, '' otherwise (or for ce itself); ' (1 class)' when every seed
@@ -191,10 +209,9 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
              + "".join(MARK_NOTES[a] + "; " for a in AGREEMENT_ORDER if a in used)
              + "° a difference whose 95% CI (Student t over seeds) contains 0. The last column is the paired "
              "difference of the Average ×100 with its CI (one seed: no CI)."]
-    if references:
-        notes.append("*reference* rows, on the same dev set: the majority class of the training labels predicted for "
-                     "every example (a regression task: a constant, whose correlation is 0), and the teacher's own "
-                     "score (the paper's teacher is not fine-tuned: a pretrained encoder with a fresh head).")
+    note = reference_note(df, tasks) if references else None
+    if note:
+        notes.append(note)
     if AT_MAJORITY in used:
         notes.append("∅ the cell is not above the majority-class baseline at 95% confidence (its Student-t interval "
                      "over seeds reaches it; one seed: its score is at or below it): no measurable learning.")
