@@ -563,6 +563,7 @@ def test_the_reference_note_fits_the_tasks_and_teachers_in_the_table(tmp_path, t
     assert "fresh head" not in table
     if expected is None:
         assert notes == [] and "causal-LM task" in table
+        assert "| *teacher zoo:minilm-l6 (as released)* |" in table  # an instruction-tuned LM is not "not fine-tuned"
     else:
         (note,) = notes
         assert note.startswith(expected)

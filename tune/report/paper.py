@@ -59,7 +59,10 @@ def reference_rows(df: pd.DataFrame, tasks: list[str],
     taught = df[df["teacher_score"].notna()]
     for (teacher, fine_tuned), group in taught.groupby([taught["teacher"].fillna(""),
                                                         taught["teacher_fine_tuned"].fillna(False).astype(bool)]):
-        label = f"teacher {teacher}".strip() + (" (fine-tuned)" if fine_tuned else " (not fine-tuned)")
+        causal_lm_only = all(t in TASKS and TASKS[t].is_causal_lm for t in group["task"].unique())
+        # an instruction-tuned LM answering its own prompts is not "not fine-tuned": it is used as released
+        kind = " (fine-tuned)" if fine_tuned else " (as released)" if causal_lm_only else " (not fine-tuned)"
+        label = f"teacher {teacher}".strip() + kind
         rows.append((label, {t: most_common(group.loc[group["task"] == t, "teacher_score"]) for t in tasks}))
     return rows
 
