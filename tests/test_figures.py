@@ -46,7 +46,8 @@ def sweep_rows(students: list[str], tasks: list[str], seeds=(0,), lams=(0.0, 0.5
     return rows
 
 
-PARAMS = {"2x128": 4.4, "2x384": 15.6, "zoo:minilm-l6@0,5": 15.6, "6x384": 22.7}
+PARAMS = {"2x128": 4.4, "2x384": 15.6, "zoo:minilm-l6@0,5": 15.6, "6x384": 22.7, "zoo:smollm2-135m@0,10,19,29": 42.5,
+          "zoo:smollm2-135m@0,6,12,18,24,29": 49.6}
 
 
 def report_for(tmp_path: Path, rows: list[dict]):
@@ -81,6 +82,10 @@ def assert_legible(fig, name: str) -> None:
     for legend in fig.legends:
         box = legend.get_window_extent(renderer)
         assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1, f"{name}: the legend is wider than the figure"
+    labels = [t for ax in fig.axes for t in (ax.xaxis.label, ax.yaxis.label, ax.title) if t.get_text().strip()]
+    for a, b in itertools.combinations(labels, 2):  # a long row label must not run into its neighbour's
+        assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), \
+            f"{name}: {a.get_text()!r} overlaps {b.get_text()!r}"
     for ax in fig.axes:
         assert ax.has_data(), f"{name}: an empty panel ({ax.get_title()!r})"
         for axis in (ax.xaxis, ax.yaxis):
@@ -92,6 +97,8 @@ def assert_legible(fig, name: str) -> None:
 SHAPES = {
     "1 student x 1 task": dict(students=["zoo:minilm-l6@0,5"], tasks=["rte"]),
     "1 student x 2 tasks": dict(students=["zoo:minilm-l6@0,5"], tasks=["rte", "mrpc"]),
+    "2 long-named students x 1 task": dict(students=["zoo:smollm2-135m@0,10,19,29",
+                                                     "zoo:smollm2-135m@0,6,12,18,24,29"], tasks=["rte"]),
     "3 students x 4 tasks, 3 seeds": dict(students=["2x128", "6x384", "zoo:minilm-l6@0,5"],
                                           tasks=["sst2", "mrpc", "stsb", "rte"], seeds=(0, 1, 2)),
 }
@@ -137,12 +144,14 @@ def test_no_lambda_figure_with_one_lambda(tmp_path):
 
 
 @pytest.mark.skipif(not list(RESULTS.glob("trials-*.csv")), reason="no committed results")
-def test_the_committed_results_figures_are_legible():
-    report = build(sorted(RESULTS.glob("trials-*.csv")))
+@pytest.mark.parametrize("results", ["glue-cpu", "lm-cpu"])
+def test_the_committed_results_figures_are_legible(results):
+    report = build(sorted((RESULTS.parent / results).glob("trials-*.csv")))
     for name, fig in (("pareto", plot_pareto(report.leaderboard)),
-                      ("lambda", plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard))):
+                      ("lambda", plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard,
+                                                    search=report.search_trials))):
         assert fig is not None
-        assert_legible(fig, f"committed {name}")
+        assert_legible(fig, f"committed {results} {name}")
 
 
 def test_a_final_stage_lambda_figure_shows_the_search_curves_from_the_majority_baseline_up(tmp_path):

@@ -6,6 +6,7 @@ renderer's text extents, that no tick labels overlap, nothing leaves the canvas 
 
 from __future__ import annotations
 
+import re
 import textwrap
 import warnings
 
@@ -51,6 +52,24 @@ def fit_legend(fig: Figure, handles: list, labels: list[str], fontsize: float = 
                 return
             legend.remove()
         fig.set_figwidth(box.width / fig.dpi + 0.3)  # box: the one-column legend, the narrowest there is
+
+
+def wrap_name(name: str, width: int = 20) -> str:
+    """A long student name on lines of at most `width` characters where it can be: broken after its '@' first, then
+    after commas and slashes ('zoo:smollm2-135m@' / '0,6,12,18,24,29'), so a row label stays beside its own row of panels
+    instead of running into the next row's."""
+    if len(name) <= width:
+        return name
+    lines = []
+    for part in re.split(r"(?<=@)", name):
+        line = ""
+        for piece in re.split(r"(?<=[,/])", part):
+            if line and len(line) + len(piece) > width:
+                lines.append(line)
+                line = ""
+            line += piece
+        lines.append(line)
+    return "\n".join(line for line in lines if line)
 
 
 def integer_ticks(axis) -> None:

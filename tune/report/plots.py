@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from makd.losses import LOSSES
-from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, legend_label
+from tune.report.layout import equal_to_ce, fit_legend, fit_suptitle, legend_label, wrap_name
 from tune.report.order import base_loss, loss_rank, student_order, task_header, task_rank
 from tune.report.rank import known_true, setting_view
 
@@ -115,7 +115,7 @@ def plot_lambda_curves(trials: pd.DataFrame, path: str | Path | None = None, sta
             if row == nrows - 1:
                 ax.set_xlabel("λ (weight of CE)")
             if col == 0:
-                ax.set_ylabel(f"{student}\ndev ×100", fontsize=9)
+                ax.set_ylabel(f"{wrap_name(str(student))}\ndev ×100", fontsize=9)
     what = {"final": "final stage: every method at its best λ, full budget; points dodged sideways"
                      + ("; thin dashed lines: the search" if curves is not None else ""),
             "search": "search stage: ASHA may have stopped trials early"}.get(stage or "", "")
