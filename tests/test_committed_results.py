@@ -85,3 +85,22 @@ def test_the_adaptive_seed_replay_and_table_are_rebuilt_from_the_10_seed_sweep(c
     assert capsys.readouterr().out.strip() == (ADAPTIVE / "table.md").read_text().strip()
     assert replay([str(ADAPTIVE / "trials.csv"), "--min", "3", "--max", "10", "--tolerance", "1.0"]) == 0
     assert capsys.readouterr().out == (ADAPTIVE / "replay.md").read_text()
+
+
+LM = RESULTS.parent / "lm-cpu"
+
+
+@pytest.mark.skipif(not (LM / "table.md").is_file(), reason="no committed lm-cpu table yet")
+def test_the_lm_cpu_table_is_rebuilt_from_its_finished_pieces_and_taylor_is_ce(capsys):
+    """results/lm-cpu (issue 27): the table from the CSVs of its finished pieces (one sweep per student), every final
+    trial ran its 3 epochs, and taylor at tau = 1 is ce's student (equal weight fingerprints) for every student."""
+    csvs = sorted(str(p) for p in LM.glob("trials-*.csv"))
+    assert main([*csvs, "--markdown", "-"]) == 0
+    assert capsys.readouterr().out.strip() == (LM / "table.md").read_text().strip()
+    trials = pd.concat(pd.read_csv(p) for p in csvs)
+    final = trials[trials["stage"] == "final"]
+    assert final["status"].eq("TERMINATED").all() and final["epochs_run"].eq(3).all()
+    board = pd.read_csv(LM / "tables" / "leaderboard.csv")
+    taylor = board[board["loss"] == "taylor"]
+    assert set(taylor["student"]) == set(final["student"]) and set(taylor["agreement_vs_ce"]) == {"identical"}
+    assert (board["n_seeds"] == 3).all()
