@@ -570,6 +570,23 @@ def test_the_reference_note_fits_the_tasks_and_teachers_in_the_table(tmp_path, t
         assert ("freshly initialised head" in note) == (not fine_tuned)
 
 
+def test_a_users_causal_lm_task_read_back_from_its_csv_is_told_by_its_metric(tmp_path):
+    """A task from files is registered only in the sweep that ran it: `makd leaderboard` on its trials CSV, in another
+    process, knows a causal-LM one by its metric (agreement) and gives it the causal-LM note and label, not the fresh
+    head reason; an unregistered classification task keeps the reference note, scoped to it."""
+    refs = {"majority_score": 0.1, "teacher_score": 1.0, "teacher_fine_tuned": False}
+    rows = [trial(task, loss=loss, lam=lam, seed=s, score=0.6 + 0.01 * s, metric=metric, **refs)
+            for task, metric in (("answers", "agreement"), ("reviews", "accuracy"))
+            for loss, lam in (("ce", 1.0), ("vanilla", 0.5)) for s in (0, 1)]
+    assert "answers" not in order_module.TASKS and "reviews" not in order_module.TASKS
+    table = build([write_experiment(tmp_path / "exp", rows)]).paper_table_markdown
+    assert any(line.startswith("- answers: a causal-LM task (docs/llm.md).") for line in table.splitlines())
+    assert any(line.startswith("- *reference* rows for reviews, on the same dev set:") for line in table.splitlines())
+    only_lm = build([write_experiment(tmp_path / "lm", [r for r in rows if r["task"] == "answers"])])
+    assert "| *teacher zoo:minilm-l6 (as released)* |" in only_lm.paper_table_markdown
+    assert "- *reference* rows" not in only_lm.paper_table_markdown
+
+
 def test_trials_without_references_leave_them_unknown(tmp_path):
     """Older trials CSVs have no majority_score or teacher_score: no reference rows, no ∅, unknown flags."""
     report = build([write_experiment(tmp_path / "old", [trial(), trial(loss="vanilla", lam=0.5, score=0.6)])])

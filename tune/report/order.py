@@ -13,6 +13,8 @@ import pandas as pd
 from makd.losses import LOSSES
 from makd.tasks import METRIC_LABELS, TASKS
 
+CAUSAL_LM_METRIC = "agreement"  # the main metric of every causal-LM task (makd/lm_train.py), and of no other
+
 
 def task_rank(task: str) -> tuple[float, str]:
     return (TASKS[task].paper_order if task in TASKS else math.inf, str(task))
@@ -40,13 +42,27 @@ def student_order(trials: pd.DataFrame) -> list[str]:
     return sorted(params.index, key=lambda s: (math.inf if pd.isna(params[s]) else params[s], str(s)))
 
 
+def task_name(task: str) -> str:
+    """What tables call a task: the registry's name ('SST-2 LM'), else the name a user's task from files was given."""
+    spec = TASKS.get(task)
+    return spec.display_name if spec is not None else str(task)
+
+
+def is_causal_lm(task: str, metric: str | None) -> bool:
+    """Is this a causal-LM task? The registry says so for built-in tasks; a user's task from files is registered only
+    in the sweep that ran it, so a report read back from its trials CSV knows it by the metric its trials report
+    (top-1 agreement with the teacher, which only causal-LM tasks use)."""
+    spec = TASKS.get(task)
+    return spec.is_causal_lm if spec is not None else metric == CAUSAL_LM_METRIC
+
+
 def task_header(task: str, metric: str | None) -> str:
     """A task's column: the registry's header for the task's own metric ('MNLI-m/mm (Acc)'), else its name and
     the metric its trials report."""
     spec = TASKS.get(task)
     if spec is not None and metric in (None, spec.metric):
         return spec.column_header
-    name = spec.display_name if spec is not None else str(task)
+    name = task_name(task)
     return f"{name} ({METRIC_LABELS.get(metric, metric)})" if metric else name
 
 

@@ -8,8 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from makd.tasks import TASKS
-from tune.report.order import loss_rank, split_metrics, student_order, task_header, task_rank
+from tune.report.order import (
+    is_causal_lm,
+    loss_rank,
+    split_metrics,
+    student_order,
+    task_header,
+    task_name,
+    task_rank,
+)
 from tune.report.paired import (
     AGREEMENT_ORDER,
     IDENTICAL,
@@ -49,8 +56,8 @@ CONSTANT = " (1 class)"
 AT_MAJORITY = " ∅"
 
 
-def reference_rows(df: pd.DataFrame, tasks: list[str],
-                   majority: dict[str, float | None]) -> list[tuple[str, dict[str, float]]]:
+def reference_rows(df: pd.DataFrame, tasks: list[str], majority: dict[str, float | None],
+                   metric: dict[str, str]) -> list[tuple[str, dict[str, float]]]:
     """(label, task -> score) for the table's first rows: the majority-class baseline (`majority`, per task), then
     each teacher's own score (fine-tuned or not), all on dev; none for trials recorded before makd scored them."""
     rows = []
@@ -59,7 +66,7 @@ def reference_rows(df: pd.DataFrame, tasks: list[str],
     taught = df[df["teacher_score"].notna()]
     for (teacher, fine_tuned), group in taught.groupby([taught["teacher"].fillna(""),
                                                         taught["teacher_fine_tuned"].fillna(False).astype(bool)]):
-        causal_lm_only = all(t in TASKS and TASKS[t].is_causal_lm for t in group["task"].unique())
+        causal_lm_only = all(is_causal_lm(t, metric.get(t)) for t in group["task"].unique())
         # an instruction-tuned LM answering its own prompts is not "not fine-tuned": it is used as released
         kind = " (fine-tuned)" if fine_tuned else " (as released)" if causal_lm_only else " (not fine-tuned)"
         label = f"teacher {teacher}".strip() + kind
@@ -67,19 +74,18 @@ def reference_rows(df: pd.DataFrame, tasks: list[str],
     return rows
 
 
-def reference_note(df: pd.DataFrame, tasks: list[str]) -> str | None:
+def reference_note(df: pd.DataFrame, tasks: list[str], metric: dict[str, str]) -> str | None:
     """What the reference rows of classification and regression tasks are. A teacher that is not fine-tuned gets the
     paper's reason (a pretrained model with a fresh head) only where it has a head: a causal-LM task's teacher is the
     LM itself, and that task's own note says what its references are (None when every task is one)."""
-    headed = [t for t in tasks if not (t in TASKS and TASKS[t].is_causal_lm)]
+    headed = [t for t in tasks if not is_causal_lm(t, metric.get(t))]
     if not headed:
         return None
     rows = df[df["task"].isin(headed) & df["teacher_score"].notna()]
     not_fine_tuned = (~rows["teacher_fine_tuned"].fillna(False).astype(bool)).any() if len(rows) else False
     why = (" (a teacher that is not fine-tuned, the paper's setting, is a pretrained model with a freshly initialised "
            "head)") if not_fine_tuned else ""
-    names = [TASKS[t].display_name if t in TASKS else t for t in headed]
-    scope = "" if len(headed) == len(tasks) else f" for {', '.join(names)}"
+    scope = "" if len(headed) == len(tasks) else f" for {', '.join(task_name(t) for t in headed)}"
     return (f"*reference* rows{scope}, on the same dev set: the majority class of the training labels predicted for "
             "every example (a regression task: a constant, whose correlation is 0), and the teacher's own score"
             f"{why}.")
@@ -148,7 +154,7 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
               "Δ Average vs ce [95% CI]"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(tasks) + 2)) + "|"]
     majority = {t: most_common(df.loc[df["task"] == t, "majority_score"]) for t in tasks}
-    references = reference_rows(df, tasks, majority)
+    references = reference_rows(df, tasks, majority, metric)
     for label, scores in references:
         known = [scores[t] for t in tasks if scores[t] is not None]
         average = f"{100 * np.mean(known):.1f}" if known else "–"
@@ -212,7 +218,7 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
              + "".join(MARK_NOTES[a] + "; " for a in AGREEMENT_ORDER if a in used)
              + "° a difference whose 95% CI (Student t over seeds) contains 0. The last column is the paired "
              "difference of the Average ×100 with its CI (one seed: no CI)."]
-    note = reference_note(df, tasks) if references else None
+    note = reference_note(df, tasks, metric) if references else None
     if note:
         notes.append(note)
     if AT_MAJORITY in used:
@@ -236,14 +242,15 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     if any_cut:
         notes.insert(1, "† the cell's trials include ones that early stopping cut short: budgets differ, so the "
                         "comparison with other cells is not at equal cost (add a final stage: `final:`).")
-    lm_tasks = [TASKS[t].display_name for t in tasks if t in TASKS and TASKS[t].is_causal_lm]
+    lm_tasks = [task_name(t) for t in tasks if is_causal_lm(t, metric[t])]
     if lm_tasks:
         notes.insert(1, f"{', '.join(lm_tasks)}: a causal-LM task (docs/llm.md). Its score (Agree) is the student's "
-                        "top-1 agreement with the teacher's top-1 token at every token of the teacher's greedy responses "
-                        "to the dev prompts; ce there is cross-entropy on those responses (sequence-level KD), vanilla "
-                        "the forward KL per token from the teacher's top-k cache, taylor eq. 8 per token. Its "
-                        "references: the most frequent response token of train predicted at every position, and the "
-                        "teacher, which agrees with its own greedy responses (100 by definition).")
+                        "top-1 agreement with the teacher's top-1 token at every token of the responses to the dev "
+                        "prompts (the teacher's greedy answers, unless a task's files give the responses); ce there is "
+                        "cross-entropy on those responses (sequence-level KD when the teacher wrote them), vanilla the "
+                        "forward KL per token from the teacher's top-k cache, taylor eq. 8 per token. Its references: "
+                        "the most frequent response token of train predicted at every position, and the teacher, "
+                        "which agrees with its own top-1 token (100 by definition).")
     if "mnli" in tasks:
         notes.insert(1, "MNLI: matched/mismatched accuracy (mismatched at the epoch chosen on matched); the "
                         "Average uses matched accuracy only.")
