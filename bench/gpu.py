@@ -6,8 +6,10 @@ compare with the paper notebook's HF Trainer. One command, one device, results/b
   teacher   the teacher pass (the driver's cache fill) in examples/s
   epochs    epoch 1 vs epoch 2 of a 2-epoch run, each in a fresh process (cold CUDA), with and without the two
             fixes (length buckets, warm-up of every batch shape)
-  packing   the same N-trial sweep at 1, 2, 4, 8 trials per GPU: sweep wall, trials/hour, aggregate examples/s,
-            peak GPU memory per trial, and every trial's epoch 1 vs epoch 2
+  packing   the same N-config sweep (one seed: ce + vanilla at τ 2 and N-1 values of λ) at 1, 2, 4, 8 trials per GPU (Ray
+            trials, each its own process) and as a fused pack (`pack: {size: N, mode: fused}`: one Ray trial), plus
+            a fused pack of 16 on a 16-config sweep: sweep wall, trials/hour, aggregate examples/s, peak GPU memory
+            per trial, and every process trial's epoch 1 vs epoch 2
   fused     a fused pack (makd/fused.py: K students of one shape, one vmapped model) vs one trial: aggregate
             examples/s of one warm epoch at K = 1, 4, 16 members, peak GPU memory per member
   loop      makd's training loop vs the HF Trainer, both bf16 from cached logits, and the Trainer with the teacher
@@ -44,11 +46,12 @@ from bench.common import markdown, progress
 
 SIZES = {  # per device: examples per sweep trial, per loop run, through the teacher; sweep trials; repeats
     "cuda": {"train_examples": 3000, "loop_examples": 4000, "teacher_examples": 20000, "trials": 8, "repeats": 3,
-             "packings": "1,2,4,8", "student": "6x384", "fused_members": "4,16"},
+             "packings": "1,8,2,4", "pack_sizes": "8,16", "student": "6x384", "fused_members": "4,16"},
     "cpu": {"train_examples": 48, "loop_examples": 48, "teacher_examples": 48, "trials": 2, "repeats": 1,
-            "packings": "2", "student": "2x128", "fused_members": "2"},
+            "packings": "2", "pack_sizes": "2", "student": "2x128", "fused_members": "2"},
 }
-SECTIONS = ("fused", "syncs", "teacher", "packing", "epochs", "loop")  # the open targets first: a run cut short keeps them
+SECTIONS = ("fused", "packing", "syncs", "teacher", "epochs", "loop")  # the open targets first: a run cut short keeps them
+PACKING_GRID = "ce + vanilla at tau 2 and N-1 values of lambda, seed 0"  # the packing sweeps' configs (older runs: ce + vanilla)
 VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
     "exact padding, no warm-up (before)": (1, False),
     "length buckets of 32, no warm-up": (32, False),
@@ -67,8 +70,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--train-examples", type=int, help="per sweep trial and epochs-section run")
     p.add_argument("--loop-examples", type=int)
     p.add_argument("--teacher-examples", type=int)
-    p.add_argument("--trials", type=int, help="trials per packing sweep (ce + vanilla over seeds)")
-    p.add_argument("--packings", help="trials per GPU, comma-separated")
+    p.add_argument("--trials", type=int, help="configs per packing sweep (one seed: ce + vanilla at τ 2 and N-1 values of λ)")
+    p.add_argument("--packings", help="trials per GPU, comma-separated, in the order run (1 first: the baseline)")
+    p.add_argument("--pack-sizes", help="members per fused pack in the packing section, comma-separated (a pack of "
+                   "--trials members runs the same sweep; any other size, a sweep of that many configs)")
     p.add_argument("--fused-members", help="members per fused pack, comma-separated (1 trial alone is always run)")
     p.add_argument("--repeats", type=int)
     p.add_argument("--epochs", type=int, default=2)
@@ -86,6 +91,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             setattr(args, key, value)
     args.packings = [int(k) for k in str(args.packings).split(",")]
     args.fused_members = [int(k) for k in str(args.fused_members).split(",")]
+    args.pack_sizes = [int(k) for k in str(args.pack_sizes).split(",")]
+    args.packing_grid = PACKING_GRID
     args.sections = args.sections.split(",")
     return args
 
@@ -158,30 +165,67 @@ def epochs_section(args, argv: list[str]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ packing sweeps
 
+def packing_configs(configs: int) -> dict:
+    """A sweep of `configs` trials of one seed and lr, so that one fused pack may hold them all: the CE-only baseline
+    every sweep has (tune.config) and vanilla (τ 2) at configs - 1 values of λ in [0, 1)."""
+    if configs < 2:
+        raise SystemExit(f"bench.gpu: --trials and --pack-sizes must be >= 2 (got {configs})")
+    return {"losses": ["ce", "vanilla"], "taus": [2.0], "lams": [i / (configs - 1) for i in range(configs - 1)],
+            "seeds": [0]}
+
+
+def packing_runs(args) -> list[tuple[str, int, int]]:
+    """(way, configs in the sweep, members per Ray trial) in the order run: one trial per GPU first (the baseline),
+    then the fused packs, then more trials per GPU."""
+    process = [(f"{k} per GPU", args.trials, 1) for k in args.packings]
+    fused = [(f"fused pack of {m}", m, m) for m in args.pack_sizes]
+    return process[:1] + fused + process[1:] if args.packings[0] == 1 else fused + process
+
+
+def warm_teacher_cache(args, sweep: dict) -> None:
+    """Fill the teacher cache with what a sweep's driver reads (tune.driver.prepare_task: train and dev logits), so
+    that no measured sweep runs the teacher and the first one (the baseline) pays no more than the others."""
+    from makd.paths import default_cache_dir
+    from makd.pipeline import load_datasets, task_teacher_outputs
+    from tune.config import parse_config
+    from tune.driver import data_source
+
+    cfg = parse_config(common.sweep_config("warm-up", Path(tempfile.gettempdir()), **sweep))
+    train, evals = load_datasets(args.task, data_source(cfg, args.task), cfg.train)
+    task_teacher_outputs(cfg.teacher_spec(args.task), cfg.teacher_finetune, train, evals, default_cache_dir(),
+                         data_seed=cfg.train.data_seed, progress=False, device=args.device)
+
+
 def packing_section(args, save) -> None:
-    """The same sweep at k trials per GPU; after each k, save(one row per k, one row per trial with its epochs)."""
+    """The same sweep at k trials per GPU (Ray trials, each its own process and GPU fraction) and as fused packs
+    (one Ray trial with the whole GPU); after each, save(one row per way, one row per process trial with its
+    epochs)."""
     cores = os.cpu_count() or 1
-    cpu_per_trial = max(cores // max(args.packings), 1)  # the same for every k: only the packing changes
-    seeds = list(range(max(1, args.trials // 2)))
-    cached_logits(args, load(args, args.train_examples, None)[0])  # every sweep starts with a warm cache
+    cpu_per_trial = max(cores // max(args.packings), 1)  # the same for every way: only the packing changes
     sweeps, trials = [], []
-    for k in args.packings:
+    for n, (way, configs, members) in enumerate(packing_runs(args)):
+        k = members if members > 1 else int(way.split()[0])  # students training on the GPU at once
+        fraction = 1.0 if members > 1 else 1 / k
+        pack = {"pack": {"size": members, "mode": "fused"}} if members > 1 else {}
+        sweep = dict(tasks=[args.task], teacher=args.teacher, students=[args.student],
+                     student_tokenizer=args.student_tokenizer, **packing_configs(configs), **pack, epochs=args.epochs,
+                     batch_size=args.batch_size, max_train_samples=args.train_examples, max_eval_samples=None,
+                     data={"glue_dir": args.glue_dir}, max_concurrent_trials=k if members == 1 else 1,
+                     resources_per_trial={"cpu": cpu_per_trial, "gpu": fraction})
+        if n == 0:
+            warm_teacher_cache(args, sweep)
         start, started_at = time.perf_counter(), time.time()
-        with common.bench_sweep(f"bench-gpu-{k}", num_cpus=cores, num_gpus=1, tasks=[args.task],
-                                teacher=args.teacher, students=[args.student],
-                                student_tokenizer=args.student_tokenizer, losses=["ce", "vanilla"], lams=[0.5],
-                                seeds=seeds, epochs=args.epochs, batch_size=args.batch_size,
-                                max_train_samples=args.train_examples, max_eval_samples=None,
-                                data={"glue_dir": args.glue_dir}, max_concurrent_trials=k,
-                                resources_per_trial={"cpu": cpu_per_trial, "gpu": 1 / k}) as (outcome, wall, exp):
+        with common.bench_sweep(f"bench-gpu-{way.replace(' ', '-')}", num_cpus=cores, num_gpus=1,
+                                **sweep) as (outcome, wall, exp):
             ended_at = time.time()
             frame = outcome.trials
-            epochs = _trial_epochs(exp / args.task)
+            epochs = _trial_epochs(exp / args.task) if members == 1 else []
             first_start, last_end = _trial_span(exp) or (None, None)
         span = last_end - first_start if first_start else None
         finished = frame[frame["status"] == "TERMINATED"]
         examples = float(len(finished) * args.epochs * args.train_examples)
-        row = {"trials_per_gpu": k, "gpu_fraction": 1 / k, "cpu_per_trial": cpu_per_trial, "trials": len(frame),
+        row = {"way": way, "trials_per_gpu": k, "pack_size": members, "gpu_fraction": fraction,
+               "cpu_per_trial": cpu_per_trial, "trials": len(frame),
                "finished": len(finished), "sweep_wall_s": wall, "trials_span_s": span,
                # the sweep's fixed cost: Ray, data, Tune and the first actor before; reports and shutdown after
                "before_first_trial_s": first_start - started_at if first_start else None,
@@ -189,7 +233,8 @@ def packing_section(args, save) -> None:
                "trials_per_hour": len(finished) / wall * 3600,
                "aggregate_examples_per_s_sweep": examples / wall,
                "aggregate_examples_per_s_trials": examples / span if span else None,
-               "peak_gpu_mb_median": pd.to_numeric(frame["peak_gpu_mb"], errors="coerce").median(),
+               # a fused pack's rows all carry the pack's peak: per member, divide by its size
+               "peak_gpu_mb_median": pd.to_numeric(frame["peak_gpu_mb"], errors="coerce").median() / members,
                "peak_gpu_mb_max": pd.to_numeric(frame["peak_gpu_mb"], errors="coerce").max(),
                "peak_rss_mb_max": pd.to_numeric(frame["peak_rss_mb"], errors="coerce").max(),
                "devices": ",".join(sorted(set(map(str, frame["device"].dropna())))),
@@ -388,6 +433,11 @@ def loop_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------------- summary
 
+def packing_ways(frame: pd.DataFrame) -> pd.DataFrame:
+    """The packing table with its `way` column (runs before fused packs had only k trials per GPU)."""
+    return frame if "way" in frame else frame.assign(way=[f"{k} per GPU" for k in frame["trials_per_gpu"]])
+
+
 def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The issue's targets against what this run measured (medians over trials; whole-GPU trial = k=1)."""
     rows = []
@@ -412,19 +462,26 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             rows.append({"target": "a 16-member fused pack >= 8x the aggregate examples/s of one warm trial",
                          "measured": x, "met": x >= 8})
     if "packing" in tables and len(tables["packing"]):
-        p = tables["packing"].set_index("trials_per_gpu")
-        if 1 in p.index and 8 in p.index:
-            x = p.loc[8, "trials_per_hour"] / p.loc[1, "trials_per_hour"]
+        p = packing_ways(tables["packing"]).set_index("way")
+        one = p.loc["1 per GPU"] if "1 per GPU" in p.index else None
+        for way in [w for w in p.index if w.startswith("fused pack of")] if one is not None else []:
+            # trials per hour, not sweep walls: the pack of 16 runs a 16-config sweep, the baseline its 8 configs
+            for col, what in (("sweep_wall_s", "over the whole sweep wall"), ("trials_span_s", "while trials run")):
+                x = (p.loc[way, "finished"] / p.loc[way, col]) / (one["finished"] / one[col])
+                rows.append({"target": f"a {way.removeprefix('fused ')} >= 6x the trials/hour of 1 trial per GPU "
+                             f"({what})", "measured": x, "met": x >= 6})
+        if one is not None and "8 per GPU" in p.index:
+            x = p.loc["8 per GPU", "trials_per_hour"] / one["trials_per_hour"]
             rows.append({"target": "8 trials per GPU >= 6x the trials/hour of 1 (over the whole sweep wall)",
                          "measured": x, "met": x >= 6})
-            x = p.loc[1, "trials_span_s"] / p.loc[8, "trials_span_s"]  # the same number of trials in both
+            x = one["trials_span_s"] / p.loc["8 per GPU", "trials_span_s"]  # the same number of trials in both
             rows.append({"target": "8 trials per GPU >= 6x the trials/hour of 1 (while trials run)", "measured": x,
                          "met": x >= 6})
             t = tables["packing_trials"]
             warm = t[t["trials_per_gpu"] == 1]["epoch2_examples_per_s"].median()
             for col, what in (("aggregate_examples_per_s_trials", "while trials run"),
                               ("aggregate_examples_per_s_sweep", "over the whole sweep wall")):
-                x = p.loc[8, col] / warm
+                x = p.loc["8 per GPU", col] / warm
                 rows.append({"target": f"aggregate examples/s at 8 per GPU >= 3x one warm whole-GPU trial ({what})",
                              "measured": x, "met": x >= 3})
     if "loop" in tables and len(tables["loop"]):
@@ -437,7 +494,7 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 SECTION_TABLES = {"fused": ["fused"], "syncs": ["syncs"], "teacher": ["teacher"], "epochs": ["epochs"], "packing": ["packing", "packing_trials"],
                   "loop": ["loop"]}
 SETTINGS = ("task", "teacher", "student", "student_tokenizer", "train_examples", "loop_examples", "teacher_examples",
-            "trials", "packings", "fused_members", "repeats", "epochs", "batch_size")
+            "trials", "packings", "pack_sizes", "packing_grid", "fused_members", "repeats", "epochs", "batch_size")
 
 
 def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -> None:
@@ -449,8 +506,13 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -
         "syncs": f"Host-device synchronisations per training step ({args.student}, batch {args.batch_size}, taylor; "
                  "torch.cuda.set_sync_debug_mode warnings)",
         "packing": f"Packing: the same {args.trials}-trial sweep ({args.student}, {args.train_examples} {args.task} "
-                   f"examples x {args.epochs} epochs, ce + vanilla) at k trials per GPU",
-        "packing_trials": "Every sweep trial's epoch 1 vs epoch 2 (examples/s, eval seconds) and GPU memory",
+                   f"examples x {args.epochs} epochs, {getattr(args, 'packing_grid', 'ce + vanilla')}) at k trials "
+                   "per GPU" + (" and as fused packs (one Ray trial with the whole GPU; a fused pack of N runs a sweep of "
+                                "N such trials; peak GPU memory per member)"
+                                if getattr(args, "pack_sizes", None) else ""),
+        "packing_trials": "Every sweep trial's epoch 1 vs epoch 2 (examples/s, eval seconds) and GPU memory"
+                          + (" (the trials of k per GPU; fused packs' members train in one process)"
+                             if getattr(args, "pack_sizes", None) else ""),
         "fused": f"Fused packs vs one trial ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
                  f"batch {args.batch_size}; aggregate examples/s, medians over {args.repeats} warm repeats)",
         "loop": f"makd loop vs HF Trainer ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "

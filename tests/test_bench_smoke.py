@@ -109,13 +109,15 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show(glue_dir
     assert len(epochs) == 3 and (epochs["epoch2_examples_per_s"] > 0).all()
     assert epochs["warmup_s"].tolist()[:2] == [0.0, 0.0] and epochs["warmup_s"].iloc[2] > 0  # only the last warms up
     packing = pd.read_csv(out / "packing.csv")
-    assert (packing["finished"] == packing["trials"]).all() and (packing["gpu_fraction"] == 0.5).all()
+    assert list(packing["way"]) == ["fused pack of 2", "2 per GPU"] and (packing["finished"] == packing["trials"]).all()
+    assert list(packing["gpu_fraction"]) == [1.0, 0.5] and list(packing["pack_size"]) == [2, 1]
+    assert (packing["trials"] == 2).all()  # the same sweep both ways: ce + vanilla at one lambda, one seed
     # the sweep's wall = its fixed cost before the first trial + the trials' span + its fixed cost after the last
     parts = packing["before_first_trial_s"] + packing["trials_span_s"] + packing["after_last_trial_s"]
     assert (packing["before_first_trial_s"] > 0).all() and (packing["after_last_trial_s"] > 0).all()
     assert (parts >= packing["sweep_wall_s"] - 0.5).all() and (parts <= packing["bench_wall_s"] + 0.5).all()
-    trials = pd.read_csv(out / "packing_trials.csv")
-    assert len(trials) == packing["trials"].sum() and trials["epoch2_examples_per_s"].notna().all()
+    trials = pd.read_csv(out / "packing_trials.csv")  # the process trials' epochs (a pack's members share one)
+    assert len(trials) == 2 and trials["epoch2_examples_per_s"].notna().all()
     # where a trial's time goes: checkpoint writes, the first report (Ray's copy to storage), the trial's wall
     assert (trials["ckpt1_s"] > 0).all() and (trials["report1_s"] > 0).all()
     assert (trials["trial_s"] > trials["ckpt1_s"] + trials["report1_s"]).all()
@@ -166,3 +168,28 @@ def test_a_cpu_run_of_the_gpu_benchmark_never_defaults_to_the_committed_gpu_resu
     toy = default_out("cpu")
     assert toy.is_dir() and "results" not in toy.parts and not any(toy.iterdir())
     toy.rmdir()
+
+
+def test_the_gpu_benchmarks_packing_sweep_is_one_fused_pack_and_is_compared_in_trials_per_hour(tmp_path):
+    """bench.gpu's packing sweeps: N trials of one seed (ce + vanilla at N-1 lambdas) that one fused pack holds,
+    and the issue's target (a pack of 16 >= 6x the trials/hour of one trial per GPU) as rates, not walls: the
+    pack's sweep has 16 trials, the baseline's 8."""
+    from bench import common
+    from bench.gpu import packing_configs, targets
+    from tune.config import parse_config
+    from tune.search.grid import GridSearch
+
+    for n in (2, 8, 16):
+        cfg = parse_config(common.sweep_config("p", tmp_path, **packing_configs(n), pack={"size": n, "mode": "fused"}))
+        points = GridSearch().points(cfg)
+        assert len(points) == n and len({(p["seed"], p["lr"]) for p in points}) == 1
+        assert len(GridSearch().trial_points(cfg)) == 1  # one Ray trial
+    packing = pd.DataFrame([
+        {"way": "1 per GPU", "trials_per_gpu": 1, "finished": 8, "sweep_wall_s": 100.0, "trials_span_s": 80.0,
+         "trials_per_hour": 288.0},
+        {"way": "fused pack of 16", "trials_per_gpu": 16, "finished": 16, "sweep_wall_s": 30.0, "trials_span_s": 20.0,
+         "trials_per_hour": 1920.0}])
+    measured = targets({"packing": packing}).set_index("target")["measured"]
+    assert measured["a pack of 16 >= 6x the trials/hour of 1 trial per GPU (over the whole sweep wall)"] == \
+        pytest.approx((16 / 30) / (8 / 100))
+    assert measured["a pack of 16 >= 6x the trials/hour of 1 trial per GPU (while trials run)"] == pytest.approx(8.0)
