@@ -165,7 +165,44 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     there after every unfinished epoch and a run that finds it resumes at the next epoch, bit-identical to an
     uninterrupted run; it first hands `on_epoch_end` every member's last epoch again (a stop may have come before
     that report). A member that diverges gets TrainResult.error and `on_member_error`; it is
-    neither evaluated nor reported after that (its slice of the stack still computes: no kernel is reshaped)."""
+    neither evaluated nor reported after that (its slice of the stack still computes: no kernel is reshaped).
+
+    A pack that runs out of GPU memory raises makd.gpu.GpuOutOfMemory: one line with its peak, its cap and a pack
+    size that fits, from one member's training step measured after the pack's memory was freed."""
+    seen: dict = {}  # what the failure message needs: the device and the encoded train split, once prepared
+    try:
+        return _train_fused(cfgs, train_ds, eval_sets, teacher_logits, device=device, encoded=encoded,
+                            on_epoch_end=on_epoch_end, on_member_error=on_member_error,
+                            checkpoint_dirs=checkpoint_dirs, state_path=state_path, seen=seen)
+    except torch.OutOfMemoryError:
+        if "device" not in seen or seen["device"].type != "cuda":
+            raise
+        peak = gpu.peak_memory_mb(seen["device"]) or 0.0
+    # outside the except clause: the failed pack's frames (its stacked weights, moments, activations) are released
+    raise _pack_out_of_memory(cfgs[0], len(cfgs), seen["device"], seen["train_enc"], peak) from None
+
+
+def _pack_out_of_memory(cfg: TrainConfig, members: int, device: torch.device, train_enc: EncodedDataset,
+                        peak_mb: float) -> gpu.GpuOutOfMemory:
+    """The pack's one-line error, with one member's step peak measured now that the pack's memory is free."""
+    import gc
+
+    from makd.step_memory import measure_step_memory
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    try:
+        member_peak = measure_step_memory(cfg, train_enc, device).peak_mb
+    except torch.OutOfMemoryError:
+        member_peak = None  # not even one member's step fits the cap
+    gc.collect()
+    torch.cuda.empty_cache()
+    return gpu.pack_out_of_memory(device, members, peak_mb, member_peak)
+
+
+def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
+                 teacher_logits: np.ndarray | None, *, device, encoded, on_epoch_end, on_member_error, checkpoint_dirs,
+                 state_path, seen: dict) -> list[TrainResult]:
     from makd.models import count_parameters
 
     check_fusable(cfgs)
@@ -179,6 +216,7 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
                       encoded=encoded)
     task, dev, amp, pad, model = run.task, run.device, run.amp, run.pad, run.model
     train_enc, eval_enc, selection, targets, teacher = run.train_enc, run.eval_enc, run.selection, run.targets, run.teacher
+    seen.update(device=dev, train_enc=train_enc)
     first_dev = next(iter(eval_enc.values()))[1]
     cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
                              pad_to_multiple_of=pad) if base.inference_batch_size else None  # one shape: one cost

@@ -67,6 +67,38 @@ def out_of_memory(err: BaseException, device: str | torch.device, what: str) -> 
         "batch_size, set micro_batch_size, or give each trial a larger gpu fraction (resources_per_trial.gpu)")
 
 
+def members_that_fit(cap_mb: float, member_peak_mb: float, *, margin: float = 0.2) -> int:
+    """The largest fused pack whose members, each at `member_peak_mb` with `margin` on top, fit `cap_mb` (the
+    trial's allocator cap; the CUDA context is outside it); 0 when not even one does."""
+    return max(int(cap_mb // (member_peak_mb * (1 + margin))), 0) if member_peak_mb > 0 else 0
+
+
+def pack_out_of_memory_text(members: int, peak_mb: float, cap_mb: float, fraction: float, total_mb: float,
+                            member_peak_mb: float | None) -> str:
+    """The one line for a fused pack of `members` that ran out of memory: its peak and cap, and a pack size that
+    fits from one member's step peak, measured after the failure (None: that measurement failed too)."""
+    head = (f"out of GPU memory during a fused pack of {members} members: peak {peak_mb:,.0f} MiB, cap {cap_mb:,.0f} "
+            f"MiB ({fraction:g} of {total_mb:,.0f} MiB)")
+    fits = members_that_fit(cap_mb, member_peak_mb) if member_peak_mb else 0
+    if fits >= members:  # the measured step fits many more: the pack's own overhead, not its size, is the problem
+        return (f"{head}; one member's step peaks at {member_peak_mb:,.0f} MiB, so the pack should fit: give each "
+                "trial a larger gpu fraction (resources_per_trial.gpu) or lower batch_size")
+    if fits > 0:
+        return (f"{head}; one member's step peaks at {member_peak_mb:,.0f} MiB, so a pack of {fits} fits: set "
+                f"pack.size to {fits} or give each trial a larger gpu fraction (resources_per_trial.gpu)")
+    return (f"{head}; not even one member fits this cap: give each trial a larger gpu fraction "
+            "(resources_per_trial.gpu), lower batch_size, or run without fused packs and set micro_batch_size")
+
+
+def pack_out_of_memory(device: str | torch.device, members: int, peak_mb: float,
+                       member_peak_mb: float | None) -> GpuOutOfMemory:
+    """`pack_out_of_memory_text` for this process's cap on `device`."""
+    index = _index(device)
+    total = total_memory_mb(device)
+    fraction, cap = _cap.get(index, (1.0, total))
+    return GpuOutOfMemory(pack_out_of_memory_text(members, peak_mb, cap, fraction, total, member_peak_mb))
+
+
 @dataclass
 class StepMemory:
     """What one training step of a student's widest batch took on a GPU: the input of `packing`."""

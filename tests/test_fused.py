@@ -185,3 +185,44 @@ def test_a_fused_pack_stopped_after_an_epoch_resumes_there_bit_identical_and_tra
     torch.save({"format": fused.CHECKPOINT_FORMAT, "configs": []}, state)
     with pytest.raises(UsageError, match="holds the state of another fused pack"):
         fused.train_fused(cfgs, ds, {"": dev}, logits, state_path=state)
+
+
+def test_a_pack_out_of_memory_names_a_size_that_fits_in_one_line():
+    """makd.gpu's message for a fused pack that ran out of memory: a size from one member's measured step peak
+    and the sizing margin (the numbers only a GPU measures are given here; tests/test_gpu.py runs a real one)."""
+    from makd.gpu import members_that_fit, pack_out_of_memory_text
+
+    assert members_that_fit(80_000, 7_000) == 9  # 9 x 8,400 = 75,600; 10 x 8,400 > 80,000
+    assert members_that_fit(5_000, 7_000) == 0 and members_that_fit(80_000, 0.0) == 0
+    text = pack_out_of_memory_text(16, 79_500, 80_000, 1.0, 81_079, 7_000)
+    assert "\n" not in text and "fused pack of 16 members" in text and "cap 80,000 MiB" in text
+    assert "a pack of 9 fits: set pack.size to 9" in text
+    assert "not even one member fits" in pack_out_of_memory_text(4, 9_000, 10_000, 0.125, 81_079, 12_000)
+    assert "not even one member fits" in pack_out_of_memory_text(4, 9_000, 10_000, 0.125, 81_079, None)
+    assert "should fit" in pack_out_of_memory_text(2, 9_000, 10_000, 0.125, 81_079, 1_000)
+
+
+def test_a_fused_pack_out_of_memory_on_a_gpu_becomes_that_line_and_on_cpu_stays_what_it_was(monkeypatch):
+    """train_fused turns a CUDA out-of-memory into makd.gpu.GpuOutOfMemory after leaving the failed pack's frames
+    (so that one member's step can be measured in the freed memory); elsewhere the error is not rewritten."""
+    from makd import gpu
+
+    def failing(device_type):
+        def run(cfgs, *args, seen, **kwargs):
+            seen.update(device=torch.device(device_type), train_enc="encoded")
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return run
+
+    calls = []
+    monkeypatch.setattr(gpu, "peak_memory_mb", lambda device: 79_000.0)
+    monkeypatch.setattr(fused, "_pack_out_of_memory", lambda cfg, k, device, enc, peak: calls.append((k, enc, peak))
+                        or gpu.GpuOutOfMemory(f"pack of {k} at {peak:.0f}"))
+    monkeypatch.setattr(fused, "_train_fused", failing("cuda"))
+    cfgs = [object(), object(), object()]
+    with pytest.raises(gpu.GpuOutOfMemory, match="pack of 3 at 79000") as err:
+        fused.train_fused(cfgs, None, {}, None)
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # one line, not the CUDA trace
+    assert calls == [(3, "encoded", 79_000.0)]
+    monkeypatch.setattr(fused, "_train_fused", failing("cpu"))
+    with pytest.raises(torch.OutOfMemoryError):
+        fused.train_fused(cfgs, None, {}, None)

@@ -58,6 +58,37 @@ def test_a_run_over_its_memory_cap_fails_in_one_line_naming_peak_and_cap(tiny_be
     assert "\n" not in message and "cap 16 MiB" in message and "peak" in message and "micro_batch_size" in message
 
 
+
+def test_a_fused_pack_over_its_cap_names_a_pack_size_that_fits_and_that_size_trains(tiny_bert_dir):
+    """Issue 23: a pack that runs out of GPU memory says so in one line and names a size that fits (one member's
+    step measured after the failure); that size then trains under the same cap."""
+    import re
+
+    from makd import gpu
+    from makd.fused import train_fused
+
+    ds, dev = sentiment(64), sentiment(32, "validation", seed=1)
+
+    def pack(k):
+        return [config(tiny_bert_dir, student="6x384", epochs=1, lam=i / k) for i in range(k)]
+
+    total = gpu.total_memory_mb("cuda")
+    try:
+        gpu.limit_memory(1.0, "cuda")  # resets the peak
+        one = train_fused(pack(1), ds, {"": dev}, logits_for(ds), device="cuda")[0].history[0].peak_gpu_mb
+        gpu.limit_memory(5 * one / total, "cuda")
+        with pytest.raises(gpu.GpuOutOfMemory) as err:
+            train_fused(pack(16), ds, {"": dev}, logits_for(ds), device="cuda")
+        message = str(err.value)
+        assert "\n" not in message and "fused pack of 16 members" in message, message
+        fits = int(re.search(r"a pack of (\d+) fits", message).group(1))
+        assert 1 <= fits < 16
+        results = train_fused(pack(fits), ds, {"": dev}, logits_for(ds), device="cuda")
+        assert all(r.error is None and len(r.history) == 1 for r in results)
+    finally:
+        gpu.limit_memory(1.0, "cuda")
+        torch.cuda.empty_cache()
+
 def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_path, monkeypatch, capsys):
     import json
     from pathlib import Path

@@ -128,3 +128,21 @@ def test_a_warm_teacher_cache_sends_no_teacher_pass_to_a_gpu_node(tiny_bert_dir,
     assert report.status == "hit"
     assert (again.teacher_logits == data.teacher_logits).all()
     assert set(again.encoded) == {str(tiny_bert_dir)}  # tokenised once for the student's tokenizer
+
+
+def test_a_fused_pack_is_sized_as_its_members_and_a_pack_too_large_for_the_gpu_names_one_that_fits():
+    """pack: {mode: fused, size: K} holds K stacked students in one trial: K step peaks and one CUDA context."""
+    measured = [step("6x384", 7_000)]
+    cfg = parse_config(sweep_raw(pack={"size": 8, "mode": "fused"}))
+    sizing = size_gpu_fraction(cfg, [], [node(64, 1)], measure=lambda probes: measured)
+    # 8 x 7,000 + 500 = 56,500 MiB, x 1.2 = 67,800: one pack per GPU (two would need 135,600)
+    assert sizing.members == 8 and sizing.need_mb == 56_500 and sizing.trials_per_gpu == 1 and sizing.gpu == 1.0
+    assert "x 8 members of a fused pack" in sizing.describe() and sizing.as_dict()["members_per_trial"] == 8
+    sequential = size_gpu_fraction(parse_config(sweep_raw(pack={"size": 8})), [], [node(64, 1)],
+                                   measure=lambda probes: measured)
+    assert sequential.members == 1 and sequential.trials_per_gpu == 8  # one student at a time per trial
+    with pytest.raises(UsageError) as err:
+        size_gpu_fraction(parse_config(sweep_raw(pack={"size": 16, "mode": "fused"})), [], [node(64, 1)],
+                          measure=lambda probes: measured)
+    # (81,000 / 1.2 - 500) // 7,000 = 9 members
+    assert err.value.field == "pack.size" and "a pack of 9 fits" in err.value.problem and "\n" not in str(err.value)

@@ -2,7 +2,10 @@
 pack as many trials per GPU as fit.
 
 The fraction is the largest power of two whose trials, each with its measured peak plus its CUDA context and a
-20% margin, fit the GPU's memory, and whose CPUs (`resources_per_trial.cpu` each) fit the GPU node. Ray does not
+20% margin, fit the GPU's memory, and whose CPUs (`resources_per_trial.cpu` each) fit the GPU node. A fused pack
+(`pack: {size: K, mode: fused}`) is one trial holding K stacked students: it needs K times the step's peak (weights,
+gradients, AdamW's moments and activations all gain the leading K axis) and one CUDA context; the sweep's one
+fraction is sized for it, so a search stage's single-config trials get the same slice. Ray does not
 enforce fractions; every trial is then capped at its fraction (makd.gpu.limit_memory), so a misjudged one fails
 alone with a one-line error instead of starving its neighbours.
 """
@@ -26,20 +29,38 @@ class Sizing:
     widest: StepMemory | None = None
     cpu_bound: bool = False  # the node's CPUs, not the GPU's memory, limited the packing
     measured: list[StepMemory] = dataclasses.field(default_factory=list)
+    members: int = 1  # students per trial: a fused pack's size, else 1
+
+    @property
+    def need_mb(self) -> float:
+        """One trial's need: its students' step peaks and one CUDA context."""
+        return trial_need_mb(self.widest, self.members) if self.widest else 0.0
 
     def describe(self) -> str:
         if self.widest is None:
             return ("gpu: auto -> 0: no GPU in the Ray cluster, trials train on CPUs (a cluster whose GPU workers "
                     "are still joining: add wait_for: {gpus: N})")
         w = self.widest
+        pack = f", x {self.members} members of a fused pack" if self.members > 1 else ""
         text = (f"gpu: auto -> {self.gpu:g} GPU per trial ({self.trials_per_gpu} per GPU): one training step of "
-                f"{w.student} ({w.batch}) peaks at {w.peak_mb:,.0f} MiB + {w.context_mb:,.0f} MiB CUDA context, "
+                f"{w.student} ({w.batch}) peaks at {w.peak_mb:,.0f} MiB{pack} + {w.context_mb:,.0f} MiB CUDA context, "
                 f"{w.device_name} has {w.total_mb:,.0f} MiB, {MARGIN:.0%} margin")
         return text + (" (limited by the GPU node's CPUs)" if self.cpu_bound else "")
 
     def as_dict(self) -> dict:
         return {"gpu": self.gpu, "trials_per_gpu": self.trials_per_gpu, "cpu_bound": self.cpu_bound,
-                "margin": MARGIN, "measured": [dataclasses.asdict(m) for m in self.measured]}
+                "margin": MARGIN, "members_per_trial": self.members, "need_mb": self.need_mb,
+                "measured": [dataclasses.asdict(m) for m in self.measured]}
+
+
+def trial_need_mb(step: StepMemory, members: int = 1) -> float:
+    """A trial of `members` stacked students (a fused pack; 1: one student): each member's step peak, one context."""
+    return members * step.peak_mb + step.context_mb
+
+
+def members_that_fit(step: StepMemory, total_mb: float, margin: float = MARGIN) -> int:
+    """The largest fused pack whose trial, with the margin, fits `total_mb` (0: not even one member)."""
+    return max(int((total_mb / (1 + margin) - step.context_mb) // step.peak_mb), 0) if step.peak_mb > 0 else 0
 
 
 def _measure_all(probes: list) -> list[StepMemory]:
@@ -71,9 +92,17 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
     gpu_nodes = [n for n in nodes if n["Resources"].get("GPU", 0) > 0]
     if not gpu_nodes:
         return Sizing(gpu=0.0, trials_per_gpu=0)
+    members = cfg.pack.size if cfg.pack.on and cfg.pack.mode == "fused" else 1
     measured = measure(probes)
-    widest = max(measured, key=lambda m: m.need_mb)
-    by_memory = packing(widest.need_mb, min(m.total_mb for m in measured), margin=MARGIN)
+    widest = max(measured, key=lambda m: trial_need_mb(m, members))
+    total = min(m.total_mb for m in measured)
+    by_memory = packing(trial_need_mb(widest, members), total, margin=MARGIN)
+    if by_memory == 0 and members > 1 and (fits := members_that_fit(widest, total)) > 0:
+        raise UsageError("pack.size", f"{members}: a fused pack of {members} members of {widest.student} "
+                                      f"({widest.batch}) needs {trial_need_mb(widest, members):,.0f} MiB "
+                                      f"({widest.peak_mb:,.0f} MiB per member + {widest.context_mb:,.0f} MiB CUDA "
+                                      f"context), more than the GPU's {total:,.0f} MiB less a {MARGIN:.0%} margin; "
+                                      f"a pack of {fits} fits")
     if by_memory == 0:
         raise UsageError("resources_per_trial.gpu", f"auto: one training step of {widest.student} ({widest.batch}) "
                                                     f"needs {widest.need_mb:,.0f} MiB with the CUDA context, more "
@@ -83,7 +112,7 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
     by_cpus = max(packing(cfg.cpu, node_cpus, margin=0.0), 1)  # at least one trial: its CPUs were checked
     trials = min(by_memory, by_cpus)
     return Sizing(gpu=1.0 / trials, trials_per_gpu=trials, widest=widest, cpu_bound=by_cpus < by_memory,
-                  measured=measured)
+                  measured=measured, members=members)
 
 
 def apply(cfg: SweepConfig, sizing: Sizing) -> SweepConfig:

@@ -184,6 +184,7 @@ class _TrialRun:
         is trained twice."""
 
         from makd.fused import STATE_NAME, train_fused
+        from makd.gpu import GpuOutOfMemory
         from makd.models import student_tokenizer_spec
         from makd.train import CHECKPOINT_NAME
 
@@ -215,11 +216,16 @@ class _TrialRun:
                               event="epoch" if result.epoch >= first_epoch[index] else "reported-again")
 
         encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
-        results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
-                              encoded=encoded, on_epoch_end=report_member_epoch, checkpoint_dirs=dirs,
-                              state_path=state,
-                              on_member_error=lambda index, message: self.report_member_error(
-                                  index, size, f"TrainingDiverged: {message}"))
+        try:
+            results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
+                                  encoded=encoded, on_epoch_end=report_member_epoch, checkpoint_dirs=dirs,
+                                  state_path=state,
+                                  on_member_error=lambda index, message: self.report_member_error(
+                                      index, size, f"TrainingDiverged: {message}"))
+        except GpuOutOfMemory as err:  # every member's row says so (a size that fits) and Ray does not retry it
+            for index in range(size):
+                self.report_member_error(index, size, f"GpuOutOfMemory: {err}")
+            return
         for index, (cfg, result) in enumerate(zip(cfgs, results, strict=True)):
             if result.error is None:
                 _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
