@@ -3,6 +3,7 @@ still one row of trials.csv, with the result it would have had alone, and a kill
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -26,6 +27,7 @@ RESULT = ["best_score", "dev_score", "best_epoch", "weights_fingerprint", "predi
 
 @pytest.mark.parametrize("raw, field", [({"size": 0}, "pack.size"), ({"size": 2.5}, "pack.size"),
                                         ({"size": 2, "mode": "vmap"}, "pack.mode"), ({"size": 2, "k": 1}, "pack.k"), ({"mode": "fused"}, "pack.size"),
+                                        ({"size": "many"}, "pack.size"), ({"size": "auto", "mode": "x"}, "pack.mode"),
                                         (4, "pack")])
 def test_a_bad_pack_section_names_its_field(raw, field):
     with pytest.raises(UsageError) as err:
@@ -36,7 +38,7 @@ def test_a_bad_pack_section_names_its_field(raw, field):
 def test_packs_never_mix_students_or_stages_and_keep_the_order():
     points = [{"student": s, "loss": loss, "seed": seed, "stage": "final"}
               for s in ("2x128", "zoo:minilm-l6@0,5") for loss in ("ce", "vanilla", "taylor") for seed in (0, 1)]
-    packs = pack.pack_points(points + [{"student": "2x128", "loss": "ce", "seed": 9}], 4)
+    packs = pack.pack_points(points + [{"student": "2x128", "loss": "ce", "seed": 9}], pack.PackConfig(size=4))
     assert [len(pack.members(p)) for p in packs] == [4, 2, 4, 2, 1]
     for p in packs:
         assert {m["student"] for m in pack.members(p)} == {p["student"]}
@@ -47,7 +49,7 @@ def test_packs_never_mix_students_or_stages_and_keep_the_order():
 
 def test_a_packs_history_splits_into_its_members_once_each():
     params = pack.pack_points([{"student": "s", "loss": "ce", "seed": 0}, {"student": "s", "loss": "vanilla", "seed": 0},
-                               {"student": "s", "loss": "taylor", "seed": 0}], 3)[0]
+                               {"student": "s", "loss": "taylor", "seed": 0}], pack.PackConfig(size=3))[0]
     history = [{"member": 0, "epoch": 1, "score": 0.5}, {"member": 0, "epoch": 2, "score": 0.6},
                {"member": 0, "epoch": 2, "score": 0.6, "resumed_from_epoch": 2},  # re-reported after a restore
                {"member": 1, "member_error": "RuntimeError: boom", "score": float("nan")},
@@ -66,10 +68,64 @@ def test_a_packs_history_splits_into_its_members_once_each():
 def test_fused_packs_hold_one_seed_and_lr_each():
     points = [{"student": "s", "loss": loss, "seed": seed, "lr": lr} for lr in (1e-3, 2e-3) for seed in (0, 1)
               for loss in ("ce", "vanilla", "taylor")]
-    packs = pack.pack_points(points, 2, fused=True)
+    packs = pack.pack_points(points, pack.PackConfig(size=2, mode="fused"))
     assert [len(pack.members(p)) for p in packs] == [2, 1] * 4 and all(p["fused"] for p in packs)
     for p in packs:
         assert len({(m["seed"], m["lr"]) for m in pack.members(p)}) == 1
+
+
+@pytest.mark.parametrize("configs, slots, cap, sizes", [
+    (12, 2, 0, [6, 6]),  # 12 final trials, 2 at a time: 2 packs, no round added (packs of 4 would make 3 rounds)
+    (9, 2, 0, [5, 4]), (3, 8, 0, [1, 1, 1]),  # fewer configs than slots: one each, every slot busy
+    (40, 1, 16, [16, 16, 8]),  # fused on a measured GPU: at most the members that fit it
+])
+def test_size_auto_splits_a_group_into_as_many_packs_as_the_cluster_runs_trials_at_once(configs, slots, cap, sizes):
+    auto = pack.parse_pack({"size": "auto"})
+    assert auto.on and auto.auto and auto.mode == "sequential"
+    points = [{"student": "s", "loss": "vanilla", "lam": i / configs, "seed": 0, "lr": 1e-3} for i in range(configs)]
+    resolved = dataclasses.replace(auto, slots=slots, members_cap=cap)
+    packs = pack.pack_points(points, resolved)
+    assert [len(pack.members(p)) for p in packs] == sizes
+    assert [m for p in packs for m in pack.members(p)] == points
+
+
+def test_size_auto_counts_the_clusters_slots_once_and_resume_keeps_them(tmp_path):
+    """The driver's count (every node's CPUs and GPUs over one trial's request, at most max_concurrent_trials) is
+    stored beside the trials: a resumed sweep packs as it started, on whatever cluster it resumes."""
+    from tune.cluster import trial_slots
+    from tune.config import parse_config
+
+    raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"], "pack": {"size": "auto"}}
+
+    def node(cpus, gpus=0.0):
+        return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+    assert trial_slots(parse_config({**raw, "resources_per_trial": {"cpu": 1}}), [node(2)]) == 2
+    assert trial_slots(parse_config({**raw, "resources_per_trial": {"cpu": 2, "gpu": 0.125}}),
+                       [node(16, 1), node(64, 0)]) == 8  # the GPU node's CPUs: 8 trials of 2; the CPU node: none
+    assert trial_slots(parse_config({**raw, "max_concurrent_trials": 3, "resources_per_trial": {"cpu": 1}}),
+                       [node(8)]) == 3
+    auto = pack.parse_pack({"size": "auto", "mode": "fused"})
+    first = pack.resolve_auto(auto, str(tmp_path), 4, 16, resume=False)
+    assert (first.slots, first.members_cap) == (4, 16) and "4 pack(s)" in first.describe()
+    resumed = pack.resolve_auto(auto, str(tmp_path), 1, 0, resume=True)  # another cluster now
+    assert (resumed.slots, resumed.members_cap) == (4, 16)
+    again = pack.resolve_auto(auto, str(tmp_path), 2, 0, resume=False)  # a new sweep counts again
+    assert (again.slots, again.members_cap) == (2, 0)
+
+
+def test_size_auto_with_gpu_auto_gives_a_fused_pack_a_whole_gpu_and_the_members_that_fit():
+    from makd.gpu import StepMemory
+    from tune.config import parse_config
+    from tune.gpu_sizing import size_gpu_fraction
+
+    raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["6x384"],
+           "resources_per_trial": {"cpu": 2, "gpu": "auto"}, "pack": {"size": "auto", "mode": "fused"}}
+    step = StepMemory(student="6x384", peak_mb=7_000, context_mb=500, total_mb=81_000, device_name="Fake GPU",
+                      batch="32 x 128 tokens")
+    sizing = size_gpu_fraction(parse_config(raw), [], [{"Alive": True, "Resources": {"CPU": 16, "GPU": 1}}],
+                               measure=lambda probes: [step])
+    assert (sizing.gpu, sizing.trials_per_gpu, sizing.members) == (1.0, 1, 9)  # (81,000 / 1.2 - 500) // 7,000
 
 
 def test_the_final_stage_and_a_grid_without_a_scheduler_pack_but_asha_does_not(tiny_bert_dir, tmp_path):
@@ -157,8 +213,10 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
 
     from tests.test_sweep import kill_driver, resume_driver, start_driver
 
+    """With pack: {size: auto} and one trial at a time, the whole grid is one pack of 6; the resumed driver packs
+    it the same way (the slots stored when the sweep started), so the restored Tuner's pack is the one it rebuilds."""
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "taylor", "vanilla"], lams=[0.0], seeds=[0, 1],
-                          epochs=2, pack={"size": 3}, max_concurrent_trials=1)
+                          epochs=2, pack={"size": "auto"}, max_concurrent_trials=1)
     root = tmp_path / "runs" / "exp"
     driver, env = start_driver(config, tmp_path)
     deadline = time.time() + 180
@@ -172,6 +230,8 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_csv(root / "trials.csv")
     assert len(frame) == 6 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 2).all()
+    assert (frame["pack_size"] == 6).all() and frame["pack_id"].nunique() == 1
+    assert json.loads((root / pack.PACK_FILE).read_text()) == {"slots": 1, "members_cap": 0}
     trained = Counter((e["trial_id"], e["epoch"]) for e in events(root) if e["event"] == "epoch")
     assert all(trained[(member, epoch)] == 1 for member in finished for epoch in (1, 2))  # never retrained
     assert set(frame["trial_id"]) == {t for t, _ in trained}
@@ -192,3 +252,19 @@ def test_a_remote_export_fetches_only_the_members_own_best_weights():
     assert not is_best_weights(f"{folder}/best_model.pt", "rte", "search", single)  # another stage
     assert not is_best_weights(f"{folder}/best_model.pt", "rte-final", "search", single)
     assert not is_best_weights("sweep.json", *final, single) and not is_best_weights("rte-final/x", *final, single)
+
+
+@pytest.mark.parametrize("written", [{"size": "auto"}, {"size": 4, "mode": "fused"}])
+def test_the_reports_sweep_yaml_reruns_a_packed_sweep_as_written(written, tmp_path):
+    """sweep.json keeps the resolved pack (slots, member cap); the YAML the report shows must parse back to the
+    pack the user wrote (auto stays auto, resolved again on the next cluster)."""
+    import yaml
+
+    from tune.config import parse_config, sweep_yaml
+
+    raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"], "pack": written}
+    resolved = parse_config(raw)
+    if resolved.pack.auto:
+        resolved = dataclasses.replace(resolved, pack=pack.resolve_auto(resolved.pack, str(tmp_path), 4, resume=False))
+    again = parse_config(yaml.safe_load(sweep_yaml(json.loads(json.dumps(resolved.as_dict())))))
+    assert again.pack == parse_config(raw).pack

@@ -138,6 +138,20 @@ def check_resources(cfg: SweepConfig, nodes: list[dict]) -> None:
                                                     f"no node has that much (largest: {max(cpus, default=0):g} CPUs)")
 
 
+def trial_slots(cfg: SweepConfig, nodes: list[dict]) -> int:
+    """How many trials the cluster runs at once: on every node its CPUs (and GPUs) over one trial's request, in
+    all at most max_concurrent_trials; at least 1."""
+    slots = 0
+    for node in nodes:
+        resources = node["Resources"]
+        fit = [resources.get("CPU", 0.0) / cfg.cpu] if cfg.cpu > 0 else []
+        fit += [resources.get("GPU", 0.0) / cfg.gpu] if cfg.gpu > 0 else []
+        slots += int(min(fit) + 1e-9) if fit else 1
+    if cfg.max_concurrent_trials:
+        slots = min(slots, cfg.max_concurrent_trials)
+    return max(slots, 1)
+
+
 def check_shared_storage(root: str, nodes: list[dict]) -> None:
     """On a multi-node cluster a local storage path must be visible from every node (NFS): probe it for real."""
     if len(nodes) < 2 or is_remote_uri(root):

@@ -495,6 +495,7 @@ def sweep_yaml(config: dict) -> str:
                                   "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
     raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking",
                                        "teacher_finetune", "wait_for") if config.get(k) is not None})
-    if (config.get("pack") or {}).get("size", 1) > 1:
-        raw["pack"] = config["pack"]
+    pack = config.get("pack") or {}
+    if pack.get("auto") or pack.get("size", 1) > 1:  # as written: auto, not the size the driver resolved it to
+        raw["pack"] = {"size": "auto" if pack.get("auto") else pack["size"], "mode": pack.get("mode", "sequential")}
     return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

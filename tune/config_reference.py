@@ -35,7 +35,8 @@ def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if is_dataclass(value):  # a section's defaults
-        return "{" + ", ".join(f"{f.name}: {_value(getattr(value, f.name))}" for f in fields(value)) + "}"
+        return "{" + ", ".join(f"{f.name}: {_value(getattr(value, f.name))}" for f in fields(value)
+                               if "help" in f.metadata) + "}"  # a plain field is derived, not a key
     return str(value)
 
 

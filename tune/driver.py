@@ -38,12 +38,14 @@ from tune.cluster import (
     init_ray,
     local_node_resources,
     resolve_address,
+    trial_slots,
     wait_for_resources,
 )
 from tune.config import SweepConfig, experiment_root
 from tune.experiment_dir import EVENTS
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
+from tune.pack import resolve_auto
 from tune.progress import ProgressLines
 from tune.report.sweep_files import REPORT_FILES
 from tune.report.trials import (
@@ -329,6 +331,11 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 sizing = size_gpu_fraction(cfg, gpu_probes(cfg, prepared), nodes)
                 cfg = gpu_sizing.apply(cfg, sizing)
                 _say(quiet, sizing.describe())
+            if cfg.pack.auto:
+                cap = sizing.members if sizing and cfg.pack.mode == "fused" and sizing.members > 1 else 0
+                cfg = dataclasses.replace(cfg, pack=resolve_auto(cfg.pack, root, trial_slots(cfg, nodes), cap,
+                                                                 resume=resume))
+                _say(quiet, cfg.pack.describe())
             for task, data in prepared.items():
                 trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
@@ -380,7 +387,8 @@ def run_final_stage(cfg: SweepConfig, task: str, searched: list[dict], fit, stag
                 break
         if not points:
             break
-        packs = f" in packs of {cfg.pack.size}" if cfg.pack.on else ""
+        packs = ("" if not cfg.pack.on else f" in packs of {cfg.pack.size}" if not cfg.pack.auto
+                 else f" in {cfg.pack.slots} pack(s) per student" + (" and seed" if cfg.pack.mode == "fused" else ""))
         what = (f"round {index + 1}: seeds up to {seeds} of at most {rounds[-1]}" if cfg.final.adaptive
                 else f"{seeds} seed(s)")
         _say(quiet, f"[{task}] final stage: {len(points)} trials{packs} ({what}, {cfg.max_epochs} epochs, no early "

@@ -5,7 +5,8 @@ The fraction is the largest power of two whose trials, each with its measured pe
 20% margin, fit the GPU's memory, and whose CPUs (`resources_per_trial.cpu` each) fit the GPU node. A fused pack
 (`pack: {size: K, mode: fused}`) is one trial holding K stacked students: it needs K times the step's peak (weights,
 gradients, AdamW's moments and activations all gain the leading K axis) and one CUDA context; the sweep's one
-fraction is sized for it, so a search stage's single-config trials get the same slice. Ray does not
+fraction is sized for it, so a search stage's single-config trials get the same slice. With `pack: {size: auto}` a
+fused pack gets a whole GPU and at most the members that fit it (tune/pack.py). Ray does not
 enforce fractions; every trial is then capped at its fraction (makd.gpu.limit_memory), so a misjudged one fails
 alone with a one-line error instead of starving its neighbours.
 """
@@ -20,6 +21,7 @@ from makd.gpu import StepMemory, packing
 from tune.config import SweepConfig
 
 MARGIN = 0.2
+MAX_AUTO_MEMBERS = 64  # pack: {size: auto, mode: fused}: the most members a pack is given, however small they are
 
 
 @dataclass
@@ -58,7 +60,7 @@ def trial_need_mb(step: StepMemory, members: int = 1) -> float:
     return members * step.peak_mb + step.context_mb
 
 
-def members_that_fit(step: StepMemory, total_mb: float, margin: float = MARGIN) -> int:
+def fused_members_per_gpu(step: StepMemory, total_mb: float, margin: float = MARGIN) -> int:
     """The largest fused pack whose trial, with the margin, fits `total_mb` (0: not even one member)."""
     return max(int((total_mb / (1 + margin) - step.context_mb) // step.peak_mb), 0) if step.peak_mb > 0 else 0
 
@@ -92,12 +94,18 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
     gpu_nodes = [n for n in nodes if n["Resources"].get("GPU", 0) > 0]
     if not gpu_nodes:
         return Sizing(gpu=0.0, trials_per_gpu=0)
-    members = cfg.pack.size if cfg.pack.on and cfg.pack.mode == "fused" else 1
+    fused = cfg.pack.on and cfg.pack.mode == "fused"
+    members = cfg.pack.size if fused else 1
     measured = measure(probes)
+    if fused and cfg.pack.auto:  # pack: {size: auto}: a whole GPU per pack, as many members as fit it
+        widest = max(measured, key=lambda m: m.peak_mb)
+        fits = min(fused_members_per_gpu(widest, min(m.total_mb for m in measured)), MAX_AUTO_MEMBERS)
+        if fits:
+            return Sizing(gpu=1.0, trials_per_gpu=1, widest=widest, measured=measured, members=fits)
     widest = max(measured, key=lambda m: trial_need_mb(m, members))
     total = min(m.total_mb for m in measured)
     by_memory = packing(trial_need_mb(widest, members), total, margin=MARGIN)
-    if by_memory == 0 and members > 1 and (fits := members_that_fit(widest, total)) > 0:
+    if by_memory == 0 and members > 1 and (fits := fused_members_per_gpu(widest, total)) > 0:
         raise UsageError("pack.size", f"{members}: a fused pack of {members} members of {widest.student} "
                                       f"({widest.batch}) needs {trial_need_mb(widest, members):,.0f} MiB "
                                       f"({widest.peak_mb:,.0f} MiB per member + {widest.context_mb:,.0f} MiB CUDA "

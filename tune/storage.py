@@ -40,6 +40,17 @@ def write_bytes(root: str, name: str, data: bytes) -> str:
     return str(path)
 
 
+def read_bytes(root: str, name: str) -> bytes | None:
+    """root/name's bytes, local or remote; None when it does not exist."""
+    if not exists(root, name):
+        return None
+    if not is_remote_uri(root):
+        return (Path(root) / name).read_bytes()
+    filesystem, base = _filesystem(root)
+    with filesystem.open_input_stream(f"{base}/{name}") as stream:
+        return stream.read()
+
+
 def exists(root: str, name: str) -> bool:
     """Whether root/name exists (a file or a folder), local or remote."""
     if not is_remote_uri(root):

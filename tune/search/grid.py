@@ -51,7 +51,7 @@ class PointsSearch(SearchKind):
         """The Ray trials' configs: one per point, or one per pack of points."""
         if not self.packs(cfg):
             return self.points(cfg)
-        return pack_points(self.points(cfg), cfg.pack.size, fused=cfg.pack.mode == "fused")
+        return pack_points(self.points(cfg), cfg.pack)
 
     def param_space(self, cfg: SweepConfig) -> dict:
         """Every key of the points, as a choice over its values; the points themselves come from `algorithm`."""
