@@ -193,3 +193,32 @@ def test_the_gpu_benchmarks_packing_sweep_is_one_fused_pack_and_is_compared_in_t
     assert measured["a pack of 16 >= 6x the trials/hour of 1 trial per GPU (over the whole sweep wall)"] == \
         pytest.approx((16 / 30) / (8 / 100))
     assert measured["a pack of 16 >= 6x the trials/hour of 1 trial per GPU (while trials run)"] == pytest.approx(8.0)
+
+
+@pytest.mark.sweep
+def test_the_packed_grid_bench_runs_as_its_docstring_shows(tiny_bert_dir, tmp_path):
+    """bench/pack_grid.py at toy size: a tiny ASHA search + final stage, unpacked and with pack: {size: auto}, each
+    its own `makd sweep` process; the final stage packs and every shared trial's result is the same."""
+    import shlex
+
+    from bench import pack_grid
+    from tests.test_sweep import FIXTURE_GLUE, write_config
+
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "vanilla"], lams=[0.0], seeds=[0], epochs=2,
+                          scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+                          final={"seeds": [0, 1, 2], "top_k": 1})
+    shown = next(line for line in pack_grid.__doc__.splitlines() if "# toy size" in line).split("#")[0]
+    args = shlex.split(shown.replace("CONFIG", str(config)).replace("DIR", str(FIXTURE_GLUE))
+                       .replace("OUT", str(tmp_path / "out")))
+    assert args[:3] == ["python", "-m", "bench.pack_grid"]
+    done = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MAKD_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_csv(tmp_path / "out" / "pack_grid.csv").set_index(["way", "stage"])
+    assert (frame["finished"] == frame["trials"]).all()
+    final = frame.xs("final", level="stage")
+    # 2 methods x 3 seeds = 6 final trials; 2 slots: unpacked 6 Ray trials, auto-packed 2 packs of 3
+    assert final.loc["packs off", "ray_trials"] == 6 and final.loc["pack: {size: auto}", "ray_trials"] == 2
+    assert (final["trials"] == 6).all() and (frame["span_s"] > 0).all()
+    assert "Benchmark 7" in done.stdout
+    assert "(final stage: 6 of 6)" in done.stdout  # sequential packs: every final member as alone

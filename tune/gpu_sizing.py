@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from makd.errors import UsageError
-from makd.gpu import StepMemory, packing
+from makd.gpu import StepMemory, members_that_fit, packing
 from tune.config import SweepConfig
 
 MARGIN = 0.2
@@ -61,8 +61,9 @@ def trial_need_mb(step: StepMemory, members: int = 1) -> float:
 
 
 def fused_members_per_gpu(step: StepMemory, total_mb: float, margin: float = MARGIN) -> int:
-    """The largest fused pack whose trial, with the margin, fits `total_mb` (0: not even one member)."""
-    return max(int((total_mb / (1 + margin) - step.context_mb) // step.peak_mb), 0) if step.peak_mb > 0 else 0
+    """The largest fused pack whose trial (its members' peaks and one context, with the margin on both, as
+    `packing` counts a trial) fits `total_mb`; 0: not even one member."""
+    return members_that_fit(total_mb - (1 + margin) * step.context_mb, step.peak_mb, margin=margin)
 
 
 def _measure_all(probes: list) -> list[StepMemory]:
