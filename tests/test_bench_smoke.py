@@ -219,6 +219,7 @@ def test_the_packed_grid_bench_runs_as_its_docstring_shows(tiny_bert_dir, tmp_pa
     final = frame.xs("final", level="stage")
     # 2 methods x 3 seeds = 6 final trials; 2 slots: unpacked 6 Ray trials, auto-packed 2 packs of 3
     assert final.loc["packs off", "ray_trials"] == 6 and final.loc["pack: {size: auto}", "ray_trials"] == 2
-    assert (final["trials"] == 6).all() and (frame["span_s"] > 0).all()
-    assert "Benchmark 7" in done.stdout
-    assert "(final stage: 6 of 6)" in done.stdout  # sequential packs: every final member as alone
+    assert (final["trials"] == 6).all() and (frame["seconds"] > 0).all()
+    assert "Benchmark 7" in done.stdout and "speed-up (unpacked s / packed s)" in done.stdout
+    same = pd.read_csv(tmp_path / "out" / "pack_grid_results.csv").iloc[0]
+    assert same["final_in_both"] == 6 and same["final_equal"] == 6  # sequential packs: every member as alone
