@@ -104,3 +104,19 @@ def test_the_lm_cpu_table_is_rebuilt_from_its_finished_pieces_and_taylor_is_ce(c
     taylor = board[board["loss"] == "taylor"]
     assert set(taylor["student"]) == set(final["student"]) and set(taylor["agreement_vs_ce"]) == {"identical"}
     assert (board["n_seeds"] == 3).all()
+
+
+def test_the_committed_packed_grid_was_never_slower_and_gave_every_trial_its_unpacked_result():
+    """results/bench/README.md, benchmark 7: in every repeat the auto-packed glue-cpu grid took no longer than the
+    unpacked one (final stage and whole sweep), with 8 packs for its 36 final trials, and every trial both ran has
+    equal scores and fingerprints."""
+    bench = Path(__file__).resolve().parents[1] / "results" / "bench"
+    frame = pd.read_csv(bench / "pack_grid.csv")
+    seconds = frame.pivot_table(index=["repeat", "stage"], columns="way", values="seconds")
+    assert len(seconds) == 3 * 3  # 3 repeats x (search, final, whole sweep)
+    ratio = (seconds["packs off"] / seconds["pack: {size: auto}"]).unstack("stage")
+    assert (ratio["final"] >= 1.0).all() and (ratio["whole sweep"] >= 1.0).all()
+    final = frame[frame["stage"] == "final"].groupby("way")["ray_trials"].unique()
+    assert list(final["packs off"]) == [36] and list(final["pack: {size: auto}"]) == [8]
+    same = pd.read_csv(bench / "pack_grid_results.csv")
+    assert (same["equal"] == same["trials_in_both"]).all() and (same["final_equal"] == 36).all()
