@@ -146,3 +146,18 @@ def test_a_fused_pack_is_sized_as_its_members_and_a_pack_too_large_for_the_gpu_n
                           measure=lambda probes: measured)
     # (81,000 / 1.2 - 500) // 7,000 = 9 members
     assert err.value.field == "pack.size" and "a pack of 9 fits" in err.value.problem and "\n" not in str(err.value)
+
+
+def test_an_auto_fused_pack_is_capped_at_what_fits_even_one_member_and_other_packs_are_not_capped():
+    """pack: {size: auto}: a fused pack takes at most the members measured to fit a GPU, even when that is one
+    (a cap of 1, not "no cap"); sequential packs and CPU-only clusters have no GPU memory to fit (0: no cap)."""
+    auto_fused = parse_config(sweep_raw(pack={"size": "auto", "mode": "fused"}))
+    roomy = size_gpu_fraction(auto_fused, [], [node(64, 1)], measure=lambda probes: [step("6x384", 7_000)])
+    assert roomy.members_cap("fused") == 9  # (81,000 / 1.2 - 500) // 7,000
+    tight = size_gpu_fraction(auto_fused, [], [node(64, 1)], measure=lambda probes: [step("6x384", 40_000)])
+    assert tight.members == 1 and tight.members_cap("fused") == 1
+    sequential = size_gpu_fraction(parse_config(sweep_raw(pack={"size": "auto"})), [], [node(64, 1)],
+                                   measure=lambda probes: [step("6x384", 7_000)])
+    assert sequential.members_cap("sequential") == 0
+    no_gpu = size_gpu_fraction(auto_fused, [], [node(64, 0)], measure=lambda probes: [])
+    assert no_gpu.members_cap("fused") == 0

@@ -332,7 +332,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 cfg = gpu_sizing.apply(cfg, sizing)
                 _say(quiet, sizing.describe())
             if cfg.pack.auto:
-                cap = sizing.members if sizing and cfg.pack.mode == "fused" and sizing.members > 1 else 0
+                cap = sizing.members_cap(cfg.pack.mode) if sizing else 0
                 cfg = dataclasses.replace(cfg, pack=resolve_auto(cfg.pack, root, trial_slots(cfg, nodes), cap,
                                                                  resume=resume))
                 _say(quiet, cfg.pack.describe())

@@ -38,6 +38,12 @@ class Sizing:
         """One trial's need: its students' step peaks and one CUDA context."""
         return trial_need_mb(self.widest, self.members) if self.widest else 0.0
 
+    def members_cap(self, mode: str) -> int:
+        """pack: {size: auto}: the most members one pack may take. A fused pack of `mode` "fused" holds what
+        was measured to fit one GPU (1 included); sequential packs train one member at a time, and CPU trials have
+        no GPU memory to fit: no cap (0)."""
+        return self.members if mode == "fused" and self.widest is not None else 0
+
     def describe(self) -> str:
         if self.widest is None:
             return ("gpu: auto -> 0: no GPU in the Ray cluster, trials train on CPUs (a cluster whose GPU workers "
