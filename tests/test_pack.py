@@ -107,7 +107,7 @@ def test_size_auto_counts_the_clusters_slots_once_and_resume_keeps_them(tmp_path
                        [node(8)]) == 3
     auto = pack.parse_pack({"size": "auto", "mode": "fused"})
     first = pack.resolve_auto(auto, str(tmp_path), 4, 16, resume=False)
-    assert (first.slots, first.members_cap) == (4, 16) and "4 pack(s)" in first.describe()
+    assert (first.slots, first.members_cap) == (4, 16) and "ceil(G / 4) members" in first.describe()
     resumed = pack.resolve_auto(auto, str(tmp_path), 1, 0, resume=True)  # another cluster now
     assert (resumed.slots, resumed.members_cap) == (4, 16)
     again = pack.resolve_auto(auto, str(tmp_path), 2, 0, resume=False)  # a new sweep counts again

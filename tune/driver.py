@@ -388,7 +388,8 @@ def run_final_stage(cfg: SweepConfig, task: str, searched: list[dict], fit, stag
         if not points:
             break
         packs = ("" if not cfg.pack.on else f" in packs of {cfg.pack.size}" if not cfg.pack.auto
-                 else f" in {cfg.pack.slots} pack(s) per student" + (" and seed" if cfg.pack.mode == "fused" else ""))
+                 else f" in packs over {cfg.pack.slots} slot(s) per student"
+                 + (" and seed" if cfg.pack.mode == "fused" else ""))
         what = (f"round {index + 1}: seeds up to {seeds} of at most {rounds[-1]}" if cfg.final.adaptive
                 else f"{seeds} seed(s)")
         _say(quiet, f"[{task}] final stage: {len(points)} trials{packs} ({what}, {cfg.max_epochs} epochs, no early "

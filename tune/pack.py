@@ -61,8 +61,8 @@ class PackConfig:
 
     def describe(self) -> str:
         cap = f", at most {self.members_cap} members (what fits a GPU)" if self.members_cap else ""
-        return (f"pack: auto -> {self.mode} packs, each group of configs split into {self.slots} pack(s) (the "
-                f"trials the cluster runs at once{cap})")
+        return (f"pack: auto -> {self.mode} packs, a group of G configs in packs of ceil(G / {self.slots}) members "
+                f"({self.slots} slot(s): the trials the cluster runs at once{cap})")
 
 
 def parse_pack(raw: Any) -> PackConfig:
