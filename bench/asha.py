@@ -19,10 +19,14 @@ EPOCHS = 4
 TRAIN_EXAMPLES = 192
 
 
+def sweep() -> dict:
+    """The sweep both schedulers run (read when called: the toy test lowers EPOCHS)."""
+    return {"tasks": ["sst2"], "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "epochs": EPOCHS,
+            "max_train_samples": TRAIN_EXAMPLES, "max_eval_samples": 400, "final": None, "max_concurrent_trials": 2}
+
+
 def run(scheduler: dict) -> dict:
-    with common.bench_sweep("bench-asha", num_cpus=2, tasks=["sst2"], losses=["ce", "vanilla", "taylor"],
-                            lams=[0.0, 0.5], epochs=EPOCHS, max_train_samples=TRAIN_EXAMPLES, max_eval_samples=400,
-                            scheduler=scheduler, final=None, max_concurrent_trials=2) as (outcome, wall, _):
+    with common.bench_sweep("bench-asha", num_cpus=2, scheduler=scheduler, **sweep()) as (outcome, wall, _):
         frame = outcome.trials
     return {"trials": len(frame), "trial_epochs": int(frame["epochs_run"].sum()), "wall_s": wall,
             "best_score": float(frame["best_score"].max()),
@@ -30,7 +34,7 @@ def run(scheduler: dict) -> dict:
 
 
 def main() -> None:
-    common.fill_teacher_cache("sst2", TRAIN_EXAMPLES)  # both variants start with a warm cache
+    common.warm_bench_sweep(**sweep())  # both variants start with a warm cache
     rows = []
     for repeat in range(REPEATS):
         for name, scheduler in (("no early stopping", {"kind": "none"}),

@@ -40,8 +40,9 @@ def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextD
     return train, dev
 
 
-def fill_teacher_cache(task: str, n_train: int):
-    """Compute (or find) the teacher logits a sweep on this subset will use, so timed runs all start warm."""
+def train_teacher_logits(task: str, n_train: int):
+    """The teacher logits (computed once, then cached) on the train subset of this size, for a benchmark's own
+    training loop."""
     from makd.cache import TeacherSpec
     from makd.paths import default_cache_dir
     from makd.pipeline import fetch_teacher_logits
@@ -61,6 +62,24 @@ def sweep_config(name: str, root: Path, **overrides) -> dict:
             "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "resources_per_trial": {"cpu": 1, "gpu": 0},
             "storage": str(root)}
     return {**base, **overrides}
+
+
+def warm_teacher_cache(sweep: dict, device: str = "cpu") -> None:
+    """Fill the teacher cache with all a sweep's driver reads (tune.driver.prepare_task: each task's train and dev
+    signals, the fine-tuned teacher first when the config asks for one), computed on `device`: no timed sweep runs
+    the teacher, and the first one pays no more than the others."""
+    from makd.paths import default_cache_dir
+    from tune.config import parse_config
+    from tune.driver import check_file_tasks, prepare_task
+
+    cfg = check_file_tasks(parse_config(sweep))
+    for task in cfg.tasks:
+        prepare_task(cfg, task, str(default_cache_dir()), progress=False, teacher_device=device)
+
+
+def warm_bench_sweep(device: str = "cpu", **overrides) -> None:
+    """warm_teacher_cache for the sweep `bench_sweep(**overrides)` runs."""
+    warm_teacher_cache(sweep_config("warm-up", Path(tempfile.gettempdir()), **overrides), device=device)
 
 
 @contextmanager

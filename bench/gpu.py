@@ -174,26 +174,12 @@ def packing_configs(configs: int) -> dict:
             "seeds": [0]}
 
 
-def packing_runs(args) -> list[tuple[str, int, int]]:
-    """(way, configs in the sweep, members per Ray trial) in the order run: one trial per GPU first (the baseline),
-    then the fused packs, then more trials per GPU."""
-    process = [(f"{k} per GPU", args.trials, 1) for k in args.packings]
-    fused = [(f"fused pack of {m}", m, m) for m in args.pack_sizes]
+def packing_runs(args) -> list[tuple[str, int, int, int]]:
+    """(way, configs in the sweep, members per Ray trial, students training on the GPU at once) in the order run:
+    one trial per GPU first (the baseline), then the fused packs, then more trials per GPU."""
+    process = [(f"{k} per GPU", args.trials, 1, k) for k in args.packings]
+    fused = [(f"fused pack of {m}", m, m, m) for m in args.pack_sizes]
     return process[:1] + fused + process[1:] if args.packings[0] == 1 else fused + process
-
-
-def warm_teacher_cache(args, sweep: dict) -> None:
-    """Fill the teacher cache with what a sweep's driver reads (tune.driver.prepare_task: train and dev logits), so
-    that no measured sweep runs the teacher and the first one (the baseline) pays no more than the others."""
-    from makd.paths import default_cache_dir
-    from makd.pipeline import load_datasets, task_teacher_outputs
-    from tune.config import parse_config
-    from tune.driver import data_source
-
-    cfg = parse_config(common.sweep_config("warm-up", Path(tempfile.gettempdir()), **sweep))
-    train, evals = load_datasets(args.task, data_source(cfg, args.task), cfg.train)
-    task_teacher_outputs(cfg.teacher_spec(args.task), cfg.teacher_finetune, train, evals, default_cache_dir(),
-                         data_seed=cfg.train.data_seed, progress=False, device=args.device)
 
 
 def packing_section(args, save) -> None:
@@ -203,8 +189,7 @@ def packing_section(args, save) -> None:
     cores = os.cpu_count() or 1
     cpu_per_trial = max(cores // max(args.packings), 1)  # the same for every way: only the packing changes
     sweeps, trials = [], []
-    for n, (way, configs, members) in enumerate(packing_runs(args)):
-        k = members if members > 1 else int(way.split()[0])  # students training on the GPU at once
+    for n, (way, configs, members, k) in enumerate(packing_runs(args)):
         fraction = 1.0 if members > 1 else 1 / k
         pack = {"pack": {"size": members, "mode": "fused"}} if members > 1 else {}
         sweep = dict(tasks=[args.task], teacher=args.teacher, students=[args.student],
@@ -213,7 +198,8 @@ def packing_section(args, save) -> None:
                      data={"glue_dir": args.glue_dir}, max_concurrent_trials=k if members == 1 else 1,
                      resources_per_trial={"cpu": cpu_per_trial, "gpu": fraction})
         if n == 0:
-            warm_teacher_cache(args, sweep)
+            # no measured sweep runs the teacher: the first one (the baseline) pays no more than the others
+            common.warm_bench_sweep(device=args.device, **sweep)
         start, started_at = time.perf_counter(), time.time()
         with common.bench_sweep(f"bench-gpu-{way.replace(' ', '-')}", num_cpus=cores, num_gpus=1,
                                 **sweep) as (outcome, wall, exp):

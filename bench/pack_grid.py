@@ -107,18 +107,6 @@ def compare(runs: dict[str, pd.DataFrame]) -> dict:
             "final_equal": int(equal[final].sum())}
 
 
-def fill_teacher_cache(raw: dict, glue_dir: str) -> None:
-    """Every task's teacher logits (and fine-tuned teacher), as the sweep's driver reads them: neither timed run
-    pays the teacher."""
-    from makd.paths import default_cache_dir
-    from tune.config import parse_config
-    from tune.driver import prepare_task
-
-    cfg = parse_config({**raw, "data": {"glue_dir": glue_dir}})
-    for task in cfg.tasks:
-        prepare_task(cfg, task, str(default_cache_dir()), progress=False)
-
-
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per stage: each way's median seconds and the unpacked/packed ratio within each repeat (median, min-max)."""
     off, auto = WAYS
@@ -135,7 +123,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     raw = yaml.safe_load(args.config.read_text())
-    fill_teacher_cache(raw, args.glue_dir)
+    common.warm_teacher_cache({**raw, "data": {"glue_dir": args.glue_dir}})  # neither timed run pays the teacher
     rows, sameness = [], []
     for repeat in range(args.repeats):
         order = list(WAYS) if repeat % 2 == 0 else list(WAYS)[::-1]  # each way first in every other repeat

@@ -47,7 +47,7 @@ def time_profile() -> str:
     from bench import common, scaling
     from tune import driver
 
-    common.fill_teacher_cache("rte", scaling.TRAIN_EXAMPLES)
+    common.warm_bench_sweep(epochs=scaling.EPOCHS, max_train_samples=scaling.TRAIN_EXAMPLES)
     prof_dir = Path(tempfile.mkdtemp(prefix="makd-prof-"))
     os.environ[PROFILE_DIR_ENV] = str(prof_dir)  # inherited by the local Ray cluster's workers
     original = driver.distill_trial

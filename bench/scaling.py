@@ -56,7 +56,7 @@ def run(nodes: int) -> tuple[dict, list[dict]]:
 
 
 def main() -> None:
-    common.fill_teacher_cache("rte", TRAIN_EXAMPLES)  # every run starts with a warm cache
+    common.warm_bench_sweep(epochs=EPOCHS, max_train_samples=TRAIN_EXAMPLES)  # every run starts with a warm cache
     rows = []
     for repeat in range(REPEATS):
         for nodes in (1, 2):

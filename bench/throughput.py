@@ -41,7 +41,7 @@ def throughput() -> pd.DataFrame:
 
     torch.set_num_threads(1)
     train, dev = load_task("rte", N_TRAIN, 8)
-    logits = common.fill_teacher_cache("rte", N_TRAIN)  # once, outside the timing (every trial shares it)
+    logits = common.train_teacher_logits("rte", N_TRAIN)  # once, outside the timing (every trial shares it)
     rows = []
     for repeat in range(REPEATS):
         for way in WAYS:

@@ -88,15 +88,15 @@ def representative_trial(cfg: SweepConfig, task: str, student: str) -> TrainConf
 
 
 def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: bool,
-                 teacher_on_gpu: bool = False) -> tuple[TaskData, CacheReport]:
+                 teacher_on_gpu: bool = False, teacher_device: str = "cpu") -> tuple[TaskData, CacheReport]:
     """Load the task's data, tokenise it once per student tokenizer, fetch its teacher logits on train and dev (from
     the makd cache, keyed by the task's TeacherSpec; with `teacher_finetune`, from the cached fine-tuned teacher,
-    trained first on a miss; the teacher runs only on a miss, as a Ray task on a GPU node when teacher_on_gpu), and
-    score the references every trial reports beside its own score."""
+    trained first on a miss; the teacher runs only on a miss: as a Ray task on a GPU node when teacher_on_gpu, else
+    here on teacher_device), and score the references every trial reports beside its own score."""
     train_ds, eval_sets = load_datasets(task_name, data_source(cfg, task_name), cfg.train)
     if get_task(task_name).is_causal_lm:
         return prepare_lm(cfg, task_name, train_ds, eval_sets, cache_dir, teacher_on_gpu=teacher_on_gpu,
-                          progress=progress)
+                          teacher_device=teacher_device, progress=progress)
     spec = cfg.teacher_spec(task_name)
     args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
     kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
@@ -108,7 +108,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
         fill = ray.remote(num_gpus=1, num_cpus=1)(task_teacher_outputs)
         outputs, cache_report, record = ray.get(fill.remote(*args, **kwargs))
     elif outputs is None and spec is not None:
-        outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, device="cpu")
+        outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, device=teacher_device)
     references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
     own = cfg.file_task(task_name)
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
@@ -117,7 +117,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
 
 
 def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir: str, *,
-               teacher_on_gpu: bool, progress: bool) -> tuple[TaskData, CacheReport]:
+               teacher_on_gpu: bool, teacher_device: str, progress: bool) -> tuple[TaskData, CacheReport]:
     """A causal-LM task (makd/lm_pipeline.py): every student's vocabulary checked against the teacher's, then the
     teacher's responses and top-k signal (and its full logits at train's response tokens when a loss is reverse_kl or
     jsd) from the cache, computed on a miss (as a Ray task on a GPU node when trials use GPUs), and the references."""
@@ -138,7 +138,7 @@ def prepare_lm(cfg: SweepConfig, task_name: str, train_ds, eval_sets, cache_dir:
 
         lm = ray.get(ray.remote(num_gpus=1, num_cpus=1)(prepare_lm_task).remote(*args, device="cuda", **kwargs))
     else:
-        lm = prepare_lm_task(*args, **kwargs)
+        lm = prepare_lm_task(*args, device=teacher_device, **kwargs)
     statuses = [status for split in lm.cache["splits"].values()
                 for status in (split["responses"], split["signal"], split.get("full_logits")) if status]
     report = CacheReport(hits=statuses.count("hit"), misses=statuses.count("miss"),
