@@ -50,13 +50,27 @@ SIZES = {  # per device: examples per sweep trial, per loop run, through the tea
     "cpu": {"train_examples": 48, "loop_examples": 48, "teacher_examples": 48, "trials": 2, "repeats": 1,
             "packings": "2", "pack_sizes": "2", "student": "2x128", "fused_members": "2"},
 }
-SECTIONS = ("fused", "packing", "syncs", "teacher", "epochs", "loop")  # the open targets first: a run cut short keeps them
+SECTIONS = ("fused", "packing", "compile", "syncs", "teacher", "epochs", "loop")  # the open targets first: a run cut
+# short keeps them
 PACKING_GRID = "ce + vanilla at tau 2 and N-1 values of lambda, seed 0"  # the packing sweeps' configs (older runs: ce + vanilla)
 VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
     "exact padding, no warm-up (before)": (1, False),
     "length buckets of 32, no warm-up": (32, False),
     "length buckets of 32 + warm-up (default on GPU)": (32, True),
 }
+
+
+COMPILE_WAYS = {  # the compile section: way -> (compile mode, students, whose compile cache); each its own process
+    "eager": (None, 1, None),
+    "compiled, cold cache": ("default", 1, "fresh"),
+    "compiled, warm cache": ("default", 1, "default"),  # a second trial on the node: the cache the first one filled
+    "reduce-overhead, cold cache": ("reduce-overhead", 1, "fresh"),
+    "reduce-overhead, warm cache": ("reduce-overhead", 1, "reduce-overhead"),
+    "fused pack, eager": (None, "pack", None),
+    "fused pack, compiled, cold cache": ("default", "pack", "fresh"),
+    "fused pack, compiled, warm cache": ("default", "pack", "fused-default"),
+}
+CPU_COMPILE_WAYS = ("eager", "compiled, cold cache", "compiled, warm cache")  # CUDA graphs need CUDA
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -85,6 +99,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "so that a toy run never overwrites the committed GPU results")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR/summary.md from DIR's CSVs and run.json")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one epochs-section run in a fresh process
+    p.add_argument("--compile-child", help=argparse.SUPPRESS)  # internal: one compile-section run, ditto
     args = p.parse_args(argv)
     for key, value in SIZES[args.device].items():
         if getattr(args, key) is None:
@@ -147,6 +162,79 @@ def child_run(args) -> dict:
     return {"variant": args.child, "warmup_s": h[0].warmup_seconds,
             "epoch1_examples_per_s": h[0].train_examples_per_s, "epoch2_examples_per_s": h[1].train_examples_per_s,
             "eval1_s": h[0].eval_seconds, "eval2_s": h[1].eval_seconds, "peak_gpu_mb": h[-1].peak_gpu_mb}
+
+
+def compile_child_run(args) -> dict:
+    """One 2-epoch trial (or fused pack of the largest --fused-members) in this fresh process with `compile` as the
+    way says, buckets of 32 and the warm-up on (so the compile lands in warmup_s, not in an epoch): its
+    seconds before training, examples/s per epoch and Inductor's cache hits and misses."""
+    from torch._dynamo.utils import counters
+
+    from makd.fused import train_fused
+    from makd.train import train
+
+    mode, students, _ = COMPILE_WAYS[args.compile_child]
+    data, dev = load(args, args.loop_examples, 64)
+    logits, _ = cached_logits(args, data)
+    start = time.perf_counter()
+    if students == "pack":
+        members = max(args.fused_members)
+        cfgs = [train_config(args, compile=mode, pad_to_multiple_of=32, warm_up=True, loss=loss, lam=lam, tau=tau)
+                for loss, lam, tau in (FUSED_LOSSES[m % len(FUSED_LOSSES)] for m in range(members))]
+        history = train_fused(cfgs, data, {"": dev}, logits, device=args.device)[0].history
+    else:
+        members = 1
+        history = train(train_config(args, compile=mode, pad_to_multiple_of=32, warm_up=True), data, {"": dev}, logits,
+                        device=args.device, progress=False).history
+    inductor, aot = counters["inductor"], counters["aot_autograd"]
+    return {"way": args.compile_child, "compile": mode, "members": members,
+            "first_epoch_s": history[0].warmup_seconds + history[0].train_seconds,
+            "warmup_s": history[0].warmup_seconds, "run_s": time.perf_counter() - start,
+            "epoch1_examples_per_s": members * history[0].train_examples_per_s,
+            "epoch2_examples_per_s": members * history[-1].train_examples_per_s,
+            "fxgraph_cache_hits": inductor["fxgraph_cache_hit"], "fxgraph_cache_misses": inductor["fxgraph_cache_miss"],
+            "autograd_cache_hits": aot["autograd_cache_hit"], "autograd_cache_misses": aot["autograd_cache_miss"]}
+
+
+def compile_section(args, argv: list[str]) -> pd.DataFrame:
+    """Issue 23's optional lever: eager vs torch.compile of one trial and of a fused pack, each way in a fresh
+    process (as a new Ray trial is), the compiled ways first with an empty compile cache (the node's first trial of
+    the shape) and then with the cache that run filled (every later trial): the compile is paid once per node and
+    shape only if the warm runs load instead of compiling. Repeats interleave the ways; the cache is fresh in each."""
+    cached_logits(args, load(args, args.loop_examples, None)[0])  # the cache the children read
+    ways = list(COMPILE_WAYS) if args.device == "cuda" else list(CPU_COMPILE_WAYS)
+    rows = []
+    for repeat in range(args.repeats):
+        caches: dict[str, str] = {}
+        for way in ways:
+            mode, students, cache = COMPILE_WAYS[way]
+            env = dict(os.environ)
+            if cache is not None:
+                key = f"{'fused-' if students == 'pack' else ''}{mode}"
+                if cache == "fresh":
+                    caches[key] = tempfile.mkdtemp(prefix="makd-bench-compile-")
+                env["TORCHINDUCTOR_CACHE_DIR"] = caches[key]
+            out = subprocess.run([sys.executable, "-m", "bench.gpu", *argv, "--compile-child", way], check=True,
+                                 capture_output=True, text=True, env=env).stdout
+            rows.append({"repeat": repeat, **json.loads(out.strip().splitlines()[-1])})
+            progress(rows[-1])
+    return pd.DataFrame(rows)
+
+
+def compile_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per way: medians of the seconds before training and of the epoch-2 examples/s, and that rate over eager's
+    (one trial or the fused pack alike) within each repeat."""
+    out = []
+    for way in dict.fromkeys(frame["way"]):
+        part = frame[frame["way"] == way].set_index("repeat")
+        base = frame[frame["way"] == ("fused pack, eager" if way.startswith("fused") else "eager")].set_index("repeat")
+        ratio = common.stats(part["epoch2_examples_per_s"] / base["epoch2_examples_per_s"])
+        out.append({"way": way, "members": int(part["members"].iloc[0]), "warmup_s_median": part["warmup_s"].median(),
+                    "epoch2_examples_per_s_median": part["epoch2_examples_per_s"].median(),
+                    "x_eager_median": ratio["median"], "x_min": ratio["min"], "x_max": ratio["max"],
+                    "fxgraph_cache_hits": int(part["fxgraph_cache_hits"].median()),
+                    "fxgraph_cache_misses": int(part["fxgraph_cache_misses"].median()), "repeats": ratio["n"]})
+    return pd.DataFrame(out)
 
 
 def epochs_section(args, argv: list[str]) -> pd.DataFrame:
@@ -478,7 +566,7 @@ def targets(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 SECTION_TABLES = {"fused": ["fused"], "syncs": ["syncs"], "teacher": ["teacher"], "epochs": ["epochs"], "packing": ["packing", "packing_trials"],
-                  "loop": ["loop"]}
+                  "compile": ["compile"], "loop": ["loop"]}
 SETTINGS = ("task", "teacher", "student", "student_tokenizer", "train_examples", "loop_examples", "teacher_examples",
             "trials", "packings", "pack_sizes", "packing_grid", "fused_members", "repeats", "epochs", "batch_size")
 
@@ -501,6 +589,11 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -
                              if getattr(args, "pack_sizes", None) else ""),
         "fused": f"Fused packs vs one trial ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
                  f"batch {args.batch_size}; aggregate examples/s, medians over {args.repeats} warm repeats)",
+        "compile": f"torch.compile (`compile:`) vs eager, each way in a fresh process, the compiled ways with an empty "
+                   f"compile cache and then with the cache that run filled ({args.student}, {args.loop_examples} "
+                   f"{args.task} examples x {args.epochs} epochs, batch {args.batch_size}, buckets of 32, warm-up on: "
+                   f"the compile is in warmup_s; a fused pack of {max(args.fused_members)}; medians over "
+                   f"{args.repeats} repeats)",
         "loop": f"makd loop vs HF Trainer ({args.student}, {args.loop_examples} {args.task} examples, 1 epoch, "
                 f"taylor lam 0.5; medians over {args.repeats} warm repeats)",
     }
@@ -516,7 +609,8 @@ def write_summary(args, out: Path, tables: dict[str, pd.DataFrame], run: dict) -
         parts.append(f"## Targets\n\n{markdown(goals)}\n")
     for name, caption in captions.items():
         if name in tables and len(tables[name]):
-            frame = {"loop": loop_summary, "syncs": syncs_summary, "fused": fused_summary}.get(name, lambda f: f)(
+            frame = {"loop": loop_summary, "syncs": syncs_summary, "fused": fused_summary,
+                     "compile": compile_summary}.get(name, lambda f: f)(
                 tables[name])
             parts.append(f"## {caption}\n\n{markdown(frame)}\n")
     common.atomic_write_bytes(out / "summary.md", "\n".join(parts).encode())
@@ -563,6 +657,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(child_run(args)), flush=True)
         return
+    if args.compile_child:
+        print(json.dumps(compile_child_run(args)), flush=True)
+        return
     os.environ.setdefault("MAKD_HOME", tempfile.mkdtemp(prefix="makd-bench-gpu-"))
     out = Path(args.out) if args.out else default_out(args.device)
     common.RESULTS_DIR = out
@@ -585,6 +682,8 @@ def main(argv: list[str] | None = None) -> None:
                 tables["teacher"] = teacher_section(args)
             elif section == "epochs":
                 tables["epochs"] = epochs_section(args, argv)
+            elif section == "compile":
+                tables["compile"] = compile_section(args, argv)
             elif section == "packing":
                 def save(sweeps, trials):  # after every packing: a run cut short keeps the packings it measured
                     tables["packing"], tables["packing_trials"] = sweeps, trials

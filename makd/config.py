@@ -80,6 +80,10 @@ class TrainOptions:
                                             "on GPU, a few shapes CUDA warms up once; exact dynamic padding on "
                                             "CPU)", low=1)
     warm_up: bool | None = option(None, "run every batch shape once before training (default: on GPU only)")
+    compile: str | None = option(None, "torch.compile the student: default (fused kernels), reduce-overhead (also CUDA "
+                                 "graphs) or max-autotune (default: eager); compiled code is cached under "
+                                 "$MAKD_HOME/compile, shared by the trials of a node, so each shape compiles once",
+                                 choices=("default", "reduce-overhead", "max-autotune"))
     lm_max_new_tokens: int = option(32, "causal-LM tasks: the most tokens of each teacher response (greedy "
                                     "decoding, generated once and cached)", group="teacher", low=1, high=4096)
     lm_top_k: int = option(64, "causal-LM tasks: teacher log-probabilities kept per token in the teacher cache (every "

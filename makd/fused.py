@@ -30,6 +30,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from makd import fingerprints, gpu
 from makd.batching import EncodedDataset, length_grouped_batches, sorted_batches
+from makd.compiled import compile_function
 from makd.config import TrainConfig
 from makd.data import TextDataset
 from makd.errors import UsageError
@@ -75,7 +76,7 @@ def check_fusable(cfgs: list[TrainConfig]) -> None:
 class StackedStudents:
     """K copies of one student's weights stacked on dim 0, run by one vmapped functional call."""
 
-    def __init__(self, model: torch.nn.Module, k: int):
+    def __init__(self, model: torch.nn.Module, k: int, compile_mode: str | None = None):
         self.model, self.k = model, k
         self.names = [name for name, _ in model.named_parameters()]
         self.params = {name: p.detach().unsqueeze(0).repeat(k, *([1] * p.ndim)).requires_grad_()
@@ -88,6 +89,8 @@ class StackedStudents:
             return torch.func.functional_call(model, (params, buffers), args=(), kwargs=batch).logits
 
         self._forward = torch.func.vmap(forward, in_dims=(0, None, None), randomness="same")
+        if compile_mode:  # the whole stacked forward: one graph for all K members
+            self._forward = compile_function(self._forward, compile_mode)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits [K, batch, labels]: every member on the same batch."""
@@ -213,14 +216,14 @@ def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapp
     if needs_teacher and teacher_logits is None:
         raise ValueError("teacher_logits are required for a member's loss")
     run = prepare_run(base, train_ds, eval_sets, teacher_logits if needs_teacher else None, device=device,
-                      encoded=encoded)
+                      encoded=encoded, compile_model=False)
     task, dev, amp, pad, model = run.task, run.device, run.amp, run.pad, run.model
     train_enc, eval_enc, selection, targets, teacher = run.train_enc, run.eval_enc, run.selection, run.targets, run.teacher
     seen.update(device=dev, train_enc=train_enc)
     first_dev = next(iter(eval_enc.values()))[1]
     cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
                              pad_to_multiple_of=pad) if base.inference_batch_size else None  # one shape: one cost
-    students = StackedStudents(model, k)
+    students = StackedStudents(model, k, base.compile)
     optimizer = students.optimizer(base)
     total_steps = -(-len(train_ds) // base.batch_size) * base.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(base.warmup_ratio * total_steps), total_steps)

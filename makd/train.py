@@ -35,6 +35,7 @@ from makd.batching import (
     sorted_batches,
     to_device,
 )
+from makd.compiled import compile_student
 from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
 from makd.errors import UsageError
@@ -382,8 +383,10 @@ class RunSetup:
 
 def prepare_run(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
                 teacher_logits: np.ndarray | None, *, device: str | torch.device | None,
-                encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None) -> RunSetup:
-    """Seed, build the student (its initialisation drawn under cfg.seed), tokenise unless `encoded`, and check the
+                encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None,
+                compile_model: bool = True) -> RunSetup:
+    """Seed, build the student (its initialisation drawn under cfg.seed; compiled when cfg.compile asks and
+    compile_model: makd.fused compiles its stacked forward instead), tokenise unless `encoded`, and check the
     teacher logits (given only when some loss reads them): shared by makd.train.train and makd.fused."""
     from makd.models import build_student
 
@@ -396,6 +399,8 @@ def prepare_run(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str,
     model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
     with _one_line_oom(dev, "moving the student to the GPU"):
         model.to(dev)
+    if cfg.compile and compile_model:
+        compile_student(model, cfg.compile)
     train_enc, eval_encs = encoded if encoded is not None else encode_splits(tokenizer, cfg, train_ds, eval_sets)
     if len(train_enc) != len(train_ds) or set(eval_encs) != set(eval_sets):
         raise ValueError("encoded splits do not match the datasets")

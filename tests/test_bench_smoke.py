@@ -129,8 +129,14 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show(glue_dir
     assert pd.read_csv(out / "teacher.csv")["examples_per_s"].iloc[0] > 0
     fused = pd.read_csv(out / "fused.csv")
     assert list(fused["members"]) == [1, 2] and (fused["examples_per_s"] > 0).all()
+    compiled = pd.read_csv(out / "compile.csv").set_index("way")  # each way its own process, in this order
+    assert list(compiled.index) == ["eager", "compiled, cold cache", "compiled, warm cache"]
+    assert compiled.loc["compiled, cold cache", "fxgraph_cache_misses"] > 0  # the node's first trial compiles...
+    warm = compiled.loc["compiled, warm cache"]  # ...and the next one loads what it compiled
+    assert warm["fxgraph_cache_misses"] == 0 and warm["fxgraph_cache_hits"] > 0
     summary = (out / "summary.md").read_text()
     assert "## Targets" in summary and "## Packing" in summary and "## Fused packs" in summary
+    assert "## torch.compile" in summary
     assert not [line for line in summary.splitlines() if line.startswith(("{", "["))]  # tables only, no progress
     # the committed GPU results rebuild with the committed code
     rebuilt = tmp_path / "bench-gpu"

@@ -1,0 +1,108 @@
+"""`compile:` on CPU (Inductor's C++ backend): a compiled student trains, ce and taylor at tau 1 stay identical, and
+a second process on the node loads the compiled graphs from the shared cache instead of compiling them again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from makd.config import parse_option
+from makd.errors import UsageError
+
+CHILD = r"""
+import json, sys
+import numpy as np
+from torch._dynamo.utils import counters
+from makd.fused import train_fused
+from makd.train import TrainConfig, train
+from tests.helpers import sentiment
+
+student, pack = sys.argv[1], sys.argv[2] == "pack"
+ds, dev = sentiment(24), sentiment(8, "validation", seed=1)
+teacher = np.random.default_rng(3).normal(0, 2, size=(len(ds), 2)).astype(np.float32)
+def cfg(mode, **kw):
+    base = dict(task="sst2", student=student, teacher="unused", epochs=1, batch_size=8, lr=2e-3, max_length=32,
+                seed=0, pad_to_multiple_of=16, compile=mode)
+    return TrainConfig(**{**base, **kw})
+out = {}
+if pack:
+    members = [cfg("default", loss="ce", lam=1.0), cfg("default", loss="taylor", lam=0.5),
+               cfg("default", loss="vanilla", lam=0.5, tau=2.0)]
+    results = train_fused(members, ds, {"": dev}, teacher, device="cpu")
+    out["fingerprints"] = [r.final.weights_fingerprint for r in results]
+    out["scores"] = [r.final.score for r in results]
+else:
+    ce = train(cfg("default", loss="ce", lam=1.0), ds, {"": dev}, None, progress=False)
+    taylor = train(cfg("default", loss="taylor", lam=0.5), ds, {"": dev}, teacher, progress=False)
+    eager = train(cfg(None, loss="ce", lam=1.0), ds, {"": dev}, None, progress=False)
+    out["fingerprints"] = [ce.final.weights_fingerprint, taylor.final.weights_fingerprint]
+    out["scores"] = [ce.final.score, eager.final.score]
+    out["eager_fingerprint"] = eager.final.weights_fingerprint
+out["hits"], out["misses"] = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+print(json.dumps(out))
+"""
+
+
+def run_child(student: Path, home: Path, way: str) -> dict:
+    env = {**os.environ, "MAKD_HOME": str(home)}
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(student), way], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_compiled_student_trains_keeps_taylor_equal_to_ce_and_a_second_process_compiles_nothing(tiny_bert_dir,
+                                                                                                  tmp_path):
+    first = run_child(tiny_bert_dir, tmp_path, "trial")
+    ce, taylor = first["fingerprints"]
+    assert ce == taylor  # at tau 1 taylor's gradient is ce's, compiled or not
+    assert ce != first["eager_fingerprint"]  # compiled kernels round differently: compare methods compiled alike
+    assert abs(first["scores"][0] - first["scores"][1]) <= 0.25  # but it is the same training (8 dev examples)
+    assert first["misses"] > 0 and (tmp_path / "compile").is_dir()  # compiled once, into $MAKD_HOME/compile
+    second = run_child(tiny_bert_dir, tmp_path, "trial")  # the node's next trial process
+    assert second["misses"] == 0 and second["hits"] >= first["misses"]
+    assert second["fingerprints"] == first["fingerprints"]  # the cached graphs are the same computation
+
+
+def test_a_compiled_fused_pack_trains_its_members(tiny_bert_dir, tmp_path):
+    out = run_child(tiny_bert_dir, tmp_path, "pack")
+    ce, taylor, vanilla = out["fingerprints"]
+    assert ce == taylor and vanilla != ce and out["misses"] > 0
+
+
+def test_compile_takes_only_its_modes():
+    assert parse_option("compile", "reduce-overhead") == "reduce-overhead"
+    with pytest.raises(UsageError) as err:
+        parse_option("compile", "fast")
+    assert err.value.field == "compile" and "max-autotune" in err.value.problem
+
+
+def test_a_sweep_with_compile_trains_compiled_trials_that_keep_the_leaderboards_equal_sign(tiny_bert_dir, tmp_path,
+                                                                                          monkeypatch):
+    """`compile: default` in a sweep reaches every trial; ce and taylor (tau 1) stay one student, bit for bit."""
+    import pandas as pd
+    import yaml
+
+    from tune.main import main
+
+    monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
+    raw = {"name": "compiled", "tasks": ["rte"], "teacher": str(tiny_bert_dir), "students": ["1x64"],
+           "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "taylor"], "lams": [0.5], "epochs": 1,
+           "batch_size": 8, "max_length": 32, "compile": "default", "data": {"glue_dir": str(fixture_glue)},
+           "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "max_concurrent_trials": 1,
+           "resources_per_trial": {"cpu": 1, "gpu": 0}, "storage": str(tmp_path / "runs")}
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(config), "--num-cpus", "2", "--quiet"]) == 0
+    trials = pd.read_csv(tmp_path / "runs" / "compiled" / "trials.csv")
+    assert (trials["status"] == "TERMINATED").all() and len(trials) == 2
+    assert trials["weights_fingerprint"].nunique() == 1  # taylor's row is ce's student: the table's `=`
+    assert any((tmp_path / "home" / "compile").iterdir())  # compiled into the node's cache
