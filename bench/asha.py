@@ -20,9 +20,13 @@ TRAIN_EXAMPLES = 192
 
 
 def sweep() -> dict:
-    """The sweep both schedulers run (read when called: the toy test lowers EPOCHS)."""
+    """The sweep both schedulers run (read when called: the toy test lowers EPOCHS). Trials are scored on the 400
+    dev examples, as in every run of this benchmark since the first: the default train hold-out (10% of 192) would
+    be 19 examples, where one example moves a score by 5 points and "the same best score" means little. This
+    measures the scheduler; no score from it is reported as a result."""
     return {"tasks": ["sst2"], "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5], "epochs": EPOCHS,
-            "max_train_samples": TRAIN_EXAMPLES, "max_eval_samples": 400, "final": None, "max_concurrent_trials": 2}
+            "max_train_samples": TRAIN_EXAMPLES, "max_eval_samples": 400, "final": None, "max_concurrent_trials": 2,
+            "selection": {"split": "dev"}}
 
 
 def run(scheduler: dict) -> dict:
