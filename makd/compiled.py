@@ -4,7 +4,7 @@ A small student's GPU step is bound by kernel launches (results/bench-gpu: 9.6 o
 Inductor fuses kernels (`default`) and `reduce-overhead` replays the step as CUDA graphs. The price is the compile
 (~45 s for 6x384 on an H100, paid by every new process) — too much for trials of seconds unless it is paid once:
 Inductor's FX-graph and AOTAutograd caches key compiled code by graph, shapes and device, so makd points them at
-one directory under $MAKD_HOME ($MAKD_HOME/compile) that every trial process on a node shares, and only the first trial of a shape
+one directory, $MAKD_HOME/compile, that every trial process on a node shares, and only the first trial of a shape
 compiles; the others load (bench/gpu.py, section `compile`, measures both). Off by default (`compile: null`).
 
 The student is compiled in place (`nn.Module.compile`, dynamic shapes: one graph for every batch width, whatever
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from makd.config import COMPILE_MODES  # `compile: null` (the default): eager
 from makd.paths import makd_home
 
-MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's; `compile: null` (the default): eager
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
@@ -52,13 +52,13 @@ def _prepare() -> None:
 
 
 def _mode(mode: str) -> str | None:
-    if mode not in MODES:
-        raise ValueError(f"compile mode {mode!r}: choose from {', '.join(MODES)}")
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r}: choose from {', '.join(COMPILE_MODES)}")
     return None if mode == "default" else mode
 
 
 def compile_student(model: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """`model`, compiled in place for `mode` (a MODES entry)."""
+    """`model`, compiled in place for `mode` (a COMPILE_MODES entry)."""
     _prepare()
     model.compile(mode=_mode(mode), dynamic=True)
     return model

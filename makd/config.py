@@ -22,6 +22,7 @@ from typing import Any
 from makd.errors import UsageError
 
 GROUP_TITLES = {"data": None, "teacher": "teacher", "student": "student", "loss": "loss", "training": "training"}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes (makd/compiled.py)
 
 
 def option(default: Any, help: str | Callable[[], str], *, group: str = "training", low: float | None = None,
@@ -83,7 +84,7 @@ class TrainOptions:
     compile: str | None = option(None, "torch.compile the student: default (fused kernels), reduce-overhead (also CUDA "
                                  "graphs) or max-autotune (default: eager); compiled code is cached under "
                                  "$MAKD_HOME/compile, shared by the trials of a node, so each shape compiles once",
-                                 choices=("default", "reduce-overhead", "max-autotune"))
+                                 choices=COMPILE_MODES)
     lm_max_new_tokens: int = option(32, "causal-LM tasks: the most tokens of each teacher response (greedy "
                                     "decoding, generated once and cached)", group="teacher", low=1, high=4096)
     lm_top_k: int = option(64, "causal-LM tasks: teacher log-probabilities kept per token in the teacher cache (every "
