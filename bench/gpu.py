@@ -60,15 +60,16 @@ VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old beh
 }
 
 
-COMPILE_WAYS = {  # the compile section: way -> (compile mode, students, whose compile cache); each its own process
+COMPILE_WAYS = {  # the compile section: way -> (compile mode, students, compile cache); each its own process. A warm
+    # way is a second trial on the node: it reads the cache its cold way (same mode and students) just filled
     "eager": (None, 1, None),
-    "compiled, cold cache": ("default", 1, "fresh"),
-    "compiled, warm cache": ("default", 1, "default"),  # a second trial on the node: the cache the first one filled
-    "reduce-overhead, cold cache": ("reduce-overhead", 1, "fresh"),
-    "reduce-overhead, warm cache": ("reduce-overhead", 1, "reduce-overhead"),
+    "compiled, cold cache": ("default", 1, "cold"),
+    "compiled, warm cache": ("default", 1, "warm"),
+    "reduce-overhead, cold cache": ("reduce-overhead", 1, "cold"),
+    "reduce-overhead, warm cache": ("reduce-overhead", 1, "warm"),
     "fused pack, eager": (None, "pack", None),
-    "fused pack, compiled, cold cache": ("default", "pack", "fresh"),
-    "fused pack, compiled, warm cache": ("default", "pack", "fused-default"),
+    "fused pack, compiled, cold cache": ("default", "pack", "cold"),
+    "fused pack, compiled, warm cache": ("default", "pack", "warm"),
 }
 CPU_COMPILE_WAYS = ("eager", "compiled, cold cache", "compiled, warm cache")  # CUDA graphs need CUDA
 
@@ -164,6 +165,13 @@ def child_run(args) -> dict:
             "eval1_s": h[0].eval_seconds, "eval2_s": h[1].eval_seconds, "peak_gpu_mb": h[-1].peak_gpu_mb}
 
 
+def child_result(argv: list[str], flag: str, name: str, env: dict | None = None) -> dict:
+    """This benchmark rerun in a fresh process as `flag name` (one run of a section): the JSON line it prints last."""
+    out = subprocess.run([sys.executable, "-m", "bench.gpu", *argv, flag, name], check=True, capture_output=True,
+                         text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def compile_child_run(args) -> dict:
     """One 2-epoch trial (or fused pack of the largest --fused-members) in this fresh process with `compile` as the
     way says, buckets of 32 and the warm-up on (so the compile lands in warmup_s, not in an epoch): its
@@ -179,8 +187,7 @@ def compile_child_run(args) -> dict:
     start = time.perf_counter()
     if students == "pack":
         members = max(args.fused_members)
-        cfgs = [train_config(args, compile=mode, pad_to_multiple_of=32, warm_up=True, loss=loss, lam=lam, tau=tau)
-                for loss, lam, tau in (FUSED_LOSSES[m % len(FUSED_LOSSES)] for m in range(members))]
+        cfgs = fused_member_configs(args, members, compile=mode, pad_to_multiple_of=32, warm_up=True)
         history = train_fused(cfgs, data, {"": dev}, logits, device=args.device)[0].history
     else:
         members = 1
@@ -205,18 +212,15 @@ def compile_section(args, argv: list[str]) -> pd.DataFrame:
     ways = list(COMPILE_WAYS) if args.device == "cuda" else list(CPU_COMPILE_WAYS)
     rows = []
     for repeat in range(args.repeats):
-        caches: dict[str, str] = {}
+        caches: dict[tuple, str] = {}  # (mode, students) -> the cache dir its cold way filled
         for way in ways:
             mode, students, cache = COMPILE_WAYS[way]
-            env = dict(os.environ)
+            env = None
             if cache is not None:
-                key = f"{'fused-' if students == 'pack' else ''}{mode}"
-                if cache == "fresh":
-                    caches[key] = tempfile.mkdtemp(prefix="makd-bench-compile-")
-                env["TORCHINDUCTOR_CACHE_DIR"] = caches[key]
-            out = subprocess.run([sys.executable, "-m", "bench.gpu", *argv, "--compile-child", way], check=True,
-                                 capture_output=True, text=True, env=env).stdout
-            rows.append({"repeat": repeat, **json.loads(out.strip().splitlines()[-1])})
+                if cache == "cold":
+                    caches[mode, students] = tempfile.mkdtemp(prefix="makd-bench-compile-")
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": caches[mode, students]}
+            rows.append({"repeat": repeat, **child_result(argv, "--compile-child", way, env)})
             progress(rows[-1])
     return pd.DataFrame(rows)
 
@@ -241,9 +245,7 @@ def epochs_section(args, argv: list[str]) -> pd.DataFrame:
     cached_logits(args, load(args, args.train_examples, None)[0])  # the cache the children read
     rows = []
     for variant in VARIANTS:
-        out = subprocess.run([sys.executable, "-m", "bench.gpu", *argv, "--child", variant], check=True,
-                             capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        rows.append(child_result(argv, "--child", variant))
         progress(rows[-1])
     frame = pd.DataFrame(rows)
     frame["epoch1_over_epoch2"] = frame["epoch1_examples_per_s"] / frame["epoch2_examples_per_s"]
@@ -456,6 +458,12 @@ def loop_section(args) -> pd.DataFrame:
 FUSED_LOSSES = (("ce", 1.0, 1.0), ("vanilla", 0.5, 1.0), ("vanilla", 0.5, 2.0), ("taylor", 0.5, 2.0))
 
 
+def fused_member_configs(args, members: int, **overrides) -> list:
+    """A fused pack's member configs: one seed, cycling through FUSED_LOSSES' loss, lam and tau settings."""
+    return [train_config(args, loss=loss, lam=lam, tau=tau, **overrides)
+            for loss, lam, tau in (FUSED_LOSSES[m % len(FUSED_LOSSES)] for m in range(members))]
+
+
 def fused_section(args) -> pd.DataFrame:
     """One epoch of one trial (makd.train.train) and of fused packs of K members (makd.fused.train_fused, members
     cycling through ce / vanilla / taylor settings at one seed), interleaved; the first round is a warm-up."""
@@ -470,8 +478,7 @@ def fused_section(args) -> pd.DataFrame:
     rows = []
     for repeat in range(args.repeats + 1):
         for members in [1, *args.fused_members]:
-            cfgs = [train_config(args, epochs=1, loss=loss, lam=lam, tau=tau, precision=precision)
-                    for loss, lam, tau in (FUSED_LOSSES[m % len(FUSED_LOSSES)] for m in range(members))]
+            cfgs = fused_member_configs(args, members, epochs=1, precision=precision)
             if args.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             if members == 1:
