@@ -48,13 +48,18 @@ print(json.dumps(out))
 """
 
 
-def run_child(student: Path, home: Path, way: str) -> dict:
+def run_script(script: str, home: Path, *args) -> dict:
+    """`script` in a fresh Python process (as a trial runs) with $MAKD_HOME = home: the JSON line it prints last."""
     env = {**os.environ, "MAKD_HOME": str(home)}
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(student), way], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(student: Path, home: Path, way: str) -> dict:
+    return run_script(CHILD, home, student, way)
 
 
 def test_a_compiled_student_trains_keeps_taylor_equal_to_ce_and_a_second_process_compiles_nothing(tiny_bert_dir,
@@ -103,13 +108,8 @@ def test_a_sweep_with_compile_trains_compiled_trials_that_keep_the_leaderboards_
     """`compile: default` in a sweep reaches every trial; ce and taylor (tau 1) stay one student, bit for bit. In a
     process of its own: in this test process, a later test's sweep could not start its trials after it (Ray
     cancelled their actors; not reproduced with two sweeps in one plain Python process)."""
-    env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
-    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
     glue = Path(__file__).resolve().parent / "fixtures" / "glue"
-    proc = subprocess.run([sys.executable, "-c", SWEEP_CHILD, str(tiny_bert_dir), str(glue), str(tmp_path)], env=env,
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script(SWEEP_CHILD, tmp_path / "home", tiny_bert_dir, glue, tmp_path)
     assert out["compile"] == "default" and out["status"] == ["TERMINATED", "TERMINATED"]
     assert len(set(out["fingerprints"])) == 1  # taylor's row is ce's student: the table's `=`
     assert any((tmp_path / "home" / "compile").iterdir())  # compiled into the node's cache
