@@ -4,6 +4,10 @@ CSVs predate fingerprints, so the tables say the identity is unknown: issue 30).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +17,7 @@ from tune.report.cli import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 EARLIER = RESULTS / "earlier"
+FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 
 
 @pytest.mark.parametrize("folder", [RESULTS, EARLIER], ids=["final-stage", "earlier"])
@@ -141,3 +146,42 @@ def test_the_committed_cpu_compile_run_loaded_every_graph_in_the_second_process_
         text = " ".join((root / page).read_text().split())
         assert all(q in text for q in quoted), page
     assert speed["x_eager_median"] < 1.0  # hence compile stays off by default
+
+
+BUDGET = RESULTS.parent / "mrpc-budget"
+
+
+def _run_budget_script(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(BUDGET / "run.sh"), *args], cwd=BUDGET.parents[1], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not (BUDGET / "table.md").is_file(), reason="no committed mrpc-budget table yet")
+def test_the_mrpc_budget_table_is_rebuilt_from_its_runs_each_chosen_on_the_train_holdout(tmp_path):
+    """results/mrpc-budget (issue 22): `run.sh --tables-only` rebuilds the committed table from the committed runs,
+    and every run is what the README says: ce alone, 10 epochs, its epoch chosen on the train hold-out, 3 seeds per lr,
+    each in one piece (so its wall time is the run's)."""
+    runs = [json.loads(p.read_text()) for p in sorted((BUDGET / "runs").glob("*.json"))]
+    assert {(r["loss"], r["epochs"], r["selection"], r["resumed_from_epoch"]) for r in runs} == {
+        ("ce", 10, "train_holdout", 0)}
+    seeds = pd.DataFrame(runs).groupby("lr")["seed"].apply(sorted)
+    assert len(seeds) == 3 and all(s == [0, 1, 2] for s in seeds)
+    shutil.copytree(BUDGET / "runs", tmp_path / "runs")
+    proc = _run_budget_script({"OUT": str(tmp_path)}, "--tables-only")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "table.md").read_text() == (BUDGET / "table.md").read_text()
+
+
+def test_the_mrpc_budget_script_runs_at_toy_size_and_a_rerun_skips_finished_runs(tmp_path):
+    """The script that made results/mrpc-budget, on the MRPC fixture: one lr, two seeds, one epoch each."""
+    env = {"OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "GLUE_DIR": str(FIXTURE_GLUE),
+           "LRS": "1e-3", "SEEDS": "0 1", "EPOCHS": "1", "EXTRA": "--max-train-samples 32 --max-eval-samples 16"}
+    first = _run_budget_script(env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["lr1e-3-seed0.json", "lr1e-3-seed1.json"]
+    row = next(line for line in first.stdout.splitlines() if line.startswith("| 1e-03 |"))
+    assert row.split("|")[2:4] == [" 1 ", " 2 "]  # 1 epoch, 2 seeds
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()}
+    again = _run_budget_script(env)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == written  # nothing retrained
