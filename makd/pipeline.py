@@ -156,14 +156,15 @@ def summarise(cfg: TrainConfig, result: TrainResult, cache_report: CacheReport, 
               train_examples: int) -> dict:
     """The one-line JSON summary `makd distill` prints (and writes to OUTPUT_DIR/result.json). `score` and
     `metrics`: the last epoch on dev (metrics also hold the hold-out's, `holdout_*`); `best_epoch` is chosen on the
-    `selection` split, where it scored `best_score`; `dev_score` is dev at that epoch: the number to report."""
+    `selection` split, where it scored `best_score`; `dev_score` is dev at that epoch: the number to report, and
+    `best_metrics` every metric at that epoch (dev's and the hold-out's, as a sweep's best_glue_* columns)."""
     final, best = result.final, result.best
     train_seconds = sum(h.train_seconds for h in result.history[result.resumed_from_epoch:])
     trained = train_examples * (len(result.history) - result.resumed_from_epoch)
     return {
         "task": result.task, "metric": result.metric, "score": _dev(final), "metrics": final.metrics,
         "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
-        "best_score": best.score, "best_epoch": best.epoch, "dev_score": _dev(best),
+        "best_score": best.score, "best_epoch": best.epoch, "dev_score": _dev(best), "best_metrics": best.metrics,
         "epochs": len(result.history), "resumed_from_epoch": result.resumed_from_epoch,
         "wall_seconds": round(wall_seconds, 3),
         "train_examples_per_s": round(trained / train_seconds, 2) if train_seconds > 0 else None,

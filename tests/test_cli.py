@@ -40,6 +40,8 @@ def test_distill_prints_one_json_line_and_reuses_the_teacher_cache(tiny_bert_dir
     assert first["history"][-1]["score"] == first["metrics"]["holdout_accuracy"]  # the epochs' selection scores
     assert first["best_score"] == max(h["score"] for h in first["history"])
     assert first["score"] == first["metrics"]["accuracy"] and 0 <= first["dev_score"] <= 1
+    best = first["history"][first["best_epoch"] - 1]["score"]  # the chosen epoch's metrics, dev and hold-out
+    assert first["best_metrics"] == {"accuracy": first["dev_score"], "holdout_accuracy": best}
     assert first["epochs"] == 2 and first["wall_seconds"] > 0 and first["train_examples_per_s"] > 0
     assert first["teacher_cache"] == "miss" and first["teacher_loaded"] is True
 

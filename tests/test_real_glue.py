@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs import commands_after
+from tests.docs import block_after, commands_after
 from tune.main import main
 
 pytestmark = pytest.mark.slow
@@ -78,6 +78,11 @@ def test_the_documented_distill_command_twice_second_run_skips_the_teacher(glue_
     assert second["teacher_cache"] == "hit" and second["teacher_loaded"] is False
     assert first["score"] == second["score"]  # same seed, same cached logits: same result
     assert first["wall_seconds"] < 120
+    shown = json.loads(block_after("docs/distill.md", "## Usage", "json"))
+    assert list(shown) == list(first)  # the doc's example is this command's output, key for key
+    for key in ("task", "metric", "selection", "best_epoch", "epochs", "train_examples", "student", "loss", "lam", "tau",
+                "seed", "lr", "teacher_cache", "majority_prediction"):
+        assert shown[key] == first[key], key
 
 
 def test_the_documented_finetune_teacher_command_runs_as_written(glue_dir, tmp_path):
