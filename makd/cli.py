@@ -154,7 +154,7 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
 
 def cmd_finetune_teacher(args: argparse.Namespace) -> int:
     from makd.config import TrainOptions, from_args
-    from makd.pipeline import dev_outputs, load_datasets, task_references, task_teacher_outputs
+    from makd.pipeline import load_datasets, task_references, task_teacher_outputs
     from makd.tasks import classifier_task
 
     task = classifier_task(args.task, "makd finetune-teacher")
@@ -170,7 +170,7 @@ def cmd_finetune_teacher(args: argparse.Namespace) -> int:
                                                    cache_dir(args), data_seed=options.data_seed,
                                                    progress=not args.quiet,
                                                    device=args.device or ("cuda" if _cuda() else "cpu"))
-    references = task_references(task.name, train_ds, eval_sets, dev_outputs(outputs))
+    references = task_references(task.name, train_ds, eval_sets, outputs)
     print(json.dumps({"task": task.name, "teacher": args.teacher, "path": record["path"],
                       "trained_now": record["trained_now"], "train_examples": record["train_examples"],
                       "seconds": record["seconds"], "parameters_m": record["parameters_m"],

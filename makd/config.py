@@ -62,6 +62,12 @@ class TrainOptions:
                                      "reported untouched, as a test set (0: choose on the dev set that is reported, "
                                      "an optimistic score)", group="data", low=0.0, high=1.0,
                                      high_open=True)
+    transfer_labeled: int | None = option(None, "transfer data from the task's own training split: this many "
+                                          "seeded examples keep their labels (the hold-out is taken from them), "
+                                          "every other one is a transfer example, which only the KD term learns "
+                                          "from (makd/transfer.py)", group="data", low=1)
+    transfer_file: str | None = option(None, "a csv/tsv/jsonl/parquet file of unlabeled texts in the task's text "
+                                       "columns, added to the training split as transfer examples", group="data")
     epochs: int = option(3, "training epochs", low=1)
     batch_size: int = option(32, "examples per optimizer step", low=1)
     micro_batch_size: int | None = option(None, "run each batch forward/backward in chunks of this size: the same "
@@ -140,7 +146,9 @@ class TrainConfig(TrainOptions):
         from makd.losses import LOSSES
 
         spec = LOSSES.get(self.loss)
-        return bool(spec and spec.needs_teacher_logits) and self.lam < 1.0
+        # with transfer data a KD loss reads the teacher on the transfer rows even at λ = 1 (makd/transfer.py)
+        transfer = self.transfer_labeled is not None or self.transfer_file is not None
+        return bool(spec and spec.needs_teacher_logits) and (self.lam < 1.0 or transfer)
 
     @property
     def teacher_spec(self):
@@ -152,11 +160,20 @@ class TrainConfig(TrainOptions):
         from makd.losses import validate_loss_args
         from makd.tasks import get_task
 
-        get_task(self.task)
+        task = get_task(self.task)
         validate_loss_args(self.loss, self.lam, self.tau)
+        check_loss_for_task(self.loss, task.name, task.is_regression, "loss")
         if self.needs_teacher and not self.teacher:
             raise UsageError("teacher", f"loss '{self.loss}' with lam < 1 needs a teacher")
         super().validate()
+
+
+def check_loss_for_task(loss: str, task: str, regression: bool, where: str) -> None:
+    """A loss that needs classes (pseudo_label: the teacher's argmax) on a regression task: one line."""
+    from makd.losses import get_loss
+
+    if get_loss(loss).classes_only and regression:
+        raise UsageError(where, f"{loss} needs a task with classes: {task} is a regression task")
 
 
 # ----------------------------------------------------------------------------------------------------- derived

@@ -39,6 +39,14 @@ class TextDataset:
     text_b: list[str] | None
     labels: np.ndarray  # int64 class ids, or float32 scores for stsb
     source: str
+    # makd/transfer.py: which rows' labels the student may read (None: every row's). Not in the fingerprint: the
+    # teacher's cache entries are of the rows, whoever may read their labels.
+    labeled: np.ndarray | None = None
+
+    @property
+    def transfer_rows(self) -> int:
+        """Rows the student sees without their label (transfer examples)."""
+        return 0 if self.labeled is None else int((~self.labeled).sum())
 
     def __len__(self) -> int:
         return len(self.text_a)
@@ -55,6 +63,7 @@ class TextDataset:
             text_b=None if self.text_b is None else [self.text_b[i] for i in idx],
             labels=self.labels[idx],
             source=self.source,
+            labeled=None if self.labeled is None else self.labeled[idx],
         )
 
     def fingerprint(self) -> str:
@@ -94,6 +103,15 @@ def subsample(ds: TextDataset, max_samples: int | None, seed: int = 0) -> TextDa
         return ds
     indices = np.sort(np.random.default_rng(seed).permutation(len(ds))[:max_samples])
     return ds.select(indices)
+
+
+def holdout_positions(n: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted positions of a fixed, seeded `fraction` of n training examples (at least one): the selection
+    hold-out (makd.pipeline.split_holdout; from the labeled rows only with transfer data, makd/transfer.py)."""
+    held = np.sort(np.random.default_rng([seed, 2023]).permutation(n)[:max(1, round(fraction * n))])
+    if len(held) >= n:
+        raise UsageError("holdout_fraction", f"{fraction} of {n} training examples leaves none to train on")
+    return held
 
 
 # --- labels ---------------------------------------------------------------------------------------------
@@ -275,9 +293,9 @@ def load_file(task: TaskSpec, split: str, path: str | Path, text_columns: Sequen
     return _load_file_once(task, split, str(path), (stat.st_size, stat.st_mtime_ns), text_columns, label_column)
 
 
-def load_prompt_file(task: TaskSpec, split: str, path: str | Path, columns: Sequence[str]) -> TextDataset:
-    """A causal-LM task's split from a csv/tsv/jsonl/parquet file: its prompt column (text_a) and, when `columns`
-    names a second one, the given responses (text_b; else the teacher answers each prompt). No labels: zeros."""
+def read_text_columns(path: str | Path, columns: Sequence[str], what: Sequence[str]) -> dict[str, list[str]]:
+    """The named text columns of a csv/tsv/jsonl/parquet file with no labels, every row's text present (an empty
+    one is named by its row and by `what`, the columns' meaning: 'prompt', 'text', ...)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(str(path), "file not found")
@@ -293,11 +311,17 @@ def load_prompt_file(task: TaskSpec, split: str, path: str | Path, columns: Sequ
         table = {c: ["" if v is None else str(v) for v in frame[c].tolist()] for c in columns}
     if not table[columns[0]]:
         raise UsageError(str(path), "no data rows")
-    for column in columns:
+    for column, meaning in zip(columns, what, strict=False):
         empty = next((i for i, text in enumerate(table[column]) if not text.strip()), None)
         if empty is not None:
-            raise UsageError(str(path), f"row {empty + 1}: empty {column!r} (a {'prompt' if column == columns[0] else 'response'} "
-                                        "is needed on every row)")
+            raise UsageError(str(path), f"row {empty + 1}: empty {column!r} (a {meaning} is needed on every row)")
+    return table
+
+
+def load_prompt_file(task: TaskSpec, split: str, path: str | Path, columns: Sequence[str]) -> TextDataset:
+    """A causal-LM task's split from a csv/tsv/jsonl/parquet file: its prompt column (text_a) and, when `columns`
+    names a second one, the given responses (text_b; else the teacher answers each prompt). No labels: zeros."""
+    table = read_text_columns(path, columns, ("prompt", "response"))
     return TextDataset(task.name, split, table[columns[0]], table[columns[1]] if len(columns) > 1 else None,
                        np.zeros(len(table[columns[0]]), dtype=np.int64), str(path))
 

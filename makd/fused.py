@@ -29,7 +29,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from makd import fingerprints, gpu
-from makd.batching import EncodedDataset, length_grouped_batches, sorted_batches
+from makd.batching import EncodedDataset, sorted_batches
 from makd.compiled import compile_function
 from makd.config import TrainConfig
 from makd.data import TextDataset
@@ -51,6 +51,7 @@ from makd.train import (
     save_checkpoint,
     set_rng_state,
 )
+from makd.transfer import epoch_batches
 
 MEMBER_FIELDS = ("loss", "lam", "tau")  # what members of one fused pack may differ in
 STATE_NAME = "fused_state.pt"  # an unfinished fused pack's state, beside its members' folders
@@ -238,7 +239,7 @@ def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapp
         if all(result.error for result in results):
             break
         model.train()
-        batches = length_grouped_batches(train_enc.lengths, base.batch_size, np.random.default_rng([base.seed, epoch]))
+        batches = epoch_batches(train_enc.lengths, base.batch_size, np.random.default_rng([base.seed, epoch]), run.rows)
         start, seen = time.perf_counter(), 0
         loss_sums = torch.zeros(k, device=dev)
         for idx in batches:
@@ -249,8 +250,10 @@ def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapp
                 logits = students(batch)
             rows_teacher = teacher[idx].to(dev) if teacher is not None else None
             rows_targets = targets[idx].to(dev)
+            rows_labeled = run.labeled[idx] if run.labeled is not None else None
             losses = torch.stack([distillation_loss(logits[m], rows_teacher if cfg.needs_teacher else None,
-                                                    rows_targets, kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+                                                    rows_targets, kind=cfg.loss, lam=cfg.lam, tau=cfg.tau,
+                                                    labeled=rows_labeled)
                                   for m, cfg in enumerate(cfgs)])
             losses.sum().backward()  # members share no weights: each gets the gradient of its own loss
             students.clip_(base.max_grad_norm)

@@ -43,6 +43,8 @@ class LossSpec:
     order: float  # rank in leaderboards and the paper-style table
     citation: str
     summary: str  # one line: what L_KD is
+    needs_label: bool = False  # does L_KD read the gold label? Such a loss cannot learn from a transfer example
+    classes_only: bool = False  # meaningless on a regression task (STS-B): refused there
 
     @property
     def needs_teacher_logits(self) -> bool:
@@ -53,10 +55,14 @@ LOSSES: dict[str, LossSpec] = {}
 
 
 def register_loss(name: str, *, teacher_in_gradient: bool, uses_tau: bool, order: float, citation: str,
-                  summary: str) -> Callable[[KdTerm | None], KdTerm | None]:
-    """Decorator for a KD term f(student_logits, teacher_logits, y, tau) -> scalar: makes `name` a loss kind."""
+                  summary: str, needs_label: bool = False,
+                  classes_only: bool = False) -> Callable[[KdTerm | None], KdTerm | None]:
+    """Decorator for a KD term f(student_logits, teacher_logits, y, tau) -> scalar: makes `name` a loss kind.
+    needs_label: the term reads y (on a transfer example, makd/transfer.py, there is none); classes_only: the term
+    means nothing for a regression task's two Platt-scaled columns."""
     def add(kd_term: KdTerm | None) -> KdTerm | None:
-        LOSSES[name] = LossSpec(name, kd_term, teacher_in_gradient, uses_tau, order, citation, summary)
+        LOSSES[name] = LossSpec(name, kd_term, teacher_in_gradient, uses_tau, order, citation, summary, needs_label,
+                                classes_only)
         return kd_term
     return add
 
@@ -159,6 +165,12 @@ def taylor_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: tor
     return soft_cross_entropy(student_logits / tau, y) - teacher_entropy
 
 
+def pseudo_label_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the teacher's argmax (self-training / pseudo-labelling): the control that tells a gain from
+    the teacher's distribution (vanilla) from a gain from the teacher merely labelling more text."""
+    return F.cross_entropy(student_logits, teacher_logits.argmax(dim=-1))
+
+
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of logits (Ba & Caruana style), averaged over batch and classes."""
     return F.mse_loss(student_logits, teacher_logits)
@@ -174,11 +186,15 @@ def orthogonal_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y
     return (p * residual.pow(2)).mean()
 
 
-register_loss("ce", teacher_in_gradient=False, uses_tau=False, order=0, citation="",
+register_loss("ce", teacher_in_gradient=False, uses_tau=False, order=0, citation="", needs_label=True,
               summary="plain cross-entropy on the labels (the baseline every sweep runs)")(None)
+register_loss("pseudo_label", teacher_in_gradient=True, uses_tau=False, order=0.5, classes_only=True,
+              citation="self-training on the teacher's labels (Lee, 2013)",
+              summary="CE(argmax p, f): cross-entropy on the teacher's hard labels")(
+    lambda s, t, y, tau: pseudo_label_ce(s, t))
 register_loss("vanilla", teacher_in_gradient=True, uses_tau=True, order=1, citation="Hinton et al., 2015",
               summary="tau^2 * KL(p_tau || f_tau)")(lambda s, t, y, tau: vanilla_kd(s, t, tau))
-register_loss("taylor", teacher_in_gradient=False, uses_tau=True, order=2,
+register_loss("taylor", teacher_in_gradient=False, uses_tau=True, order=2, needs_label=True,
               citation="Dasgupta, Cohn, Baldwin, ACL Findings 2023, eq. 8",
               summary="KL(p_tau || f_tau) + <y - p_tau, -log f_tau>: the gradient of CE(y, f_tau), teacher-free")(
     lambda s, t, y, tau: taylor_kd(s, t, y, tau))
@@ -190,7 +206,7 @@ register_loss("jsd", teacher_in_gradient=True, uses_tau=True, order=2.6,
     lambda s, t, y, tau: jsd_kd(s, t, tau))
 register_loss("mse", teacher_in_gradient=True, uses_tau=False, order=3, citation="Ba & Caruana, 2014",
               summary="mean (s - t)^2 over batch and classes")(lambda s, t, y, tau: logit_mse(s, t))
-register_loss("ortho", teacher_in_gradient=True, uses_tau=False, order=4,
+register_loss("ortho", teacher_in_gradient=True, uses_tau=False, order=4, needs_label=True,
               citation="Dao et al., 2020, as in the paper's public notebook",
               summary="mean of p * (s - t - (y/p - 1))^2")(lambda s, t, y, tau: orthogonal_mse(s, t, y))
 
@@ -218,14 +234,19 @@ def loss_help() -> str:
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor, *,
-                      kind: str, lam: float, tau: float = 1.0) -> torch.Tensor:
+                      kind: str, lam: float, tau: float = 1.0, labeled: torch.Tensor | None = None) -> torch.Tensor:
     """L = lam * CE(y, f) + (1 - lam) * L_KD (paper eq. 9), a scalar.
 
     labels: class ids [B] or a target probability matrix [B, K] (STS-B's Platt-scaled scores).
     teacher_logits may be None only for kind='ce' or lam == 1. tau applies to `vanilla` and `taylor`;
     `mse` and `ortho` work on raw logits, as in the paper's notebook. The classification term is always at tau = 1.
+    labeled: a bool [B] on the host, False on transfer examples (makd/transfer.py): those take L_KD alone (lam = 0
+    there) and their labels are never read; the batch's loss is the mean over its examples.
     """
     validate_loss_args(kind, lam, tau)
+    if labeled is not None and not bool(labeled.all()):
+        return _with_transfer_rows(student_logits, teacher_logits, labels, kind=kind, lam=lam, tau=tau,
+                                   labeled=labeled)
     student_logits = upcast(student_logits)
     y = target_probabilities(labels, student_logits.shape[-1]).to(student_logits)
     ce = soft_cross_entropy(student_logits, y)
@@ -233,3 +254,24 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         return ce
     kd = kd_term(kind, student_logits, None if teacher_logits is None else teacher_logits.to(student_logits), y, tau)
     return lam * ce + (1.0 - lam) * kd
+
+
+def _with_transfer_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor, *,
+                        kind: str, lam: float, tau: float, labeled: torch.Tensor) -> torch.Tensor:
+    """distillation_loss of a batch holding transfer examples: eq. 9 on the labeled rows, L_KD on the others, each
+    part weighted by its share of the batch (the row indices are built on the host: no wait for the GPU)."""
+    spec = get_loss(kind)
+    if spec.needs_label or teacher_logits is None:
+        raise ValueError(f"loss '{kind}' needs a label on every example: it trains on the labeled rows only")
+    labeled = labeled.cpu().bool()
+    device = student_logits.device
+    on_labeled = torch.nonzero(labeled).squeeze(1).to(device, non_blocking=True)
+    on_transfer = torch.nonzero(~labeled).squeeze(1).to(device, non_blocking=True)
+    share = float(labeled.sum()) / len(labeled)
+    teacher = teacher_logits.to(device)
+    student = upcast(student_logits)
+    loss = (1.0 - share) * spec.kd_term(student[on_transfer], teacher[on_transfer].to(student), None, tau)
+    if share > 0:
+        loss = loss + share * distillation_loss(student[on_labeled], teacher[on_labeled],
+                                                labels.to(device)[on_labeled], kind=kind, lam=lam, tau=tau)
+    return loss

@@ -16,8 +16,7 @@ import numpy as np
 
 from makd.cache import CacheReport, TeacherSpec, teacher_logits
 from makd.config import TrainOptions
-from makd.data import TextDataset, load_split
-from makd.errors import UsageError
+from makd.data import TextDataset, holdout_positions, load_split
 from makd.files import atomic_write_bytes
 from makd.references import majority_reference, reported_splits, teacher_reference
 from makd.tasks import get_task
@@ -57,8 +56,18 @@ def load_datasets(task_name: str, source: DataSource,
                   seed=cfg.data_seed)
     train_ds = load_split(task, "train", data_file=source.train_file, max_samples=cfg.max_train_samples, **common)
     eval_sets = {}
-    if cfg.holdout_fraction > 0:  # selection data: out of the training set (and out of the teacher's cache entry)
+    if cfg.transfer_labeled is not None:  # the hold-out comes out of the labeled rows (makd/transfer.py)
+        from makd.transfer import split_labeled
+
+        train_ds, holdout = split_labeled(train_ds, cfg.transfer_labeled, cfg.holdout_fraction, cfg.data_seed)
+        if holdout is not None:
+            eval_sets[HOLDOUT] = holdout
+    elif cfg.holdout_fraction > 0:  # selection data: out of the training set (and out of the teacher's cache entry)
         train_ds, eval_sets[HOLDOUT] = split_holdout(train_ds, cfg.holdout_fraction, cfg.data_seed)
+    if cfg.transfer_file is not None:
+        from makd.transfer import with_transfer_file
+
+        train_ds = with_transfer_file(task, train_ds, cfg.transfer_file, tuple(source.text_columns or task.text_fields))
     for i, (split, suffix) in enumerate(task.eval_splits):
         data_file = source.eval_file if (source.eval_file and i == 0) else None
         if source.train_file and data_file is None:
@@ -71,9 +80,7 @@ def split_holdout(train_ds: TextDataset, fraction: float, seed: int) -> tuple[Te
     """(the rest, the hold-out): a fixed, seeded `fraction` of the training examples (at least one), each part in
     the original order. The same seed and data give the same split in every trial and on every node."""
     n = len(train_ds)
-    held = np.sort(np.random.default_rng([seed, 2023]).permutation(n)[:max(1, round(fraction * n))])
-    if len(held) >= n:
-        raise UsageError("holdout_fraction", f"{fraction} of {n} training examples leaves none to train on")
+    held = holdout_positions(n, fraction, seed)
     return train_ds.select(np.setdiff1d(np.arange(n), held)), train_ds.select(held)
 
 
@@ -109,13 +116,15 @@ def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | N
     record = None
     if spec is not None and finetune is not None:
         from makd.teacher_finetune import cached_teacher, finetune_digest, finetune_teacher
+        from makd.transfer import gold_rows
 
-        found = cached_teacher(cache_dir, finetune_digest(spec.teacher, spec.task, train_ds, finetune,
+        gold = gold_rows(get_task(spec.task), train_ds)  # not the rows of a transfer file: they have no label
+        found = cached_teacher(cache_dir, finetune_digest(spec.teacher, spec.task, gold, finetune,
                                                           head_seed=spec.head_seed, max_length=spec.max_length,
                                                           data_seed=data_seed))
         if found is None and not compute:
             return None, CacheReport(misses=1), None
-        found = found or finetune_teacher(spec.teacher, spec.task, train_ds, reported_splits(eval_sets), finetune,
+        found = found or finetune_teacher(spec.teacher, spec.task, gold, reported_splits(eval_sets), finetune,
                                           cache_dir=cache_dir, head_seed=spec.head_seed, max_length=spec.max_length,
                                           data_seed=data_seed, device=pick_device(device), progress=progress)
         record = {**found.record, "path": found.path, "trained_now": found.trained}
@@ -127,11 +136,17 @@ def task_teacher_outputs(spec: TeacherSpec | None, finetune: FinetuneOptions | N
 
 def task_references(task_name: str, train_ds: TextDataset, eval_sets: dict[str, TextDataset],
                     teacher_outputs: dict[str, np.ndarray] | None) -> dict:
-    """majority_score and majority_prediction, and teacher_score when the teacher ran (makd/references.py)."""
+    """majority_score and majority_prediction, and teacher_score when the teacher ran (makd/references.py); with
+    transfer data (makd/transfer.py) also its counts, and the teacher's score on the transfer examples that have a
+    gold label: how good the soft labels a student learns from there are."""
     task = get_task(task_name)
     references = majority_reference(task, train_ds, eval_sets)
     if teacher_outputs is not None:
-        references.update(teacher_reference(task, eval_sets, teacher_outputs))
+        references.update(teacher_reference(task, eval_sets, dev_outputs(teacher_outputs)))
+    if train_ds.labeled is not None:
+        from makd.transfer import transfer_references
+
+        references.update(transfer_references(task, train_ds, (teacher_outputs or {}).get("train")))
     return references
 
 
@@ -201,7 +216,7 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     result = train(cfg, train_ds, eval_sets, outputs["train"] if outputs else None, checkpoint_dir=out,
                    progress=progress, device=device)
     summary = summarise(cfg, result, cache_report, time.perf_counter() - start, len(train_ds))
-    summary.update(task_references(cfg.task, train_ds, eval_sets, dev_outputs(outputs)))
+    summary.update(task_references(cfg.task, train_ds, eval_sets, outputs))
     if out is not None:
         atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())
         if save_model:

@@ -32,8 +32,9 @@ def _main_score(task: TaskSpec, predictions: Mapping[str, np.ndarray], eval_sets
 def majority_reference(task: TaskSpec, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset]) -> dict:
     """The constant predictor fitted on the training labels: the most frequent class (ties: the lower id), or for a
     regression task the mean score, whose correlation with any dev set is 0. `majority_score` is its dev score;
-    `majority_prediction` says what it predicts ('equivalent (68% of train)', 'the mean score 2.70')."""
-    labels = np.asarray(train_ds.labels)
+    `majority_prediction` says what it predicts ('equivalent (68% of train)', 'the mean score 2.70'). With transfer
+    data, only the labels a student may read count."""
+    labels = np.asarray(train_ds.labels if train_ds.labeled is None else train_ds.labels[train_ds.labeled])
     if task.is_regression:
         constant, said = float(labels.mean()), f"the mean score {float(labels.mean()):.2f}"
     else:

@@ -30,7 +30,6 @@ from makd.batching import (
     bucket_lengths,
     default_pad_multiple,
     encode,
-    length_grouped_batches,
     padded_length,
     sorted_batches,
     to_device,
@@ -43,6 +42,7 @@ from makd.inference_cost import measure_inference
 from makd.losses import distillation_loss
 from makd.masks import model_batch
 from makd.tasks import TaskSpec, compute_metrics, get_task
+from makd.transfer import epoch_batches, labeled_only, student_labels
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
@@ -175,7 +175,8 @@ def pad_multiple(cfg: TrainConfig, device: torch.device) -> int | None:
 def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray, targets: torch.Tensor,
                teacher_logits: torch.Tensor | None, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, *, device: torch.device, amp: torch.dtype | None,
-               pad_to_multiple_of: int | None = None, step: bool = True) -> torch.Tensor:
+               pad_to_multiple_of: int | None = None, step: bool = True,
+               labeled: torch.Tensor | None = None) -> torch.Tensor:
     """One optimizer step on the examples idx (targets and teacher_logits are row-aligned with idx, on any device);
     returns the batch's mean loss as a 0-d tensor on the device: reading it every step would make the CPU wait
     for the GPU instead of queueing the next step.
@@ -183,7 +184,7 @@ def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray,
     With cfg.micro_batch_size the batch runs forward/backward in chunks whose losses are weighted by their share
     of the batch: the gradient is the whole batch's (only dropout draws differ), and the activation memory is a
     chunk's. Gradient clipping and the optimizer step see the whole batch, as without chunks. step=False stops
-    after backward (the warm-up).
+    after backward (the warm-up). labeled (host, row-aligned with idx): False on transfer examples.
     """
     optimizer.zero_grad(set_to_none=True)
     chunk = cfg.micro_batch_size or len(idx)
@@ -195,7 +196,8 @@ def train_step(model: torch.nn.Module, encoded: EncodedDataset, idx: np.ndarray,
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             logits = model(**batch).logits
         loss = distillation_loss(logits, to_device(teacher_logits[part], device) if teacher_logits is not None else None,
-                                 to_device(targets[part], device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau)
+                                 to_device(targets[part], device), kind=cfg.loss, lam=cfg.lam, tau=cfg.tau,
+                                 labeled=labeled[part] if labeled is not None else None)
         share = len(rows) / len(idx)
         scaler.scale(loss * share).backward()
         loss_sum += loss.detach() * share
@@ -379,6 +381,8 @@ class RunSetup:
     selection: dict[str, tuple[TextDataset, EncodedDataset]] | None
     targets: torch.Tensor
     teacher: torch.Tensor | None
+    labeled: torch.Tensor | None = None  # host bool per training row, False on transfer rows (None: all labeled)
+    rows: np.ndarray | None = None  # the rows this loss trains on (makd/transfer.py; None: every row)
 
 
 def prepare_run(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
@@ -410,8 +414,11 @@ def prepare_run(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str,
     # Rows of targets and teacher logits are gathered on the host and travel with the batch (pinned, non-blocking):
     # indexing device tensors with a host index would make the CPU wait for the GPU every step.
     teacher = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32) if teacher_logits is not None else None
+    transfer = train_ds.labeled is not None and not bool(train_ds.labeled.all())
     return RunSetup(task, dev, amp, pad_multiple(cfg, dev), model, train_enc, eval_enc, selection,
-                    training_targets(task, train_ds.labels), teacher)
+                    training_targets(task, student_labels(task, train_ds)), teacher,
+                    labeled=torch.from_numpy(np.asarray(train_ds.labeled, dtype=bool)) if transfer else None,
+                    rows=np.flatnonzero(train_ds.labeled) if labeled_only(cfg.loss, train_ds) else None)
 
 
 def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
@@ -463,7 +470,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         # The batch order depends only on (seed, epoch): a resumed run sees the same batches it would have seen.
-        batches = length_grouped_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+        batches = epoch_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]), run.rows)
         start, seen = time.perf_counter(), 0
         loss_sum = torch.zeros((), device=dev)
         # disable=None: the bar only on a terminal (a log file or `makd logs` would get one line per redraw)
@@ -472,7 +479,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         with _one_line_oom(dev, f"training ({widest})"):
             for idx in bar:
                 loss = train_step(model, train_enc, idx, targets[idx], teacher[idx] if teacher is not None else None,
-                                  cfg, optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad)
+                                  cfg, optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad,
+                                  labeled=run.labeled[idx] if run.labeled is not None else None)
                 scheduler.step()
                 seen += len(idx)
                 loss_sum += loss * len(idx)

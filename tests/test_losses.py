@@ -164,7 +164,7 @@ def test_other_kd_gradients_change_with_the_teacher(kind, tau):
 
 
 def test_teacher_dependent_kinds_are_every_kind_but_ce_and_taylor():
-    assert TEACHER_DEPENDENT_KINDS == {"vanilla", "reverse_kl", "jsd", "mse", "ortho"}
+    assert TEACHER_DEPENDENT_KINDS == {"pseudo_label", "vanilla", "reverse_kl", "jsd", "mse", "ortho"}
 
 
 # --- bad input ----------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def test_a_registered_loss_computes_and_validates(half_kd):
     y = torch.tensor([0, 1, 1, 0])
     got = losses.distillation_loss(s, t, y, kind=half_kd, lam=0.0, tau=2.0)
     assert torch.allclose(got, 0.5 * losses.vanilla_kd(s, t, 2.0) / 4)
-    assert losses.loss_names() == ("ce", "vanilla", "halfkd", "taylor", "reverse_kl", "jsd", "mse", "ortho")
+    assert losses.loss_names() == ("ce", "pseudo_label", "vanilla", "halfkd", "taylor", "reverse_kl", "jsd", "mse",
+                                   "ortho")
     assert "halfkd: KL(p_tau || f_tau) / 2" in losses.loss_help()
 
 

@@ -18,6 +18,7 @@ from makd.cache import TeacherSpec
 from makd.config import (
     OPTION_NAMES,
     TrainOptions,
+    check_loss_for_task,
     field_help,
     option,
     parse_field,
@@ -71,6 +72,18 @@ class Selection:
                         choices=("train_holdout", "dev"))
     fraction: float = option(0.1, "the hold-out's share of train (train_holdout only)", low=0.0, low_open=True,
                              high=0.5)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """`transfer:`: training examples the student sees without their label (makd/transfer.py); the sweep's spelling
+    of the training options `transfer_labeled` and `transfer_file`."""
+
+    labeled: int | None = option(None, "keep the labels of this many seeded examples of each task's training split "
+                                 "(the hold-out is taken from them); every other example is a transfer example",
+                                 low=1)
+    file: str | None = option(None, "a csv/tsv/jsonl/parquet file of unlabeled texts in the task's text columns, "
+                              "added as transfer examples")
 
 
 @dataclass(frozen=True)
@@ -192,6 +205,10 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
                           "untouched), or dev (optimistic; every table says so)", "{split: train_holdout, fraction: "
                           "0.1}"),
     "data": _section(DataSection, "where the GLUE files come from", "$MAKD_GLUE_DIR, else the hub's nyu-mll/glue"),
+    "transfer": _section(Transfer, "transfer data: examples the student learns from through the KD term only "
+                         "(labels dropped from the training split, or a file of texts); losses that need a label "
+                         "(ce, taylor, ortho) train on the labeled examples only, as many steps per epoch",
+                         "null: every training example keeps its label", nullable=True),
     "search": _section(SearchConfig, "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges; "
                        "objectives: [score, params | latency | device_hours] searches score and a cost with NSGA-II "
                        "(scheduler none)"),
@@ -275,7 +292,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         if not values:
             raise UsageError(key, "must not be empty")
 
-    train = parse_train_options(_with_selection(raw))
+    train = parse_train_options(_with_transfer(_with_selection(raw)))
     teacher_finetune = _parse_teacher_finetune(raw, train)
     glue_dir = parse_section(DataSection, raw.get("data"), "data", "{glue_dir: ../glue}").glue_dir
     search = parse_search(raw.get("search"))
@@ -299,6 +316,12 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         storage=_top(raw, "storage"), address=_top(raw, "address"), tracking=parse_tracking(raw.get("tracking")),
         wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")))
     check_causal_lm(cfg)
+    check_transfer(cfg)
+    for task in tasks:
+        own = cfg.file_task(task)
+        for i, loss in enumerate(cfg.losses):
+            check_loss_for_task(loss, task, own.type == "regression" if own else get_task(task).is_regression,
+                                f"losses[{i}]")
     if cfg.uses_teacher and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
@@ -413,6 +436,41 @@ def _with_selection(raw: dict) -> dict:
     if raw.get("holdout_fraction") not in (None, fraction):
         raise UsageError("selection", f"fraction {fraction} conflicts with holdout_fraction {raw['holdout_fraction']}")
     return {**raw, "holdout_fraction": fraction}
+
+
+def _with_transfer(raw: dict) -> dict:
+    """`transfer: {labeled: N, file: PATH}` is the sweep's spelling of the training options `transfer_labeled` and
+    `transfer_file` (makd/transfer.py)."""
+    if raw.get("transfer") is None:
+        return raw
+    transfer = parse_section(Transfer, raw["transfer"], "transfer", "{labeled: 1000}")
+    if transfer.labeled is None and transfer.file is None:
+        raise UsageError("transfer", "give labeled: N (labels kept on N training examples), file: PATH, or both")
+    out = dict(raw)
+    for key, value in (("transfer_labeled", transfer.labeled), ("transfer_file", transfer.file)):
+        if value is None:
+            continue
+        if raw.get(key) not in (None, value):
+            raise UsageError("transfer", f"conflicts with {key} {raw[key]}")
+        out[key] = str(Path(value).expanduser().resolve()) if key == "transfer_file" else value
+    return out
+
+
+def check_transfer(cfg: SweepConfig) -> None:
+    """Transfer data needs a loss that can learn from an example without a label, and a task with a head."""
+    if cfg.train.transfer_labeled is None and cfg.train.transfer_file is None:
+        return
+    if not any(LOSSES[loss].needs_teacher_logits and not LOSSES[loss].needs_label for loss in cfg.losses):
+        raise UsageError("transfer", f"every loss ({', '.join(cfg.losses)}) needs a label on every example, so none "
+                                     "would learn from a transfer example: add vanilla or pseudo_label")
+    if all(lam >= 1.0 for lam in cfg.lams):  # a sweep runs no KD loss at λ = 1 (tune/search/grid.py)
+        raise UsageError("transfer", "every λ is 1, where a sweep runs ce alone: list a λ below 1")
+    if cfg.pack.on and cfg.pack.mode == "fused":
+        raise UsageError("pack.mode", "a fused pack's members share every batch, and with transfer data a loss that "
+                                      "needs labels trains on other batches (the labeled rows): use sequential")
+    for task in cfg.tasks:
+        if cfg.file_task(task).type == CAUSAL_LM if cfg.file_task(task) else get_task(task).is_causal_lm:
+            raise UsageError("transfer", f"{task} is a causal-LM task: its students learn the teacher's responses")
 
 
 def parse_train_options(raw: dict) -> TrainOptions:

@@ -23,7 +23,6 @@ from makd.cache import CacheReport
 from makd.errors import UsageError
 from makd.pipeline import (
     DataSource,
-    dev_outputs,
     load_datasets,
     task_references,
     task_teacher_outputs,
@@ -109,7 +108,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
         outputs, cache_report, record = ray.get(fill.remote(*args, **kwargs))
     elif outputs is None and spec is not None:
         outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, device=teacher_device)
-    references = task_references(task_name, train_ds, eval_sets, dev_outputs(outputs))
+    references = task_references(task_name, train_ds, eval_sets, outputs)
     own = cfg.file_task(task_name)
     return TaskData(task_name, train_ds, eval_sets, outputs["train"] if outputs else None,
                     dataclasses.asdict(cfg.train), encode_for_students(cfg, train_ds, eval_sets),
@@ -169,6 +168,19 @@ def check_file_tasks(cfg: SweepConfig) -> SweepConfig:
     for task in resolved:
         task.load()
     return dataclasses.replace(cfg, file_tasks=resolved)
+
+
+def check_transfer_data(cfg: SweepConfig) -> None:
+    """With `transfer:`, each task's training split is split (and the transfer file read) once before Ray starts: a
+    `labeled` count the split cannot hold or a file without the task's text columns is refused in one line."""
+    if cfg.train.transfer_labeled is None and cfg.train.transfer_file is None:
+        return
+    for task in cfg.tasks:
+        try:
+            load_datasets(task, data_source(cfg, task), cfg.train)
+        except UsageError as err:  # the sweep's spelling of the training options (tune/config.py: Transfer)
+            spelled = {"transfer_labeled": "transfer.labeled", "transfer_file": "transfer.file"}
+            raise UsageError(spelled.get(err.field, err.field), f"{task}: {err.problem}") from None
 
 
 def encode_for_students(cfg: SweepConfig, train_ds, eval_sets) -> dict:
@@ -279,6 +291,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     if cfg.glue_dir:
         cfg = dataclasses.replace(cfg, glue_dir=str(Path(cfg.glue_dir).expanduser().resolve()))
     cfg = check_file_tasks(cfg)
+    check_transfer_data(cfg)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         # Inside a Ray Job the cwd is the job's unpacked working_dir, which Ray may garbage-collect while trials
         # finish: work from a directory that outlives the job.

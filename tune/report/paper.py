@@ -35,6 +35,7 @@ from tune.report.rank import (
     setting_seeds,
     setting_view,
 )
+from tune.report.transfer import transfer_note
 
 
 def _format_params(value) -> str:
@@ -221,6 +222,9 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     note = reference_note(df, tasks, metric) if references else None
     if note:
         notes.append(note)
+    transfer = transfer_note(trials)
+    if transfer:
+        notes.insert(1, transfer)
     if AT_MAJORITY in used:
         notes.append("∅ the cell is not above the majority-class baseline at 95% confidence (its Student-t interval "
                      "over seeds reaches it; one seed: its score is at or below it): no measurable learning.")

@@ -26,6 +26,7 @@ from tune.report.paired import (
 from tune.report.sequential import decision
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
+ALL_LABELS_SUFFIX = ", all labels"  # a task with transfer data: a row that trained on every label (a reference)
 MAX_TAU_ROWS = 4  # more distinct τ than this (an Optuna τ range): one "τ tuned" row instead of one row per τ
 BASELINES = ("ce", "vanilla")  # every other row is compared with these, paired by seed
 LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metric", "selection", "best_lam",
@@ -53,6 +54,11 @@ def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
     # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
     fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
     df.loc[fine_tuned, "_loss"] = df.loc[fine_tuned, "_loss"] + FINE_TUNED_SUFFIX
+    # Where a task has transfer data (makd/transfer.py), its rows without it used labels the others did not have.
+    if "transfer_examples" in df:
+        transfer = df["transfer_examples"].fillna(0) > 0
+        all_labels = ~transfer & df["task"].isin(set(df.loc[transfer, "task"]))
+        df.loc[all_labels, "_loss"] = df.loc[all_labels, "_loss"] + ALL_LABELS_SUFFIX
     df["_method"] = _method_labels(df)
     return df
 

@@ -42,14 +42,15 @@ if TYPE_CHECKING:
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
                  "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "majority_score",
-                 "teacher_score", "best_epoch",
+                 "teacher_score", "labeled_examples", "transfer_examples", "teacher_transfer_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "pack_id", "pack_size", "looks",
                  "tolerance", "error"]
+TRANSFER_COLUMNS = ("labeled_examples", "transfer_examples", "teacher_transfer_score")
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
 _NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
-            "majority_score", "teacher_score",
+            "majority_score", "teacher_score", "labeled_examples", "transfer_examples", "teacher_transfer_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s", "pack_size", "looks",
             "tolerance")
@@ -101,6 +102,8 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
                    # the task's references on dev (makd/references.py); the teacher's only where this trial used it
                    majority_score=number(metrics.get("majority_score")),
                    teacher_score=number(metrics.get("teacher_score")) if row["loss"] != "ce" else None,
+                   # makd/transfer.py: the task's transfer data (absent without it)
+                   **{k: number(metrics.get(k)) for k in TRANSFER_COLUMNS},
                    dev_score=number(best.get("dev_score")), selection=metrics.get("selection"),
                    best_epoch=int(best.get("epoch") or 0), epochs_run=int(metrics.get("epoch") or len(history)),
                    wall_seconds=float(metrics.get("time_total_s") or 0.0), device=metrics.get("device"),
@@ -394,7 +397,8 @@ def drop_duplicate_trials(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop(index=dup[dup].index)
     # The same run configuration (e.g. the ce baseline every sweep adds, in two sweeps of one student) is one
     # experiment, not two seeds: count it once, the first finished copy given.
-    same_run = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs"]
+    same_run = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "loss", "lam", "tau", "seed", "lr", "max_epochs",
+                "labeled_examples", "transfer_examples"]  # with other training data (makd/transfer.py): another run
     keys = [c for c in same_run if c in frame]
     finished = frame["status"].isin(FINISHED).fillna(False).astype(bool)
     frame = pool_fingerprints(frame, finished, keys)
