@@ -20,13 +20,18 @@ def _inside(fig: Figure, artist) -> bool:
     return box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1 and box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1
 
 
+def _fits_across(fig: Figure, artist) -> bool:
+    """Whether a horizontally centred artist (the title, the legend below the panels) is narrower than the canvas:
+    its own extent, measured without drawing the figure (a draw lays out every panel: tenths of a second each)."""
+    return artist.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width + 2
+
+
 def fit_suptitle(fig: Figure, text: str, fontsize: float = 11) -> None:
     """The figure's title, wrapped into as few lines as fit the canvas width."""
     width = max(20, len(text))
     while True:
         title = fig.suptitle(textwrap.fill(text, width), fontsize=fontsize)
-        fig.canvas.draw()
-        if _inside(fig, title) or width <= 20:
+        if _fits_across(fig, title) or width <= 20:
             return
         width = int(width * 0.85)
 
@@ -34,18 +39,20 @@ def fit_suptitle(fig: Figure, text: str, fontsize: float = 11) -> None:
 def fit_legend(fig: Figure, handles: list, labels: list[str], fontsize: float = 9) -> None:
     """One legend below the panels, in as many columns as fit inside the canvas. A canvas narrower than one column
     (one panel, long labels) is widened to it, and one whose legend would leave the panels too little height is
-    made taller, so nothing is cut off and no panel collapses."""
+    made taller, so nothing is cut off and no panel collapses. Widths are measured without drawing; the figure is
+    laid out once, for the height."""
     if not handles:
         return
     for widened in (False, True):
         for ncols in range(min(len(handles), 6), 0, -1):
             legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=fontsize,
                                 frameon=False)
-            with warnings.catch_warnings():  # a try that collapses the panels is undone below, not reported
-                warnings.filterwarnings("ignore", "constrained_layout not applied")
-                fig.canvas.draw()
             box = legend.get_window_extent(fig.canvas.get_renderer())
-            if _inside(fig, legend) or (widened and ncols == 1):
+            if _fits_across(fig, legend) or (widened and ncols == 1):
+                with warnings.catch_warnings():  # a layout the taller canvas below undoes is not reported
+                    warnings.filterwarnings("ignore", "constrained_layout not applied")
+                    fig.canvas.draw()
+                box = legend.get_window_extent(fig.canvas.get_renderer())
                 if box.height > 0.4 * fig.bbox.height:  # the panels keep at least their own height
                     fig.set_figheight(fig.get_figheight() + box.height / fig.dpi)
                     fig.canvas.draw()
