@@ -122,3 +122,38 @@ def talking_llama_dir(tmp_path_factory) -> Path:
     """A tiny random llama teacher whose greedy responses differ from prompt to prompt (128 positions: room for
     the SST-2 instruction prompt and a response)."""
     return save_tiny_llama(tmp_path_factory.mktemp("talking-llama"), positions=128, init_range=0.2)
+
+
+@pytest.fixture
+def module_ray():
+    """A local Ray for a test module's in-process sweeps, started by the first test that asks and shut down when the
+    module ends (or before a test that needs a Ray of its own: `own_ray`): `run_sweep` uses a Ray this process is
+    connected to (tune/cluster.py init_ray), so a module pays Ray's start and stop once instead of once per sweep."""
+    import ray
+
+    from tune.cluster import init_ray
+
+    for key, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+        os.environ.setdefault(key, value)
+    if not ray.is_initialized():
+        init_ray(None, num_cpus=2)
+
+
+@pytest.fixture
+def own_ray():
+    """A test that starts its own cluster (two nodes, fake GPUs, a sweep's own processes watched): no module Ray."""
+    _shutdown_ray()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_ray_ends_with_its_module():
+    yield
+    _shutdown_ray()
+
+
+def _shutdown_ray() -> None:
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

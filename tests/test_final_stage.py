@@ -26,7 +26,7 @@ from tune.report.build import build
 pytestmark = pytest.mark.sweep
 
 
-def test_the_final_stage_compares_every_method_at_full_budget_and_taylor_equals_ce(tiny_bert_dir, tmp_path):
+def test_the_final_stage_compares_every_method_at_full_budget_and_taylor_equals_ce(module_ray, tiny_bert_dir, tmp_path):
     """vanilla at lam 0 imitates a random teacher and ASHA cuts it in the search; the final stage reruns each
     loss's best setting for three seeds, three epochs each, and taylor (tau 1) equals ce at every seed."""
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla"],
@@ -87,7 +87,7 @@ def test_a_driver_killed_after_the_search_resumes_with_exactly_the_missing_final
     assert len(trained) == 3 * 2
 
 
-def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(tiny_bert_dir, tmp_path, capsys):
+def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(module_ray, tiny_bert_dir, tmp_path, capsys):
     """A grid sweep (no final stage): the exported student loads with from_pretrained and scores on dev exactly
     what the leaderboard reports for its trial's best epoch."""
     import json
@@ -126,7 +126,7 @@ def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(tiny_ber
     assert main(["export", outcome.root, "--task", "rte", "--student", "1x64", "--loss", "mse"]) == 2
 
 
-def test_selection_on_a_train_holdout_reports_dev_untouched(tiny_bert_dir, tmp_path):
+def test_selection_on_a_train_holdout_reports_dev_untouched(module_ray, tiny_bert_dir, tmp_path):
     """selection: train_holdout: the teacher cache and training see the rest of train; each epoch is scored on the
     hold-out (ASHA, the best epoch, the best setting) and dev is only reported."""
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce", "vanilla"], lams=[0.0, 0.5], epochs=2,
@@ -174,7 +174,7 @@ def test_each_listed_tau_of_a_kd_loss_is_its_own_final_method():
     assert {(c["loss"], c["tau"]) for c in final_points(cfg, spread)} == {("vanilla", 6.0)}
 
 
-def test_adaptive_seeds_add_a_round_only_for_undecided_comparisons_and_a_resume_rebuilds_the_rounds(tiny_bert_dir,
+def test_adaptive_seeds_add_a_round_only_for_undecided_comparisons_and_a_resume_rebuilds_the_rounds(module_ray, tiny_bert_dir,
                                                                                                     tmp_path):
     """final.seeds {min 2, max 3}: round 1 runs every chosen setting at seeds 0 and 1; round 2 (its own Tuner,
     rte-final-r2) runs seed 2 for exactly the settings of the comparisons the rule leaves undecided after round 1;

@@ -36,7 +36,7 @@ def lm_config(tmp_path: Path, teacher: Path, **overrides) -> Path:
     return path
 
 
-def test_a_causal_lm_sweep_runs_search_final_report_and_export(tmp_path, talking_llama_dir, capsys):
+def test_a_causal_lm_sweep_runs_search_final_report_and_export(module_ray, tmp_path, talking_llama_dir, capsys):
     assert main(["sweep", str(lm_config(tmp_path, talking_llama_dir)), "--quiet", "--num-cpus", "2"]) == 0
     root = tmp_path / "runs" / "lm"
     trials = pd.read_csv(root / "trials.csv")

@@ -144,7 +144,7 @@ def test_the_final_stage_and_a_grid_without_a_scheduler_pack_but_asha_does_not(t
 
 
 @pytest.mark.sweep
-def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack_retrains_no_member(
+def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack_retrains_no_member(module_ray,
         tiny_bert_dir, tmp_path, monkeypatch):
     """The same grid twice: one trial per config, then packs of 4 with every pack failing once after its first
     member's last epoch. Each member's scores, epochs and weight fingerprints equal its unpacked run's; taylor (tau

@@ -98,7 +98,7 @@ def toy_sst2_dir(tmp_path: Path, n_train: int = 400) -> Path:
     return root.parent
 
 
-def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_bert_dir, tmp_path):
+def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(module_ray, tiny_bert_dir, tmp_path):
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["rte", "mrpc"], lams=[0.0],
                                    losses=["vanilla", "taylor", "mse"]))
     loads_before = models.TEACHER_LOADS
@@ -143,7 +143,7 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(tiny_
     assert [event for _, _, event in spans] == ["start", "done"] * 4
 
 
-def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
+def test_asha_stops_a_clearly_bad_trial_early(module_ray, tiny_bert_dir, tmp_path):
     """ce and taylor (= ce) learn the toy task in epoch 1; vanilla and mse at lam 0 imitate a random teacher and
     stay near chance. They run after the good ones (max_concurrent_trials 2), so ASHA must cut them at rung 1."""
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla", "mse"],
@@ -162,7 +162,7 @@ def test_asha_stops_a_clearly_bad_trial_early(tiny_bert_dir, tmp_path):
     assert all(logged[t] == n for t, n in zip(outcome.trials["trial_id"], outcome.trials["epochs_run"], strict=True))
 
 
-def test_optuna_samples_lam_in_range_and_is_reproducible(tiny_bert_dir, tmp_path):
+def test_optuna_samples_lam_in_range_and_is_reproducible(module_ray, tiny_bert_dir, tmp_path):
     sampled = []
     for name in ("opt-a", "opt-b"):
         cfg = load_config(write_config(tmp_path, tiny_bert_dir, name=name, losses=["ce", "taylor"], epochs=1,
@@ -178,7 +178,7 @@ def test_optuna_samples_lam_in_range_and_is_reproducible(tiny_bert_dir, tmp_path
     assert len({lam for _, _, lam in sampled[0]}) >= 3  # actually sampled, not one fixed value
 
 
-def test_a_trial_that_raises_once_resumes_from_its_checkpoint(tiny_bert_dir, tmp_path, monkeypatch):
+def test_a_trial_that_raises_once_resumes_from_its_checkpoint(module_ray, tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MAKD_FAULT_ONCE", f"{tmp_path / 'faults'}:1")
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=3, max_failures=1))
     outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
@@ -301,7 +301,7 @@ def test_without_resume_an_existing_experiment_is_not_overwritten(tiny_bert_dir,
     assert "--resume" in capsys.readouterr().err
 
 
-def test_two_node_cluster_runs_trials_on_both_nodes(tiny_bert_dir, tmp_path):
+def test_two_node_cluster_runs_trials_on_both_nodes(own_ray, tiny_bert_dir, tmp_path):
     """...and every process of both nodes listens on loopback only, checked while the trials run."""
     cluster = loopback_cluster(2)
     try:

@@ -33,15 +33,20 @@ def forwarded_env() -> dict[str, str]:
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: float | None = None,
-             verbose: bool = False) -> None:
+             verbose: bool = False) -> bool:
     """Join the cluster at `address` as Ray makes it, or start a private Ray on this machine that listens on
-    loopback only (tune/loopback.py). The trials' own output and Ray's info lines reach the console only when
-    verbose (a failed trial's error is printed whole either way: tune/progress.py)."""
+    loopback only (tune/loopback.py); returns True when it did, so the caller shuts it down. A Ray this process is
+    connected to already (a notebook's `ray.init()`, a test module's) is used as it is when no address is given:
+    False. The trials' own output and Ray's info lines reach the console only when verbose (a failed trial's error
+    is printed whole either way: tune/progress.py)."""
     import logging
 
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import ray
+
+    if not address and ray.is_initialized():
+        return False
 
     # Inside a Ray Job (`makd submit`) the job's runtime env already carries our env vars and code to every
     # worker; Ray refuses to merge a second one with the same keys.
@@ -63,6 +68,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: floa
         with loopback_ray():  # a private Ray on this machine: node IP 127.0.0.1, every server on loopback
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      runtime_env=runtime_env, **console)
+    return True
 
 
 LOCAL_CLUSTER_HINT = ("start one on this machine with `bash cluster/local.sh up`, or leave out --address for a "

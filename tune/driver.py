@@ -34,6 +34,7 @@ from tune.cluster import (
     alive_nodes,
     check_resources,
     check_shared_storage,
+    forwarded_env,
     init_ray,
     local_node_resources,
     resolve_address,
@@ -301,9 +302,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     tracking.check_tracking(cfg.tracking)  # a missing package or an unreachable server: one line, before Ray starts
     sizing = None
     address = resolve_address(cfg, address)
-    if not address:  # a private local Ray: refuse impossible requests before starting anything
+    if not address and not ray.is_initialized():  # a private local Ray: refuse impossible requests before starting it
         check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
-    init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
+    started = init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
     try:
         with stop_signals() as stops:
             nodes = wait_for_resources(cfg.wait_for) if cfg.wait_for else alive_nodes()
@@ -350,7 +351,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                                                                  resume=resume))
                 _say(quiet, cfg.pack.describe())
             for task, data in prepared.items():
-                trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events),
+                trainable = ray_tune.with_resources(ray_tune.with_parameters(distill_trial, task_data=data, events_path=events,
+                                                                          env=forwarded_env()),
                                                 {"cpu": cfg.cpu, "gpu": cfg.gpu})
                 kind = search.get_search_kind(cfg.search.kind)
                 result_grid = stops.fit(build_tuner(cfg, task, kind, trainable, root, resume=resume, verbose=verbose,
@@ -364,7 +366,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
 
                 rows += run_final_stage(cfg, task, searched, fit_final, stage_callbacks, quiet)
     finally:
-        ray.shutdown()
+        if started:  # a Ray this process was connected to before the sweep stays up
+            ray.shutdown()
     frame = trials_frame(rows)
     reported = set(frame.dropna(subset=["student_parameters_m"])["student"])
     frame = fill_parameter_counts(frame, student_parameter_counts(cfg, [s for s in cfg.students if s not in reported]))

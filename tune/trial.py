@@ -97,9 +97,11 @@ def _assigned(resource: str, default: float) -> float:
     return float(ray.get_runtime_context().get_assigned_resources().get(resource, default))
 
 
-def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None) -> None:
+def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None,
+                  env: dict[str, str] | None = None) -> None:
     """Ray Tune function trainable: train one student, or each member of a pack (tune/pack.py) one after another,
-    and `tune.report` metrics + checkpoint after each epoch."""
+    and `tune.report` metrics + checkpoint after each epoch. `env`: the sweep's MAKD_* variables (tune/cluster.py
+    forwarded_env), set here because the Ray the trial runs in may have started before the sweep (a notebook's)."""
     import ray
     import torch
     from ray import tune as ray_tune
@@ -107,6 +109,10 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     from makd import gpu
     from makd.tasks import register_task
 
+    if env is not None:
+        for key in [k for k in os.environ if k.startswith("MAKD_") and k not in env]:
+            del os.environ[key]
+        os.environ.update(env)
     if task_data.spec is not None:  # the user's own task: a fresh worker knows only the GLUE tasks
         register_task(task_data.spec)
     params = trial_params(config)
