@@ -131,9 +131,11 @@ def loop_sweep() -> dict:
              "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH}
     root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
     start = time.perf_counter()
-    with loopback_ray():  # a private Ray, loopback only (tune/loopback.py)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # bench/ importable
+    started = not ray.is_initialized()  # else: the Ray this process uses already (the toy test's), bench/ importable
+    if started:
+        with loopback_ray():  # a private Ray, loopback only (tune/loopback.py)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
         space = {"lam": tune.grid_search([1.0, *SWEEP["lams"]]), "seed": tune.grid_search(SWEEP["seeds"])}
         trainable = tune.with_resources(tune.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
@@ -141,7 +143,8 @@ def loop_sweep() -> dict:
         grid = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
                           run_config=tune.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     wall = time.perf_counter() - start
     scores = [r.metrics.get("score") for r in grid if r.metrics]

@@ -27,6 +27,7 @@ STUDENT_6L = "zoo:minilm-l6"  # 6x384
 BATCH_SIZE = 32
 MAX_LENGTH = 128
 REPEATS = int(os.environ.get("MAKD_BENCH_REPEATS", "3"))
+GRID = {"losses": ["vanilla"], "lams": [0.0, 0.25, 0.5], "seeds": [0, 1]}  # + ce: 8 trials (the toy test: fewer)
 
 
 def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextDataset, TextDataset]:
@@ -56,8 +57,8 @@ def train_teacher_logits(task: str, n_train: int):
 def sweep_config(name: str, root: Path, **overrides) -> dict:
     """The benchmarks' `makd sweep` config: RTE, mpnet teacher, 2x384 student, vanilla at 3 lambdas x 2 seeds,
     grid search, no early stopping, 1 CPU per trial; each benchmark overrides what it measures."""
-    base = {"name": name, "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_2L], "losses": ["vanilla"],
-            "lams": [0.0, 0.25, 0.5], "seeds": [0, 1], "epochs": 1, "lr": 1e-4, "batch_size": BATCH_SIZE,
+    base = {"name": name, "tasks": ["rte"], "teacher": TEACHER, "students": [STUDENT_2L], **GRID, "epochs": 1,
+            "lr": 1e-4, "batch_size": BATCH_SIZE,
             "max_length": MAX_LENGTH, "max_train_samples": 128, "max_eval_samples": 64, "data": {"glue_dir": GLUE_DIR},
             "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "resources_per_trial": {"cpu": 1, "gpu": 0},
             "storage": str(root)}
