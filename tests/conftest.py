@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_GLUE = Path(os.environ.get("MAKD_TEST_GLUE_DIR", REPO.parent / "shared" / "glue"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# Every Ray of the test run uses token auth, Ray's default for a new local cluster, set before anything imports ray
+# (Ray reads the mode into its C++ config on import): a process that starts a Ray with RAY_AUTH_MODE unset switches
+# itself to token for good, so a later in-process Ray with RAY_AUTH_MODE=disabled had every trial actor cancelled
+# before it started ('Missing authorization header'), as CI saw after test_tracking's in-process sweep.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_makd_home(tmp_path_factory) -> Path:
@@ -133,8 +140,6 @@ def module_ray():
 
     from tune.cluster import init_ray
 
-    for key, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
-        os.environ.setdefault(key, value)
     if not ray.is_initialized():
         init_ray(None, num_cpus=2)
 

@@ -99,7 +99,6 @@ def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_p
     from tune.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     glue = Path(__file__).resolve().parent / "fixtures" / "glue"
     raw = {"name": "auto", "tasks": ["rte"], "teacher": str(tiny_bert_dir), "students": ["2x128"],
            "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "vanilla"], "lams": [0.5], "seeds": [0, 1],

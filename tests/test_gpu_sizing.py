@@ -84,7 +84,6 @@ def test_gpu_auto_sweeps_on_cpus_without_a_gpu_and_refuses_a_gpu_torch_cannot_se
     from tune.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
     raw = sweep_raw(teacher=str(tiny_bert_dir), students=["1x64"], student_tokenizer=str(tiny_bert_dir),
                     losses=["ce"], epochs=1, batch_size=8, max_length=32, data={"glue_dir": str(fixture_glue)},

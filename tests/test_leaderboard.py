@@ -379,7 +379,6 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
     import yaml
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     from tune.config import load_config
     from tune.driver import run_sweep

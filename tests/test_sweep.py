@@ -31,7 +31,6 @@ pytestmark = pytest.mark.sweep
 @pytest.fixture(autouse=True)
 def quiet_ray(monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
 

@@ -262,7 +262,6 @@ def test_a_sweep_with_transfer_data_reports_who_learned_from_it(tiny_bert_dir, t
     from tune.config import parse_config
     from tune.driver import run_sweep
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     for name, ds in (("train.csv", sentiment(48)), ("dev.csv", sentiment(16, "validation", seed=1))):
         pd.DataFrame({"sentence": ds.text_a, "label": ["pos" if y else "neg" for y in ds.labels]}).to_csv(
