@@ -20,6 +20,9 @@ CPUS_PER_NODE="${MAKD_NODE_CPUS:-1}"
 # by the other node or by any other Ray on this host, and a head whose agent cannot bind never runs a job.
 HEAD_AGENT_PORT=$((20000 + PORT)) WORKER_AGENT_PORT=$((30000 + PORT))
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}" RAY_USAGE_STATS_ENABLED=0
+# `makd stop` (ray job stop) sends the driver SIGTERM and kills it RAY_JOB_STOP_WAIT_TIME_S later (Ray's default: 3 s):
+# the driver's graceful stop (Tune saves its state, trials end: tune/interrupt.py) needs longer on a busy machine.
+export RAY_JOB_STOP_WAIT_TIME_S="${RAY_JOB_STOP_WAIT_TIME_S:-60}"
 # Loopback only: every process of both nodes, and every driver, keeps node IP 127.0.0.1 (see tune/loopback.py: Ray
 # on Linux otherwise rewrites 127.0.0.1 into the machine's network address and listens on every interface).
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0

@@ -79,8 +79,10 @@ def test_the_worker_node_killed_mid_trial_its_trial_resumes_on_the_head_and_ever
     Checked: the sweep succeeds, every trial ends exactly once, and the lost trial starts again from its
     checkpoint (resumed) on the surviving head node."""
     env, state = fault_cluster
+    release = tmp_path / "release"  # trials wait after their 1st epoch until it exists: the head's first trial holds
+    env = {**env, "MAKD_FAULT_HOLD": f"{release}:1"}  # its node's one CPU, so the next one starts on the worker
     head = _head_node_id(env)
-    config = write_config(tmp_path, tiny_bert_dir, name="nodeloss", losses=["ce"], seeds=[0, 1, 2, 3], epochs=6,
+    config = write_config(tmp_path, tiny_bert_dir, name="nodeloss", losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
                           max_failures=2)
     driver = subprocess.Popen([str(Path(sys.executable).with_name("makd")), "submit", str(config), "--wait"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -97,6 +99,7 @@ def test_the_worker_node_killed_mid_trial_its_trial_resumes_on_the_head_and_ever
                     f"events: {[(e['event'], e.get('node_id', '')[:8]) for e in events(root)][:12]}; head {head[:8]})\n"
                     + out[-1500:] + err[-1500:])
     os.killpg(_worker_pgid(state), signal.SIGKILL)
+    release.touch()
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, out[-3000:] + err[-2000:]
     log = events(root)

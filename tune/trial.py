@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
 FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
+HOLD_ENV = "MAKD_FAULT_HOLD"  # "RELEASE:EPOCH": a trial waits after reporting EPOCH until RELEASE exists (tests)
 
 
 @dataclass
@@ -75,6 +76,17 @@ def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
+
+
+def _maybe_hold(epoch: int) -> None:
+    """Tests of stops and node loss: with $MAKD_FAULT_HOLD = "RELEASE:EPOCH", a trial that has reported EPOCH waits
+    until the file RELEASE exists, so a test acts while trials are known to be running, however fast the machine."""
+    spec = os.environ.get(HOLD_ENV)
+    if not spec:
+        return
+    release, _, at_epoch = spec.rpartition(":")
+    while epoch == int(at_epoch) and not Path(release).exists():
+        time.sleep(0.2)
 
 
 def peak_rss_mb() -> float:
@@ -252,6 +264,7 @@ class _TrialRun:
         self.report_seconds.append(time.perf_counter() - report_start)
         _maybe_inject_fault(self.trial_id, result.epoch)
         self.in_report = False
+        _maybe_hold(result.epoch)
 
     def train_config(self, params: dict):
         from makd.train import TrainConfig
