@@ -6,7 +6,7 @@ GLUE_DIR ?= ../shared/glue
 # A local GLUE folder when there is one, else makd reads nyu-mll/glue from the Hugging Face hub.
 DATA = $(if $(wildcard $(GLUE_DIR)/RTE),--glue-dir $(GLUE_DIR),)
 
-.PHONY: setup test lint demo distill bench docs clean
+.PHONY: setup test test-quick coverage lint demo distill bench docs clean
 
 $(PY): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -19,7 +19,16 @@ lint: setup
 
 test: setup
 	$(VENV)/bin/ruff check makd tune tests bench
-	$(VENV)/bin/pytest -q --durations=25
+	$(VENV)/bin/pytest -q --durations=50
+
+# The inner loop (CONTRIBUTING.md, "Tests and CI"): every module's unit tests without sweeps, clusters, real
+# models or data, and benchmarks (tests marked slow or sweep), in about 3 minutes here.
+test-quick: setup
+	$(VENV)/bin/pytest -q -m "not slow and not sweep" --durations=10
+
+# Line coverage of makd/ and tune/ over the whole suite (what issue 43 compares before and after a test change).
+coverage: setup
+	$(VENV)/bin/pytest -q --cov=makd --cov=tune --cov-report=term:skip-covered --cov-report=json:coverage.json
 
 # The main job: a small real sweep (configs/quickstart.yaml) on Ray Tune, then its results table.
 # A rerun finishes an interrupted sweep (--resume) or reprints a finished one.

@@ -172,6 +172,7 @@ def test_the_mrpc_budget_table_is_rebuilt_from_its_runs_each_chosen_on_the_train
     assert (tmp_path / "table.md").read_text() == (BUDGET / "table.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_mrpc_budget_script_runs_at_toy_size_and_a_rerun_skips_finished_runs(tmp_path):
     """The script that made results/mrpc-budget, on the MRPC fixture: one lr, two seeds, one epoch each."""
     env = {"OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "GLUE_DIR": str(FIXTURE_GLUE),

@@ -14,6 +14,9 @@ import pytest
 from makd.config import parse_option
 from makd.errors import UsageError
 
+# torch.compile's first compile of each graph takes minutes on 2 cores: the full suite's, not the quick tier's
+pytestmark = pytest.mark.slow
+
 CHILD = r"""
 import json, sys
 import numpy as np

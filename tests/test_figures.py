@@ -104,6 +104,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_figure_is_legible_at_every_sweep_shape(shape, tmp_path):
     report = report_for(tmp_path, sweep_rows(**SHAPES[shape]))
@@ -177,6 +178,7 @@ def test_a_final_stage_lambda_figure_shows_the_search_curves_from_the_majority_b
 TEACHERS = RESULTS.parent / "glue-teachers"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(list(TEACHERS.glob("trials-*.csv"))) < 3, reason="no committed glue-teachers sweeps")
 def test_a_figure_with_two_teachers_names_each_teacher_line_in_every_panel():
     """results/glue-teachers: the 2x128 row has both teachers, the minilm row only the fine-tuned one; one legend
@@ -224,6 +226,7 @@ def test_a_final_stage_with_many_methods_keeps_every_dodged_point_inside_its_pan
     assert_legible(fig, "eight methods")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(list(TEACHERS.glob("trials-*.csv"))) < 3, reason="no committed glue-teachers sweeps")
 def test_the_committed_glue_teachers_figure_keeps_every_point_inside_its_panel():
     report = build(sorted(TEACHERS.glob("trials-*.csv")))

@@ -135,6 +135,7 @@ def test_bad_files_are_refused_in_one_line_before_ray_starts(case, tiny_bert_dir
     assert not (tmp_path / "runs").exists() and not ray.is_initialized()  # nothing written, no Ray started
 
 
+@pytest.mark.sweep
 def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_dir, tmp_path):
     """Three tasks from the user's files (csv with two text columns and a declared label order, tsv with three
     string labels scored by MCC, jsonl regression), one real sweep: every trial finishes, each task is scored
@@ -184,6 +185,7 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     assert AutoConfig.from_pretrained(tmp_path / "model").num_labels == 2
 
 
+@pytest.mark.sweep
 def test_the_documented_example_of_your_own_data_runs(tiny_bert_dir, tmp_path):
     """docs/sweeps.md's `tasks:` example, with files of those names written here, is a valid sweep that runs (as
     `makd sweep` in a child process: a CE-only sweep run inside pytest leaves Ray unable to start the next

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.browser import open_in_chromium
@@ -35,6 +36,7 @@ def test_pareto_mask_keeps_only_undominated_points():
     assert pareto_mask(cost, score) == [True, True, False, False, True]
 
 
+@pytest.mark.slow
 def test_makd_report_on_the_committed_results_loads_in_chromium_without_errors(tmp_path):
     out = tmp_path / "report.html"
     done = subprocess.run([MAKD, "report", *COMMITTED, "-o", str(out)], capture_output=True, text=True, timeout=300)
@@ -53,6 +55,7 @@ def test_makd_report_on_the_committed_results_loads_in_chromium_without_errors(t
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
+@pytest.mark.sweep
 def test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_as_printed(tiny_bert_dir, tmp_path):
     """The toy sweep is named quickstart and lives in runs/ of a directory where results/ is the repo's: the
     `makd report` / `leaderboard --html` lines and the `makd leaderboard` lines of docs/reports.md then run verbatim
@@ -104,6 +107,7 @@ def test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_a
     assert len(merged) > len(trials) and (tmp_path / "lambda.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_report_refuses_a_non_html_output_in_one_line(tmp_path):
     done = subprocess.run([MAKD, "report", *COMMITTED, "-o", str(tmp_path / "report.png")], capture_output=True,
                           text=True)
@@ -138,6 +142,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.sweep
 def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path):
     """Injected: a spy on tune.live_report.LiveReport's write (in a child process: a CE-only sweep run in the pytest
     process leaves Ray unable to start the next in-process sweep's actors). Checked: during the sweep (before
@@ -250,6 +255,7 @@ def test_methods_on_one_point_are_nested_in_the_pareto_figure():
     assert shared >= 4
 
 
+@pytest.mark.slow
 def test_a_report_of_a_sweep_with_no_finished_trial_says_so_in_the_page_and_one_line(tmp_path):
     from tests.test_leaderboard import trial, write_experiment
 

@@ -27,6 +27,7 @@ def false_positive_rate(looks: int | None, seed: int = 0) -> float:
     return wrong / RACES
 
 
+@pytest.mark.slow
 def test_with_no_true_difference_stopped_intervals_exclude_0_at_most_5_percent_of_the_time():
     corrected = false_positive_rate(looks=8)
     naive = false_positive_rate(looks=None)

@@ -101,6 +101,7 @@ def test_a_bad_teacher_finetune_block_is_one_line_naming_its_field(block, field)
                       "fine_tuned": True, "teacher_finetune": {"epochs": 1}})
 
 
+@pytest.mark.sweep
 def test_a_sweep_distils_from_its_fine_tuned_teacher_and_a_second_sweep_reuses_it(tiny_bert_dir, tmp_path):
     """One real sweep with teacher_finetune: the teacher is trained once (the driver says so), every KD trial is
     a fine-tuned-teacher row with that teacher's own dev score beside it, sweep.json records the cost; a second
@@ -131,6 +132,7 @@ def test_a_sweep_distils_from_its_fine_tuned_teacher_and_a_second_sweep_reuses_i
     assert not again["finetuned_teacher"]["trained_now"] and again["status"] == "hit"
 
 
+@pytest.mark.slow
 def test_makd_finetune_teacher_then_distill_from_it(tiny_bert_dir, tmp_path):
     common = ["--task", "rte", "--glue-dir", str(FIXTURE_GLUE), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     done = subprocess.run([MAKD, "finetune-teacher", *common, "--teacher", str(tiny_bert_dir), "--epochs", "1",

@@ -68,6 +68,7 @@ def test_bad_tracking_values_name_the_field(tiny_bert_dir, tmp_path, section, fi
     assert err.value.field == field
 
 
+@pytest.mark.slow
 def test_bad_tracking_is_one_line_and_exit_2_before_ray_starts(tiny_bert_dir, tmp_path):
     config = write_config(tmp_path, tiny_bert_dir, tracking={"wandb": {"project": "p", "mode": "offine"}})
     done = subprocess.run([MAKD, "sweep", str(config)], capture_output=True, text=True, timeout=120)
@@ -76,6 +77,7 @@ def test_bad_tracking_is_one_line_and_exit_2_before_ray_starts(tiny_bert_dir, tm
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_mlflow_server_is_refused_before_any_trial(tiny_bert_dir, tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     config = write_config(tmp_path, tiny_bert_dir, tracking={"mlflow": {"tracking_uri": uri, "experiment": "x"}})
@@ -177,6 +179,7 @@ def test_the_documented_tracking_section_is_a_valid_config(tiny_bert_dir, tmp_pa
         True)
 
 
+@pytest.mark.sweep
 def test_a_causal_lm_sweep_is_tracked_like_a_glue_one(mlflow_server, talking_llama_dir, tmp_path, monkeypatch):
     """Issue 27: an LM task's trials reach MLflow as a GLUE task's do: one run per trial under the sweep's parent,
     its swept params, its per-epoch scores (agreement, perplexity) and the report as the parent's artifacts."""

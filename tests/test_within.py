@@ -35,6 +35,7 @@ def test_the_cheapest_cell_within_the_points(points, cost, expected):
     assert row["points_given_up"] == pytest.approx(68 - row["score"]) and row["points_given_up"] <= points
 
 
+@pytest.mark.slow
 def test_the_documented_command_answers_on_the_committed_results():
     import os
 
