@@ -15,11 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 
-def _inside(fig: Figure, artist) -> bool:
-    box, canvas = artist.get_window_extent(fig.canvas.get_renderer()), fig.bbox
-    return box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1 and box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1
-
-
 def _fits_across(fig: Figure, artist) -> bool:
     """Whether a horizontally centred artist (the title, the legend below the panels) is narrower than the canvas:
     its own extent, measured without drawing the figure (a draw lays out every panel: tenths of a second each)."""
