@@ -66,26 +66,28 @@ def _log_event(events_path: str | None, **event) -> None:
         os.close(fd)
 
 
-def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
-    spec = os.environ.get(FAULT_ENV)
+def _path_at_epoch(name: str, epoch: int) -> Path | None:
+    """The PATH of a test hook's $name = "PATH:EPOCH" when `epoch` is its EPOCH; None when unset or another epoch."""
+    spec = os.environ.get(name)
     if not spec:
-        return
-    marker_dir, _, at_epoch = spec.rpartition(":")
-    marker = Path(marker_dir) / trial_id
-    if epoch == int(at_epoch) and not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        return None
+    path, _, at_epoch = spec.rpartition(":")
+    return Path(path) if epoch == int(at_epoch) else None
+
+
+def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
+    marker_dir = _path_at_epoch(FAULT_ENV, epoch)
+    if marker_dir is not None and not (marker_dir / trial_id).exists():
+        marker_dir.mkdir(parents=True, exist_ok=True)
+        (marker_dir / trial_id).touch()
         raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
 
 
 def _maybe_hold(epoch: int) -> None:
     """Tests of stops and node loss: with $MAKD_FAULT_HOLD = "RELEASE:EPOCH", a trial that has reported EPOCH waits
     until the file RELEASE exists, so a test acts while trials are known to be running, however fast the machine."""
-    spec = os.environ.get(HOLD_ENV)
-    if not spec:
-        return
-    release, _, at_epoch = spec.rpartition(":")
-    while epoch == int(at_epoch) and not Path(release).exists():
+    release = _path_at_epoch(HOLD_ENV, epoch)
+    while release is not None and not release.exists():
         time.sleep(0.2)
 
 
