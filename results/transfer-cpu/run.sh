@@ -13,24 +13,10 @@ OUT=results/transfer-cpu
 MAKD=${MAKD:-.venv/bin/makd}
 GLUE_DIR=${GLUE_DIR:-../shared/glue}
 
+source results/sweeps.sh  # run_sweeps, build_tables
+
 if [ "${1:-}" != "--tables-only" ]; then
     bash "$OUT/teachers.sh"
-    mkdir -p "$OUT/logs"
-    for name in ${SWEEPS-sst2-transfer-l2 sst2-transfer-l6 sst2-all-labels glue}; do
-        config="$OUT/configs/$name.yaml"
-        exp="runs/$(sed -n 's/^name: *//p' "$config")"
-        piece=(); if [ -n "${TASKS:-}" ]; then piece=(--tasks "$TASKS"); exp="$exp-${TASKS//,/-}"; name="$name-${TASKS//,/-}"; fi
-        resume=""; if [ -d "$exp" ]; then resume="--resume"; fi
-        echo "== $(date -u '+%Y-%m-%d %H:%M:%S') UTC: makd sweep $config $resume ${piece[*]}" >> "$OUT/logs/$name.txt"
-        "$MAKD" sweep "$config" --glue-dir "$GLUE_DIR" $resume "${piece[@]}" >> "$OUT/logs/$name.txt" 2>&1
-        cp "$exp/trials.csv" "$OUT/trials-$name.csv"
-        cp "$exp/sweep.json" "$OUT/sweep-$name.json"
-    done
+    run_sweeps sst2-transfer-l2 sst2-transfer-l6 sst2-all-labels glue
 fi
-if compgen -G "$OUT/trials-*.csv" > /dev/null; then
-    mkdir -p "$OUT/tables"
-    "$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/tables/leaderboard.csv" --markdown "$OUT/table.md" \
-        --plot "$OUT/lambda.png"
-    "$MAKD" leaderboard "$OUT"/trials-*.csv --stage search --markdown "$OUT/tables/search-stage.md"
-    "$MAKD" report "$OUT"/trials-*.csv -o "$OUT/report.html"
-fi
+build_tables
