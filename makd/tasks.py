@@ -185,11 +185,13 @@ BUILTIN_TASK_NAMES = frozenset(TASKS)  # a user's own task (makd/file_tasks.py) 
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look a task up by any common spelling: 'RTE', 'sst-2', 'STS_B', 'stsb'."""
-    key = str(name).strip().lower().replace("-", "").replace("_", "")
-    if key not in TASKS:
-        raise UsageError("task", f"unknown task '{name}' (choose from {', '.join(sorted(TASKS))})")
-    return TASKS[key]
+    """Look a task up by its name (a user's own task may have '-' or '_' in it: 'reviews-2026') or by any common
+    spelling of a GLUE name: 'RTE', 'sst-2', 'STS_B', 'stsb'."""
+    spelled = str(name).strip().lower()
+    for key in (spelled, spelled.replace("-", "").replace("_", "")):
+        if key in TASKS:
+            return TASKS[key]
+    raise UsageError("task", f"unknown task '{name}' (choose from {', '.join(sorted(TASKS))})")
 
 
 def classifier_task(name: str, command: str) -> TaskSpec:

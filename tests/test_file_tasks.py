@@ -56,6 +56,20 @@ def test_a_file_task_reads_every_format_with_string_labels(tmp_path):
         assert len(train_ds) == 30 and train_ds.text_b[0] == "review 0" and list(dev_ds.labels[:3]) == [0, 1, 2]
 
 
+def test_a_file_task_named_with_separators_is_found_by_its_name(tmp_path):
+    """docs/sweeps.md allows '-' and '_' in a task's name: the task is looked up under that name, not under the
+    separator-free spelling that GLUE names accept ('sts-b' = 'stsb')."""
+    from makd.tasks import get_task
+
+    train, dev = write(tmp_path / "train.csv", reviews(10)), write(tmp_path / "dev.csv", reviews(4, seed=1))
+    for name in ("reviews-2026", "my_reviews"):
+        spec = FileTask(name, str(train), str(dev), ("text",), "label").register()
+        assert get_task(name) is spec and get_task(name.upper()) is spec
+    assert get_task("sts-b").name == "stsb"
+    with pytest.raises(UsageError, match="unknown task 'reviews2026'"):
+        get_task("reviews2026")
+
+
 def test_a_regression_task_is_platt_scaled_around_the_middle_of_its_range(tmp_path):
     rows = [{"text": f"t{i}", "score": s} for i, s in enumerate([10.0, 20.0, 30.0])]
     task = FileTask("ratings", str(write(tmp_path / "r.jsonl", rows)), str(write(tmp_path / "d.jsonl", rows)),
@@ -138,7 +152,7 @@ def test_bad_files_are_refused_in_one_line_before_ray_starts(case, tiny_bert_dir
 @pytest.mark.sweep
 def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_dir, tmp_path):
     """Three tasks from the user's files (csv with two text columns and a declared label order, tsv with three
-    string labels scored by MCC, jsonl regression), one real sweep: every trial finishes, each task is scored
+    string labels scored by MCC, jsonl regression; names with '-' and '_', as docs/sweeps.md allows), one real sweep: every trial finishes, each task is scored
     with its own metric and references, and the report names the tasks."""
     from tune.config import load_config
     from tune.report.build import build
@@ -148,9 +162,9 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
         {"name": "reviews", "train_file": str(write(tmp_path / "r-train.csv", reviews(40))),
          "eval_file": str(write(tmp_path / "r-dev.csv", reviews(12, seed=1))), "text_columns": ["text", "title"],
          "labels": ["positive", "negative"], "metric": "f1"},
-        {"name": "moods", "train_file": str(write(tmp_path / "m-train.tsv", reviews(30, three))),
+        {"name": "moods-2026", "train_file": str(write(tmp_path / "m-train.tsv", reviews(30, three))),
          "eval_file": str(write(tmp_path / "m-dev.tsv", reviews(9, three, seed=1))), "metric": "mcc"},
-        {"name": "ratings", "train_file": str(write(tmp_path / "s-train.jsonl", reviews(30))),
+        {"name": "star_ratings", "train_file": str(write(tmp_path / "s-train.jsonl", reviews(30))),
          "eval_file": str(write(tmp_path / "s-dev.jsonl", reviews(10, seed=1))), "label_column": "score",
          "type": "regression"},
     ]
@@ -164,13 +178,13 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     report = build([outcome.root])
     assert report.unfinished == 0 and len(report.trials) == 6
     metrics = report.leaderboard.groupby("task")["metric"].first().to_dict()
-    assert metrics == {"reviews": "f1", "moods": "mcc", "ratings": "pearson"}
+    assert metrics == {"reviews": "f1", "moods-2026": "mcc", "star_ratings": "pearson"}
     assert report.trials["majority_score"].notna().all()
     majority = report.trials.groupby("task")["majority_score"].first()
-    assert majority["ratings"] == 0.0 and majority["moods"] == 0.0  # a constant: correlation 0, MCC 0
+    assert majority["star_ratings"] == 0.0 and majority["moods-2026"] == 0.0  # a constant: correlation 0, MCC 0
     taught = report.trials[report.trials["loss"] == "vanilla"]
     assert taught["teacher_score"].notna().all()
-    assert "reviews (F1)" in report.paper_table_markdown and "ratings (Pearson)" in report.paper_table_markdown
+    assert "reviews (F1)" in report.paper_table_markdown and "star_ratings (Pearson)" in report.paper_table_markdown
     saved = json.loads((Path(outcome.root) / "sweep.json").read_text())["config"]
     from tune.config import parse_config, sweep_yaml
 
