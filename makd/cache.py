@@ -190,7 +190,8 @@ def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, ca
     from makd.tasks import get_task
 
     teacher, head_seed, fine_tuned, max_length = spec.teacher, spec.head_seed, spec.fine_tuned, spec.max_length
-    num_labels = get_task(spec.task).num_labels
+    task = get_task(spec.task)
+    num_labels = task.num_labels
     cache = TeacherLogitCache(cache_dir)
     fingerprint = models.model_fingerprint(teacher)
     cache_report = CacheReport()
@@ -209,7 +210,8 @@ def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, ca
             continue
         start = time.perf_counter()
         if loaded is None:
-            loaded = models.load_teacher(teacher, num_labels, fine_tuned=fine_tuned, head_seed=head_seed)
+            loaded = models.load_teacher(teacher, num_labels, fine_tuned=fine_tuned, head_seed=head_seed,
+                                         labels=task.labels)
             cache_report.teacher_loaded = True
         model, tokenizer = loaded
         logits = compute_logits(model, tokenizer, ds, max_length=max_length, batch_size=batch_size, device=device,

@@ -177,11 +177,13 @@ def head_parameter_names(model) -> list[str]:
     return [n for n, _ in model.named_parameters() if n.startswith(_HEAD_PREFIXES)]
 
 
-def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_seed: int = 0):
+def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_seed: int = 0,
+                 labels: tuple[str, ...] | None = None):
     """The frozen teacher (eval mode, no grads) and its tokenizer.
 
     fine_tuned=False is the paper's setting: the pretrained encoder with a classification head initialised from
-    head_seed (any head stored in the checkpoint is replaced). fine_tuned=True requires the checkpoint's own head.
+    head_seed (any head stored in the checkpoint is replaced). fine_tuned=True requires the checkpoint's own head,
+    trained with the task's `labels` in the same order when its config names them (check_label_order).
     """
     global TEACHER_LOADS
     from transformers import AutoModelForSequenceClassification
@@ -199,6 +201,7 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
         if head_missing:
             raise UsageError("teacher", f"fine_tuned=true but {spec!r} has no trained classification head "
                                         f"(missing {', '.join(head_missing[:3])})")
+        check_label_order(spec, model.config, labels)
         _reinit_(model, missing, head_seed)  # e.g. an absent pooler: seeded, not left to global RNG
     else:
         _reinit_(model, missing + head_parameter_names(model), head_seed)
@@ -213,6 +216,20 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
         model.config.pad_token_id = tokenizer.pad_token_id
     TEACHER_LOADS += 1
     return model, tokenizer
+
+
+def check_label_order(spec: str, config, labels: tuple[str, ...] | None) -> None:
+    """A fine-tuned head's output i means its config's id2label[i]: when the config names its labels (not the generic
+    LABEL_0, LABEL_1, ...) they must be the task's, in the task's order (case aside), or every teacher probability
+    would be read under the wrong label, silently."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label, key=int)]
+    if not labels or not names or all(re.fullmatch(r"LABEL_\d+", name) for name in names):
+        return
+    if [n.lower() for n in names] != [label.lower() for label in labels]:
+        raise UsageError("teacher", f"{spec!r} was fine-tuned with the labels {names} in that order, the task has "
+                                    f"{list(labels)}: give the task's labels in the teacher's order (a file task's "
+                                    f"`labels:`) or use a teacher trained with the task's order")
 
 
 def _keep_layers(spec: StudentSpec, depth: int) -> tuple[int, ...]:
@@ -313,8 +330,11 @@ def save_student(cfg: TrainConfig, weights: Path, path: Path, card: str | None =
     checkpoint or best-epoch file (`weights`); `card` becomes its README.md."""
     from makd.tasks import get_task
 
-    model, tokenizer = build_student(cfg.student, get_task(cfg.task).num_labels, seed=cfg.seed,
-                                     tokenizer=cfg.student_tokenizer)
+    task = get_task(cfg.task)
+    model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
+    if task.labels and len(task.labels) == task.num_labels:  # a classifier answers with the task's label names
+        model.config.id2label = dict(enumerate(task.labels))
+        model.config.label2id = {name: i for i, name in enumerate(task.labels)}
     save_model_dir(model, tokenizer, weights, path, card)
 
 

@@ -191,12 +191,13 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     again = parse_config(yaml.safe_load(sweep_yaml(saved)))  # the report's folded YAML reruns the same sweep
     assert again.file_tasks == cfg.file_tasks and again.tasks == cfg.tasks
     # `makd export` in a fresh process (no files read): the task's labels as the sweep recorded them
-    done = subprocess.run([MAKD, "export", outcome.root, "--task", "reviews", "--student", "1x64", "--loss",
+    done = subprocess.run([MAKD, "export", outcome.root, "--task", "moods-2026", "--student", "1x64", "--loss",
                            "vanilla", "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     from transformers import AutoConfig
 
-    assert AutoConfig.from_pretrained(tmp_path / "model").num_labels == 2
+    exported = AutoConfig.from_pretrained(tmp_path / "model")
+    assert exported.num_labels == 3 and list(exported.id2label.values()) == list(three)
 
 
 @pytest.mark.sweep

@@ -73,6 +73,40 @@ def test_teacher_with_its_own_head_keeps_it_only_when_fine_tuned(tiny_bert_dir, 
         models.load_teacher(str(tiny_bert_dir), 2, fine_tuned=True)
 
 
+def test_a_fine_tuned_teacher_whose_labels_are_in_another_order_is_refused_in_one_line(tiny_bert_dir, tmp_path):
+    """Its head's output 0 means its config's id2label[0]: read under the task's order it would swap the teacher's
+    probabilities silently. Generic names (LABEL_0, ...) cannot be checked; case does not matter."""
+    trained, _ = models.build_student(str(tiny_bert_dir), 2, seed=7)
+    for name, id2label in (("swapped", {0: "positive", 1: "negative"}), ("same", {0: "NEGATIVE", 1: "Positive"}),
+                           ("generic", {0: "LABEL_0", 1: "LABEL_1"})):
+        trained.config.id2label = id2label
+        trained.config.label2id = {v: k for k, v in id2label.items()}
+        trained.save_pretrained(str(tmp_path / name))
+    with pytest.raises(UsageError) as err:
+        _load_with_tokenizer(tmp_path / "swapped", tiny_bert_dir, fine_tuned=True, labels=("negative", "positive"))
+    assert err.value.field == "teacher" and "\n" not in str(err.value)
+    assert "['positive', 'negative'] in that order" in str(err.value) and "`labels:`" in str(err.value)
+    for name in ("same", "generic"):
+        _load_with_tokenizer(tmp_path / name, tiny_bert_dir, fine_tuned=True, labels=("negative", "positive"))
+    _load_with_tokenizer(tmp_path / "swapped", tiny_bert_dir, fine_tuned=False, labels=("negative", "positive"))
+
+
+def test_an_exported_student_names_the_tasks_labels(tiny_bert_dir, tmp_path):
+    """`makd export` and the fine-tuned teacher cache save a classifier whose config says what each output means (the
+    check above then holds for makd's own fine-tuned teachers)."""
+    from transformers import AutoConfig
+
+    from makd.config import TrainConfig
+
+    model, _ = models.build_student(str(tiny_bert_dir), 2, seed=0)
+    torch.save({"model": model.state_dict()}, tmp_path / "weights.pt")
+    cfg = TrainConfig(task="rte", student=str(tiny_bert_dir), loss="ce", lam=1.0)
+    models.save_student(cfg, tmp_path / "weights.pt", tmp_path / "out")
+    from makd.tasks import get_task
+
+    assert AutoConfig.from_pretrained(tmp_path / "out").id2label == dict(enumerate(get_task("rte").labels))
+
+
 def _load_with_tokenizer(model_dir, tokenizer_dir, **kw):
     from transformers import AutoTokenizer
     AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(str(model_dir))
