@@ -100,3 +100,13 @@ def test_every_shown_command_is_run_by_a_named_test_or_says_why_not():
             continue
         path, name = where.split("::")
         assert re.search(rf"(?m)^def {name}\(", (REPO / path).read_text()), f"{command}: {where} does not exist"
+
+
+def test_the_leaderboard_column_table_lists_every_column_in_order():
+    """docs/reports.md, "Leaderboard columns": one row per column of leaderboard.csv, as the code writes them."""
+    from tune.report.rank import LEADERBOARD_COLUMNS
+
+    text = (REPO / "docs" / "reports.md").read_text()
+    section = text.split("### Leaderboard columns", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+    assert documented == LEADERBOARD_COLUMNS
