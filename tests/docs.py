@@ -10,17 +10,19 @@ DOCS = ("README.md", "ARCHITECTURE.md", "CONTRIBUTING.md", *sorted(f"docs/{p.nam
 
 
 def blocks(doc: str) -> list[tuple[str, str]]:
-    """Every fenced block of a doc as (language, text), in order."""
-    found, lang, lines = [], None, []
+    """Every fenced block of a doc as (language, text), in order; a block indented under a list item too (its
+    lines without that indentation)."""
+    found, lang, lines, indent = [], None, [], ""
     for line in (REPO / doc).read_text().splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             if lang is None:
-                lang, lines = line[3:].strip(), []
+                indent = line[:len(line) - len(line.lstrip())]
+                lang, lines = line.strip()[3:].strip(), []
             else:
                 found.append((lang, "\n".join(lines) + "\n"))
                 lang = None
         elif lang is not None:
-            lines.append(line)
+            lines.append(line.removeprefix(indent))
     return found
 
 
