@@ -136,7 +136,7 @@ def spy(self):
                  "finished": int(finished.group(1)) if finished else 0, "warnings": list(warnings)})
 
 LiveReport._write = spy
-LiveReport.__init__.__defaults__ = (0.0, *LiveReport.__init__.__defaults__[1:])  # min_interval_s: every completion may write
+LiveReport.__init__.__defaults__ = (0.0, *LiveReport.__init__.__defaults__[1:-1], 0.0)  # no throttle: every completion may write
 run_sweep(load_config(sys.argv[1]), quiet=True, num_cpus=2, cache_dir=sys.argv[2])
 print(json.dumps(seen))
 """
@@ -147,8 +147,8 @@ def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path)
     """Injected: a spy on tune.live_report.LiveReport's write (in a child process: a CE-only sweep run in the pytest
     process leaves Ray unable to start the next in-process sweep's actors). Checked: during the sweep (before
     sweep.json exists) report.html is rewritten on the report's own thread (never on Tune's loop, which would hold
-    back the next trial), its facts say the sweep is running, and the write at the end of the Tune run holds all
-    three trials."""
+    back the next trial, nor at the end of a Tune run), its facts say the sweep is running, and the page the sweep
+    leaves holds all three trials."""
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=2)
     done = subprocess.run([sys.executable, "-c", SPY, str(config), str(tmp_path / "cache")], capture_output=True,
                           text=True, timeout=600, cwd=REPO)
@@ -157,16 +157,16 @@ def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path)
     during = [s for s in seen if s["thread"] == "makd-live-report"]
     wrote = [s for s in during if s["wrote"]]
     assert wrote and all(s["running"] and not s["sweep_json"] for s in wrote), (seen, done.stderr[-2000:])
-    assert len(seen) - len(during) <= 1, seen  # Tune's loop writes at most once: at the end, if the thread is behind
-    # an attempt that found nothing to write yet (Tune's record lagging its callback) is followed by another
-    assert all(i + 1 < len(seen) for i, s in enumerate(seen) if not s["wrote"]), seen
-    assert seen[-1]["wrote"] and seen[-1]["finished"] == 3 and not seen[-1]["sweep_json"], seen
+    assert len(during) == len(seen), seen  # Tune's loop never writes: not even when a Tune run ends
+    page = (tmp_path / "runs" / "exp" / "report.html").read_text()  # the sweep's own last write, after sweep.json
+    assert "(3 finished trials" in page and "running (no sweep.json yet)" not in page
 
 
 def test_live_report_writes_off_the_tune_loop_and_throttles(monkeypatch, tmp_path):
     """Injected: a report write that takes 0.3 s. Checked: Tune's callbacks return at once; a completion writes at
-    once, four more during that write make one more write, after min_interval_s; the end of the run writes only when
-    a trial ended since the last write began; the callback survives Tune's pickling."""
+    once, four more during that write make one more write, after the interval (min_interval_s, or cost_factor times
+    a write's duration when longer); the end of a Tune run writes nothing new when no trial ended since the last
+    write began; `close(flush=True)` leaves no ended trial unwritten; the callback survives Tune's pickling."""
     import tune.report.sweep_files as build
     from tune.live_report import LiveReport
 
@@ -178,7 +178,7 @@ def test_live_report_writes_off_the_tune_loop_and_throttles(monkeypatch, tmp_pat
         return object()
 
     monkeypatch.setattr(build, "write_report_files", slow_write)
-    live = pickle.loads(pickle.dumps(LiveReport(str(tmp_path), min_interval_s=1.0)))
+    live = pickle.loads(pickle.dumps(LiveReport(str(tmp_path), min_interval_s=1.0, cost_factor=2.0)))
     start = time.monotonic()
     live.on_trial_complete(0, [], None)
     time.sleep(0.1)  # the write is in flight
@@ -189,10 +189,17 @@ def test_live_report_writes_off_the_tune_loop_and_throttles(monkeypatch, tmp_pat
     time.sleep(1.6)
     assert len(calls) == 2 and calls[1] - calls[0] >= 1.0  # the other four completions: one write, throttled
     live.on_experiment_end([])
+    time.sleep(1.0)
     assert len(calls) == 2 and live.writes == 2  # nothing ended since the last write began
+    live.last_seconds = 3.0  # as if writes took 3 s: 2 x 3 s apart, not min_interval_s
+    assert live.interval() == 6.0
     live.on_trial_error(5, [], None)
-    live.on_experiment_end([])  # a trial ended since: one last write, waited for
+    live.on_experiment_end([])  # the end of a Tune run: returns at once, the thread's write waits out the interval
+    assert len(calls) == 2
+    live.close(flush=True)  # the sweep ends: the pending write is made now
     assert len(calls) == 3 and live.writes == 3
+    live.close(flush=True)
+    assert len(calls) == 3  # nothing ended since
 
 
 def test_live_report_retries_a_write_that_found_no_finished_trial(monkeypatch, tmp_path):
@@ -219,7 +226,7 @@ def test_live_report_retries_a_write_that_found_no_finished_trial(monkeypatch, t
         time.sleep(0.05)
     assert len(calls) == 3 and live.writes == 1
     assert all(b - a >= 0.2 for a, b in zip(calls, calls[1:], strict=False))
-    live.on_experiment_end([])
+    live.close(flush=True)
     assert len(calls) == 3  # the last write covered every trial that ended
 
 
@@ -228,7 +235,7 @@ def test_live_report_without_finished_trials_writes_nothing(tmp_path):
 
     live = LiveReport(str(tmp_path / "nothing-yet"), min_interval_s=3600)
     live.on_trial_complete(1, [], None)  # no finished trial to report: nothing written, no error
-    live.on_experiment_end([])
+    live.close(flush=True)
     assert live.writes == 0 and not (tmp_path / "nothing-yet" / "report.html").exists()
 
 

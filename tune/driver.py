@@ -305,6 +305,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
     if not address and not ray.is_initialized():  # a private local Ray: refuse impossible requests before starting it
         check_resources(cfg, [local_node_resources(num_cpus, num_gpus)])
     started = init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, verbose=verbose)
+    live = None if is_remote_uri(root) else LiveReport(root)  # report.html rewritten as trials finish
     try:
         with stop_signals() as stops:
             nodes = wait_for_resources(cfg.wait_for) if cfg.wait_for else alive_nodes()
@@ -314,12 +315,11 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 Path(root).mkdir(parents=True, exist_ok=True)
             events = None if is_remote_uri(root) else str(Path(root) / EVENTS)
             parent = tracking.parent_run_id(cfg.tracking, cfg, root)
-            live = [] if is_remote_uri(root) else [LiveReport(root)]  # report.html rewritten as trials finish
 
             def stage_callbacks(task: str, stage: str, trials: int) -> list:
                 lines = [] if quiet or verbose else [
                     ProgressLines(f"{task} {stage}", trials, cfg.max_concurrent_trials, cfg.max_epochs)]
-                return live + lines + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage,
+                return ([live] if live is not None else []) + lines + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage,
                                                          parent=parent)
 
             rows, cache, prepared = [], {}, {}
@@ -365,7 +365,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                                                  early_stopping=False, callbacks=callbacks))
 
                 rows += run_final_stage(cfg, task, searched, fit_final, stage_callbacks, quiet)
+    except BaseException:
+        if live is not None:  # the sweep's own final write will not happen: the report shows every trial that ended
+            live.close(flush=True)
+        raise
     finally:
+        if live is not None:
+            live.close()  # before the final write below, which no later live write may overtake
         if started:  # a Ray this process was connected to before the sweep stays up
             ray.shutdown()
     frame = trials_frame(rows)
