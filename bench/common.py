@@ -44,9 +44,9 @@ def load_task(task: str, n_train: int | None, n_eval: int | None) -> tuple[TextD
 def train_teacher_logits(task: str, n_train: int):
     """The teacher logits (computed once, then cached) on the train subset of this size, for a benchmark's own
     training loop."""
-    from makd.cache import TeacherSpec
     from makd.paths import default_cache_dir
     from makd.pipeline import fetch_teacher_logits
+    from makd.teacher_spec import TeacherSpec
 
     train, _ = load_task(task, n_train, 1)
     spec = TeacherSpec(TEACHER, task, max_length=MAX_LENGTH)

@@ -26,22 +26,11 @@ from makd.batching import default_pad_multiple, encode, sorted_batches
 from makd.data import TextDataset
 from makd.files import atomic_write_bytes
 from makd.masks import model_batch
+from makd.teacher_spec import TeacherSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CACHE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    """Which teacher logits a task needs: the teacher, how its head is made, how text is cut. With a split's exact
-    examples (TextDataset.fingerprint) it keys the cache; every trial of a task shares one spec."""
-
-    teacher: str
-    task: str
-    head_seed: int = 0
-    fine_tuned: bool = False
-    max_length: int = 128
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,8 @@ class TrainOptions:
                                 group="teacher", choices=("float16", "bfloat16", "float32"))
 
     def teacher_for(self, task: str):
-        """The makd.cache.TeacherSpec these options give a task: what its teacher-logit cache is keyed by."""
-        from makd.cache import TeacherSpec
+        """The TeacherSpec these options give a task: what its teacher-logit cache is keyed by."""
+        from makd.teacher_spec import TeacherSpec
 
         if not self.teacher:
             raise UsageError("teacher", "no teacher given")

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from makd.cache import CacheReport, TeacherSpec, teacher_logits
+from makd.cache import CacheReport, teacher_logits
 from makd.config import TrainOptions
 from makd.data import TextDataset, holdout_positions, load_split
 from makd.files import atomic_write_bytes
 from makd.references import majority_reference, reported_splits, teacher_reference
 from makd.tasks import get_task
 from makd.teacher_finetune import FinetuneOptions
+from makd.teacher_spec import TeacherSpec
 from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"

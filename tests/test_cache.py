@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from makd import models
-from makd.cache import TeacherLogitCache, TeacherSpec, compute_logits, teacher_logits
+from makd.cache import TeacherLogitCache, compute_logits, teacher_logits
+from makd.teacher_spec import TeacherSpec
 from tests.helpers import sentiment
 
 

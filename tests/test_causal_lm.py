@@ -89,8 +89,9 @@ def test_a_causal_lm_teaches_a_glue_task_through_a_seeded_head_whatever_the_batc
     """An LLM as a GLUE teacher (issue 27): its sequence-classification head is fresh and seeded as an encoder's,
     it reads each example's last real token, so a batch of mixed lengths gives each example its logits alone, and
     a student with another tokenizer learns from those logits (they are per example, not per token)."""
-    from makd.cache import TeacherSpec, teacher_logits
+    from makd.cache import teacher_logits
     from makd.models import load_teacher
+    from makd.teacher_spec import TeacherSpec
     from tests.helpers import sentiment
 
     model, tokenizer = load_teacher(str(tiny_llama_dir), 2, head_seed=3)

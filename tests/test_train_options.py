@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from makd import config
-from makd.cache import TeacherSpec
 from makd.cli import build_parser
 from makd.config import TrainConfig, TrainOptions, from_args
 from makd.errors import UsageError
+from makd.teacher_spec import TeacherSpec
 from tune.config import KNOWN_KEYS, parse_config
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from makd.cache import TeacherSpec
 from makd.config import (
     OPTION_NAMES,
     TrainOptions,
@@ -33,6 +32,7 @@ from makd.file_tasks import FileTask, parse_file_task
 from makd.losses import LOSSES, loss_names
 from makd.tasks import BUILTIN_TASK_NAMES, CAUSAL_LM, get_task
 from makd.teacher_finetune import FinetuneOptions
+from makd.teacher_spec import TeacherSpec
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
 from tune.search import SearchConfig, get_search_kind, parse_search
