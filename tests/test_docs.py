@@ -13,7 +13,7 @@ from tests.docs import DOCS, REPO, shown_commands
 RUN_BY = {
     "make demo": "tests/test_make_demo.py::test_make_demo_runs_the_quickstart_and_a_rerun_reprints_it",
     "make test": ".ci/run runs it on a fresh clone: CI itself",
-    "makd distill --task rte --glue-dir ../shared/glue --teacher zoo:minilm-l6 --student 2x128 --loss taylor "
+    "makd distill --task rte --teacher zoo:minilm-l6 --student 2x128 --loss taylor "
     "--lam 0.5 --epochs 1 --max-train-samples 256":
         "tests/test_real_glue.py::test_the_documented_distill_command_twice_second_run_skips_the_teacher",
     "makd finetune-teacher --task rte --teacher zoo:minilm-l6 --max-train-samples 200 --epochs 1":
@@ -34,13 +34,13 @@ RUN_BY = {
         "tests/test_report_html.py::test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_as_printed",
     "bash cluster/local.sh up && source /tmp/makd-cluster/env":
         "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
-    '.venv/bin/makd submit configs/local-cluster.yaml --glue-dir "$PWD/../shared/glue" --wait':
+    ".venv/bin/makd submit configs/local-cluster.yaml --wait":
         "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
     ".venv/bin/makd jobs": "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
     '.venv/bin/makd logs "$(.venv/bin/makd jobs --last)"':
         "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
     "bash cluster/local.sh down": "tests/test_cluster_readme.py::test_the_documented_cluster_commands_run_as_printed",
-    ".venv/bin/makd sweep configs/lm-toy.yaml --glue-dir ../shared/glue":
+    ".venv/bin/makd sweep configs/lm-toy.yaml":
         "tests/test_lm_sweep.py::test_the_documented_toy_lm_sweep_runs_as_written",
     ".venv/bin/python -m bench.gpu --device cpu --out /tmp/makd-bench-gpu-cpu":
         "tests/test_bench_smoke.py::test_gpu_benchmark_runs_at_toy_size_on_cpu_exactly_as_the_docs_show",
