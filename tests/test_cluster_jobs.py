@@ -79,12 +79,22 @@ def local_cluster(local_cluster_and_state):
 
 
 def test_submit_runs_a_sweep_on_both_nodes_and_jobs_lists_it(local_cluster_and_state, tiny_bert_dir, tmp_path):
-    """...with token auth on, and every process of both nodes (GCS, raylets, agents, the job's driver, the trials'
+    """...on your own data (a jsonl task with string labels, its files shipped with the job and read from there),
+    with token auth on, and every process of both nodes (GCS, raylets, agents, the job's driver, the trials'
     workers) listening on loopback only while the sweep runs (issue 29)."""
+    import json
+
+    from tests.test_file_tasks import reviews, write
+
     env, state = local_cluster_and_state
     assert env["RAY_AUTH_MODE"] == "token"
     release = tmp_path / "release"
-    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=2, max_concurrent_trials=2)
+    own = tmp_path / "own"
+    own.mkdir()
+    task = {"name": "reviews-2026", "train_file": str(write(own / "train.jsonl", reviews(40))),
+            "eval_file": str(write(own / "dev.jsonl", reviews(12, seed=1)))}
+    config = write_config(tmp_path, tiny_bert_dir, tasks=[task], losses=["ce"], seeds=[0, 1], epochs=2,
+                          max_concurrent_trials=2)
     watcher = release_when_both_nodes_trained(tmp_path / "runs" / "exp", release)
     with SocketWatch(lambda: processes_mentioning(str(state))) as watch:
         # the default python: $MAKD_CLUSTER_PYTHON of local.sh
@@ -95,8 +105,11 @@ def test_submit_runs_a_sweep_on_both_nodes_and_jobs_lists_it(local_cluster_and_s
     job_id = sub.stdout.splitlines()[0].strip()
     assert job_id.startswith("makd-exp-") and "TERMINATED" in sub.stdout
     frame = pd.read_csv(tmp_path / "runs" / "exp" / "trials.csv")
-    assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"}
+    assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"} and set(frame["task"]) == {"reviews-2026"}
     assert frame["node_id"].nunique() == 2  # trials landed on both nodes
+    (read,) = json.loads((tmp_path / "runs" / "exp" / "sweep.json").read_text())["config"]["file_tasks"]
+    for key in ("train_file", "eval_file"):  # the job read the copies it carried, not this test's files
+        assert not read[key].startswith(str(tmp_path)) and read[key].endswith(Path(task[key]).name), read
     listed = makd("jobs", env=env)
     assert listed.returncode == 0 and job_id in listed.stdout and "SUCCEEDED" in listed.stdout
     logs = makd("logs", job_id, env=env)

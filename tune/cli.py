@@ -55,6 +55,10 @@ def add_job_parsers(sub) -> None:
                                     "else the python running this command; the job checks it before the sweep)")
     s.add_argument("--no-ship-code", action="store_true", help="use the makd installed on the cluster instead of "
                                                              "shipping this checkout's makd/ and tune/")
+    s.add_argument("--no-ship-data", action="store_true", help="read your tasks' files (and transfer.file) at their "
+                                                             "absolute paths on the cluster head instead of shipping "
+                                                             "them with the job (files larger than "
+                                                             "the job can carry: shared storage)")
     s.add_argument("--resume", action="store_true", help="finish an earlier, stopped or failed, submission of this "
                                                          "sweep (same name and storage)")
     s.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit 1 unless it succeeded")
@@ -74,7 +78,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from tune import jobs
 
     job_id = jobs.submit(args.config, address=args.address, glue_dir=args.glue_dir, ship_code=not args.no_ship_code,
-                         python=args.python, extra_args=["--resume"] if args.resume else None)
+                         ship_data=not args.no_ship_data, python=args.python,
+                         extra_args=["--resume"] if args.resume else None)
     print(job_id, flush=True)
     if args.wait:
         jobs.print_logs(job_id, address=args.address, follow=True)

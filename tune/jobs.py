@@ -1,7 +1,8 @@
 """Sweeps as a service: submit `makd sweep` to a running Ray cluster as a Ray Job, list, follow and stop them.
 
-The config travels in the job's runtime env (working_dir), and by default so do the makd and tune packages
-(py_modules), so the cluster runs exactly the client's code; it needs only makd's dependencies installed.
+The config travels in the job's runtime env (working_dir) with the files its own tasks and transfer data name
+(ship_task_files), and by default so do the makd and tune packages (py_modules), so the cluster runs exactly the
+client's code on the client's data; it needs only makd's dependencies installed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ METADATA_KEY = "makd"
 AGENT_WAIT_S = 60  # how long `makd submit` retries a job server whose agent is not up yet
 PYTHON_ENV = "MAKD_CLUSTER_PYTHON"  # the cluster's interpreter with makd's dependencies (cluster/local.sh sets it)
 PROBE = "probe"  # metadata of the no-op job `wait_until_ready` submits (not a sweep: `makd jobs` hides it)
+SHIP_LIMIT_MB = 100  # the task files a job carries in its working_dir (Ray's upload limit is a gRPC message, ~500 MiB)
+SHIPPED_DATA = "data"  # their folder in the job's working_dir
 
 
 def default_python() -> str:
@@ -59,8 +62,44 @@ def package_dirs() -> list[str]:
     return [str(Path(makd.__file__).parent), str(Path(tune.__file__).parent)]
 
 
+def ship_task_files(raw: dict, staging: Path) -> dict:
+    """The sweep config `raw` with every file its own tasks (`tasks:` mappings) and transfer data name copied into
+    staging/data/ and named there by a relative path: the job's driver resolves it in the job's working_dir (the
+    driver makes file paths absolute before it leaves that dir: tune/driver.py). A file is read where makd submit
+    runs, relative to its working dir, as `makd sweep` would read it."""
+    out, sizes, copied = dict(raw), 0, {}
+
+    def ship(value: str, where: str) -> str:
+        nonlocal sizes
+        source = Path(value).expanduser().resolve()
+        if not source.is_file():
+            raise UsageError(where, f"{value}: no such file here, where makd submit reads it to ship it with the job "
+                                    "(--no-ship-data reads it on the cluster head instead)")
+        if source not in copied:
+            target = Path(SHIPPED_DATA) / f"{len(copied)}-{source.name}"
+            (staging / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / target)
+            sizes += source.stat().st_size
+            copied[source] = str(target)
+        return copied[source]
+
+    tasks = out.get("tasks")
+    if isinstance(tasks, list):
+        out["tasks"] = [{**t, **{k: ship(t[k], f"tasks.{t.get('name')}.{k}") for k in ("train_file", "eval_file")
+                                 if isinstance(t.get(k), str)}} if isinstance(t, dict) else t for t in tasks]
+    if isinstance(out.get("transfer"), dict) and isinstance(out["transfer"].get("file"), str):
+        out["transfer"] = {**out["transfer"], "file": ship(out["transfer"]["file"], "transfer.file")}
+    if isinstance(out.get("transfer_file"), str):
+        out["transfer_file"] = ship(out["transfer_file"], "transfer_file")
+    if sizes > SHIP_LIMIT_MB * 2**20:
+        raise UsageError("tasks", f"the files of the sweep's own tasks and transfer data total {sizes / 2**20:.0f} "
+                                  f"MiB, more than a job carries ({SHIP_LIMIT_MB} MiB): put them where the cluster "
+                                  "head reads them (shared storage, absolute paths) and submit with --no-ship-data")
+    return out
+
+
 def submit(config_path: str, *, address: str | None = None, glue_dir: str | None = None, ship_code: bool = True,
-           python: str | None = None, extra_args: list[str] | None = None) -> str:
+           ship_data: bool = True, python: str | None = None, extra_args: list[str] | None = None) -> str:
     """Validate the config here, then send `makd sweep` to the cluster, behind a check of the cluster's interpreter
     and paths (tune.jobcheck); returns the submission id."""
     from tune.config import load_config
@@ -77,7 +116,13 @@ def submit(config_path: str, *, address: str | None = None, glue_dir: str | None
     job_client = client(address)
     staging = Path(tempfile.mkdtemp(prefix="makd-submit-"))
     try:
-        shutil.copy(config_path, staging / "sweep.yaml")
+        if ship_data:
+            import yaml
+
+            raw = ship_task_files(yaml.safe_load(Path(config_path).read_text()), staging)
+            (staging / "sweep.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        else:
+            shutil.copy(config_path, staging / "sweep.yaml")
         runtime_env: dict = {"working_dir": str(staging),
                              "env_vars": {k: v for k, v in os.environ.items() if k.startswith("MAKD_")
                                           and k not in ADDRESS_ENV}}
