@@ -139,3 +139,20 @@ def test_the_image_installs_the_runtime_extras_and_the_zoo_and_leaves_the_venv_o
     assert _no_deps_packages(dockerfile) == _no_deps_packages((REPO / "scripts" / "setup.sh").read_text()) != set()
     ignored = [line for line in (REPO / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert set(NEVER_SYNCED) <= set(ignored)
+
+
+@pytest.mark.parametrize("name", ["kuberay-raycluster.yaml", "kuberay-rayjob.yaml"])
+def test_a_kuberay_template_gives_every_pod_storage_shared_memory_and_autoscaling(name):
+    """Checked without a Kubernetes cluster or KubeRay's CRD schema (not vendored yet): every pod template runs as
+    the storage service account and mounts a memory-backed /dev/shm; the in-tree autoscaler is on."""
+    doc = yaml.safe_load((CLUSTER / name).read_text())
+    cluster = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    pods = [cluster["headGroupSpec"]["template"]["spec"], *(g["template"]["spec"] for g in cluster["workerGroupSpecs"])]
+    for pod in pods:
+        assert pod["serviceAccountName"] == "makd-storage"
+        shm = {v["name"] for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"}
+        for container in pod["containers"]:
+            assert {m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm"} & shm
+    for group in cluster["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
