@@ -47,3 +47,4 @@ def test_a_missing_file_or_too_much_data_is_refused_in_one_line(tmp_path, monkey
     with pytest.raises(UsageError) as err:
         jobs.ship_task_files(raw_config(str(tmp_path / "train.csv"), str(tmp_path / "train.csv")), staging)
     assert "--no-ship-data" in str(err.value) and "\n" not in str(err.value)
+    assert not staging.exists()  # refused before anything was copied

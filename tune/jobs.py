@@ -66,22 +66,16 @@ def ship_task_files(raw: dict, staging: Path) -> dict:
     """The sweep config `raw` with every file its own tasks (`tasks:` mappings) and transfer data name copied into
     staging/data/ and named there by a relative path: the job's driver resolves it in the job's working_dir (the
     driver makes file paths absolute before it leaves that dir: tune/driver.py). A file is read where makd submit
-    runs, relative to its working dir, as `makd sweep` would read it."""
-    out, sizes, copied = dict(raw), 0, {}
+    runs, relative to its working dir, as `makd sweep` would read it. Nothing is copied before the total is known
+    to fit."""
+    out, targets = dict(raw), {}  # each distinct file -> its name in the job
 
     def ship(value: str, where: str) -> str:
-        nonlocal sizes
         source = Path(value).expanduser().resolve()
         if not source.is_file():
             raise UsageError(where, f"{value}: no such file here, where makd submit reads it to ship it with the job "
                                     "(--no-ship-data reads it on the cluster head instead)")
-        if source not in copied:
-            target = Path(SHIPPED_DATA) / f"{len(copied)}-{source.name}"
-            (staging / target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, staging / target)
-            sizes += source.stat().st_size
-            copied[source] = str(target)
-        return copied[source]
+        return str(targets.setdefault(source, Path(SHIPPED_DATA) / f"{len(targets)}-{source.name}"))
 
     tasks = out.get("tasks")
     if isinstance(tasks, list):
@@ -91,10 +85,14 @@ def ship_task_files(raw: dict, staging: Path) -> dict:
         out["transfer"] = {**out["transfer"], "file": ship(out["transfer"]["file"], "transfer.file")}
     if isinstance(out.get("transfer_file"), str):
         out["transfer_file"] = ship(out["transfer_file"], "transfer_file")
-    if sizes > SHIP_LIMIT_MB * 2**20:
-        raise UsageError("tasks", f"the files of the sweep's own tasks and transfer data total {sizes / 2**20:.0f} "
+    size = sum(source.stat().st_size for source in targets)
+    if size > SHIP_LIMIT_MB * 2**20:
+        raise UsageError("tasks", f"the files of the sweep's own tasks and transfer data total {size / 2**20:.0f} "
                                   f"MiB, more than a job carries ({SHIP_LIMIT_MB} MiB): put them where the cluster "
                                   "head reads them (shared storage, absolute paths) and submit with --no-ship-data")
+    for source, target in targets.items():
+        (staging / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staging / target)
     return out
 
 
