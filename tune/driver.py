@@ -315,12 +315,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 Path(root).mkdir(parents=True, exist_ok=True)
             events = None if is_remote_uri(root) else str(Path(root) / EVENTS)
             parent = tracking.parent_run_id(cfg.tracking, cfg, root)
+            reports = [] if live is None else [live]  # one LiveReport serves every Tune run of the sweep
 
             def stage_callbacks(task: str, stage: str, trials: int) -> list:
                 lines = [] if quiet or verbose else [
                     ProgressLines(f"{task} {stage}", trials, cfg.max_concurrent_trials, cfg.max_epochs)]
-                return ([live] if live is not None else []) + lines + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage,
-                                                         parent=parent)
+                return reports + lines + tracking.callbacks(cfg.tracking, cfg, root, task=task, stage=stage,
+                                                            parent=parent)
 
             rows, cache, prepared = [], {}, {}
             for task in cfg.tasks:

@@ -93,13 +93,15 @@ class LiveReport(Callback):
             self._thread.start()
         self._wake.set()
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+    def _trial_ended(self) -> None:
         self.ended += 1
         self._wake_thread()
 
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._trial_ended()
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.ended += 1
-        self._wake_thread()
+        self._trial_ended()
 
     def on_experiment_end(self, trials, **info) -> None:
         """One Tune run (a task's stage) ended: its last completions are written by the thread, in its time."""
