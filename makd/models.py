@@ -332,7 +332,7 @@ def save_student(cfg: TrainConfig, weights: Path, path: Path, card: str | None =
 
     task = get_task(cfg.task)
     model, tokenizer = build_student(cfg.student, task.num_labels, seed=cfg.seed, tokenizer=cfg.student_tokenizer)
-    if task.labels and len(task.labels) == task.num_labels:  # a classifier answers with the task's label names
+    if task.labels:  # a classifier answers with the task's label names (num_labels is their count)
         model.config.id2label = dict(enumerate(task.labels))
         model.config.label2id = {name: i for i, name in enumerate(task.labels)}
     save_model_dir(model, tokenizer, weights, path, card)

@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${EXTRAS-dev,zoo,bench,mlflow,wandb,llm}
+KNOWN_EXTRAS="dev zoo bench mlflow wandb llm"  # pyproject.toml's optional-dependencies (tests/test_install.py)
+EXTRAS=${EXTRAS-${KNOWN_EXTRAS// /,}}         # default: every one
 fail() { echo "setup: $*" >&2; exit 2; }
-KNOWN_EXTRAS="dev zoo bench mlflow wandb llm"  # pyproject.toml's optional-dependencies
 for extra in ${EXTRAS//,/ }; do
     [[ " $KNOWN_EXTRAS " == *" $extra "* ]] || fail "EXTRAS=$EXTRAS: unknown extra '$extra' (known: ${KNOWN_EXTRAS// /, })"
 done

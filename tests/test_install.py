@@ -50,17 +50,24 @@ def test_make_demo_reads_the_local_glue_folder_when_there_is_one_and_the_hub_oth
 
 
 
+def _project_copy(tmp_path: Path) -> Path:
+    """A project folder holding only scripts/setup.sh: what the setup tests run it in."""
+    import shutil
+
+    copy = tmp_path / "project"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(PYPROJECT.parent / "scripts" / "setup.sh", copy / "scripts" / "setup.sh")
+    return copy
+
+
 def _setup_calls(tmp_path: Path, *, index: str | None = None, local_wheel: bool = False, gpu: bool = False,
                  extras: str | None = None, every: bool = False) -> list[str]:
     """Run scripts/setup.sh in a copy of the project whose .venv python records every call instead of installing
     (a `--no-index` install succeeds only if `local_wheel`), with an nvidia-smi that lists a GPU only if `gpu`."""
     import os
-    import shutil
     import subprocess
 
-    copy = tmp_path / "project"
-    (copy / "scripts").mkdir(parents=True)
-    shutil.copy(PYPROJECT.parent / "scripts" / "setup.sh", copy / "scripts" / "setup.sh")
+    copy = _project_copy(tmp_path)
     log, bin_dir = tmp_path / "calls.log", tmp_path / "bin"
     bin_dir.mkdir()
     python = copy / ".venv" / "bin" / "python"
@@ -107,12 +114,9 @@ def test_setup_installs_the_torch_build_for_the_machine(tmp_path):
 def _setup_in_empty_project(tmp_path: Path, **env_vars: str):
     """scripts/setup.sh in a copy of the project that has no .venv yet (nothing is installed: it stops first)."""
     import os
-    import shutil
     import subprocess
 
-    copy = tmp_path / "project"
-    (copy / "scripts").mkdir(parents=True)
-    shutil.copy(PYPROJECT.parent / "scripts" / "setup.sh", copy / "scripts" / "setup.sh")
+    copy = _project_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "EXTRAS")}
     return subprocess.run(["bash", "scripts/setup.sh"], cwd=copy, env={**env, **env_vars}, capture_output=True,
                           text=True, timeout=60), copy
