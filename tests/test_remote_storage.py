@@ -62,18 +62,29 @@ def makd(args: list[str], env: dict, cwd: Path, timeout: int = 600) -> subproces
     return subprocess.run([MAKD, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_a_sweep_on_s3_writes_its_files_there_and_every_command_reads_them_back(s3, tiny_bert_dir, tmp_path):
+def test_a_sweep_on_s3_killed_mid_sweep_resumes_from_the_bucket_and_every_command_reads_its_files_back(
+        s3, tiny_bert_dir, tmp_path):
+    """One sweep for what were two tests (each paid a sweep): SIGKILLed (driver and its Ray) once a trial's second
+    checkpoint is in the bucket, resumed from the bucket; then its files are there and every command reads them."""
     env = {**os.environ, **s3["env"], "MAKD_HOME": str(tmp_path / "home")}
     config = write_config(tmp_path, tiny_bert_dir, name="remote", losses=["ce", "vanilla"], lams=[0.0],
                           seeds=[0, 1], epochs=2, storage=f"s3://{BUCKET}/runs")
-    done = makd(["sweep", str(config), "--quiet", "--num-cpus", "2"], env, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any("/checkpoint_000001/" in k for k in keys(s3, "runs/remote/")):
+        time.sleep(0.5)  # a trial has finished both of its epochs
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert "runs/remote/trials.csv" not in keys(s3, "runs/remote/"), "the driver must be killed mid-sweep"
+    resumed = makd(["sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     stored = keys(s3, "runs/remote/")
     for name in ("trials.csv", "sweep.json", "leaderboard.csv", "table.md", "report.html"):
         assert f"runs/remote/{name}" in stored, (name, stored[:20])
     assert not any(".makd-write-probe" in k for k in stored)
     trials = pd.read_csv(s3["client"].get_object(Bucket=BUCKET, Key="runs/remote/trials.csv")["Body"])
-    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"} and (trials["epochs_run"] == 2).all()
     uri = f"s3://{BUCKET}/runs/remote"
     board = makd(["leaderboard", uri, "--csv", "board.csv", "--markdown", "-"], env, tmp_path)
     assert board.returncode == 0 and "| Student |" in board.stdout, board.stderr[-2000:]
@@ -88,24 +99,6 @@ def test_a_sweep_on_s3_writes_its_files_there_and_every_command_reads_them_back(
     # rerunning without --resume is refused: the bucket already holds this experiment
     again = makd(["sweep", str(config), "--quiet", "--num-cpus", "2"], env, tmp_path)
     assert again.returncode == 2 and "already has results" in again.stderr
-
-
-def test_a_driver_killed_mid_sweep_resumes_from_the_bucket(s3, tiny_bert_dir, tmp_path):
-    env = {**os.environ, **s3["env"], "MAKD_HOME": str(tmp_path / "home")}
-    config = write_config(tmp_path, tiny_bert_dir, name="killed", losses=["ce"], seeds=[0, 1, 2], epochs=2,
-                          max_concurrent_trials=1, storage=f"s3://{BUCKET}/runs")
-    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and not any("/checkpoint_000001/" in k for k in keys(s3, "runs/killed/")):
-        time.sleep(0.5)  # the first trial has finished at least one of its two epochs
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert "runs/killed/trials.csv" not in keys(s3, "runs/killed/"), "the driver must be killed mid-sweep"
-    resumed = makd(["sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env, tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    trials = pd.read_csv(s3["client"].get_object(Bucket=BUCKET, Key="runs/killed/trials.csv")["Body"])
-    assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"} and (trials["epochs_run"] == 2).all()
 
 
 def test_a_bucket_that_does_not_exist_is_one_line_before_ray_starts(s3, tiny_bert_dir, tmp_path):

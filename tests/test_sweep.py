@@ -193,49 +193,37 @@ def test_a_trial_that_raises_once_resumes_from_its_checkpoint(module_ray, tiny_b
         assert [s["resumed"] for s in starts] == [False, True]
 
 
-def test_killed_driver_then_resume_finishes_every_trial_exactly_once(tiny_bert_dir, tmp_path):
-    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
-                          max_concurrent_trials=1)
-    root = tmp_path / "runs" / "exp"
-    driver, env = start_driver(config, tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and sum(e["event"] == "done" for e in events(root)) < 1:
-        time.sleep(0.2)
-    kill_driver(driver)
-    done_before = sum(e["event"] == "done" for e in events(root))
-    assert 1 <= done_before < 4, "the driver must be killed mid-sweep"
-    time.sleep(2)  # anything the dead driver left behind would show up as extra events here
-    resumed = resume_driver(config, env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    frame = pd.read_csv(root / "trials.csv")
-    assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
-    log = events(root)
-    done = Counter(e["trial_id"] for e in log if e["event"] == "done")
-    assert sorted(done) == sorted(frame["trial_id"]) and set(done.values()) == {1}
-    trained = {(e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch"}
-    assert len(trained) == 4 * 3  # every epoch of every trial was trained and checkpointed
-
-
-def test_a_state_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one(tiny_bert_dir, tmp_path):
-    """The race of a driver killed after Tune deleted a trial's older checkpoint (num_to_keep=1) but before it saved
-    the experiment state naming the newer one, made certain: once the saved state names a checkpoint, the driver is
-    killed and each such trial's newest complete checkpoint is moved past every other one, so whatever the state
-    names is gone (an upload the kill cut short stays, and must not be read). --resume starts each such trial at the
-    epoch after the moved checkpoint's (tune/trial_checkpoint.py). A trial whose checkpoint the state did not name
-    yet is started afresh by Tune: it trains again, to the same result."""
+def test_a_killed_driver_resumes_every_trial_exactly_once_even_from_a_state_naming_a_deleted_checkpoint(
+        tiny_bert_dir, tmp_path):
+    """`makd sweep` SIGKILLed mid-sweep (driver and its Ray), then `--resume`: every trial finishes exactly once and
+    every epoch is trained. The kill also makes certain the race of a driver killed after Tune deleted a trial's
+    older checkpoint (num_to_keep=1) but before it saved the experiment state naming the newer one: once the saved
+    state names a checkpoint of an unfinished trial (and one trial is done), the driver is killed and each named
+    trial's newest complete checkpoint is moved past every other one, so whatever the state names is gone (an upload
+    the kill cut short stays, and must not be read). --resume starts each such trial at the epoch after the moved
+    checkpoint's (tune/trial_checkpoint.py); a trial whose checkpoint the state did not name yet is started afresh by
+    Tune and trains again, to the same result. (One sweep for both: it was two tests, each paying a sweep.)"""
     import pyarrow.fs as pafs
 
     from tune.trial_checkpoint import is_complete
 
-    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1], epochs=3, max_concurrent_trials=1)
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
+                          max_concurrent_trials=1)
     root = tmp_path / "runs" / "exp"
+
+    def done_ids() -> set[str]:
+        return {e["trial_id"] for e in events(root) if e["event"] == "done"}
+
     driver, env = start_driver(config, tmp_path)
     deadline = time.time() + 120
-    while time.time() < deadline and not (any(e["event"] == "epoch" and e["epoch"] >= 2 for e in events(root))
-                                          and checkpoints_named_by_state(root / "rte")):
+    while time.time() < deadline and not (done_ids() and set(checkpoints_named_by_state(root / "rte")) - done_ids()):
         time.sleep(0.2)
     kill_driver(driver)
+    time.sleep(2)  # anything the dead driver left behind would show up as extra events here
+    done_before = done_ids()
+    assert 1 <= len(done_before) < 4, "the driver must be killed mid-sweep"
     named = checkpoints_named_by_state(root / "rte")
+    assert set(named) - done_before, "the driver must be killed after the state named an unfinished trial's checkpoint"
     before = len(events(root))
     held = {}  # trial folder -> the epoch its moved checkpoint holds (checkpoint_00000N: epoch N + 1)
     for trial in (root / "rte").iterdir():
@@ -246,15 +234,20 @@ def test_a_state_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_on
         if complete:
             held[trial.name] = int(complete[-1].name.split("_")[1]) + 1
             complete[-1].rename(trial / f"checkpoint_{int(numbered[-1].name.split('_')[1]) + 1:06d}")
-    assert held, "the driver must be killed after the state named a checkpoint"
+    assert held
     resumed = resume_driver(config, env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     frame = pd.read_csv(root / "trials.csv")
-    assert len(frame) == 2 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
-    after = [e for e in events(root)[before:] if e["event"] == "epoch"]
+    assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
+    log = events(root)
+    done = Counter(e["trial_id"] for e in log if e["event"] == "done")
+    assert sorted(done) == sorted(frame["trial_id"]) and set(done.values()) == {1}
+    trained = {(e["trial_id"], e["epoch"]) for e in log if e["event"] == "epoch"}
+    assert len(trained) == 4 * 3  # every epoch of every trial was trained and checkpointed
+    after = [e for e in log[before:] if e["event"] == "epoch"]
     for folder, epoch in held.items():
-        trained = [e["epoch"] for e in after if e["trial_id"] in folder]
-        assert trained == list(range(epoch + 1, 4)), (folder, epoch, trained)
+        retrained = [e["epoch"] for e in after if e["trial_id"] in folder]
+        assert retrained == list(range(epoch + 1, 4)), (folder, epoch, retrained)
 
 
 def test_a_signalled_driver_stops_the_whole_sweep_and_resume_finishes_it(tiny_bert_dir, tmp_path):
