@@ -14,6 +14,7 @@ from tests.test_leaderboard import trial, write_experiment
 from tune.config import parse_config
 from tune.main import main
 from tune.report.build import build
+from tune.search import uses_teacher
 from tune.search.grid import grid_points
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -54,7 +55,7 @@ def test_a_registered_loss_is_accepted_by_a_sweep_and_ranked_in_its_declared_ord
                         "losses": ["vanilla", half_kd, "mse"], "lams": [0.0], "taus": [1.0, 2.0]})
     cells = {(c["loss"], c["tau"]) for c in grid_points(cfg)}
     assert {(half_kd, 1.0), (half_kd, 2.0)} <= cells and ("mse", 2.0) not in cells  # uses_tau from the registry
-    assert cfg.uses_teacher
+    assert uses_teacher(cfg)
     rows = [trial(loss="ce", score=0.6), trial(loss="taylor", lam=0.0, score=0.61),
             trial(loss=half_kd, lam=0.0, score=0.62), trial(loss="vanilla", lam=0.0, score=0.63)]
     board = build([write_experiment(tmp_path / "exp", rows)]).leaderboard

@@ -14,6 +14,7 @@ from makd.config import TrainConfig, TrainOptions, from_args
 from makd.errors import UsageError
 from makd.teacher_spec import TeacherSpec
 from tune.config import KNOWN_KEYS, parse_config
+from tune.search import teacher_spec
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 OPTIONS = dataclasses.fields(TrainOptions)
@@ -75,7 +76,7 @@ def test_option_bounds_come_from_the_schema_in_the_sweep_and_in_distill(key, val
 
 def test_the_teacher_cache_is_keyed_by_a_teacher_spec_not_a_training_config():
     cfg = parse_config(sweep(head_seed=3, max_length=64, fine_tuned=True, losses=["vanilla"], lams=[0.0]))
-    spec = cfg.teacher_spec("rte")
+    spec = teacher_spec(cfg, "rte")
     assert spec == TeacherSpec("t", "rte", head_seed=3, fine_tuned=True, max_length=64)
     # every trial that reads the teacher asks for the same spec, whatever its student, loss, λ, τ, seed or lr
     for student, loss, lam, tau, seed, lr in [("2x128", "vanilla", 0.0, 1.0, 0, 1e-4), ("1x64", "taylor", 0.5, 2.0, 3, 5e-5)]:
@@ -84,7 +85,7 @@ def test_the_teacher_cache_is_keyed_by_a_teacher_spec_not_a_training_config():
         assert run.teacher_spec == spec
     assert TrainConfig(task="rte", student="2x128", loss="ce", lam=1.0, teacher="t").teacher_spec is None
     ce_only = parse_config(sweep(losses=["ce"]))
-    assert ce_only.teacher_spec("rte") is None
+    assert teacher_spec(ce_only, "rte") is None
 
 
 def test_cache_teacher_and_distill_share_one_cache_entry(tiny_bert_dir, tmp_path, capsys):

@@ -12,9 +12,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from makd.errors import UsageError
-from tune.config import SweepConfig, WaitFor
 from tune.loopback import address_host, address_host_port, is_loopback_host, loopback_ray
 from tune.storage import is_remote_uri
+from tune.sweep_config import SweepConfig, WaitFor
 
 QUIET_DEFAULTS = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # per-epoch checkpoints are intended

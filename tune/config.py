@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from makd.config import (
     TrainOptions,
     check_loss_for_task,
     field_help,
-    option,
     parse_field,
     parse_option,
     parse_section,
@@ -28,144 +27,26 @@ from makd.config import (
 from makd.errors import UsageError
 from makd.file_tasks import EXAMPLE as FILE_TASK_EXAMPLE
 from makd.file_tasks import FIELDS as FILE_TASK_FIELDS
-from makd.file_tasks import FileTask, parse_file_task
+from makd.file_tasks import parse_file_task
 from makd.losses import LOSSES, loss_names
 from makd.tasks import BUILTIN_TASK_NAMES, CAUSAL_LM, get_task
 from makd.teacher_finetune import FinetuneOptions
-from makd.teacher_spec import TeacherSpec
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
-from tune.search import SearchConfig, get_search_kind, parse_search
-from tune.search.final import AdaptiveSeeds, FinalConfig
+from tune.search import SearchConfig, get_search_kind, parse_search, uses_teacher
 from tune.storage import is_remote_uri
+from tune.sweep_config import (
+    AdaptiveSeeds,
+    DataSection,
+    FinalConfig,
+    Resources,
+    SchedulerConfig,
+    Selection,
+    SweepConfig,
+    Transfer,
+    WaitFor,
+)
 from tune.tracking import TrackingConfig, parse_tracking
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """`scheduler:`: early stopping of weak trials (ASHA on the epoch), or none."""
-
-    kind: str = option("none", "none: every trial runs every epoch; asha: stop weak trials early",
-                       choices=("none", "asha"))
-    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", low=1)
-    reduction_factor: int = option(2, "ASHA keeps 1 in reduction_factor trials at each rung", low=2)
-    max_epochs: int | None = option(None, "the budget ASHA schedules against (null: the epochs key; another value "
-                                    "is refused)", low=1)
-
-
-@dataclass(frozen=True)
-class WaitFor:
-    """`wait_for: {gpus, cpus, timeout_s}`: before its first trial, the sweep waits until the Ray cluster holds this
-    many GPUs and CPUs in all (an autoscaled cluster's workers are still joining), else fails in one line."""
-
-    gpus: float = option(0.0, "GPUs the cluster must hold in all", low=0.0)
-    cpus: float = option(0.0, "CPUs the cluster must hold in all", low=0.0)
-    timeout_s: float = option(600.0, "seconds to wait before failing", low=0.0, low_open=True)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """`selection:`: where epochs and settings are chosen (the sweep's spelling of `holdout_fraction`)."""
-
-    split: str = option("train_holdout", "train_holdout: a seeded hold-out of train, dev reported untouched; dev: "
-                        "choose on the dev set that is reported (optimistic; every table says so)",
-                        choices=("train_holdout", "dev"))
-    fraction: float = option(0.1, "the hold-out's share of train (train_holdout only)", low=0.0, low_open=True,
-                             high=0.5)
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """`transfer:`: training examples the student sees without their label (makd/transfer.py); the sweep's spelling
-    of the training options `transfer_labeled` and `transfer_file`."""
-
-    labeled: int | None = option(None, "keep the labels of this many seeded examples of each task's training split "
-                                 "(the hold-out is taken from them); every other example is a transfer example",
-                                 low=1)
-    file: str | None = option(None, "a csv/tsv/jsonl/parquet file of unlabeled texts in the task's text columns, "
-                              "added as transfer examples")
-
-
-@dataclass(frozen=True)
-class Resources:
-    """`resources_per_trial:`: what Ray reserves for one trial (or one pack)."""
-
-    cpu: float = option(1.0, "CPUs per trial (its torch threads)", low=0.0, low_open=True)
-    gpu: float = option(0.0, "a GPU fraction (0.25: four trials per GPU), a whole number of GPUs, or auto "
-                        "(sized from a measured training step)", low=0.0)
-
-
-@dataclass(frozen=True)
-class DataSection:
-    """`data:`: where the GLUE files come from."""
-
-    glue_dir: str | None = option(None, "a local GLUE folder in GLUE's tsv layout (null: $MAKD_GLUE_DIR, else the "
-                                  "hub's nyu-mll/glue; also `makd sweep --glue-dir`)")
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """A validated sweep. The fields declared with `option(...)` are top-level YAML keys (type, default, bounds and
-    meaning in one place: parse_config and docs/sweep-config.md read them); the others are parsed from a section."""
-
-    name: str = option(None, "the experiment dir's name under `storage` (no '/')", required=True)
-    tasks: tuple[str, ...] = option(None, "GLUE task names (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli), or "
-                                    "your own task as a mapping {name, train_file, eval_file, text_columns, "
-                                    "label_column, type: classification | regression, labels, metric} "
-                                    "(makd/file_tasks.py)", required=True)
-    students: tuple[str, ...] = option(None, "student specs: LxH shapes (2x128), a pretrained id/path/zoo name, or "
-                                       "MODEL@LAYERS (zoo:minilm-l6@0,5)", required=True)
-    losses: tuple[str, ...] = option(("ce", "vanilla", "taylor"), "losses from makd/losses.py; ce (the CE-only "
-                                     "baseline) is always added")
-    lams: tuple[float, ...] = option((0.5,), "λ, the weight of CE in λ·CE + (1 − λ)·L_KD (λ = 1 is ce)", low=0.0,
-                                     high=1.0)
-    taus: tuple[float, ...] = option((1.0,), "temperatures τ of the KD term (each listed τ is its own method in the "
-                                     "final stage and the paper table)", low=0.0, low_open=True)
-    seeds: tuple[int, ...] = option((0,), "training seeds of the search stage", low=0)
-    train: TrainOptions = field(default_factory=TrainOptions)  # the top-level training keys: shared by every trial
-    final: FinalConfig | None = None  # the final stage (tune/search/final.py); None: the search is the result
-    glue_dir: str | None = None
-    search: SearchConfig = field(default_factory=SearchConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    cpu: float = 1.0
-    gpu: float = 0.0  # with gpu_auto, 0 until the driver measured a training step (tune.gpu_sizing)
-    gpu_auto: bool = False
-    max_concurrent_trials: int | None = option(None, "at most this many trials at once (null: as many as the "
-                                               "resources allow)", low=1)
-    max_failures: int = option(1, "retries of a failed trial, from its last checkpoint", low=0)
-    storage: str = option("runs", "where experiment dirs live, a path or an s3:// / gs:// URI (shared by every node)")
-    address: str | None = option(None, "an existing Ray cluster (also --address, $RAY_ADDRESS); null: a private Ray "
-                                 "on this machine, on 127.0.0.1")
-    tracking: TrackingConfig | None = None  # tune/tracking.py: MLflow / W&B / TensorBoard through Tune callbacks
-    file_tasks: tuple[FileTask, ...] = ()  # the `tasks:` entries defined by the user's files, by name in `tasks`
-    teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
-    wait_for: WaitFor | None = None  # wait for an autoscaled cluster's GPUs/CPUs before the first trial
-    pack: PackConfig = field(default_factory=PackConfig)  # tune/pack.py: trial configs trained by one Ray trial
-
-    @property
-    def teacher_fine_tuned(self) -> bool:
-        """The logits come from a teacher with a trained head: given so (fine_tuned) or fine-tuned by the sweep."""
-        return self.train.fine_tuned or self.teacher_finetune is not None
-
-    def file_task(self, task: str) -> FileTask | None:
-        return next((t for t in self.file_tasks if t.name == task), None)
-
-    @property
-    def max_epochs(self) -> int:
-        return self.scheduler.max_epochs or self.train.epochs
-
-    @property
-    def uses_teacher(self) -> bool:
-        reads = any(LOSSES[loss].needs_teacher_logits for loss in self.losses)
-        return reads and get_search_kind(self.search.kind).may_use_teacher(self)
-
-    def teacher_spec(self, task: str) -> TeacherSpec | None:
-        """What the task's teacher-logit cache is keyed by; None when no trial reads teacher logits."""
-        return self.train.teacher_for(task) if self.uses_teacher else None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 REQUIRED = "required"
 
@@ -322,7 +203,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         for i, loss in enumerate(cfg.losses):
             check_loss_for_task(loss, task, own.type == "regression" if own else get_task(task).is_regression,
                                 f"losses[{i}]")
-    if cfg.uses_teacher and not cfg.train.teacher:
+    if uses_teacher(cfg) and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
     return cfg

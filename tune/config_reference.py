@@ -16,7 +16,7 @@ from pathlib import Path
 from makd.config import TrainOptions, field_help, field_types, flag_name, type_text
 from makd.files import atomic_write_bytes
 from tune.config import REQUIRED, SWEEP_FIELDS
-from tune.search.final import AdaptiveSeeds, FinalConfig
+from tune.sweep_config import AdaptiveSeeds, FinalConfig
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "sweep-config.md"
 

@@ -41,7 +41,7 @@ from tune.cluster import (
     trial_slots,
     wait_for_resources,
 )
-from tune.config import SweepConfig, experiment_root
+from tune.config import experiment_root
 from tune.experiment_dir import EVENTS
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
@@ -55,9 +55,11 @@ from tune.report.trials import (
     trials_frame,
     write_trials,
 )
+from tune.search import teacher_spec, uses_teacher
 from tune.search.final import FinalStage, final_points, final_stage_name, next_round_points, seed_rounds
 from tune.storage import check_writable, is_remote_uri, local_view, write_bytes
 from tune.storage import exists as storage_exists
+from tune.sweep_config import SweepConfig
 from tune.trial import TaskData, distill_trial, parameters_m
 
 
@@ -82,7 +84,7 @@ def representative_trial(cfg: SweepConfig, task: str, student: str) -> TrainConf
     """A trial of this sweep that reads the teacher's logits when any trial does: what `gpu: auto` measures."""
     from makd.losses import LOSSES
 
-    loss = next((name for name in cfg.losses if LOSSES[name].needs_teacher_logits), "ce") if cfg.uses_teacher else "ce"
+    loss = next((name for name in cfg.losses if LOSSES[name].needs_teacher_logits), "ce") if uses_teacher(cfg) else "ce"
     return TrainConfig(task=task, student=student, loss=loss, lam=0.0 if loss != "ce" else 1.0,
                        **dataclasses.asdict(cfg.train))
 
@@ -97,7 +99,7 @@ def prepare_task(cfg: SweepConfig, task_name: str, cache_dir: str, *, progress: 
     if get_task(task_name).is_causal_lm:
         return prepare_lm(cfg, task_name, train_ds, eval_sets, cache_dir, teacher_on_gpu=teacher_on_gpu,
                           teacher_device=teacher_device, progress=progress)
-    spec = cfg.teacher_spec(task_name)
+    spec = teacher_spec(cfg, task_name)
     args = (spec, cfg.teacher_finetune, train_ds, eval_sets, cache_dir)
     kwargs = {"data_seed": cfg.train.data_seed, "progress": progress}
     outputs, cache_report, record = task_teacher_outputs(*args, **kwargs, compute=False)
@@ -330,7 +332,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                                             teacher_on_gpu=cfg.gpu > 0 or (cfg.gpu_auto and any(
                                                 n["Resources"].get("GPU", 0) > 0 for n in nodes)))
                 prepared[task] = data
-                cache[task] = {"status": cache_report.status if cfg.uses_teacher or data.lm else "not needed", "hits": cache_report.hits,
+                cache[task] = {"status": cache_report.status if uses_teacher(cfg) or data.lm else "not needed", "hits": cache_report.hits,
                                "misses": cache_report.misses, "teacher_loaded": cache_report.teacher_loaded,
                                "teacher_seconds": round(cache_report.teacher_seconds, 2),
                                "prepare_seconds": round(time.perf_counter() - t0, 2), "train_examples": len(data.train),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from makd.errors import UsageError
 from makd.gpu import StepMemory, members_that_fit, packing
-from tune.config import SweepConfig
+from tune.sweep_config import SweepConfig
 
 MARGIN = 0.2
 MAX_AUTO_MEMBERS = 64  # pack: {size: auto, mode: fused}: the most members a pack is given, however small they are

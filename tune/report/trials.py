@@ -38,7 +38,7 @@ from tune.storage import write_bytes
 from tune.trial import FINISHED, trial_params
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from tune.sweep_config import SweepConfig
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
                  "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "majority_score",

@@ -9,16 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from makd.errors import UsageError
+from makd.losses import LOSSES
 from tune.fields import mapping
 from tune.search.base import METRIC, MODE, SWEPT, TIME_ATTR, SearchConfig, SearchKind
 from tune.search.grid import GridSearch
 from tune.search.optuna_search import OptunaSearch
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from makd.teacher_spec import TeacherSpec
+    from tune.sweep_config import SweepConfig
 
 __all__ = ["METRIC", "MODE", "SEARCH_KINDS", "SWEPT", "TIME_ATTR", "SearchConfig", "SearchKind", "get_search_kind",
-           "parse_search", "register_search_kind", "scheduler", "trial_budget"]
+           "parse_search", "register_search_kind", "scheduler", "teacher_spec", "trial_budget", "uses_teacher"]
 
 SEARCH_KINDS: dict[str, SearchKind] = {}
 
@@ -47,6 +49,17 @@ def parse_search(raw: Any) -> SearchConfig:
     if unknown:
         raise UsageError(f"search.{unknown[0]}", f"not a field of {kind.name} search")
     return kind.parse(raw)
+
+
+def uses_teacher(cfg: SweepConfig) -> bool:
+    """Whether some trial of the sweep reads teacher logits: a KD loss, and a setting with λ < 1 (by search kind)."""
+    reads = any(LOSSES[loss].needs_teacher_logits for loss in cfg.losses)
+    return reads and get_search_kind(cfg.search.kind).may_use_teacher(cfg)
+
+
+def teacher_spec(cfg: SweepConfig, task: str) -> TeacherSpec | None:
+    """What the task's teacher-logit cache is keyed by; None when no trial reads teacher logits."""
+    return cfg.train.teacher_for(task) if uses_teacher(cfg) else None
 
 
 def trial_budget(cfg: SweepConfig) -> int:

@@ -3,35 +3,19 @@ columns of the progress table. Every trial receives one flat config: student, lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from makd.config import option
+from tune.sweep_config import SearchConfig
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from tune.sweep_config import SweepConfig
+
+__all__ = ["METRIC", "MODE", "SWEPT", "TIME_ATTR", "SearchConfig", "SearchKind"]
 
 METRIC = "score"  # every trial reports its task's headline GLUE metric under this key
 MODE = "max"  # every GLUE headline metric is higher-is-better
 TIME_ATTR = "epoch"  # a monotonic epoch that survives restores (Tune's training_iteration restarts at 1)
 SWEPT = ("student", "loss", "lam", "tau", "seed", "lr")  # the keys of every trial's config
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """The `search:` section, parsed by its kind. Fields a kind does not use keep their defaults."""
-
-    kind: str = option("grid", "a search kind of tune/search/: grid (every combination of the listed values) or "
-                       "optuna (Optuna's TPE, or NSGA-II, over the ranges below)")
-    n_trials: int = option(0, "optuna: trials per task (at least one per (student, loss, seed) category)", low=1)
-    seed: int = option(0, "optuna: the sampler's seed")
-    lam: tuple[float, float] = option((0.0, 1.0), "optuna: the λ range [low, high]", low=0.0, high=1.0)
-    lr: tuple[float, float] | None = option(None, "optuna: a log-uniform lr range [low, high] (null: the sweep's lr, "
-                                            "fixed)", low=0.0, low_open=True)
-    tau: tuple[float, float] | None = option(None, "optuna: a uniform τ range [low, high] (null: the taus list as "
-                                             "a category)", low=0.0, low_open=True)
-    objectives: tuple[str, ...] = option(("score",), "optuna: [score] or [score, COST], COST one of params, latency, "
-                                         "device_hours (NSGA-II: a Pareto set; scheduler none)")
 
 
 class SearchKind:

@@ -7,12 +7,10 @@ The search stage (grid or Optuna, with ASHA) only ranks settings; a setting's se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from makd.config import option
 from tune.report.order import temperature_free
 from tune.report.rank import MAX_TAU_ROWS, rank_settings
 from tune.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
@@ -20,35 +18,10 @@ from tune.search.grid import PointsSearch
 from tune.trial import FINISHED
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from tune.sweep_config import SweepConfig
 
 FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
 SETTING = ["lam", "tau", "lr"]
-
-
-@dataclass(frozen=True)
-class AdaptiveSeeds:
-    """`final.seeds: {min, max, step}`: seeds added in rounds until every comparison is decided
-    (tune/report/sequential.py), instead of a fixed list."""
-
-    min: int = option(3, "seeds every chosen setting runs in the first round", low=2)
-    max: int = option(10, "seeds a comparison may take at most (seeds 0 .. max-1)", low=2)
-    step: int = option(1, "seeds added per round to the undecided comparisons' settings", low=1)
-
-
-@dataclass(frozen=True)
-class FinalConfig:
-    """The `final:` section: which seeds every chosen setting reruns with (a list, or {min, max, step}: in rounds
-    until decided), and how many settings per cell."""
-
-    seeds: tuple[int, ...] = option(None, "seeds every chosen setting reruns with: a list, or {min, max, step} to add "
-                                    "seeds in rounds only where a comparison is undecided (final.seeds.*)", low=0,
-                                    required=True, default_text="the sweep's seeds")
-    top_k: int = option(1, "settings per (student, method) carried from the search, ranked by selection score",
-                        low=1)
-    tolerance: float = option(1.0, "adaptive seeds: a comparison whose corrected 95% interval (in points, ×100) is "
-                              "at most this wide is decided even when it contains 0", low=0.0)
-    adaptive: AdaptiveSeeds | None = None  # from a seeds mapping; seeds is then 0 .. max-1
 
 
 def final_stage_name(task: str, round_index: int = 0) -> str:

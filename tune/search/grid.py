@@ -11,7 +11,7 @@ from tune.pack import pack_points
 from tune.search.base import SearchConfig, SearchKind
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from tune.sweep_config import SweepConfig
 
 
 def grid_points(cfg: SweepConfig) -> list[dict]:

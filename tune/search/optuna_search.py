@@ -13,7 +13,7 @@ from tune.fields import value_range
 from tune.search.base import METRIC, MODE, SearchConfig, SearchKind
 
 if TYPE_CHECKING:
-    from tune.config import SweepConfig
+    from tune.sweep_config import SweepConfig
 
 
 def categories(cfg: SweepConfig) -> list[dict]:
