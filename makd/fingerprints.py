@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 DIGEST_BYTES = 8
+FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")  # their columns (trials.csv: hex text)
 
 
 def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:

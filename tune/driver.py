@@ -42,7 +42,7 @@ from tune.cluster import (
     wait_for_resources,
 )
 from tune.config import experiment_root
-from tune.experiment_dir import EVENTS
+from tune.experiment_dir import EVENTS, final_stage_name
 from tune.gpu_sizing import size_gpu_fraction
 from tune.interrupt import stop_signals
 from tune.pack import resolve_auto
@@ -56,7 +56,7 @@ from tune.report.trials import (
     write_trials,
 )
 from tune.search import teacher_spec, uses_teacher
-from tune.search.final import FinalStage, final_points, final_stage_name, next_round_points, seed_rounds
+from tune.search.final import FinalStage, final_points, next_round_points, seed_rounds
 from tune.storage import check_writable, is_remote_uri, local_view, write_bytes
 from tune.storage import exists as storage_exists
 from tune.sweep_config import SweepConfig

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from makd.errors import UsageError
 from tune.pack import MEMBER_DIR, split_trial_id
-from tune.search.final import FINAL_DIR_SUFFIX
 
+FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
 TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")  # in a trial folder's name: <trainable>_<id>_<n>_<params>
 
 
@@ -81,6 +81,12 @@ def is_stage_dir(path: Path) -> bool:
 
 
 FINAL_STAGE_DIR = re.compile(r"^(?P<task>.+?)" + re.escape(FINAL_DIR_SUFFIX) + r"(?:-r\d+)?$")
+
+
+def final_stage_name(task: str, round_index: int = 0) -> str:
+    """A task's final-stage Tuner dir: <task>-final, and with adaptive seeds <task>-final-r2, -r3, ... for the
+    later rounds (each round is its own Tuner: Ray cannot add trials to a finished experiment)."""
+    return task + FINAL_DIR_SUFFIX + (f"-r{round_index + 1}" if round_index else "")
 
 
 def task_and_stage(dir_name: str) -> tuple[str, str]:

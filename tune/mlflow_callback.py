@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from tune.report.paired import FINGERPRINT_COLUMNS
+from makd.fingerprints import FINGERPRINT_COLUMNS
 
 
 class ResumableMLflowCallback(MLflowLoggerCallback):

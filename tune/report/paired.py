@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from makd.fingerprints import FINGERPRINT_COLUMNS
+
 CONFIDENCE = 0.95
 
 
@@ -29,7 +31,6 @@ IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN = "identical", "same predictions", "ti
 AGREEMENT_ORDER = (IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN)  # strongest first
 # Scores of one student scored on two CPUs: measured up to 2e-8 apart (results/glue-teachers, STS-B's Pearson)
 SAME_STUDENT_ATOL = 1e-6
-FINGERPRINT_COLUMNS = ("weights_fingerprint", "predictions_fingerprint")  # trials.csv, hex text (makd.fingerprints)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from makd.fingerprints import FINGERPRINT_COLUMNS
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
 from tune.report.paired import (
-    FINGERPRINT_COLUMNS,
     NO_PAIRS,
     UNKNOWN,
     PairedDifference,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from makd.errors import UsageError
+from makd.fingerprints import FINGERPRINT_COLUMNS
 from tune.experiment_dir import (
     TrialFolder,
     ended_trials,
@@ -33,7 +34,6 @@ from tune.experiment_dir import (
     trial_folders,
 )
 from tune.pack import Unpacked, split_trial_id, unpack
-from tune.report.paired import FINGERPRINT_COLUMNS
 from tune.storage import write_bytes
 from tune.trial import FINISHED, trial_params
 

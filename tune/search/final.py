@@ -20,14 +20,7 @@ from tune.trial import FINISHED
 if TYPE_CHECKING:
     from tune.sweep_config import SweepConfig
 
-FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
 SETTING = ["lam", "tau", "lr"]
-
-
-def final_stage_name(task: str, round_index: int = 0) -> str:
-    """A task's final-stage Tuner dir: <task>-final, and with adaptive seeds <task>-final-r2, -r3, ... for the
-    later rounds (each round is its own Tuner: Ray cannot add trials to a finished experiment)."""
-    return task + FINAL_DIR_SUFFIX + (f"-r{round_index + 1}" if round_index else "")
 
 
 def seed_rounds(cfg: SweepConfig) -> list[int]:
