@@ -66,12 +66,12 @@ def sweep_config(name: str, root: Path, **overrides) -> dict:
 
 
 def warm_teacher_cache(sweep: dict, device: str = "cpu") -> None:
-    """Fill the teacher cache with all a sweep's driver reads (tune.driver.prepare_task: each task's train and dev
+    """Fill the teacher cache with all a sweep's driver reads (tune.task_prep.prepare_task: each task's train and dev
     signals, the fine-tuned teacher first when the config asks for one), computed on `device`: no timed sweep runs
     the teacher, and the first one pays no more than the others."""
     from makd.paths import default_cache_dir
     from tune.config import parse_config
-    from tune.driver import check_file_tasks, prepare_task
+    from tune.task_prep import check_file_tasks, prepare_task
 
     cfg = check_file_tasks(parse_config(sweep))
     for task in cfg.tasks:

@@ -367,8 +367,9 @@ def syncs_section(args, steps: int = 8) -> pd.DataFrame:
     from makd import masks
     from makd.batching import encode, length_grouped_batches
     from makd.models import build_student
+    from makd.runtime import autocast_dtype
     from makd.tasks import get_task
-    from makd.train import autocast_dtype, make_optimizer, pad_multiple, train_step, training_targets
+    from makd.train import make_optimizer, pad_multiple, train_step, training_targets
 
     device = torch.device(args.device)
     cfg = train_config(args, loss="taylor")

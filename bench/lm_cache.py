@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 
 from bench.common import GLUE_DIR, RESULTS_DIR, load_task, print_table
-from makd.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teacher
 from makd.files import atomic_write_bytes
-from makd.sparse_teacher import sparse_from_logits
-from makd.token_losses import token_kd_term
+from makd.lm.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teacher
+from makd.lm.sparse_teacher import sparse_from_logits
+from makd.lm.token_losses import token_kd_term
 
 LOSSES = (("forward_kl", {}), ("reverse_kl", {}), ("jsd", {"beta": 0.5}), ("taylor", {}))
 

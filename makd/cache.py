@@ -37,14 +37,14 @@ CACHE_FORMAT = 1
 class TeacherKey:
     """Everything that determines a teacher's logits on one split."""
 
-    teacher: str  # models.model_fingerprint(spec): the weights, not just the name
+    teacher: str  # models.model_digest(spec): the weights, not just the name
     head_seed: int
     fine_tuned: bool
     task: str
     split: str
     num_labels: int
     max_length: int
-    data: str  # TextDataset.fingerprint(): the exact (sub)sample, texts and order
+    data: str  # TextDataset.digest(): the exact (sub)sample, texts and order
 
     def digest(self) -> str:
         blob = json.dumps({"format": CACHE_FORMAT, **asdict(self)}, sort_keys=True).encode()
@@ -62,7 +62,7 @@ def sha256_file(path: Path) -> str:
 class ChecksummedEntries:
     """A folder of `<digest><suffix>` data files, each with a `<digest>.json` of its key, facts and sha256: both
     written atomically, the checksum verified on every read, a corrupt entry removed with a warning (the caller
-    then recomputes it). The teacher-logit cache and the LM teacher's top-k cache (makd/lm_cache.py) are two."""
+    then recomputes it). The teacher-logit cache and the LM teacher's top-k cache (makd/lm/cache.py) are two."""
 
     folder = ""  # under the cache dir
     suffix = ""
@@ -182,13 +182,13 @@ def teacher_logits(datasets: Mapping[str, TextDataset], spec: TeacherSpec, *, ca
     task = get_task(spec.task)
     num_labels = task.num_labels
     cache = TeacherLogitCache(cache_dir)
-    fingerprint = models.model_fingerprint(teacher)
+    digest = models.model_digest(teacher)
     cache_report = CacheReport()
     result: dict[str, np.ndarray] = {}
     loaded = None
     for name, ds in datasets.items():
-        key = TeacherKey(teacher=fingerprint, head_seed=head_seed, fine_tuned=fine_tuned, task=ds.task,
-                         split=ds.split, num_labels=num_labels, max_length=max_length, data=ds.fingerprint())
+        key = TeacherKey(teacher=digest, head_seed=head_seed, fine_tuned=fine_tuned, task=ds.task,
+                         split=ds.split, num_labels=num_labels, max_length=max_length, data=ds.digest())
         logits = cache.load(key)
         if logits is not None:
             cache_report.hits += 1

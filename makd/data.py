@@ -39,7 +39,7 @@ class TextDataset:
     text_b: list[str] | None
     labels: np.ndarray  # int64 class ids, or float32 scores for stsb
     source: str
-    # makd/transfer.py: which rows' labels the student may read (None: every row's). Not in the fingerprint: the
+    # makd/transfer.py: which rows' labels the student may read (None: every row's). Not in the digest: the
     # teacher's cache entries are of the rows, whoever may read their labels.
     labeled: np.ndarray | None = None
 
@@ -66,7 +66,7 @@ class TextDataset:
             labeled=None if self.labeled is None else self.labeled[idx],
         )
 
-    def fingerprint(self) -> str:
+    def digest(self) -> str:
         """sha256 of task, split, texts and labels: a cache key that is the same on every machine.
 
         The source is left out on purpose, so the same rows from the hub or from a file share cached logits.

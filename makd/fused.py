@@ -28,29 +28,27 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from makd import fingerprints, gpu
+from makd import gpu
 from makd.batching import EncodedDataset, sorted_batches
+from makd.checkpoints import BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, save_checkpoint
 from makd.compiled import compile_function
 from makd.config import TrainConfig
 from makd.data import TextDataset
-from makd.errors import UsageError
-from makd.inference_cost import measure_inference
-from makd.losses import distillation_loss
-from makd.masks import expand_attention_mask, model_batch
-from makd.tasks import TaskSpec, compute_metrics
-from makd.train import (
-    BEST_NAME,
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_NAME,
-    HOLDOUT,
+from makd.epoch import (
     EpochResult,
     TrainResult,
+    build_epoch_result,
     divergence,
-    prepare_run,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    record_epoch,
+    restored_history,
 )
+from makd.errors import UsageError
+from makd.inference_cost import InferenceCost, measure_inference
+from makd.losses import distillation_loss
+from makd.masks import expand_attention_mask, model_batch
+from makd.runtime import rng_state, set_rng_state
+from makd.tasks import TaskSpec, compute_metrics
+from makd.train import prepare_run
 from makd.transfer import epoch_batches
 
 MEMBER_FIELDS = ("loss", "lam", "tau")  # what members of one fused pack may differ in
@@ -159,7 +157,8 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
                 teacher_logits: np.ndarray | None, *, device: str | torch.device | None = None,
                 encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
                 on_epoch_end: FusedEpochCallback | None = None, on_member_error: FusedErrorCallback | None = None,
-                checkpoint_dirs: list[Path] | None = None, state_path: Path | None = None) -> list[TrainResult]:
+                checkpoint_dirs: list[Path] | None = None, state_path: Path | None = None,
+                inference_cost: InferenceCost | None = None) -> list[TrainResult]:
     """Train every member at once; returns one TrainResult per member, in order (what makd.train.train returns for
     that member's config alone, up to floating-point summation order in the batched kernels).
 
@@ -177,7 +176,8 @@ def train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mappi
     try:
         return _train_fused(cfgs, train_ds, eval_sets, teacher_logits, device=device, encoded=encoded,
                             on_epoch_end=on_epoch_end, on_member_error=on_member_error,
-                            checkpoint_dirs=checkpoint_dirs, state_path=state_path, seen=seen)
+                            checkpoint_dirs=checkpoint_dirs, state_path=state_path, seen=seen,
+                            inference_cost=inference_cost)
     except torch.OutOfMemoryError:
         if "device" not in seen or seen["device"].type != "cuda":
             raise
@@ -206,7 +206,7 @@ def _pack_out_of_memory(cfg: TrainConfig, members: int, device: torch.device, tr
 
 def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapping[str, TextDataset],
                  teacher_logits: np.ndarray | None, *, device, encoded, on_epoch_end, on_member_error, checkpoint_dirs,
-                 state_path, seen: dict) -> list[TrainResult]:
+                 state_path, seen: dict, inference_cost: InferenceCost | None) -> list[TrainResult]:
     from makd.models import count_parameters
 
     check_fusable(cfgs)
@@ -222,8 +222,10 @@ def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapp
     train_enc, eval_enc, selection, targets, teacher = run.train_enc, run.eval_enc, run.selection, run.targets, run.teacher
     seen.update(device=dev, train_enc=train_enc)
     first_dev = next(iter(eval_enc.values()))[1]
-    cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
-                             pad_to_multiple_of=pad) if base.inference_batch_size else None  # one shape: one cost
+    cost = inference_cost if base.inference_batch_size else None  # the driver's, for every trial of this student
+    if cost is None and base.inference_batch_size:  # one shape: one cost
+        cost = measure_inference(model, first_dev, batch_size=base.inference_batch_size, device=dev, amp=amp,
+                                 pad_to_multiple_of=pad)
     students = StackedStudents(model, k, base.compile)
     optimizer = students.optimizer(base)
     total_steps = -(-len(train_ds) // base.batch_size) * base.epochs
@@ -280,21 +282,12 @@ def _train_fused(cfgs: list[TrainConfig], train_ds: TextDataset, eval_sets: Mapp
             if result.error is not None:
                 continue
             metrics, predictions = dev_scores[m]
-            metrics = dict(metrics)
-            score = held[m][0][task.metric] if held[m][0] else metrics[task.metric]
-            metrics.update({f"{HOLDOUT}_{key}": v for key, v in held[m][0].items()})
-            epoch_result = EpochResult(
-                epoch=epoch + 1, metrics=metrics, score=score, dev_score=metrics[task.metric],
-                train_loss=train_losses[m], train_examples_per_s=seen / max(train_seconds, 1e-9),
-                train_seconds=train_seconds, eval_seconds=eval_seconds, peak_gpu_mb=gpu.peak_memory_mb(dev),
-                student_parameters=parameters,
-                weights_fingerprint=fingerprints.weights_fingerprint(students.state_dict(m)),
-                predictions_fingerprint=fingerprints.predictions_fingerprint(predictions),
-                predicted_classes=fingerprints.predicted_classes(predictions, task.is_regression),
-                latency_ms=cost.latency_ms if cost else None,
-                inference_examples_per_s=cost.examples_per_s if cost else None)
-            result.history.append(epoch_result)
-            epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+            epoch_result = build_epoch_result(
+                epoch=epoch + 1, metric=task.metric, dev=metrics, held=held[m][0], train_loss=train_losses[m],
+                examples=seen, train_seconds=train_seconds, eval_seconds=eval_seconds, device=dev,
+                student_parameters=parameters, weights=students.state_dict(m), predictions=predictions,
+                classes=not task.is_regression, cost=cost)  # no warm-up: a fused pack runs none
+            record_epoch(result, epoch_result)
             finished.append((m, epoch_result))
         # Every file of this epoch is written before the first member reports it: a restore from any member's
         # report finds the whole pack at this epoch (a finished pack: every member's finished run).
@@ -341,7 +334,7 @@ def _load_state(path: Path, cfgs: list[TrainConfig], students: StackedStudents, 
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     for result, history, error in zip(results, state["histories"], state["errors"], strict=True):
-        result.history, result.error = [EpochResult(**h) for h in history], error
+        result.history, result.error = restored_history(history), error
         result.resumed_from_epoch = state["epoch"]
     return state["epoch"]
 

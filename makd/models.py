@@ -307,7 +307,7 @@ def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str |
     return model, tok
 
 
-def model_fingerprint(spec: str, field: str = "teacher") -> str:
+def model_digest(spec: str, field: str = "teacher") -> str:
     """Identity of a model's weights for cache keys: a local dir is hashed by config + weight files, a hub id by name."""
     if not zoo.is_zoo(spec) and not _looks_local(spec):
         return f"hub:{spec}"

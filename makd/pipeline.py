@@ -17,12 +17,14 @@ import numpy as np
 from makd.cache import CacheReport, teacher_logits
 from makd.config import TrainOptions
 from makd.data import TextDataset, holdout_positions, load_split
+from makd.epoch import HOLDOUT, TrainResult
 from makd.files import atomic_write_bytes
 from makd.references import majority_reference, reported_splits, teacher_reference
+from makd.runtime import pick_device
 from makd.tasks import get_task
 from makd.teacher_finetune import FinetuneOptions
 from makd.teacher_spec import TeacherSpec
-from makd.train import HOLDOUT, TrainConfig, TrainResult, pick_device, train
+from makd.train import TrainConfig, train
 
 GLUE_DIR_ENV = "MAKD_GLUE_DIR"
 DEV = "dev"  # teacher_splits' name of the reported dev split ("dev_m", "dev_mm" for MNLI)
@@ -221,8 +223,8 @@ def run(cfg: TrainConfig, source: DataSource, *, cache_dir: str | Path, output_d
     if out is not None:
         atomic_write_bytes(out / "result.json", json.dumps(summary, indent=1).encode())
         if save_model:
+            from makd.checkpoints import CHECKPOINT_NAME
             from makd.models import save_student
-            from makd.train import CHECKPOINT_NAME
 
             save_student(cfg, out / CHECKPOINT_NAME, out / "model")
     return summary

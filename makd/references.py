@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from makd.data import TextDataset
+from makd.epoch import HOLDOUT
 from makd.tasks import TaskSpec, compute_metrics
-from makd.train import HOLDOUT
 
 
 def reported_splits(eval_sets: Mapping[str, TextDataset]) -> dict[str, TextDataset]:

@@ -14,15 +14,9 @@ def measure_step_memory(cfg, encoded, device: str | torch.device = "cuda") -> St
     from makd.batching import padded_length
     from makd.masks import model_batch
     from makd.models import build_student
+    from makd.runtime import autocast_dtype
     from makd.tasks import get_task
-    from makd.train import (
-        autocast_dtype,
-        make_optimizer,
-        pad_multiple,
-        placeholder_targets,
-        shape_batches,
-        train_step,
-    )
+    from makd.train import make_optimizer, pad_multiple, placeholder_targets, shape_batches, train_step
 
     device = torch.device(device)
     torch.cuda.init()

@@ -25,8 +25,8 @@ _METRIC_FAMILIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("accuracy",),
     "f1": ("f1", "accuracy"),
     "pearson": ("pearson", "spearman"),
-    # a causal-LM task (makd/lm_train.py): top-1 agreement with the teacher on the dev responses' tokens, their
-    # perplexity under the student, and the zero-shot sentiment probe (makd/lm_metrics.py)
+    # a causal-LM task (makd/lm/train.py): top-1 agreement with the teacher on the dev responses' tokens, their
+    # perplexity under the student, and the zero-shot sentiment probe (makd/lm/metrics.py)
     "agreement": ("agreement", "perplexity", "probe_accuracy"),
 }
 
@@ -66,7 +66,7 @@ class TaskSpec:
     paper_order: float = 100.0  # column order in the paper-style table (Table 2 of the paper)
     platt_center: float = STSB_CENTER  # a regression task's Platt offset: the middle of its score range
     from_files: bool = False  # a user's task (makd/file_tasks.py): data only from its files, never the hub
-    kind: str = CLASSIFICATION  # or CAUSAL_LM: prompts from the texts, responses by the teacher (makd/lm_data.py)
+    kind: str = CLASSIFICATION  # or CAUSAL_LM: prompts from the texts, responses by the teacher (makd/lm/data.py)
     prompt_template: str = "{text}"  # a causal-LM task: the instruction its text_a becomes (the chat turn's content)
 
     @property

@@ -57,11 +57,11 @@ def cache_root(cache_dir: str | Path) -> Path:
 
 def finetune_digest(teacher: str, task: str, train_ds: TextDataset, options: FinetuneOptions, *, head_seed: int,
                     max_length: int, data_seed: int) -> str:
-    """Everything that determines the fine-tuned weights (the teacher's own weights by fingerprint)."""
-    from makd.models import model_fingerprint
+    """Everything that determines the fine-tuned weights (the teacher's own weights by their digest)."""
+    from makd.models import model_digest
 
-    blob = json.dumps({"format": FINETUNE_FORMAT, "teacher": model_fingerprint(teacher), "task": task,
-                       "data": train_ds.fingerprint(), "options": asdict(options), "head_seed": head_seed,
+    blob = json.dumps({"format": FINETUNE_FORMAT, "teacher": model_digest(teacher), "task": task,
+                       "data": train_ds.digest(), "options": asdict(options), "head_seed": head_seed,
                        "max_length": max_length, "data_seed": data_seed}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
@@ -81,9 +81,10 @@ def finetune_teacher(teacher: str, task: str, train_ds: TextDataset, eval_sets: 
     """The fine-tuned teacher from the cache, trained (or resumed) and stored on a miss."""
     import torch
 
+    from makd.checkpoints import CHECKPOINT_NAME
     from makd.config import TrainConfig
     from makd.models import quiet_transformers, save_student
-    from makd.train import CHECKPOINT_NAME, train
+    from makd.train import train
 
     options.validate()
     digest = finetune_digest(teacher, task, train_ds, options, head_seed=head_seed, max_length=max_length,

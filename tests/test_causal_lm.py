@@ -1,4 +1,4 @@
-"""Causal-LM teachers and students (makd/causal_lm.py) on a tiny random llama, and the real SmolLM2 zoo model when
+"""Causal-LM teachers and students (makd/lm/causal_lm.py) on a tiny random llama, and the real SmolLM2 zoo model when
 its package is installed (issue 27)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from makd import zoo
-from makd.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teacher
 from makd.errors import UsageError
+from makd.lm.causal_lm import build_lm_student, check_same_vocabulary, load_lm_teacher
 from makd.models import load_tokenizer
 from tests.helpers import without_package
 

@@ -151,7 +151,7 @@ def test_real_glue_first_rows(glue_dir):
     assert stsb.labels[:2].tolist() == [5.0, 4.75]
 
 
-# --- subsample and fingerprint ---------------------------------------------------------------------------
+# --- subsample and digest ---------------------------------------------------------------------------
 
 
 def test_subsample_is_deterministic_sorted_and_matches_the_rule():
@@ -182,31 +182,31 @@ def test_select_keeps_order_and_fields():
     assert ds.labels.tolist() == [1, 0] and (ds.task, ds.split, ds.source) == ("rte", "train", "test")
 
 
-def test_fingerprint_is_stable_and_sensitive():
+def test_the_digest_is_stable_and_sensitive():
     ds = small()
-    fp = ds.fingerprint()
-    assert len(fp) == 64 and fp == small().fingerprint()
+    fp = ds.digest()
+    assert len(fp) == 64 and fp == small().digest()
     changed = small()
     changed.text_a[3] = "premise 3!"
-    assert changed.fingerprint() != fp
-    assert small(labels=(0, 1, 1, 0, 0)).fingerprint() != fp
-    assert TextDataset("rte", "validation", ds.text_a, ds.text_b, ds.labels, "x").fingerprint() != fp
-    assert TextDataset("rte", "train", ds.text_a, ds.text_b, ds.labels, "elsewhere").fingerprint() == fp
-    assert TextDataset("rte", "train", ds.text_a, ds.text_b, ds.labels.astype(np.int32), "x").fingerprint() == fp
+    assert changed.digest() != fp
+    assert small(labels=(0, 1, 1, 0, 0)).digest() != fp
+    assert TextDataset("rte", "validation", ds.text_a, ds.text_b, ds.labels, "x").digest() != fp
+    assert TextDataset("rte", "train", ds.text_a, ds.text_b, ds.labels, "elsewhere").digest() == fp
+    assert TextDataset("rte", "train", ds.text_a, ds.text_b, ds.labels.astype(np.int32), "x").digest() == fp
     # Text boundaries matter: moving a character between the two fields changes the key.
     a = TextDataset("rte", "train", ["ab"], ["c"], np.array([0]), "x")
     b = TextDataset("rte", "train", ["a"], ["bc"], np.array([0]), "x")
-    assert a.fingerprint() != b.fingerprint()
+    assert a.digest() != b.digest()
 
 
-def test_fingerprint_is_the_same_in_another_process():
+def test_the_digest_is_the_same_in_another_process():
     code = ("import numpy as np; from makd.data import TextDataset; "
             "print(TextDataset('stsb', 'train', ['a', 'é'], ['b', 'c'], np.array([1.5, 4.0], dtype=np.float32), "
-            "'s').fingerprint())")
+            "'s').digest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     here = TextDataset("stsb", "train", ["a", "é"], ["b", "c"], np.array([1.5, 4.0], dtype=np.float32), "s")
-    assert out == here.fingerprint()
+    assert out == here.digest()
 
 
 # --- malformed GLUE files --------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_load_split_subsamples_and_checks_options(tmp_path):
     task = get_task("sst2")
     full = load_split(task, "train", glue_dir=FIXTURE_GLUE)
     part = load_split(task, "train", glue_dir=FIXTURE_GLUE, max_samples=3, seed=1)
-    assert part.fingerprint() == subsample(full, 3, seed=1).fingerprint() and len(part) == 3
+    assert part.digest() == subsample(full, 3, seed=1).digest() and len(part) == 3
     with pytest.raises(UsageError, match="text_columns: only applies together with data_file"):
         load_split(task, "train", glue_dir=FIXTURE_GLUE, text_columns=["sentence"])
     with pytest.raises(UsageError, match="max_samples"):

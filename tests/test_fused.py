@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from makd import fused
+from makd.epoch import HOLDOUT
 from makd.errors import UsageError
-from makd.train import HOLDOUT, train
+from makd.train import train
 from tests.helpers import sentiment
 from tests.test_train import config, teacher_for
 
@@ -55,7 +56,7 @@ def _final_weights(student, ds, splits, logits, member) -> dict[str, torch.Tenso
     import tempfile
     from pathlib import Path
 
-    from makd.train import CHECKPOINT_NAME
+    from makd.checkpoints import CHECKPOINT_NAME
 
     with tempfile.TemporaryDirectory() as d:
         train(config(student, epochs=3, lr=8e-3, **member), ds, splits, logits, checkpoint_dir=d, progress=False)
@@ -147,7 +148,7 @@ def test_a_fused_pack_stopped_after_an_epoch_resumes_there_bit_identical_and_tra
     """Stopped while reporting epoch 2 (after its files are written), the pack resumes at epoch 3 from its state:
     every member's history equals an uninterrupted run's, bit for bit, each epoch trained once; a finished pack
     leaves no state file (its members' finished runs are in their own folders)."""
-    from makd.train import CHECKPOINT_NAME
+    from makd.checkpoints import CHECKPOINT_NAME
 
     ds, dev = sentiment(48), sentiment(24, "validation", seed=1)
     logits = teacher_for(ds, 0)

@@ -119,8 +119,9 @@ def test_a_cuda_training_step_never_waits_for_the_gpu(tiny_bert_dir):
     so a step (forward, loss, backward, clipping, fused AdamW) queues its kernels without one synchronisation."""
     from makd.batching import encode
     from makd.models import build_student
+    from makd.runtime import autocast_dtype
     from makd.tasks import get_task
-    from makd.train import autocast_dtype, make_optimizer, train_step, training_targets
+    from makd.train import make_optimizer, train_step, training_targets
 
     cfg = config(tiny_bert_dir, loss="taylor")
     ds, device = sentiment(64), torch.device("cuda")

@@ -109,7 +109,7 @@ def test_a_warm_teacher_cache_sends_no_teacher_pass_to_a_gpu_node(tiny_bert_dir,
     CUDA only to read a file cost ~8 s per task and sweep)."""
     import ray
 
-    from tune.driver import prepare_task
+    from tune.task_prep import prepare_task
 
     fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
     cfg = parse_config(sweep_raw(teacher=str(tiny_bert_dir), students=["1x64"], student_tokenizer=str(tiny_bert_dir),

@@ -5,6 +5,7 @@ read, moved or tested without the other). A new circle fails here with the modul
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,3 +102,63 @@ def test_the_checker_finds_a_circle_through_a_function_level_import():
     assert "tune.sweep_config" in graph["tune.search.grid"]  # a type hint's (`if TYPE_CHECKING:`) import counts
     graph["makd.train"].add("makd.pipeline")  # as if train.py imported pipeline inside a function
     assert any({"makd.pipeline", "makd.train"} <= set(circle) for circle in circles(graph))
+
+
+def tune_layers() -> tuple[dict[str, int], set[str]]:
+    """ARCHITECTURE.md's "Layers inside tune/" list -> (module -> layer number, report/'s allowed tune modules)."""
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    layers: dict[str, int] = {}
+    for number, body in re.findall(r"^- layer (\d+), [\w ]+: (.*)$", text, re.M):
+        for word in re.findall(r"`?([\w/.]+)`?", body.split(" (")[0]):
+            name = "tune" if word == "tune/__init__.py" else "tune." + word.rstrip("/").replace("/", ".")
+            layers[name] = int(number)
+    report_reads = set(re.search(r"report/ \(of tune/ only ([\w ]+?):", text).group(1).replace(" and ", " ").split())
+    return layers, {f"tune.{name}" for name in report_reads}
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    """A module's layer: its own entry, else its package's (tune.search.grid is in search/'s); a module the list
+    does not name (tune/ itself is no package entry) has none."""
+    while module:
+        if module in layers:
+            return layers[module]
+        module = module.rpartition(".")[0]
+        if module == "tune":
+            return None
+    return None
+
+
+def layer_violations(graph: dict[str, set[str]], layers: dict[str, int], report_reads: set[str]) -> list[str]:
+    out = []
+    for module, imports in sorted(graph.items()):
+        if not module.startswith("tune"):
+            continue
+        mine = layer_of(module, layers)
+        for target in sorted(t for t in imports if t.startswith("tune")):
+            theirs = layer_of(target, layers)
+            if mine is None or theirs is None:
+                out.append(f"{module if mine is None else target}: in no layer of ARCHITECTURE.md")
+            elif theirs > mine:
+                out.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
+            elif module.startswith("tune.report") and not target.startswith("tune.report") and target not in report_reads:
+                out.append(f"{module} imports {target}: report/ reads only {sorted(report_reads)}")
+    return out
+
+
+def test_tune_modules_import_only_their_own_layer_or_below():
+    """Issue 44: inside tune/, arrows point down ARCHITECTURE.md's layer list (TYPE_CHECKING and function-level
+    imports included), and report/ reads only the experiment layout, so it works on a dir copied off a cluster."""
+    layers, report_reads = tune_layers()
+    graph = import_graph()
+    tune_modules = {name for name in graph if name.startswith("tune")}
+    assert set(layers) <= tune_modules and {layer_of(name, layers) for name in tune_modules} == set(range(1, 8))
+    assert report_reads == {"tune.experiment_dir", "tune.storage"}
+    assert layer_violations(graph, layers, report_reads) == []
+    # the check finds an arrow that points up, and a report module reading past the layout
+    graph["tune.experiment_dir"].add("tune.pack")
+    graph["tune.report.html"].add("tune.loopback")
+    graph["tune.cli"].add("tune.new_module")
+    assert layer_violations(graph, layers, report_reads) == [
+        "tune.new_module: in no layer of ARCHITECTURE.md",
+        "tune.experiment_dir (layer 1) imports tune.pack (layer 3)",
+        "tune.report.html imports tune.loopback: report/ reads only ['tune.experiment_dir', 'tune.storage']"]

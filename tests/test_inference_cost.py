@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from makd.batching import encode
-from makd.inference_cost import measure_inference
+from makd.inference_cost import CPU_THREADS, TIMED_RUNS, cached_inference_cost, cost_key, measure_inference
 from makd.models import build_student
 from makd.train import train
 from tests.helpers import sentiment
@@ -62,3 +62,30 @@ def test_trial_rows_carry_the_cost_and_the_pareto_cost_is_one_per_student():
                           "device_hours_total": [0.01] * 4, "n_trials": [3] * 4})
     costs = cost_frame(board)
     assert list(costs["latency_ms_student"]) == [2.2, 2.2, 5.3, 5.3]  # noise never separates two methods
+
+
+def test_a_cost_is_measured_once_per_architecture_and_shared_by_every_student_of_it(tiny_bert_dir, tmp_path):
+    """Issue 44: the cache key is the architecture (not the weights), the dev lengths, batch size, precision and
+    hardware; the second student of the same architecture gets the first one's numbers without measuring, with the
+    protocol's thread count restored afterwards."""
+    dev = sentiment(40, "validation")
+    cpu = torch.device("cpu")
+    first, tokenizer = build_student(str(tiny_bert_dir), 2, seed=0)
+    other_weights, _ = build_student(str(tiny_bert_dir), 2, seed=7)
+    three_labels, _ = build_student(str(tiny_bert_dir), 3, seed=0)
+    encoded = encode(tokenizer, dev, 32)
+    threads = torch.get_num_threads()
+    cost, measured = cached_inference_cost(first, encoded, cache_dir=tmp_path, batch_size=8, device=cpu, amp=None)
+    assert measured and cost.runs == TIMED_RUNS >= 20 and f"{CPU_THREADS} thread" in cost.hardware
+    assert torch.get_num_threads() == threads
+    again, measured = cached_inference_cost(other_weights, encoded, cache_dir=tmp_path, batch_size=8, device=cpu,
+                                            amp=None)
+    assert not measured and again == cost  # identical architecture: the identical number
+    key = {"batch_size": 8, "device": cpu, "amp": None, "pad_to_multiple_of": None}
+    assert cost_key(first, encoded, **key) == cost_key(other_weights, encoded, **key)
+    assert cost_key(three_labels, encoded, **key) != cost_key(first, encoded, **key)  # another head
+    assert cost_key(first, encoded, **{**key, "batch_size": 16}) != cost_key(first, encoded, **key)
+    assert cost_key(first, encode(tokenizer, dev, 8), **key) != cost_key(first, encoded, **key)  # other lengths
+    (tmp_path / "inference-cost" / f"{cost_key(first, encoded, **key)}.json").write_text("{half")
+    _, measured = cached_inference_cost(first, encoded, cache_dir=tmp_path, batch_size=8, device=cpu, amp=None)
+    assert measured  # an unreadable entry is measured again, not trusted

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from makd.causal_lm import load_lm_teacher
 from makd.errors import UsageError
-from makd.lm_cache import lm_teacher_topk
-from makd.sparse_teacher import sparse_from_logits
+from makd.lm.cache import lm_teacher_topk
+from makd.lm.causal_lm import load_lm_teacher
+from makd.lm.sparse_teacher import sparse_from_logits
 
 SEQUENCES = [[101, 2023, 3185, 2001, 2307, 102], [101, 2009, 2001, 6659, 102], [101, 7592, 102]]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from makd.errors import UsageError
-from makd.lm_metrics import perplexity, top1_agreement, zero_shot_sentiment
-from makd.sparse_teacher import sparse_from_logits
+from makd.lm.metrics import perplexity, top1_agreement, zero_shot_sentiment
+from makd.lm.sparse_teacher import sparse_from_logits
 
 V = 40
 
@@ -70,7 +70,7 @@ def test_the_zero_shot_probe_scores_the_label_word_the_model_prefers():
 
 
 def test_the_probe_and_the_metrics_run_on_a_real_causal_lm(tiny_llama_dir):
-    from makd.causal_lm import load_lm_teacher
+    from makd.lm.causal_lm import load_lm_teacher
 
     model, tokenizer = load_lm_teacher(str(tiny_llama_dir))
     texts, labels = ["a great film", "a dull film", "lovely", "awful"], [1, 0, 1, 0]

@@ -1,6 +1,6 @@
 """A causal-LM task end to end without Ray (issue 27): prompts from SST-2's sentences, the teacher's greedy responses
-and top-k signal computed once and cached (makd/lm_data.py, makd/lm_pipeline.py), and the student's training loop
-(makd/lm_train.py): taylor at τ = 1 is ce's student weight for weight, a run resumes from its checkpoint to the same
+and top-k signal computed once and cached (makd/lm/data.py, makd/lm/pipeline.py), and the student's training loop
+(makd/lm/train.py): taylor at τ = 1 is ce's student weight for weight, a run resumes from its checkpoint to the same
 weights, and what an LM trial cannot do is refused in one line."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import yaml
 from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
 from makd.errors import UsageError
-from makd.lm_data import LmSplit, lm_split, prompt_ids
-from makd.lm_pipeline import LmTaskData, lm_references, prepare_lm_task
-from makd.lm_train import check_lm_loss, check_lm_tau, train_lm
+from makd.lm.data import LmSplit, lm_split, prompt_ids
+from makd.lm.pipeline import LmTaskData, lm_references, prepare_lm_task
+from makd.lm.sparse_teacher import sparse_from_logits
+from makd.lm.train import check_lm_loss, check_lm_tau, train_lm
 from makd.models import load_tokenizer
 from makd.pipeline import DataSource, load_datasets
-from makd.sparse_teacher import sparse_from_logits
 from makd.tasks import get_task
 from tune.config import load_config
 
@@ -67,7 +67,7 @@ def test_the_teacher_answers_once_and_the_sequences_hold_its_answers(lm_task, ta
     def refuse(spec):
         raise AssertionError("the teacher was loaded although the cache holds its answers")
 
-    monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
+    monkeypatch.setattr("makd.lm.causal_lm.load_lm_teacher", refuse)
     train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
     hit = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache)
     assert not hit.cache["teacher_loaded"] and hit.cache["teacher_seconds"] == 0
@@ -150,7 +150,7 @@ def test_reverse_kl_and_jsd_train_from_the_teachers_full_logits_computed_once(lm
                                                                               monkeypatch):
     import torch
 
-    from makd.causal_lm import load_lm_teacher
+    from makd.lm.causal_lm import load_lm_teacher
 
     opts, data, cache = lm_task
     train, evals = load_datasets("sst2lm", DataSource(glue_dir=str(FIXTURE_GLUE)), opts)
@@ -167,7 +167,7 @@ def test_reverse_kl_and_jsd_train_from_the_teachers_full_logits_computed_once(lm
     def refuse(spec):
         raise AssertionError("the teacher was loaded although the cache holds its full logits")
 
-    monkeypatch.setattr("makd.causal_lm.load_lm_teacher", refuse)
+    monkeypatch.setattr("makd.lm.causal_lm.load_lm_teacher", refuse)
     hit = prepare_lm_task(str(talking_llama_dir), SST2LM, train, evals, opts, cache, full_teacher=True)
     assert hit.cache["splits"]["train"]["full_logits"] == "hit"
     assert np.array_equal(hit.train_full.logits, full.train_full.logits)

@@ -119,7 +119,7 @@ def test_missing_teacher_is_a_usage_error(tmp_path):
     assert err.value.field == "teacher"
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="config.json"):
-        models.model_fingerprint(str(tmp_path / "empty"))
+        models.model_digest(str(tmp_path / "empty"))
 
 
 @pytest.mark.parametrize("fixture,keep_spec,keep", [("tiny_bert4_dir", "1,3", (1, 3)),
@@ -157,12 +157,12 @@ def test_fingerprint_changes_when_weights_are_resaved(tiny_bert_dir, tmp_path):
     import time
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bert_dir, copy)
-    first = models.model_fingerprint(str(copy))
-    assert models.model_fingerprint(str(copy)) == first
+    first = models.model_digest(str(copy))
+    assert models.model_digest(str(copy)) == first
     time.sleep(0.01)
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes())
-    assert models.model_fingerprint(str(copy)) != first
-    assert models.model_fingerprint("org/model") == "hub:org/model"
+    assert models.model_digest(str(copy)) != first
+    assert models.model_digest("org/model") == "hub:org/model"
 
 
 def test_mpnet_teacher_with_bert_student_tokenizers_differ(tiny_mpnet_dir, tiny_bert_dir):

@@ -12,6 +12,7 @@ import pytest
 
 from makd.errors import UsageError
 from tests.test_sweep import events, quiet_ray, write_config  # noqa: F401 (quiet_ray: autouse)
+from tune import experiment_dir as layout
 from tune import pack
 from tune.config import load_config
 from tune.driver import run_sweep
@@ -39,11 +40,11 @@ def test_packs_never_mix_students_or_stages_and_keep_the_order():
     points = [{"student": s, "loss": loss, "seed": seed, "stage": "final"}
               for s in ("2x128", "zoo:minilm-l6@0,5") for loss in ("ce", "vanilla", "taylor") for seed in (0, 1)]
     packs = pack.pack_points(points + [{"student": "2x128", "loss": "ce", "seed": 9}], pack.PackConfig(size=4))
-    assert [len(pack.members(p)) for p in packs] == [4, 2, 4, 2, 1]
+    assert [len(layout.members(p)) for p in packs] == [4, 2, 4, 2, 1]
     for p in packs:
-        assert {m["student"] for m in pack.members(p)} == {p["student"]}
-        assert {m.get("stage") for m in pack.members(p)} == {p.get("stage")}
-    assert [m for p in packs for m in pack.members(p)] == [p for p in points if p["student"] == "2x128"] + \
+        assert {m["student"] for m in layout.members(p)} == {p["student"]}
+        assert {m.get("stage") for m in layout.members(p)} == {p.get("stage")}
+    assert [m for p in packs for m in layout.members(p)] == [p for p in points if p["student"] == "2x128"] + \
         [p for p in points if p["student"] != "2x128"] + [{"student": "2x128", "loss": "ce", "seed": 9}]
 
 
@@ -54,14 +55,14 @@ def test_a_packs_history_splits_into_its_members_once_each():
                {"member": 0, "epoch": 2, "score": 0.6, "resumed_from_epoch": 2},  # re-reported after a restore
                {"member": 1, "member_error": "RuntimeError: boom", "score": float("nan")},
                {"member": 2, "epoch": 1, "score": 0.7}]
-    trials = pack.unpack(params, history, "abcde_00001")
+    trials = layout.unpack(params, history, "abcde_00001")
     assert [t.trial_id for t in trials] == ["abcde_00001/0", "abcde_00001/1", "abcde_00001/2"]
     assert [[h["epoch"] for h in t.history] for t in trials] == [[1, 2], [], [1]]
     assert [t.error for t in trials] == [None, "RuntimeError: boom", None]
     assert [t.params["loss"] for t in trials] == ["ce", "vanilla", "taylor"]
-    assert pack.split_trial_id("abcde_00001/2") == ("abcde_00001", 2)
-    assert pack.split_trial_id("abcde_00001") == ("abcde_00001", None)
-    single = pack.unpack({"loss": "ce"}, history[:1], "x")
+    assert layout.split_trial_id("abcde_00001/2") == ("abcde_00001", 2)
+    assert layout.split_trial_id("abcde_00001") == ("abcde_00001", None)
+    single = layout.unpack({"loss": "ce"}, history[:1], "x")
     assert len(single) == 1 and not single[0].packed and single[0].history == history[:1]
 
 
@@ -69,9 +70,9 @@ def test_fused_packs_hold_one_seed_and_lr_each():
     points = [{"student": "s", "loss": loss, "seed": seed, "lr": lr} for lr in (1e-3, 2e-3) for seed in (0, 1)
               for loss in ("ce", "vanilla", "taylor")]
     packs = pack.pack_points(points, pack.PackConfig(size=2, mode="fused"))
-    assert [len(pack.members(p)) for p in packs] == [2, 1] * 4 and all(p["fused"] for p in packs)
+    assert [len(layout.members(p)) for p in packs] == [2, 1] * 4 and all(p["fused"] for p in packs)
     for p in packs:
-        assert len({(m["seed"], m["lr"]) for m in pack.members(p)}) == 1
+        assert len({(m["seed"], m["lr"]) for m in layout.members(p)}) == 1
 
 
 @pytest.mark.parametrize("configs, slots, cap, sizes", [
@@ -85,8 +86,8 @@ def test_size_auto_splits_a_group_into_as_many_packs_as_the_cluster_runs_trials_
     points = [{"student": "s", "loss": "vanilla", "lam": i / configs, "seed": 0, "lr": 1e-3} for i in range(configs)]
     resolved = dataclasses.replace(auto, slots=slots, members_cap=cap)
     packs = pack.pack_points(points, resolved)
-    assert [len(pack.members(p)) for p in packs] == sizes
-    assert [m for p in packs for m in pack.members(p)] == points
+    assert [len(layout.members(p)) for p in packs] == sizes
+    assert [m for p in packs for m in layout.members(p)] == points
 
 
 def test_size_auto_counts_the_clusters_slots_once_and_resume_keeps_them(tmp_path):
@@ -136,11 +137,11 @@ def test_the_final_stage_and_a_grid_without_a_scheduler_pack_but_asha_does_not(t
         return get_search_kind("grid").trial_points(cfg), FinalStage(cells).trial_points(cfg)
 
     grid, final = kinds()
-    assert [len(pack.members(p)) for p in grid] == [3, 3, 3, 1]  # ce x2, vanilla and taylor x lam x seed: 10
-    assert [len(pack.members(p)) for p in final] == [3, 2] and {p["stage"] for p in final} == {"final"}
+    assert [len(layout.members(p)) for p in grid] == [3, 3, 3, 1]  # ce x2, vanilla and taylor x lam x seed: 10
+    assert [len(layout.members(p)) for p in final] == [3, 2] and {p["stage"] for p in final} == {"final"}
     grid, final = kinds(scheduler={"kind": "asha"})
-    assert all(pack.members(p) is None for p in grid) and len(grid) == 10  # ASHA stops trials one by one
-    assert [len(pack.members(p)) for p in final] == [3, 2]
+    assert all(layout.members(p) is None for p in grid) and len(grid) == 10  # ASHA stops trials one by one
+    assert [len(layout.members(p)) for p in final] == [3, 2]
 
 
 @pytest.mark.sweep

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from makd.data import TextDataset
+from makd.epoch import HOLDOUT
 from makd.references import majority_reference, teacher_reference
 from makd.tasks import compute_metrics, get_task
-from makd.train import HOLDOUT
 
 
 def dataset(task: str, split: str, labels) -> TextDataset:

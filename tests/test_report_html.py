@@ -36,6 +36,23 @@ def test_pareto_mask_keeps_only_undominated_points():
     assert pareto_mask(cost, score) == [True, True, False, False, True]
 
 
+def test_the_pages_title_names_the_sweeps_not_the_input_files(tmp_path):
+    """Issue 44: the title is the sweep's name (sweep.json's, else its dir's), whether the input is the experiment
+    dir or a trials.csv in it; a hand-edited sweep.json still gives the dir's name."""
+    from tune.report.html import page_title
+
+    named = tmp_path / "runs" / "copied-off-the-cluster"
+    named.mkdir(parents=True)
+    (named / "sweep.json").write_text(json.dumps({"config": {"name": "glue-table2"}}))
+    bare = tmp_path / "quickstart"
+    bare.mkdir()
+    (bare / "trials.csv").write_text("task\n")
+    assert page_title([str(named), str(named / "trials.csv"), str(bare / "trials.csv")]) == \
+        "makd report: glue-table2, quickstart"
+    (named / "sweep.json").write_text("{not json")
+    assert page_title([str(named / "trials.csv")]) == "makd report: copied-off-the-cluster"
+
+
 @pytest.mark.slow
 def test_makd_report_on_the_committed_results_loads_in_chromium_without_errors(tmp_path):
     out = tmp_path / "report.html"
@@ -74,6 +91,8 @@ def test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_a
     # the Pareto front (device-hours only: one student) and the learning curves; one λ (0.5): no λ figure
     assert len(seen["images"]) == 2 and not (root / "lambda.png").exists()
     assert seen["rows"]["trials"] == len(trials) == 4
+    # the student's inference cost, measured once by the driver: one number for its 4 trials (issue 44)
+    assert trials["latency_ms"].nunique() == 1 and trials["latency_ms"].notna().all()
     text = page.read_text()
     headings = re.findall(r"<h2>(.*?)</h2>", text)
     assert headings[:3] == ["Answer", "Leaderboard", "Paper-style table (Table 2 layout)"]  # the answer first

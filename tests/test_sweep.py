@@ -69,10 +69,12 @@ def checkpoints_named_by_state(experiment: Path) -> dict[str, str]:
 MAKD = str(Path(sys.executable).with_name("makd"))
 
 
-def start_driver(config: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
-    """`makd sweep CONFIG` in its own process group, so that a test can SIGKILL it with its Ray workers."""
+def start_driver(config: Path, tmp_path: Path, hold: str | None = None) -> tuple[subprocess.Popen, dict]:
+    """`makd sweep CONFIG` in its own process group, so that a test can SIGKILL it with its Ray workers; `hold`:
+    its trials' $MAKD_FAULT_HOLD (RELEASE:EPOCH, tune/trial.py). Returns the env a resume runs with (no hold)."""
     env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
-    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"], env=env,
+    driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"],
+                              env={**env, "MAKD_FAULT_HOLD": hold} if hold else env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     return driver, env
 
@@ -202,7 +204,9 @@ def test_a_killed_driver_resumes_every_trial_exactly_once_even_from_a_state_nami
     trial's newest complete checkpoint is moved past every other one, so whatever the state names is gone (an upload
     the kill cut short stays, and must not be read). --resume starts each such trial at the epoch after the moved
     checkpoint's (tune/trial_checkpoint.py); a trial whose checkpoint the state did not name yet is started afresh by
-    Tune and trains again, to the same result. (One sweep for both: it was two tests, each paying a sweep.)"""
+    Tune and trains again, to the same result. (One sweep for both: it was two tests, each paying a sweep.) Trials
+    wait after epoch 2 for the test's release (one trial per release), so the unfinished trial is killed at epoch 2
+    whatever the machine's speed: never between its last epoch and its "done" line."""
     import pyarrow.fs as pafs
 
     from tune.trial_checkpoint import is_complete
@@ -214,9 +218,17 @@ def test_a_killed_driver_resumes_every_trial_exactly_once_even_from_a_state_nami
     def done_ids() -> set[str]:
         return {e["trial_id"] for e in events(root) if e["event"] == "done"}
 
-    driver, env = start_driver(config, tmp_path)
+    release = tmp_path / "release.once"
+    driver, env = start_driver(config, tmp_path, hold=f"{release}:2")
+
+    def holding() -> set[str]:  # trials that reported epoch 2 and have not finished
+        return {e["trial_id"] for e in events(root) if e["event"] == "epoch" and e["epoch"] == 2} - done_ids()
+
     deadline = time.time() + 120
-    while time.time() < deadline and not (done_ids() and set(checkpoints_named_by_state(root / "rte")) - done_ids()):
+    while time.time() < deadline and not holding():
+        time.sleep(0.2)
+    release.touch()  # the first trial goes on to its end; the next one waits at epoch 2
+    while time.time() < deadline and not (done_ids() and holding() & set(checkpoints_named_by_state(root / "rte"))):
         time.sleep(0.2)
     kill_driver(driver)
     time.sleep(2)  # anything the dead driver left behind would show up as extra events here
@@ -340,6 +352,8 @@ def test_the_console_prints_a_line_per_trial_start_and_end_and_the_tables_not_ra
     assert len(starts) == len(ends) == 4 and ends[-1].endswith("stage done")
     assert all(" seed " in line and "λ=" in line for line in starts + ends)
     assert all("accuracy " in line and "at epoch" in line for line in ends)
+    # the student's cost, measured once before any trial, on the named hardware (issue 44)
+    assert sum(line.startswith("makd: [rte] inference cost, batch 1 (on ") for line in lines) == 1
     console = run.stdout + run.stderr
     for noise in ("Trial status", "== Status ==", "Checkpoint successfully created", "Current time"):
         assert noise not in console

@@ -1,4 +1,4 @@
-"""Per-token LM losses (makd/token_losses.py) and the top-k teacher cache (makd/sparse_teacher.py), issue 27:
+"""Per-token LM losses (makd/lm/token_losses.py) and the top-k teacher cache (makd/lm/sparse_teacher.py), issue 27:
 the Taylor term's gradient is the tempered CE's whatever the teacher (a causal LM trained with it is ce's, weight for
 weight), a cache with k = V is the full teacher, a smaller k can only lower a KL, the JSD family meets the KLs at its
 ends, and prompt/padding tokens count for nothing."""
@@ -10,8 +10,8 @@ import torch
 
 from makd.errors import UsageError
 from makd.fingerprints import weights_fingerprint
-from makd.sparse_teacher import sparse_from_logits
-from makd.token_losses import TOKEN_LOSSES, token_distillation_loss, token_kd_term
+from makd.lm.sparse_teacher import sparse_from_logits
+from makd.lm.token_losses import TOKEN_LOSSES, token_distillation_loss, token_kd_term
 
 V = 50
 

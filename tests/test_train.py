@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from makd.checkpoints import CHECKPOINT_NAME
 from makd.errors import UsageError
-from makd.train import CHECKPOINT_NAME, TrainConfig, make_optimizer, train, train_step
+from makd.train import TrainConfig, make_optimizer, train, train_step
 from tests.helpers import sentiment, similarity
 
 
@@ -309,8 +310,8 @@ def test_pre_tokenised_splits_give_the_identical_run(tiny_bert_dir):
 
 
 def test_a_train_holdout_chooses_the_epoch_and_dev_is_only_reported(tiny_bert_dir):
+    from makd.epoch import HOLDOUT
     from makd.pipeline import split_holdout
-    from makd.train import HOLDOUT
 
     ds, dev = sentiment(60), sentiment(16, "validation", seed=1)
     rest, held = split_holdout(ds, 0.25, seed=0)

@@ -40,7 +40,7 @@ def sweep(**extra) -> dict:
 
 @pytest.mark.parametrize("f", OPTIONS, ids=[f.name for f in OPTIONS])
 def test_every_training_option_is_a_sweep_key_a_distill_flag_and_reaches_the_trial(f):
-    from tune.driver import representative_trial
+    from tune.task_prep import representative_trial
 
     value = non_default(f)
     assert f.name in KNOWN_KEYS

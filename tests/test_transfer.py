@@ -14,11 +14,12 @@ import torch.nn.functional as F
 
 from makd.config import TrainOptions
 from makd.data import TextDataset
+from makd.epoch import HOLDOUT
 from makd.errors import UsageError
 from makd.losses import distillation_loss, pseudo_label_ce, soft_cross_entropy, vanilla_kd
 from makd.pipeline import DataSource, load_datasets, task_references
 from makd.tasks import get_task
-from makd.train import HOLDOUT, TrainConfig, train
+from makd.train import TrainConfig, train
 from makd.transfer import (
     NO_LABEL_CLASS,
     epoch_batches,
@@ -55,7 +56,7 @@ def test_labeled_rows_are_seeded_and_the_hold_out_comes_from_them():
     assert not (other.labeled == train_ds.labeled).all()
     # the teacher's view keeps every row's gold label, and the fingerprint is of the rows, not the flags
     assert (train_ds.labels == ds.select(np.setdiff1d(np.arange(200), _positions(ds, holdout))).labels).all()
-    assert train_ds.fingerprint() == ds.select(np.setdiff1d(np.arange(200), _positions(ds, holdout))).fingerprint()
+    assert train_ds.digest() == ds.select(np.setdiff1d(np.arange(200), _positions(ds, holdout))).digest()
 
 
 def _positions(ds: TextDataset, part: TextDataset) -> np.ndarray:

@@ -37,7 +37,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, {"glue_dir": args.glue_dir, "storage": args.storage, "name": args.name})
     if args.tasks is not None:
         cfg = only_tasks(cfg, args.tasks, rename=args.name is None)
-    from tune.driver import print_outcome, run_sweep
+    from tune.driver import run_sweep
+    from tune.outcome import print_outcome
 
     outcome = run_sweep(cfg, resume=args.resume, address=args.address, cache_dir=args.cache_dir, quiet=args.quiet,
                         num_cpus=args.num_cpus, num_gpus=args.num_gpus, verbose=args.verbose)

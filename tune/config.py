@@ -210,9 +210,9 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
 
 
 def check_causal_lm(cfg: SweepConfig) -> None:
-    """A sweep of causal-LM tasks (makd/lm_train.py): all its tasks are, it has a causal-LM teacher (whose responses
+    """A sweep of causal-LM tasks (makd/lm/train.py): all its tasks are, it has a causal-LM teacher (whose responses
     are every loss's targets, ce's too), and asks only for what an LM trial does; one line before Ray starts."""
-    from makd.lm_train import check_lm_loss, check_lm_tau
+    from makd.lm.train import check_lm_loss, check_lm_tau
 
     lm = [t for t in cfg.tasks if (cfg.file_task(t).type == CAUSAL_LM if cfg.file_task(t) else get_task(t).is_causal_lm)]
     if not lm:

@@ -21,7 +21,7 @@ from tune.sweep_config import AdaptiveSeeds, FinalConfig
 OUT = Path(__file__).resolve().parents[1] / "docs" / "sweep-config.md"
 
 
-def _cell(text: object) -> str:
+def _table_text(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -63,8 +63,8 @@ def _section_rows(path: str, cls: type) -> list[str]:
             rows += _section_rows(f"{path}.{f.name}", kind)
             continue
         default = f.metadata.get("default_text") or (REQUIRED if f.default is MISSING else f.default)
-        rows.append(f"| `{path}.{f.name}` | {type_text(cls, f.name)} | {_cell(_value(default))} | "
-                    f"{_bounds(f.metadata)} | {_cell(field_help(f))} |")
+        rows.append(f"| `{path}.{f.name}` | {type_text(cls, f.name)} | {_table_text(_value(default))} | "
+                    f"{_bounds(f.metadata)} | {_table_text(field_help(f))} |")
         if cls is FinalConfig and f.name == "seeds":  # its other form: a mapping
             rows += _section_rows(f"{path}.seeds", AdaptiveSeeds)
     return rows
@@ -79,7 +79,7 @@ def render() -> str:
              "of bounds are refused in one line naming the key, before Ray starts.", "",
              "## Sweep keys", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for name, key in SWEEP_FIELDS.items():
-        lines.append(f"| `{name}` | {_cell(key.type)} | {_cell(_value(key.default))} | {_cell(key.meaning)} |")
+        lines.append(f"| `{name}` | {_table_text(key.type)} | {_table_text(_value(key.default))} | {_table_text(key.meaning)} |")
     lines += ["", "## Section keys", "",
               "The keys of each mapping above, declared by the dataclass that holds them (a missing key takes its "
               "default; bounds apply to each element of a list).", "",
@@ -92,8 +92,8 @@ def render() -> str:
               "dashes`).", "", "| key | type | default | bounds | meaning | flag |", "|---|---|---|---|---|---|"]
     for f in fields(TrainOptions):
         default = REQUIRED if f.default is MISSING else f.default
-        lines.append(f"| `{f.name}` | {type_text(TrainOptions, f.name)} | {_cell(_value(default))} | "
-                     f"{_bounds(f.metadata)} | {_cell(field_help(f))} | `--{flag_name(f.name)}` |")
+        lines.append(f"| `{f.name}` | {type_text(TrainOptions, f.name)} | {_table_text(_value(default))} | "
+                     f"{_bounds(f.metadata)} | {_table_text(field_help(f))} | `--{flag_name(f.name)}` |")
     return "\n".join(lines) + "\n"
 
 

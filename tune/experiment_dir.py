@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from makd.errors import UsageError
-from tune.pack import MEMBER_DIR, split_trial_id
 
+SWEPT = ("student", "loss", "lam", "tau", "seed", "lr")  # the keys of every trial's config (params.json)
+FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
+MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
+MEMBER = "member"  # every result a pack reports carries the index of the member it is about
+MEMBER_ERROR = "member_error"  # the result a pack reports for a member that failed (its neighbours go on)
+MEMBER_DIR = "member-{}"  # a member's checkpoint.pt and best_model.pt inside the pack's checkpoint
+SEPARATOR = "/"  # a member's trial_id: <pack trial id>/<member index>
 FINAL_DIR_SUFFIX = "-final"  # a task's final-stage Tuner lives in <experiment>/<task>-final
 TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")  # in a trial folder's name: <trainable>_<id>_<n>_<params>
 
@@ -187,7 +193,7 @@ def weights_path(trial_id: str, name: str) -> str:
 def is_best_weights(relative: str, task: str, stage: str, trial_id: str) -> bool:
     """Whether a path in an experiment dir (`<stage dir>/<trial folder>/<checkpoint>/...`) is this trial's
     best-epoch weights file (a pack member's: inside its member folder), in a dir of the trial's task and stage."""
-    from makd.train import BEST_NAME
+    from makd.checkpoints import BEST_NAME
 
     parts = relative.split("/")
     return len(parts) >= 4 and task_and_stage(parts[0]) == (task, stage) and split_trial_id(trial_id)[0] in parts[1] \
@@ -206,3 +212,60 @@ def best_weights(root: str | Path, task: str, stage: str, trial_id: str, name: s
         raise UsageError(str(folder_dir), f"no {name} for trial {trial_id}: its checkpoints are gone "
                                           "(or the sweep predates best-epoch checkpoints)")
     return found[-1]
+
+
+def trial_params(config: dict) -> dict:
+    """Every trial's config is flat (student, loss, lam, tau, seed, lr); older experiment dirs nested a grid
+    trial's under "cell": read either as one flat dict."""
+    return {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
+
+
+# ----------------------------------------------------------------- a pack's members (tune/pack.py makes packs)
+
+
+def members(params: dict) -> list[dict] | None:
+    """A pack's member configs; None for a config of one trial."""
+    raw = params.get(MEMBERS)
+    return None if raw is None else json.loads(raw)
+
+
+def member_trial_id(pack_id: str, index: int) -> str:
+    return f"{pack_id}{SEPARATOR}{index}"
+
+
+def split_trial_id(trial_id: str) -> tuple[str, int | None]:
+    """A trials.csv trial_id -> (Ray's trial id, member index or None)."""
+    pack_id, sep, index = trial_id.partition(SEPARATOR)
+    return (pack_id, int(index)) if sep and index.isdigit() else (trial_id, None)
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """One trial as trials.csv counts them: a Ray trial of one config, or one member of a pack."""
+
+    params: dict
+    history: list[dict]
+    trial_id: str
+    error: str | None = None  # the member's own error (a pack goes on after a member fails)
+    packed: bool = False
+
+
+def unpack(params: dict, history: list[dict], trial_id: str) -> list[Unpacked]:
+    """The trials inside one Ray trial, each with the epochs it reported (oldest first). A member reported again
+    after a restore (its last epoch, so that Tune's record ends with it) counts once."""
+    configs = members(params)
+    if configs is None:
+        return [Unpacked(params, history, trial_id)]
+    epochs: list[dict[int, dict]] = [{} for _ in configs]
+    errors: list[str | None] = [None for _ in configs]
+    for result in history:
+        index = result.get(MEMBER)
+        if index is None or not 0 <= int(index) < len(configs):
+            continue
+        if result.get(MEMBER_ERROR):
+            errors[int(index)] = str(result[MEMBER_ERROR])
+        elif result.get("epoch") is not None:
+            epochs[int(index)][int(result["epoch"])] = result
+    return [Unpacked({**config, "stage": config.get("stage") or params.get("stage")},
+                     [mine[e] for e in sorted(mine)], member_trial_id(trial_id, i), errors[i], packed=True)
+            for i, (config, mine) in enumerate(zip(configs, epochs, strict=True))]

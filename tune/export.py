@@ -35,7 +35,7 @@ def winning_trial(report: Report, task: str, student: str, loss: str) -> tuple[p
 
 def best_weights(root: Path, trial: pd.Series) -> Path:
     """The trial's best-epoch weights in its newest Ray checkpoint (<task>[-final[-rN]]/<trial folder>/checkpoint_*)."""
-    from makd.train import BEST_NAME
+    from makd.checkpoints import BEST_NAME
 
     return experiment_dir.best_weights(root, trial["task"], trial["stage"], str(trial["trial_id"]), BEST_NAME)
 
@@ -143,8 +143,8 @@ def export_winner(root: str | Path, task: str, student: str, loss: str, out: str
     a `remote` experiment, of which `root` is a local copy); returns the dir and the dev score it reproduces."""
     import torch
 
-    from makd.causal_lm import save_lm_student
     from makd.config import TrainConfig
+    from makd.lm.causal_lm import save_lm_student
     from makd.models import save_student
     from makd.tasks import get_task
 

@@ -8,7 +8,8 @@ another in its process, so a member's result is the result of the same config tr
 pack (makd/fused.py, for GPUs) trains the members of one seed and lr as one vmapped model.
 
 A pack's trial config is {"student", "stage", "members": JSON list of member configs}; its rows in trials.csv are one
-per member (`unpack`), with the pack's id and size, and a member's trial_id is `<pack trial id>/<member>`.
+per member, with the pack's id and size, and a member's trial_id is `<pack trial id>/<member>`: how a
+pack's configs, results and checkpoints are read back lives in tune/experiment_dir.py (`members`, `unpack`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,9 @@ from typing import Any
 
 from makd.config import option, parse_section
 from makd.errors import UsageError
+from tune.experiment_dir import MEMBERS
 
-MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
 FUSED = "fused"  # a fused pack's trial config carries fused: true
-MEMBER = "member"  # every result a pack reports carries the index of the member it is about
-MEMBER_ERROR = "member_error"  # the result a pack reports for a member that failed (its neighbours go on)
-MEMBER_DIR = "member-{}"  # a member's checkpoint.pt and best_model.pt inside the pack's checkpoint
-SEPARATOR = "/"  # a member's trial_id: <pack trial id>/<member index>
 MODES = ("sequential", "fused")
 
 
@@ -112,51 +109,3 @@ def pack_points(points: list[dict], config: PackConfig) -> list[dict]:
             pack = pack if stage is None else {**pack, "stage": stage}
             packs.append({**pack, FUSED: True} if fused else pack)
     return packs
-
-
-def members(params: dict) -> list[dict] | None:
-    """A pack's member configs; None for a config of one trial."""
-    raw = params.get(MEMBERS)
-    return None if raw is None else json.loads(raw)
-
-
-def member_trial_id(pack_id: str, index: int) -> str:
-    return f"{pack_id}{SEPARATOR}{index}"
-
-
-def split_trial_id(trial_id: str) -> tuple[str, int | None]:
-    """A trials.csv trial_id -> (Ray's trial id, member index or None)."""
-    pack_id, sep, index = trial_id.partition(SEPARATOR)
-    return (pack_id, int(index)) if sep and index.isdigit() else (trial_id, None)
-
-
-@dataclass(frozen=True)
-class Unpacked:
-    """One trial as trials.csv counts them: a Ray trial of one config, or one member of a pack."""
-
-    params: dict
-    history: list[dict]
-    trial_id: str
-    error: str | None = None  # the member's own error (a pack goes on after a member fails)
-    packed: bool = False
-
-
-def unpack(params: dict, history: list[dict], trial_id: str) -> list[Unpacked]:
-    """The trials inside one Ray trial, each with the epochs it reported (oldest first). A member reported again
-    after a restore (its last epoch, so that Tune's record ends with it) counts once."""
-    configs = members(params)
-    if configs is None:
-        return [Unpacked(params, history, trial_id)]
-    epochs: list[dict[int, dict]] = [{} for _ in configs]
-    errors: list[str | None] = [None for _ in configs]
-    for result in history:
-        index = result.get(MEMBER)
-        if index is None or not 0 <= int(index) < len(configs):
-            continue
-        if result.get(MEMBER_ERROR):
-            errors[int(index)] = str(result[MEMBER_ERROR])
-        elif result.get("epoch") is not None:
-            epochs[int(index)][int(result["epoch"])] = result
-    return [Unpacked({**config, "stage": config.get("stage") or params.get("stage")},
-                     [mine[e] for e in sorted(mine)], member_trial_id(trial_id, i), errors[i], packed=True)
-            for i, (config, mine) in enumerate(zip(configs, epochs, strict=True))]

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from tune import pack
-from tune.trial import trial_params
+from tune import experiment_dir as layout
+from tune.experiment_dir import trial_params
 
 
 def _setting(config: dict) -> str:
     params = trial_params(config or {})
-    configs = pack.members(params)
+    configs = layout.members(params)
     if configs is not None:
         return f"pack of {len(configs)} {params.get('student', '')}: " + "; ".join(_setting(c) for c in configs)
     text = f"{params.get('loss', '?')} λ={params.get('lam', '?'):g} τ={params.get('tau', '?'):g}"
@@ -71,7 +71,7 @@ class ProgressLines(Callback):
         self._say(f"start {len(self.started)}/{self.total}: {_setting(trial.config)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if result.get(pack.MEMBER) is not None:  # a pack: one line as each member ends (not counted as trials)
+        if result.get(layout.MEMBER) is not None:  # a pack: one line as each member ends (not counted as trials)
             self._member_result(trial, result)
             return
         score, epoch = result.get("score"), result.get("epoch")
@@ -84,11 +84,11 @@ class ProgressLines(Callback):
             self.best[trial.trial_id] = (float(score), int(epoch or 0), metric)
 
     def _member_result(self, trial, result: dict) -> None:
-        index, size = int(result[pack.MEMBER]), int(result.get("pack_size") or 0)
-        configs = pack.members(trial_params(trial.config or {})) or []
+        index, size = int(result[layout.MEMBER]), int(result.get("pack_size") or 0)
+        configs = layout.members(trial_params(trial.config or {})) or []
         setting = _setting(configs[index]) if index < len(configs) else f"member {index}"
-        if result.get(pack.MEMBER_ERROR):
-            self._say(f"member {index + 1}/{size} FAILED: {setting}: {result[pack.MEMBER_ERROR]}")
+        if result.get(layout.MEMBER_ERROR):
+            self._say(f"member {index + 1}/{size} FAILED: {setting}: {result[layout.MEMBER_ERROR]}")
         elif int(result.get("epoch") or 0) >= self.max_epochs and result.get("best_score_so_far") is not None:
             self._say(f"member {index + 1}/{size} done: {setting}: {result.get('metric') or 'score'} "
                       f"{100 * float(result['best_score_so_far']):.1f} at epoch {result.get('best_epoch_so_far')}")
@@ -106,7 +106,7 @@ class ProgressLines(Callback):
         seconds = self._ended(trial, trials)
         score = self.best.get(trial.trial_id)
         last = self.last_epoch.get(trial.trial_id, 0)
-        if pack.members(trial_params(trial.config or {})) is not None:
+        if layout.members(trial_params(trial.config or {})) is not None:
             self._say(f"done {self.ended}/{self.total} in {_duration(seconds)}: {_setting(trial.config)}; "
                       f"{self._eta()}")
             return

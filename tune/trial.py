@@ -20,14 +20,14 @@ import numpy as np
 
 from makd.data import TextDataset
 from makd.tasks import TaskSpec
-from tune import pack
-from tune.search.base import SWEPT
+from tune import experiment_dir as layout
+from tune.experiment_dir import SWEPT, trial_params
+from tune.pack import FUSED
 from tune.trial_checkpoint import NewestCheckpoint, checkpoint_of
 
 if TYPE_CHECKING:
-    from makd.lm_pipeline import LmTaskData
+    from makd.lm.pipeline import LmTaskData
 
-FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
 FAULT_ENV = "MAKD_FAULT_ONCE"  # "DIR:EPOCH": each trial raises once after reporting EPOCH (tests of retries)
 HOLD_ENV = "MAKD_FAULT_HOLD"  # "RELEASE:EPOCH": a trial waits after reporting EPOCH until RELEASE exists (tests)
 
@@ -45,13 +45,10 @@ class TaskData:
     references: dict = field(default_factory=dict)  # makd.pipeline.task_references: majority_score, teacher_score
     spec: TaskSpec | None = None  # a task defined by the user's files: registered in the trial's process
     finetuned_teacher: dict | None = None  # makd.teacher_finetune's record (teacher_finetune sweeps), for the driver
-    lm: LmTaskData | None = None  # a causal-LM task's sequences and teacher signal (makd/lm_pipeline.py)
+    lm: LmTaskData | None = None  # a causal-LM task's sequences and teacher signal (makd/lm/pipeline.py)
+    # student -> its architecture's makd.inference_cost.InferenceCost, measured once by the driver for every trial
+    inference_costs: dict = field(default_factory=dict)
 
-
-def trial_params(config: dict) -> dict:
-    """Every trial's config is flat (student, loss, lam, tau, seed, lr); older experiment dirs nested a grid
-    trial's under "cell": read either as one flat dict."""
-    return {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
 
 
 def _log_event(events_path: str | None, **event) -> None:
@@ -85,10 +82,13 @@ def _maybe_inject_fault(trial_id: str, epoch: int) -> None:
 
 def _maybe_hold(epoch: int) -> None:
     """Tests of stops and node loss: with $MAKD_FAULT_HOLD = "RELEASE:EPOCH", a trial that has reported EPOCH waits
-    until the file RELEASE exists, so a test acts while trials are known to be running, however fast the machine."""
+    until the file RELEASE exists, so a test acts while trials are known to be running, however fast the machine.
+    A RELEASE named *.once lets one trial go per file the test writes (the trial deletes it: trials one at a time)."""
     release = _path_at_epoch(HOLD_ENV, epoch)
     while release is not None and not release.exists():
         time.sleep(0.2)
+    if release is not None and release.suffix == ".once":
+        release.unlink(missing_ok=True)
 
 
 def peak_rss_mb() -> float:
@@ -130,7 +130,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     if task_data.spec is not None:  # the user's own task: a fresh worker knows only the GLUE tasks
         register_task(task_data.spec)
     params = trial_params(config)
-    configs = pack.members(params)
+    configs = layout.members(params)
     torch.set_num_threads(max(1, int(_assigned("CPU", 1.0))))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     # Ray does not enforce GPU fractions: cap this trial's allocations at its share so it cannot starve others.
@@ -147,7 +147,7 @@ def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None 
     try:
         if configs is None:
             run.train_member(params, workdir, None)
-        elif params.get(pack.FUSED):
+        elif params.get(FUSED):
             run.train_fused_pack(configs)
         else:
             for index, member in enumerate(configs):
@@ -181,7 +181,7 @@ class _TrialRun:
         as that member's and the pack goes on with the next one."""
 
         try:
-            self.train_member(params, self.workdir / pack.MEMBER_DIR.format(index), (index, size))
+            self.train_member(params, self.workdir / layout.MEMBER_DIR.format(index), (index, size))
         except Exception as err:
             if self.in_report:
                 raise
@@ -192,9 +192,9 @@ class _TrialRun:
         from ray import tune as ray_tune
 
         message = message.splitlines()[0][:300]
-        _log_event(self.events_path, event="member-error", trial_id=pack.member_trial_id(self.trial_id, index),
+        _log_event(self.events_path, event="member-error", trial_id=layout.member_trial_id(self.trial_id, index),
                    error=message, **self.node)
-        ray_tune.report({pack.MEMBER: index, pack.MEMBER_ERROR: message, "pack_id": self.trial_id,
+        ray_tune.report({layout.MEMBER: index, layout.MEMBER_ERROR: message, "pack_id": self.trial_id,
                          "pack_size": size, "score": float("nan")})
 
     def train_fused_pack(self, configs: list[dict]) -> None:
@@ -203,13 +203,13 @@ class _TrialRun:
         unfinished, it resumes at the epoch after its checkpoint's (makd.fused's pack state), so no member epoch
         is trained twice."""
 
+        from makd.checkpoints import CHECKPOINT_NAME
         from makd.fused import STATE_NAME, train_fused
         from makd.gpu import GpuOutOfMemory
         from makd.models import student_tokenizer_spec
-        from makd.train import CHECKPOINT_NAME
 
         size = len(configs)
-        dirs = [self.workdir / pack.MEMBER_DIR.format(i) for i in range(size)]
+        dirs = [self.workdir / layout.MEMBER_DIR.format(i) for i in range(size)]
         if all((d / CHECKPOINT_NAME).is_file() for d in dirs):
             for index, member in enumerate(configs):
                 self.train_member(member, dirs[index], (index, size))
@@ -219,7 +219,7 @@ class _TrialRun:
         start = time.perf_counter()
         for index, member_dir in enumerate(dirs):
             member_dir.mkdir(parents=True, exist_ok=True)
-            _log_event(self.events_path, event="start", trial_id=pack.member_trial_id(self.trial_id, index),
+            _log_event(self.events_path, event="start", trial_id=layout.member_trial_id(self.trial_id, index),
                        task=data.task, resumed=self.resumed, **self.node)
 
         state = self.workdir / STATE_NAME
@@ -230,16 +230,16 @@ class _TrialRun:
             first_epoch.setdefault(index, result.epoch + 1 if resuming else result.epoch)
             metrics = self.epoch_metrics(cfgs[index], result, start, first_epoch[index])
             # the members train together: each one's time (and device-hours) is its share of the pack's
-            metrics.update({pack.MEMBER: index, "pack_id": self.trial_id, "pack_size": size,
+            metrics.update({layout.MEMBER: index, "pack_id": self.trial_id, "pack_size": size,
                             "trial_seconds": metrics["trial_seconds"] / size, "trial_hours": metrics["trial_hours"] / size})
-            self.report_epoch(pack.member_trial_id(self.trial_id, index), data.task, result, metrics,
+            self.report_epoch(layout.member_trial_id(self.trial_id, index), data.task, result, metrics,
                               event="epoch" if result.epoch >= first_epoch[index] else "reported-again")
 
         encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
         try:
             results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
                                   encoded=encoded, on_epoch_end=report_member_epoch, checkpoint_dirs=dirs,
-                                  state_path=state,
+                                  state_path=state, inference_cost=data.inference_costs.get(cfgs[0].student),
                                   on_member_error=lambda index, message: self.report_member_error(
                                       index, size, f"TrainingDiverged: {message}"))
         except GpuOutOfMemory as err:  # every member's row says so (a size that fits) and Ray does not retry it
@@ -248,7 +248,7 @@ class _TrialRun:
             return
         for index, (cfg, result) in enumerate(zip(cfgs, results, strict=True)):
             if result.error is None:
-                _log_event(self.events_path, event="done", trial_id=pack.member_trial_id(self.trial_id, index),
+                _log_event(self.events_path, event="done", trial_id=layout.member_trial_id(self.trial_id, index),
                            task=data.task, epochs=cfg.epochs, **self.node)
 
     def report_epoch(self, trial_id: str, task: str, result, metrics: dict, *, event: str = "epoch") -> None:
@@ -313,8 +313,8 @@ class _TrialRun:
         data = self.task_data
         cfg = self.train_config(params)
         encoded = None if data.lm else data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
-        trial_id = self.trial_id if member is None else pack.member_trial_id(self.trial_id, member[0])
-        packed = {} if member is None else {pack.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
+        trial_id = self.trial_id if member is None else layout.member_trial_id(self.trial_id, member[0])
+        packed = {} if member is None else {layout.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
         member_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         first_epoch: list[int] = []
@@ -330,13 +330,13 @@ class _TrialRun:
         _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
                    **self.node)
         if data.lm is not None:
-            from makd.lm_train import train_lm
+            from makd.lm.train import train_lm
 
             result = train_lm(cfg, data.lm, checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device)
         else:
             result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
                            checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device, progress=False,
-                           encoded=encoded)
+                           encoded=encoded, inference_cost=data.inference_costs.get(cfg.student))
         if first_epoch:
             _log_event(self.events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history),
                        **self.node)

@@ -5,7 +5,8 @@ args=g.parse_args(sys.argv[1:])
 from makd.batching import encode, length_grouped_batches
 from makd.models import build_student
 from makd.tasks import get_task
-from makd.train import autocast_dtype, make_optimizer, pad_multiple, train_step, training_targets
+from makd.runtime import autocast_dtype
+from makd.train import make_optimizer, pad_multiple, train_step, training_targets
 dev=torch.device("cuda"); cfg=g.train_config(args, loss="taylor")
 data,_=g.load(args, 32*80, 1); logits,_=g.cached_logits(args,data); task=get_task("sst2")
 model,tok=build_student(cfg.student,2,seed=0,tokenizer=cfg.student_tokenizer); model.to(dev).train()

@@ -20,8 +20,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from makd.errors import UsageError
 from makd.files import atomic_write_bytes
-from tune.config import sweep_yaml
+from tune.experiment_dir import sweep_config
 from tune.report.build import Report
 from tune.report.curves import learning_curves, plot_learning_curves
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
@@ -70,8 +71,8 @@ def _table(frame: pd.DataFrame, table_id: str, numeric: set[str]) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
-        cells = "".join(f'<td class="num">{row[c]}</td>' if c in numeric else f"<td>{row[c]}</td>" for c in frame.columns)
-        rows.append(f"<tr>{cells}</tr>")
+        fields = "".join(f'<td class="num">{row[c]}</td>' if c in numeric else f"<td>{row[c]}</td>" for c in frame.columns)
+        rows.append(f"<tr>{fields}</tr>")
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -90,10 +91,10 @@ def markdown_table_html(markdown: str, table_id: str) -> str:
     table = [line for line in lines if line.startswith("|")]
     notes = [line[2:] for line in lines if line.startswith("- ")]
 
-    def cell(text: str, tag: str) -> str:
+    def table_cell(text: str, tag: str) -> str:
         return f"<{tag}>{_inline(text.strip())}</{tag}>"
 
-    rows = ["<tr>" + "".join(cell(c, "th" if i == 0 else "td") for c in line.strip().strip("|").split("|")) + "</tr>"
+    rows = ["<tr>" + "".join(table_cell(c, "th" if i == 0 else "td") for c in line.strip().strip("|").split("|")) + "</tr>"
             for i, line in enumerate(table) if i != 1]  # line 1 is the |---| separator
     body = f'<table id="{table_id}"><thead>{rows[0] if rows else ""}</thead><tbody>{"".join(rows[1:])}</tbody></table>'
     return body + ("<ul class='note'>" + "".join(f"<li>{_inline(n)}</li>" for n in notes) + "</ul>" if notes else "")
@@ -170,20 +171,39 @@ def sweep_facts(paths: list[str]) -> list[tuple[str, str]]:
                   (f"{path}: wall time", f"{data.get('wall_seconds', '?')} s"),
                   (f"{path}: trials", ", ".join(f"{n} {s}" for s, n in (data.get("status_counts") or {}).items())),
                   (f"{path}: teacher cache", "; ".join(f"{t}: {c.get('status')}" for t, c in cache.items())),
-                  (f"{path}: config", _config_details(data.get("config")))]
+                  (f"{path}: config", _config_details(data.get("config"), data.get("config_yaml")))]
     return facts
 
 
-def _config_details(config) -> str:
-    """The sweep's config, folded, as the YAML that reruns it (`makd sweep` reads it back to the same config)."""
+def _config_details(config, config_yaml) -> str:
+    """The sweep's config, folded, as the YAML that reruns it (`makd sweep` reads it back to the same config): the
+    driver writes it into sweep.json (tune.config.sweep_yaml, the inverse of the config's parser), so the report
+    only reads it."""
     if not isinstance(config, dict):
         return "not recorded"
-    try:
-        text = sweep_yaml(config)
-    except Exception:  # an older or hand-edited sweep.json: show what it holds
+    if isinstance(config_yaml, str):
+        text = config_yaml
+    else:  # an older or hand-edited sweep.json: show what it holds
         text = json.dumps(config, indent=1)
     return ("<details><summary>the sweep's config (YAML: save it and run <code>makd sweep</code> on it to rerun the "
             f"sweep)</summary><pre>{html.escape(text)}</pre></details>")
+
+
+def sweep_name(path: str | Path) -> str:
+    """The name of the sweep an input comes from: sweep.json's `name` in its experiment dir (the dir itself, or the
+    dir a trials.csv lies in), else that dir's name (a running sweep's dir is named after it)."""
+    path = Path(path)
+    root = path.parent if path.suffix in (".csv", ".jsonl") else path
+    try:
+        config = sweep_config(root) or {}
+    except UsageError:  # a hand-edited sweep.json: the dir's name still says which sweep
+        config = {}
+    return str(config.get("name") or root.resolve().name or path)
+
+
+def page_title(paths: list[str]) -> str:
+    """The page's title: the sweeps' names (one per input, in order, each once)."""
+    return "makd report: " + ", ".join(dict.fromkeys(sweep_name(p) for p in paths))
 
 
 def render(report: Report, paths: list[str], title: str | None = None, lambda_png: bytes | None = None) -> str:
@@ -207,7 +227,7 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
     lam_figure = None if lambda_png else plot_lambda_curves(report.trials, stage=report.stage,
                                                            board=report.leaderboard, search=report.search_trials)
     lam_uri = _png_uri(lambda_png) if lambda_png else _png(lam_figure)
-    title = title or "makd report: " + ", ".join(Path(p).name for p in paths)
+    title = title or page_title(paths)
     verdicts = verdict_lines(board)
     sections = [
         f"<h1>{html.escape(title)}</h1>",
@@ -249,7 +269,7 @@ def write_html(report: Report, paths: list[str], out: str | Path, lambda_png: by
 
 def write_no_report_html(paths: list[str], out: str | Path, problem: str) -> Path:
     """The page for inputs that give no report (no finished trial yet, a bad path): what is wrong, no figure."""
-    title = "makd report: " + ", ".join(Path(p).name for p in paths)
+    title = page_title(paths)
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(title) +
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><h2>Answer</h2>"
             f"<p id='no-report'>No report yet: {html.escape(problem)}.</p><p class='note'>Written "

@@ -13,7 +13,7 @@ import pandas as pd
 from makd.losses import LOSSES
 from makd.tasks import METRIC_LABELS, TASKS
 
-CAUSAL_LM_METRIC = "agreement"  # the main metric of every causal-LM task (makd/lm_train.py), and of no other
+CAUSAL_LM_METRIC = "agreement"  # the main metric of every causal-LM task (makd/lm/train.py), and of no other
 
 
 def task_rank(task: str) -> tuple[float, str]:

@@ -132,10 +132,10 @@ MAJORITY_LABEL, TEACHER_LABEL = "majority class (constant prediction)", "teacher
 SEARCH_LABEL = "search stage: each method's mean at each λ (thin, dashed, in its colour)"
 
 
-def start_at_baseline(ax, cell: pd.DataFrame) -> None:
+def start_at_baseline(ax, panel: pd.DataFrame) -> None:
     """The panel's y axis from just below the majority-class baseline (lower only if something is drawn lower),
     so that the distance from "learned nothing" is what the eye reads first."""
-    majority = cell["majority_score"].dropna() if "majority_score" in cell else pd.Series(dtype=float)
+    majority = panel["majority_score"].dropna() if "majority_score" in panel else pd.Series(dtype=float)
     if majority.empty:
         return
     low, high = ax.get_ylim()
@@ -151,18 +151,18 @@ def teacher_kinds_differ(frame: pd.DataFrame) -> bool:
     return frame.dropna(subset=["teacher_score"])["teacher_fine_tuned"].map(known_true).nunique() > 1
 
 
-def draw_references(ax, cell: pd.DataFrame, handles: dict, horizontal: bool = True, *,
+def draw_references(ax, panel: pd.DataFrame, handles: dict, horizontal: bool = True, *,
                     name_kinds: bool | None = None) -> None:
     """The panel's references as lines (makd/references.py): the majority-class baseline (dotted) and the
     teacher's own score (dash-dot; when the figure has a fine-tuned and a not fine-tuned teacher, `name_kinds`,
     dash-dot and dash-dot-dot, each named in the legend), so a reader sees at once what "learned" means here. Trials
     recorded without references draw none."""
     line = ax.axhline if horizontal else ax.axvline
-    for value in cell["majority_score"].dropna().unique() if "majority_score" in cell else []:
+    for value in panel["majority_score"].dropna().unique() if "majority_score" in panel else []:
         handles[MAJORITY_LABEL] = line(100 * value, color="black", linestyle=":", linewidth=1.1, alpha=0.8)
-    teachers = cell.dropna(subset=["teacher_score"]) if "teacher_score" in cell else cell.iloc[:0]
+    teachers = panel.dropna(subset=["teacher_score"]) if "teacher_score" in panel else panel.iloc[:0]
     kinds = teachers["teacher_fine_tuned"].map(known_true) if "teacher_fine_tuned" in teachers else None
-    both = teacher_kinds_differ(cell) if name_kinds is None else name_kinds  # two teachers: each line says which
+    both = teacher_kinds_differ(panel) if name_kinds is None else name_kinds  # two teachers: each line says which
     for fine_tuned, group in teachers.groupby(kinds if kinds is not None else [False] * len(teachers)):
         label = TEACHER_LABEL + ((" (fine-tuned teacher)" if fine_tuned else " (teacher not fine-tuned)") if both
                                  else "")

@@ -138,6 +138,22 @@ def most_common(values: pd.Series):
     return values.mode().iloc[0] if len(values) else None
 
 
+ARCHITECTURE_COSTS = ("latency_ms", "inference_examples_per_s")  # a property of the student, not of a trial
+
+
+def architecture_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """The inference cost columns as one number per task × student (issue 44): a forward pass costs the same
+    whatever the weights, so every cell of a student shows its architecture's cost. Sweeps since then report the one
+    number the driver measured for all of a student's trials; in older trials, each measured its own on a loaded
+    machine, and the median over the student's trials stands for them all."""
+    df = df.copy()
+    for column in ARCHITECTURE_COSTS:
+        if column in df:
+            values = pd.to_numeric(df[column], errors="coerce")
+            df[column] = values.groupby([df["task"], df["student"]]).transform("median")
+    return df
+
+
 def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per task × student × loss, from finished trials (see the module docstring for the score).
 
@@ -157,7 +173,7 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     """
     if trials.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    df = setting_view(trials)
+    df = architecture_costs(setting_view(trials))
     board = best_settings(df, ["task", "student", "_loss"], extra=REFERENCE_COLUMNS).rename(columns={"_loss": "loss"})
     if board.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)

@@ -17,7 +17,6 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,20 +24,20 @@ import pandas as pd
 from makd.errors import UsageError
 from makd.fingerprints import FINGERPRINT_COLUMNS
 from tune.experiment_dir import (
+    FINISHED,
     TrialFolder,
+    Unpacked,
     ended_trials,
     newest_result_mtime,
     ray_states,
+    split_trial_id,
     stage_dirs,
     sweep_config,
     trial_folders,
+    trial_params,
+    unpack,
 )
-from tune.pack import Unpacked, split_trial_id, unpack
 from tune.storage import write_bytes
-from tune.trial import FINISHED, trial_params
-
-if TYPE_CHECKING:
-    from tune.sweep_config import SweepConfig
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
                  "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "majority_score",
@@ -165,24 +164,24 @@ def finish_row(row: dict, status: str, max_epochs: int | None) -> dict:
 # ----------------------------------------------------------------------------------------------------- sources
 
 
-def rows_from_result_grid(grid, task: str, cfg: SweepConfig) -> list[dict]:
-    """One row per trial of a finished (or interrupted) Tuner.fit(); unstarted trials are kept as NOT_STARTED."""
+def rows_from_result_grid(grid, task: str, config: dict) -> list[dict]:
+    """One row per trial of a finished (or interrupted) Tuner.fit(); unstarted trials are kept as NOT_STARTED.
+    config: the sweep's config as sweep.json keeps it (`SweepConfig.as_dict()`), read as the folders' source reads it."""
     rows = []
+    max_epochs = _max_epochs(config)
     for result in grid:
         history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
         if result.metrics and (not history or history[-1].get("epoch") != result.metrics.get("epoch")):
             history.append(result.metrics)
         error = None if result.error is None else str(result.error).strip().splitlines()[-1][:300]
         for trial in unpack(trial_params(result.config or {}), history, TrialFolder(Path(str(result.path))).trial_id):
-            row = trial_row(task, trial.params, trial.history, teacher=cfg.train.teacher,
-                            fine_tuned=cfg.teacher_fine_tuned, error=trial.error or error,
-                            devices=cfg.gpu if cfg.gpu > 0 else cfg.cpu, trial_id=trial.trial_id)
+            row = _row(task, trial.params, trial.history, config, trial.error or error, trial.trial_id)
             # fit() has returned: a trial Ray did not mark ERROR has ended (or never started)
             ray_status = member_ray_status(row, trial, "ERROR" if result.error is not None else "TERMINATED",
-                                           cfg.max_epochs)
+                                           max_epochs)
             if ray_status != "ERROR":
                 row["error"] = None
-            rows.append(finish_row(row, trial_status(row, ray_status, cfg.max_epochs, True, True), cfg.max_epochs))
+            rows.append(finish_row(row, trial_status(row, ray_status, max_epochs, True, True), max_epochs))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tune.experiment_dir import SWEPT  # the keys of every trial's config (re-exported: kinds list them)
 from tune.sweep_config import SearchConfig
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ __all__ = ["METRIC", "MODE", "SWEPT", "TIME_ATTR", "SearchConfig", "SearchKind"]
 METRIC = "score"  # every trial reports its task's headline GLUE metric under this key
 MODE = "max"  # every GLUE headline metric is higher-is-better
 TIME_ATTR = "epoch"  # a monotonic epoch that survives restores (Tune's training_iteration restarts at 1)
-SWEPT = ("student", "loss", "lam", "tau", "seed", "lr")  # the keys of every trial's config
 
 
 class SearchKind:

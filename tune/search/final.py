@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tune.experiment_dir import FINISHED
 from tune.report.order import temperature_free
 from tune.report.rank import MAX_TAU_ROWS, rank_settings
 from tune.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
 from tune.search.grid import PointsSearch
-from tune.trial import FINISHED
 
 if TYPE_CHECKING:
     from tune.sweep_config import SweepConfig

@@ -1,5 +1,5 @@
 """The causal-LM teacher's signal, computed once per (teacher weights, token sequences, k, dtype) and kept on disk:
-per token the top-k log-probabilities and ids, the exact tail mass and entropy (makd/sparse_teacher.py), so that
+per token the top-k log-probabilities and ids, the exact tail mass and entropy (makd/lm/sparse_teacher.py), so that
 students train from the cache and never load the teacher (the LLM analogue of makd/cache.py's logit cache).
 
 An entry is `<digest>.npz` (every sequence's tokens concatenated, with offsets) + `<digest>.json` (key, shapes,
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from makd.cache import ChecksummedEntries
-from makd.lm_data import response_positions, sequences_fingerprint
-from makd.sparse_teacher import VALUE_DTYPES, SparseTeacher, sparse_from_logits
+from makd.lm.data import response_positions, sequences_digest
+from makd.lm.sparse_teacher import VALUE_DTYPES, SparseTeacher, sparse_from_logits
 
 LM_CACHE_FORMAT = 1
 
@@ -33,10 +33,10 @@ LM_CACHE_FORMAT = 1
 class LmSignalKey:
     """Everything that determines the cached signal."""
 
-    teacher: str  # models.model_fingerprint(spec): the weights, not just the name
+    teacher: str  # models.model_digest(spec): the weights, not just the name
     k: int
     dtype: str
-    data: str  # sequences_fingerprint(): the exact token ids, in order
+    data: str  # sequences_digest(): the exact token ids, in order
 
     def digest(self) -> str:
         blob = json.dumps({"format": LM_CACHE_FORMAT, **asdict(self)}, sort_keys=True).encode()
@@ -115,13 +115,13 @@ def lm_teacher_topk(teacher: str, sequences: Sequence[Sequence[int]], *, k: int,
                     on_miss: Callable[[str], None] | None = None) -> tuple[list[SparseTeacher], LmCacheReport]:
     """The cached signal for these sequences, computed on a miss (the teacher is loaded only then; `on_miss` hears
     it first)."""
-    from makd.models import model_fingerprint
+    from makd.models import model_digest
 
     if dtype not in VALUE_DTYPES:
         from makd.errors import UsageError
 
         raise UsageError("topk_dtype", f"expected one of {', '.join(VALUE_DTYPES)}, got {dtype!r}")
-    key = LmSignalKey(teacher=model_fingerprint(teacher), k=k, dtype=dtype, data=sequences_fingerprint(sequences))
+    key = LmSignalKey(teacher=model_digest(teacher), k=k, dtype=dtype, data=sequences_digest(sequences))
     return _cached_or_computed(
         SparseTeacherCache(cache_dir), key, teacher, f"computing the teacher's top-{k} signal on {len(sequences)} "
         "sequences", lambda model: compute_topk(model, sequences, k=k, dtype=dtype, device=device),
@@ -138,7 +138,7 @@ def _cached_or_computed(cache, key, teacher: str, what: str, compute: Callable, 
     if on_miss is not None:
         on_miss(what)
     if load_teacher is None:
-        from makd.causal_lm import load_lm_teacher as load_teacher
+        from makd.lm.causal_lm import load_lm_teacher as load_teacher
     model, _ = load_teacher(teacher)
     model.to(device)
     value = compute(model)
@@ -164,8 +164,8 @@ class FullTeacher:
 class LmFullKey:
     """Everything that determines a full-logit entry."""
 
-    teacher: str  # models.model_fingerprint(spec)
-    data: str  # sequences_fingerprint() of the sequences, then of their response starts
+    teacher: str  # models.model_digest(spec)
+    data: str  # sequences_digest() of the sequences, then of their response starts
 
     def digest(self) -> str:
         blob = json.dumps({"format": LM_CACHE_FORMAT, "kind": "full-logits-at-responses", **asdict(self)},
@@ -217,10 +217,10 @@ def lm_teacher_full(teacher: str, sequences: Sequence[Sequence[int]], prompt_len
                     on_miss: Callable[[str], None] | None = None) -> tuple[FullTeacher, LmCacheReport]:
     """The teacher's full logits at the response positions of these sequences, from the cache or computed on a miss
     (the teacher is loaded only then; `on_miss` hears it first)."""
-    from makd.models import model_fingerprint
+    from makd.models import model_digest
 
-    data = sequences_fingerprint([*sequences, list(prompt_lengths)])
-    key = LmFullKey(teacher=model_fingerprint(teacher), data=data)
+    data = sequences_digest([*sequences, list(prompt_lengths)])
+    key = LmFullKey(teacher=model_digest(teacher), data=data)
     return _cached_or_computed(
         FullTeacherCache(cache_dir), key, teacher,
         f"computing the teacher's full logits at the response tokens of {len(sequences)} sequences",

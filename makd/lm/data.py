@@ -47,7 +47,7 @@ class LmSplit:
         return int((self.lengths - self.prompt_lengths).sum())
 
 
-def sequences_fingerprint(sequences: Sequence[Sequence[int]]) -> str:
+def sequences_digest(sequences: Sequence[Sequence[int]]) -> str:
     digest = hashlib.sha256()
     for ids in sequences:
         digest.update(np.asarray(ids, dtype=np.int64).tobytes())
@@ -74,8 +74,8 @@ def prompt_ids(tokenizer, text: str, template: str = "{text}") -> list[int]:
 class ResponseKey:
     """Everything that determines the teacher's responses."""
 
-    teacher: str  # models.model_fingerprint: the weights, not just the name
-    prompts: str  # sequences_fingerprint of the prompts' token ids
+    teacher: str  # models.model_digest: the weights, not just the name
+    prompts: str  # sequences_digest of the prompts' token ids
     max_new_tokens: int
     decoding: str = "greedy"
 
@@ -128,11 +128,11 @@ def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new
                       on_miss: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], str]:
     """The teacher's cached greedy responses to these prompts, generated on a miss; returns (responses, 'hit' or
     'miss'). The teacher is loaded only on a miss; `on_miss` hears what is computed then (minutes for an LLM)."""
-    from makd.models import model_fingerprint
+    from makd.models import model_digest
 
     if not 1 <= max_new_tokens <= 4096:
         raise UsageError("lm_max_new_tokens", f"must be between 1 and 4096, got {max_new_tokens}")
-    key = ResponseKey(model_fingerprint(teacher), sequences_fingerprint(prompts), max_new_tokens)
+    key = ResponseKey(model_digest(teacher), sequences_digest(prompts), max_new_tokens)
     cache = ResponseCache(cache_dir)
     cached = cache.load(key)
     if cached is not None:
@@ -140,7 +140,7 @@ def teacher_responses(teacher: str, prompts: Sequence[Sequence[int]], *, max_new
     if on_miss is not None:
         on_miss(f"generating the teacher's responses to {len(prompts)} prompts (at most {max_new_tokens} tokens each)")
     if load_teacher is None:
-        from makd.causal_lm import load_lm_teacher as load_teacher
+        from makd.lm.causal_lm import load_lm_teacher as load_teacher
     model, tokenizer = load_teacher(teacher)
     model.to(device)
     responses = generate_responses(model, prompts, max_new_tokens=max_new_tokens,

@@ -1,7 +1,7 @@
 """How good a causal-LM student is (issue 27): perplexity of the responses, top-1 agreement with the teacher on the
 same tokens, and one downstream probe, zero-shot sentiment by comparing the next-token logits of two label words.
 
-Positions follow makd/token_losses.py: logits at t are scored against labels[t] (the next token), where `mask`
+Positions follow makd/lm/token_losses.py: logits at t are scored against labels[t] (the next token), where `mask`
 says which positions are response tokens (prompt and padding count for nothing)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from makd.errors import UsageError
-from makd.sparse_teacher import SparseTeacher
+from makd.lm.sparse_teacher import SparseTeacher
 
 
 def perplexity(student_logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> float:

@@ -18,9 +18,9 @@ import numpy as np
 
 from makd.config import TrainOptions
 from makd.data import TextDataset
-from makd.lm_cache import FullTeacher
-from makd.lm_data import LmSplit, given_responses, lm_split, prompt_ids, response_positions, teacher_responses
-from makd.sparse_teacher import SparseTeacher
+from makd.lm.cache import FullTeacher
+from makd.lm.data import LmSplit, given_responses, lm_split, prompt_ids, response_positions, teacher_responses
+from makd.lm.sparse_teacher import SparseTeacher
 from makd.tasks import TaskSpec
 
 
@@ -51,8 +51,8 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
     `options.lm_topk_dtype`), each from the cache when it holds them. `full_teacher`: also the teacher's full logits
     at train's response positions (reverse KL, JSD). `tokenizer`: the teacher's, when the caller has it loaded.
     `progress`: a line on stderr before each thing computed on a miss."""
-    from makd.causal_lm import load_lm_teacher
-    from makd.lm_cache import lm_teacher_full, lm_teacher_topk
+    from makd.lm.cache import lm_teacher_full, lm_teacher_topk
+    from makd.lm.causal_lm import load_lm_teacher
     from makd.models import load_tokenizer
 
     loaded: dict = {}

@@ -12,7 +12,7 @@ and averaged over the response tokens only (`mask`: prompts and padding count fo
 - `taylor` (the paper's eq. 8 per token): KL(p̂_τ ‖ f_τ) + ⟨y − p̂_τ, −log f_τ⟩ = CE(y, f_τ) − H(p̂_τ). As for GLUE,
   the teacher only shifts the value by its entropy: the gradient is the tempered cross-entropy's, whatever the
   teacher, and at τ = 1 the loss trains exactly like `ce` (tests/test_token_losses.py proves both).
-With a `SparseTeacher` the KL terms run over its k + 1 buckets (makd/sparse_teacher.py); the Taylor term uses the
+With a `SparseTeacher` the KL terms run over its k + 1 buckets (makd/lm/sparse_teacher.py); the Taylor term uses the
 stored exact entropy, so its value and gradient are those of full logits. Training reverse KL from a top-k cache is
 refused (`token_distillation_loss`): measured on SmolLM2, its gradient is nearly orthogonal to the true one
 (results/bench-lm); `token_kd_term` still computes it, for that measurement.
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from makd.errors import UsageError
+from makd.lm.sparse_teacher import SparseTeacher, bucket_logprobs
 from makd.losses import JSD_BETA, jsd_from_logprobs, kl_from_logprobs
-from makd.sparse_teacher import SparseTeacher, bucket_logprobs
 
 TOKEN_LOSSES = ("ce", "forward_kl", "reverse_kl", "jsd", "taylor")
 TEACHER_FREE_GRADIENT = frozenset({"ce", "taylor"})  # their gradient never reads the teacher

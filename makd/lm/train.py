@@ -1,5 +1,5 @@
-"""The training loop of a causal-LM student (issue 27): the per-token losses of makd/token_losses.py on the response
-tokens, the teacher's top-k signal from the cache (makd/lm_pipeline.py), evaluation every epoch.
+"""The training loop of a causal-LM student (issue 27): the per-token losses of makd/lm/token_losses.py on the response
+tokens, the teacher's top-k signal from the cache (makd/lm/pipeline.py), evaluation every epoch.
 
 It returns makd.train's `TrainResult` and checkpoints as makd.train does (`restore_run`, `save_epoch`), so a sweep
 trial reports, resumes and exports an LM student as it does an encoder classifier. The loss names are the sweep's:
@@ -19,37 +19,26 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from makd import fingerprints, gpu
 from makd.batching import length_grouped_batches, sorted_batches
+from makd.checkpoints import CHECKPOINT_NAME, restore_run
 from makd.config import TrainConfig
+from makd.epoch import HOLDOUT, EpochCallback, TrainResult, build_epoch_result, divergence
 from makd.errors import UsageError
-from makd.lm_data import LmSplit, response_positions
-from makd.lm_pipeline import LmTaskData
-from makd.sparse_teacher import SparseTeacher
+from makd.lm.data import LmSplit, response_positions
+from makd.lm.pipeline import LmTaskData
+from makd.lm.sparse_teacher import SparseTeacher
+from makd.lm.token_losses import token_distillation_loss
+from makd.runtime import pick_device, seed_everything
 from makd.tasks import get_task
-from makd.token_losses import token_distillation_loss
-from makd.train import (
-    CHECKPOINT_NAME,
-    HOLDOUT,
-    EpochCallback,
-    EpochResult,
-    TrainingDiverged,
-    TrainResult,
-    divergence,
-    finish_epoch,
-    make_optimizer,
-    pick_device,
-    restore_run,
-    seed_everything,
-)
+from makd.train import TrainingDiverged, finish_epoch, make_optimizer
 
-# sweep loss name -> makd.token_losses kind
+# sweep loss name -> makd.lm.token_losses kind
 TOKEN_LOSS = {"ce": "ce", "vanilla": "forward_kl", "reverse_kl": "reverse_kl", "jsd": "jsd", "taylor": "taylor"}
 FULL_TEACHER_LOSSES = frozenset({"reverse_kl", "jsd"})  # trained from full logits, not the top-k cache
 
 
 def check_lm_loss(loss: str) -> None:
-    """The losses a causal-LM trial trains (makd/token_losses.py); mse and ortho compare logits class by class."""
+    """The losses a causal-LM trial trains (makd/lm/token_losses.py); mse and ortho compare logits class by class."""
     if loss not in TOKEN_LOSS:
         raise UsageError("losses", f"a causal-LM task trains {', '.join(TOKEN_LOSS)} (got {loss!r})")
 
@@ -138,9 +127,9 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
              probe: bool = True) -> TrainResult:
     """Train one causal-LM student on the task's response tokens; returns the per-epoch history. The selection
     score is the agreement on the hold-out when there is one, else on dev; `probe`: the zero-shot sentiment probe on
-    dev's texts every epoch (makd/lm_metrics.py), for a task whose texts have sentiment labels (sst2lm)."""
-    from makd.causal_lm import build_lm_student
-    from makd.lm_metrics import zero_shot_sentiment
+    dev's texts every epoch (makd/lm/metrics.py), for a task whose texts have sentiment labels (sst2lm)."""
+    from makd.lm.causal_lm import build_lm_student
+    from makd.lm.metrics import zero_shot_sentiment
     from makd.models import count_parameters
 
     cfg.validate()
@@ -196,14 +185,11 @@ def train_lm(cfg: TrainConfig, data: LmTaskData, *, checkpoint_dir: str | Path |
         if HOLDOUT in data.eval_sets:
             held = evaluate_lm(model, data.eval_sets[HOLDOUT], data.teacher_top1[HOLDOUT],
                                batch_size=cfg.eval_batch_size, device=dev)[0]
-            metrics.update({f"{HOLDOUT}_{name}": value for name, value in held.items()})
-        epoch_result = EpochResult(
-            epoch=epoch + 1, metrics=metrics, score=held["agreement"] if held else metrics["agreement"],
-            dev_score=metrics.get("agreement"), train_loss=train_loss, train_examples_per_s=seen / max(train_seconds, 1e-9),
-            train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start,
-            peak_gpu_mb=gpu.peak_memory_mb(dev), student_parameters=result.student_parameters,
-            weights_fingerprint=fingerprints.weights_fingerprint(model.state_dict()),
-            predictions_fingerprint=fingerprints.predictions_fingerprint(predictions))
+        epoch_result = build_epoch_result(
+            epoch=epoch + 1, metric="agreement", dev=metrics, held=held, train_loss=train_loss, examples=seen,
+            train_seconds=train_seconds, eval_seconds=time.perf_counter() - eval_start, device=dev,
+            student_parameters=result.student_parameters, weights=model.state_dict(), predictions=predictions,
+            classes=False, cost=None)  # a token is no class; an LM's inference cost is generation's, not measured
         finish_epoch(epoch_result, result, ckpt_path, cfg, model, optimizer, scheduler, scaler, on_epoch_end)
     return result
 

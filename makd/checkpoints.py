@@ -1,0 +1,107 @@
+"""A run's checkpoints (makd/train.py, makd/lm/train.py): the epoch's state (weights, optimizer, schedule, RNG,
+history) written atomically, read back only into the same run, and the best epoch's weights beside it (what
+`makd export` ships). A full disk or a kill mid-write leaves the previous checkpoint whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from makd.config import TrainConfig
+from makd.epoch import TrainResult, restored_history
+from makd.errors import UsageError
+from makd.runtime import rng_state, set_rng_state
+
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
+CHECKPOINT_FORMAT = 1
+DISK_FULL_ENV = "MAKD_FAULT_DISK_FULL_ONCE"  # tests only: see _injected_disk_full
+
+
+def _injected_disk_full(tmp: str, epoch: int | None) -> None:
+    """Tests of a full disk: with $MAKD_FAULT_DISK_FULL_ONCE = "MARKER:EPOCH", the first checkpoint write of EPOCH
+    (in any process, while MARKER does not exist) stops half-written with ENOSPC, as a full disk would."""
+    spec = os.environ.get(DISK_FULL_ENV)
+    if not spec:
+        return
+    marker, _, at = spec.rpartition(":")
+    if epoch != int(at) or os.path.exists(marker):
+        return
+    Path(marker).touch()
+    with open(tmp, "r+b") as f:
+        f.truncate(os.path.getsize(tmp) // 2)
+    raise OSError(errno.ENOSPC, "No space left on device (injected by $" + DISK_FULL_ENV + ")", tmp)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a run killed mid-write, or out of disk, leaves the previous checkpoint intact and no temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        _injected_disk_full(tmp, state.get("epoch"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(str(path), f"unsupported checkpoint format {state.get('format')}")
+    saved = state["config"]
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    # a field added to TrainConfig since the checkpoint was written, at its default, is the same run
+    differing = sorted(k for k, v in dataclasses.asdict(cfg).items()
+                       if saved.get(k, defaults.get(k)) != v)
+    if differing:
+        raise UsageError(str(path), "holds a checkpoint of a different run (differs in: "
+                         f"{', '.join(differing)}); use another output dir or delete it")
+    return state
+
+
+def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> int:
+    """Resume from the checkpoint at `source` when there is one (weights, optimizer, RNG, history into `result`);
+    returns the number of epochs already trained."""
+    if source is None or not source.exists():
+        return 0
+    state = load_checkpoint(source, cfg)
+    model.load_state_dict(state["model"])
+    if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    result.resumed_from_epoch = state["epoch"]
+    result.history = restored_history(state["history"])
+    return result.resumed_from_epoch
+
+
+def save_epoch(ckpt_path: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> float:
+    """The checkpoint of the epoch just ended (result.history[-1]), and the best model when it improved (first
+    best: what `makd export` ships, not the last epoch); returns the seconds it took."""
+    start = time.perf_counter()
+    last = result.history[-1]
+    state = {"format": CHECKPOINT_FORMAT, "epoch": last.epoch, "config": dataclasses.asdict(cfg),
+             "model": model.state_dict(), "rng": rng_state(), "history": [dataclasses.asdict(h) for h in result.history]}
+    if last.epoch < cfg.epochs:
+        # Only an unfinished run resumes, so only its checkpoint carries the optimizer (AdamW's two moments: twice
+        # the model's size, which every trial would write and Ray copy once more).
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
+    save_checkpoint(ckpt_path, state)
+    earlier = [h.score for h in result.history[:-1]]
+    if not earlier or last.score > max(earlier):
+        save_checkpoint(ckpt_path.with_name(BEST_NAME), {
+            "format": CHECKPOINT_FORMAT, "epoch": last.epoch, "score": last.score, "metrics": last.metrics,
+            "config": state["config"], "model": state["model"]})
+    return time.perf_counter() - start
