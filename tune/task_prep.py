@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
 from makd.cache import CacheReport
 from makd.epoch import HOLDOUT
 from makd.errors import UsageError
@@ -151,16 +149,18 @@ def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
 
 
 def measure_students(cfg: SweepConfig, task_name: str, encoded: dict, cache_dir: str,
-                     device: str = "cpu") -> dict[str, InferenceCost]:
+                     device: str | None = None) -> dict[str, InferenceCost]:
     """Each student's inference cost on the task's dev split (makd.inference_cost: its fixed protocol, at the
     trials' precision and padding), from the cache or measured now, one student after another before any trial runs:
-    every trial of a student then reports the same number. Run where the trials run (a GPU node's GPU, or here)."""
+    every trial of a student then reports the same number. Run where the trials run (a GPU node's GPU, or here);
+    device None: the GPU when torch sees one, else the CPU (a Ray task given a GPU that torch cannot see, as in tests
+    that fake GPU resources, measures on the CPU, as the teacher does)."""
     from makd.inference_cost import cached_inference_cost
     from makd.models import build_student, student_tokenizer_spec
-    from makd.runtime import autocast_dtype
+    from makd.runtime import autocast_dtype, pick_device
     from makd.train import pad_multiple
 
-    dev = torch.device(device)
+    dev = pick_device(device)
     costs = {}
     for student in cfg.students:
         trial = representative_trial(cfg, task_name, student)
@@ -185,5 +185,5 @@ def inference_costs(cfg: SweepConfig, task_name: str, encoded: dict, cache_dir: 
         import ray
 
         measure = ray.remote(num_gpus=1, num_cpus=1)(measure_students)
-        return ray.get(measure.remote(cfg, task_name, encoded, cache_dir, "cuda"))
+        return ray.get(measure.remote(cfg, task_name, encoded, cache_dir))
     return measure_students(cfg, task_name, encoded, cache_dir, device)
