@@ -20,7 +20,7 @@ import yaml
 
 from tests.browser import open_in_chromium
 from tests.docs import commands_after
-from tests.test_sweep import write_config
+from tests.test_sweep import events, write_config
 from tune.config import load_config, parse_config
 from tune.report.pareto import pareto_mask
 
@@ -167,12 +167,28 @@ def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path)
     process leaves Ray unable to start the next in-process sweep's actors). Checked: during the sweep (before
     sweep.json exists) report.html is rewritten on the report's own thread (never on Tune's loop, which would hold
     back the next trial, nor at the end of a Tune run), its facts say the sweep is running, and the page the sweep
-    leaves holds all three trials."""
-    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=2)
-    done = subprocess.run([sys.executable, "-c", SPY, str(config), str(tmp_path / "cache")], capture_output=True,
-                          text=True, timeout=600, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    leaves holds all three trials. Trials wait after epoch 1 for the test's release, one at a time, and the second
+    and third go only once the live page shows a finished trial: the sweep cannot end before the report thread
+    writes, however fast the machine (a fast one finished all three inside one retry's wait)."""
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2], epochs=2, max_concurrent_trials=1)
+    release, page = tmp_path / "release.once", tmp_path / "runs" / "exp" / "report.html"
+    proc = subprocess.Popen([sys.executable, "-c", SPY, str(config), str(tmp_path / "cache")], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "MAKD_FAULT_HOLD": f"{release}:1"})
+    released, deadline = 0, time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        holding = sum(e["event"] == "epoch" and e["epoch"] == 1 for e in events(tmp_path / "runs" / "exp"))
+        shown = page.is_file() and re.search(r"\(([1-9]\d*) finished trials", page.read_text()) is not None
+        if holding > released and not release.exists() and (released == 0 or shown):
+            release.touch()  # the first trial at once; the later ones once the live page shows a finished trial
+            released += 1
+        time.sleep(0.2)
+    if proc.poll() is None:  # held past the deadline: end it, and say so below
+        proc.kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and released == 3, (released, err[-2000:])
+    seen = json.loads(out.strip().splitlines()[-1])
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     during = [s for s in seen if s["thread"] == "makd-live-report"]
     wrote = [s for s in during if s["wrote"]]
     assert wrote and all(s["running"] and not s["sweep_json"] for s in wrote), (seen, done.stderr[-2000:])
