@@ -135,14 +135,9 @@ def machine() -> dict[str, str]:
     import torch
     import transformers
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from makd.inference_cost import cpu_model
+
+    cpu = cpu_model() or platform.processor() or "unknown"
     return {"cpu": cpu, "cores": str(os.cpu_count()), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
             else "none", "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "ray": ray.__version__}

@@ -48,18 +48,22 @@ class InferenceCost:
     runs: int = TIMED_RUNS
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where there is none to read: callers choose their fallback)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def hardware_name(device: torch.device) -> str:
     """The device's name as a table can print it: the GPU's, or the CPU model's with the threads used."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model() or platform.processor() or platform.machine()
     return f"{model}, {CPU_THREADS} thread{'s' if CPU_THREADS > 1 else ''}"
 
 
