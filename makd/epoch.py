@@ -54,7 +54,8 @@ class TrainResult:
     error: str | None = None  # a fused pack's member that diverged: why it stopped (its history ends before)
 
     @property
-    def final(self) -> EpochResult:
+    def last(self) -> EpochResult:
+        """The last epoch run (the run's *last epoch*; the *final* stage is another thing)."""
         return self.history[-1]
 
     @property

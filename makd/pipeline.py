@@ -176,11 +176,11 @@ def summarise(cfg: TrainConfig, result: TrainResult, cache_report: CacheReport, 
     `metrics`: the last epoch on dev (metrics also hold the hold-out's, `holdout_*`); `best_epoch` is chosen on the
     `selection` split, where it scored `best_score`; `dev_score` is dev at that epoch: the number to report, and
     `best_metrics` every metric at that epoch (dev's and the hold-out's, as a sweep's best_glue_* columns)."""
-    final, best = result.final, result.best
+    last, best = result.last, result.best
     train_seconds = sum(h.train_seconds for h in result.history[result.resumed_from_epoch:])
     trained = train_examples * (len(result.history) - result.resumed_from_epoch)
     return {
-        "task": result.task, "metric": result.metric, "score": _dev(final), "metrics": final.metrics,
+        "task": result.task, "metric": result.metric, "score": _dev(last), "metrics": last.metrics,
         "selection": "train_holdout" if cfg.holdout_fraction > 0 else "dev",
         "best_score": best.score, "best_epoch": best.epoch, "dev_score": _dev(best), "best_metrics": best.metrics,
         "epochs": len(result.history), "resumed_from_epoch": result.resumed_from_epoch,
@@ -191,7 +191,7 @@ def summarise(cfg: TrainConfig, result: TrainResult, cache_report: CacheReport, 
         "peak_gpu_mb": max((h.peak_gpu_mb for h in result.history if h.peak_gpu_mb is not None), default=None),
         "student": cfg.student, "student_parameters": result.student_parameters,
         # makd.inference_cost, measured on this run's device (None: --inference-batch-size 0, or nothing trained)
-        "latency_ms": final.latency_ms, "inference_examples_per_s": final.inference_examples_per_s,
+        "latency_ms": last.latency_ms, "inference_examples_per_s": last.inference_examples_per_s,
         "inference_batch_size": cfg.inference_batch_size or None,
         "teacher": cfg.teacher if cfg.needs_teacher else None,
         "loss": cfg.loss, "lam": cfg.lam, "tau": cfg.tau, "seed": cfg.seed, "lr": cfg.lr,

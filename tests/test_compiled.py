@@ -38,18 +38,18 @@ if pack:
     members = [cfg("default", loss="ce", lam=1.0), cfg("default", loss="taylor", lam=0.5),
                cfg("default", loss="vanilla", lam=0.5, tau=2.0)]
     results = train_fused(members, ds, {"": dev}, teacher, device="cpu")
-    out["fingerprints"] = [r.final.weights_fingerprint for r in results]
-    out["scores"] = [r.final.score for r in results]
+    out["fingerprints"] = [r.last.weights_fingerprint for r in results]
+    out["scores"] = [r.last.score for r in results]
 elif way == "again":  # the node's next trial process: one compiled run, from the cache
-    out["fingerprints"] = [train(cfg("default", loss="ce", lam=1.0), ds, {"": dev}, None, progress=False).final
+    out["fingerprints"] = [train(cfg("default", loss="ce", lam=1.0), ds, {"": dev}, None, progress=False).last
                            .weights_fingerprint]
 else:
     ce = train(cfg("default", loss="ce", lam=1.0), ds, {"": dev}, None, progress=False)
     taylor = train(cfg("default", loss="taylor", lam=0.5), ds, {"": dev}, teacher, progress=False)
     eager = train(cfg(None, loss="ce", lam=1.0), ds, {"": dev}, None, progress=False)
-    out["fingerprints"] = [ce.final.weights_fingerprint, taylor.final.weights_fingerprint]
-    out["scores"] = [ce.final.score, eager.final.score]
-    out["eager_fingerprint"] = eager.final.weights_fingerprint
+    out["fingerprints"] = [ce.last.weights_fingerprint, taylor.last.weights_fingerprint]
+    out["scores"] = [ce.last.score, eager.last.score]
+    out["eager_fingerprint"] = eager.last.weights_fingerprint
 out["hits"], out["misses"] = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
 print(json.dumps(out))
 """

@@ -36,7 +36,7 @@ def test_every_member_of_a_fused_pack_trains_as_it_would_alone(tiny_bert_dir, mo
 
     monkeypatch.setattr(fused.StackedStudents, "state_dict", keep)
     packed = fused.train_fused(cfgs, ds, splits, logits)
-    assert alone[0].final.metrics["accuracy"] >= 0.75  # the members learn: equality is not that of constants
+    assert alone[0].last.metrics["accuracy"] >= 0.75  # the members learn: equality is not that of constants
     for solo, member in zip(alone, packed, strict=True):
         assert [h.predictions_fingerprint for h in member.history] == [h.predictions_fingerprint for h in solo.history]
         assert [h.score for h in member.history] == [h.score for h in solo.history]
@@ -49,7 +49,7 @@ def test_every_member_of_a_fused_pack_trains_as_it_would_alone(tiny_bert_dir, mo
     assert max((solo_weights[k] - weights[2][k]).abs().max().item() for k in solo_weights) < 1e-4
     # the paired guarantee inside a pack: one initialisation, batch order and dropout mask for every member
     assert [h.weights_fingerprint for h in packed[1].history] == [h.weights_fingerprint for h in packed[0].history]
-    assert packed[2].final.weights_fingerprint != packed[0].final.weights_fingerprint
+    assert packed[2].last.weights_fingerprint != packed[0].last.weights_fingerprint
 
 
 def _final_weights(student, ds, splits, logits, member) -> dict[str, torch.Tensor]:

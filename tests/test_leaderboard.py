@@ -39,7 +39,7 @@ def trial(task="rte", student="2x128", loss="ce", lam=1.0, tau=1.0, seed=0, scor
     """One trials.csv row as tune.report.trials writes it; device-hours = wall / 3600 (one CPU per trial)."""
     return {"task": task, "teacher": None if loss == "ce" else "zoo:minilm-l6", "student": student,
             "student_parameters_m": PARAMS[student], "loss": loss, "lam": lam, "tau": tau, "seed": seed, "lr": 5e-5,
-            "metric": metric, "best_score": score, "final_score": score - 0.01 if final is None else final,
+            "metric": metric, "best_score": score, "last_epoch_score": score - 0.01 if final is None else final,
             "best_epoch": epochs, "epochs_run": epochs, "max_epochs": 3, "stopped_early": status == "STOPPED",
             "status": status, "wall_seconds": wall, "device": "cpu", "device_hours": wall / 3600, "node": "vm",
             "node_id": "n1", "resumed": False, "teacher_loads_in_trial": 0, "trial_id": f"abcde_{next(_IDS):05d}",
@@ -93,7 +93,7 @@ def known_rows() -> list[dict]:
         trial(loss="taylor", lam=0.5, seed=0, score=0.60), trial(loss="taylor", lam=0.5, seed=1, score=0.62),
         trial(loss="taylor", lam=0.5, seed=2, score=0.99, status="ERROR"),
         trial(student="1x64", loss="ce", score=0.50), trial(student="1x64", loss="taylor", lam=0.0, score=0.52),
-        {**trial(loss="mse", lam=0.0), "best_score": None, "final_score": None, "status": "NOT_STARTED"},
+        {**trial(loss="mse", lam=0.0), "best_score": None, "last_epoch_score": None, "status": "NOT_STARTED"},
     ]
 
 
@@ -175,7 +175,7 @@ def test_running_experiment_is_read_from_trial_folders(tmp_path):
     trials = result.trials.set_index("trial_id")
     assert sorted(trials.index) == ["aaaaa_00000", "aaaaa_00001"]
     ce = trials.loc["aaaaa_00000"]
-    assert (ce["loss"], ce["best_score"], ce["final_score"], ce["best_epoch"], ce["epochs_run"]) == (
+    assert (ce["loss"], ce["best_score"], ce["last_epoch_score"], ce["best_epoch"], ce["epochs_run"]) == (
         "ce", 0.7, 0.6, 2, 3)
     assert (ce["status"], ce["wall_seconds"], ce["node"], ce["metric"]) == ("TERMINATED", 30.0, "node-a", "accuracy")
     assert ce["best_glue_accuracy"] == 0.7 and ce["glue_accuracy"] == 0.6  # best epoch vs final epoch
@@ -401,7 +401,7 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
     # without sweep.json (a running sweep) the teacher comes from the trials' own reports
     taught = from_folders.trials[from_folders.trials["loss"] != "ce"]
     assert (taught["teacher"] == str(tiny_bert_dir)).all() and not taught["teacher_fine_tuned"].any()
-    cols = ["task", "student", "loss", "lam", "tau", "seed", "lr", "metric", "best_score", "final_score", "best_epoch",
+    cols = ["task", "student", "loss", "lam", "tau", "seed", "lr", "metric", "best_score", "last_epoch_score", "best_epoch",
             "epochs_run", "status", "wall_seconds", "node", "node_id", "trial_id", "glue_accuracy", "majority_score",
             "teacher_score"]
     a = finished.trials[cols].sort_values("trial_id").reset_index(drop=True)
@@ -435,11 +435,11 @@ def test_the_same_run_in_two_sweeps_counts_once(tmp_path):
     base.update(task="rte", student="s", student_parameters_m=1.0, metric="accuracy", lr=1e-4, max_epochs=3,
                 epochs_run=3, best_epoch=3, status="TERMINATED", stopped_early=False, wall_seconds=10.0,
                 device_hours=0.003)
-    rows_a = [dict(base, trial_id="a0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, final_score=0.6),
-              dict(base, trial_id="a1", loss="vanilla", lam=0.0, tau=1.0, seed=0, best_score=0.5, final_score=0.5,
+    rows_a = [dict(base, trial_id="a0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, last_epoch_score=0.6),
+              dict(base, trial_id="a1", loss="vanilla", lam=0.0, tau=1.0, seed=0, best_score=0.5, last_epoch_score=0.5,
                    teacher="t")]
-    rows_b = [dict(base, trial_id="b0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, final_score=0.6),
-              dict(base, trial_id="b1", loss="vanilla", lam=0.0, tau=2.0, seed=0, best_score=0.55, final_score=0.55,
+    rows_b = [dict(base, trial_id="b0", loss="ce", lam=1.0, tau=1.0, seed=0, best_score=0.6, last_epoch_score=0.6),
+              dict(base, trial_id="b1", loss="vanilla", lam=0.0, tau=2.0, seed=0, best_score=0.55, last_epoch_score=0.55,
                    teacher="t")]
     pd.DataFrame(rows_a).to_csv(tmp_path / "a.csv", index=False)
     pd.DataFrame(rows_b).to_csv(tmp_path / "b.csv", index=False)
@@ -459,7 +459,7 @@ def test_taylor_is_identical_to_the_ce_copy_of_its_own_sweep_when_another_machin
 
     def sweep(name: str, fine_tuned: bool, ce_weights: str, taylor_weights: str, last_bits: float = 0.0) -> Path:
         rows = [dict(base, trial_id=f"{name}{seed}{loss}", loss=loss, lam=lam, tau=1.0, seed=seed, best_score=0.6,
-                     final_score=0.6, dev_score=0.6 + seed / 100 + last_bits, teacher=None if loss == "ce" else name,
+                     last_epoch_score=0.6, dev_score=0.6 + seed / 100 + last_bits, teacher=None if loss == "ce" else name,
                      teacher_fine_tuned=fine_tuned and loss != "ce", weights_fingerprint=f"{weights}{seed}")
                 for seed in (0, 1) for loss, lam, weights in (("ce", 1.0, ce_weights), ("taylor", 0.0, taylor_weights))]
         pd.DataFrame(rows).to_csv(tmp_path / f"{name}.csv", index=False)
@@ -607,3 +607,14 @@ def test_the_sweeps_own_rows_make_its_report_without_reading_the_dir_back(tmp_pa
     pd.testing.assert_frame_equal(own.leaderboard, read.leaderboard)
     with pytest.raises(ValueError):
         build_module.build([empty, empty], rows=trials_frame(rows))
+
+
+def test_an_older_trials_csv_reads_its_final_score_as_the_last_epoch_score():
+    """"final" names the final stage only (ARCHITECTURE.md's glossary): older trials CSVs, kept in results/ as they
+    were written, call the last epoch's selection score `final_score`; they read as `last_epoch_score`."""
+    path = Path(__file__).resolve().parents[1] / "results" / "glue-cpu" / "trials-2x128.csv"
+    written = pd.read_csv(path)
+    assert "final_score" in written and "last_epoch_score" not in written
+    frame = trials_module.read_trials_csv(path)
+    assert "final_score" not in frame
+    assert frame["last_epoch_score"].tolist() == pytest.approx(written["final_score"].tolist(), nan_ok=True)

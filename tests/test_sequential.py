@@ -116,7 +116,7 @@ def test_the_leaderboard_says_decided_and_corrects_intervals_for_the_looks():
 
     rows = pd.DataFrame(_final_rows({"ce": [0.70, 0.72, 0.71], "vanilla": [0.73, 0.73, 0.76],
                                      "taylor": [0.70, 0.72, 0.71]}))
-    rows = rows.assign(task="rte", stage="final", metric="accuracy", best_score=rows["dev_score"], final_score=rows["dev_score"],
+    rows = rows.assign(task="rte", stage="final", metric="accuracy", best_score=rows["dev_score"], last_epoch_score=rows["dev_score"],
                        weights_fingerprint=[f"w{i % 3}" for i in range(len(rows))], predictions_fingerprint="p")
     rows.loc[rows["loss"] == "vanilla", "weights_fingerprint"] = "v"
     fixed = leaderboard_table(trials_frame(rows)).set_index("loss")

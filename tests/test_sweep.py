@@ -131,8 +131,8 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(modul
     piece_frame = pd.read_csv(Path(run_sweep(piece, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache")).root)
                               / "trials.csv")
     key = ["loss", "lam", "tau", "seed"]
-    pd.testing.assert_series_equal(frame[frame["task"] == "mrpc"].set_index(key).sort_index()["final_score"],
-                                   piece_frame.set_index(key).sort_index()["final_score"])
+    pd.testing.assert_series_equal(frame[frame["task"] == "mrpc"].set_index(key).sort_index()["last_epoch_score"],
+                                   piece_frame.set_index(key).sort_index()["last_epoch_score"])
     # a second sweep over the same tasks hits the cache: the teacher is not loaded at all
     again = load_config(write_config(tmp_path, tiny_bert_dir, name="exp2", tasks=["rte", "mrpc"], lams=[0.0],
                                      losses=["vanilla"], epochs=1, max_concurrent_trials=1))

@@ -42,9 +42,9 @@ def test_training_learns_a_separable_toy_task(tiny_bert_dir):
     ds, dev = sentiment(96), sentiment(48, "validation", seed=1)
     result = train(config(tiny_bert_dir, loss="ce", lam=1.0, epochs=6), ds, {"": dev}, None, progress=False)
     assert [h.epoch for h in result.history] == [1, 2, 3, 4, 5, 6]
-    assert result.final.metrics["accuracy"] >= 0.9
+    assert result.last.metrics["accuracy"] >= 0.9
     assert result.history[-1].train_loss < result.history[0].train_loss
-    assert result.final.train_examples_per_s > 0
+    assert result.last.train_examples_per_s > 0
 
 
 def test_callback_gets_every_epoch_after_its_checkpoint(tiny_bert_dir, tmp_path):
@@ -82,8 +82,8 @@ def test_killed_run_resumes_at_its_epoch_and_matches_an_uninterrupted_run(tiny_b
     assert [h.epoch for h in resumed.history] == [1, 2, 3]
 
     straight = train(cfg, ds, {"": dev}, logits, progress=False)
-    assert resumed.final.score == straight.final.score
-    assert resumed.final.train_loss == pytest.approx(straight.final.train_loss, rel=1e-5)
+    assert resumed.last.score == straight.last.score
+    assert resumed.last.train_loss == pytest.approx(straight.last.train_loss, rel=1e-5)
     # the fingerprints of every epoch survive the checkpoint and the resumed epoch trains the same weights
     assert [h.weights_fingerprint for h in resumed.history] == [h.weights_fingerprint for h in straight.history]
     assert [h.predictions_fingerprint for h in resumed.history] == [h.predictions_fingerprint for h in straight.history]
@@ -167,7 +167,7 @@ def test_the_weights_fingerprint_is_the_same_in_another_process(tiny_bert_dir, t
             "print(weights_fingerprint(torch.load(sys.argv[1], weights_only=False)['model']))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / CHECKPOINT_NAME)], capture_output=True,
                          text=True, check=True).stdout.strip()
-    assert out == result.final.weights_fingerprint
+    assert out == result.last.weights_fingerprint
 
 
 def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
@@ -175,9 +175,9 @@ def test_stsb_reports_pearson_and_spearman_on_the_score_scale(tiny_bert_dir):
     cfg = config(tiny_bert_dir, task="stsb", loss="taylor", epochs=6)
     logits = np.random.default_rng(0).normal(size=(len(ds), 2)).astype(np.float32)
     result = train(cfg, ds, {"": dev}, logits, progress=False)
-    assert set(result.final.metrics) == {"pearson", "spearman"}
+    assert set(result.last.metrics) == {"pearson", "spearman"}
     assert result.metric == "pearson"
-    assert result.final.metrics["pearson"] > 0.5
+    assert result.last.metrics["pearson"] > 0.5
 
 
 @pytest.mark.parametrize("field, kw", [("loss", dict(loss="kl")), ("lam", dict(lam=2.0)), ("tau", dict(tau=0)),
@@ -224,7 +224,7 @@ def test_micro_batched_training_runs_end_to_end(tiny_bert_dir):
     ds, dev = sentiment(32), sentiment(16, "validation", seed=1)
     result = train(config(tiny_bert_dir, epochs=1, micro_batch_size=3), ds, {"": dev}, teacher_for(ds, 0),
                    progress=False)
-    assert np.isfinite(result.final.train_loss) and result.final.epoch == 1
+    assert np.isfinite(result.last.train_loss) and result.last.epoch == 1
 
 
 def test_only_an_unfinished_run_checkpoints_the_optimizer(tiny_bert_dir, tmp_path):
@@ -243,7 +243,7 @@ def test_only_an_unfinished_run_checkpoints_the_optimizer(tiny_bert_dir, tmp_pat
     assert not {"optimizer", "scheduler", "scaler"} & set(states[2][0])
     assert states[2][1] < 0.6 * states[1][1]
     again = train(cfg, ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path, progress=False)
-    assert again.resumed_from_epoch == 2 and again.final.score == first.final.score
+    assert again.resumed_from_epoch == 2 and again.last.score == first.last.score
 
 
 def test_adamw_is_fused_on_cpu(tiny_bert_dir):

@@ -160,7 +160,7 @@ def run(student_dir, ds, logits, **kw):
     cfg = TrainConfig(task="sst2", student=str(student_dir), teacher="unused", epochs=2, batch_size=8, lr=2e-3,
                       max_length=32, seed=0, transfer_labeled=16, **kw)
     dev = sentiment(16, "validation", seed=1)
-    return train(cfg, ds, {"": dev}, logits, progress=False).final.weights_fingerprint
+    return train(cfg, ds, {"": dev}, logits, progress=False).last.weights_fingerprint
 
 
 def test_the_student_never_reads_a_transfer_rows_label_and_ce_never_sees_a_transfer_row(tiny_bert_dir):

@@ -97,7 +97,7 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
     for key, group in df.groupby(keys, dropna=False, sort=False):
         stats = group.groupby(_SETTING, dropna=False).agg(
             selection_mean=("best_score", "mean"), dev_score_mean=("dev_score", "mean"), dev_score_std=("dev_score", "std"),
-            n_seeds=("dev_score", "count"), last_epoch_score_mean=("final_score", "mean"),
+            n_seeds=("dev_score", "count"), last_epoch_score_mean=("last_epoch_score", "mean"),
             **{c: (c, "mean") for c in extra}).reset_index()
         stats = stats[stats["selection_mean"].notna()]
         if stats.empty:

@@ -40,15 +40,17 @@ from tune.experiment_dir import (
 from tune.storage import write_bytes
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
-                 "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "final_score", "majority_score",
+                 "tau", "seed", "lr", "metric", "selection", "best_score", "dev_score", "last_epoch_score", "majority_score",
                  "teacher_score", "labeled_examples", "transfer_examples", "teacher_transfer_score", "best_epoch",
                  "weights_fingerprint", "predictions_fingerprint", "predicted_classes", "epochs_run", "max_epochs",
                  "stopped_early", "status", "wall_seconds", "device", "device_hours", "peak_rss_mb", "peak_gpu_mb",
                  "latency_ms", "inference_examples_per_s", "node", "node_id", "resumed", "teacher_loads_in_trial", "trial_id", "pack_id", "pack_size", "looks",
                  "tolerance", "error"]
+# older trials CSVs (results/ keeps them as they were written) -> today's name: "final" is the final stage only
+LEGACY_COLUMNS = {"final_score": "last_epoch_score"}
 TRANSFER_COLUMNS = ("labeled_examples", "transfer_examples", "teacher_transfer_score")
 REQUIRED_COLUMNS = ("task", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "status")
-_NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "final_score",
+_NUMERIC = ("student_parameters_m", "lam", "tau", "seed", "lr", "best_score", "dev_score", "last_epoch_score",
             "majority_score", "teacher_score", "labeled_examples", "transfer_examples", "teacher_transfer_score",
             "best_epoch", "epochs_run", "max_epochs", "wall_seconds", "device_hours", "peak_rss_mb", "peak_gpu_mb",
             "teacher_loads_in_trial", "predicted_classes", "latency_ms", "inference_examples_per_s", "pack_size", "looks",
@@ -97,7 +99,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
         scored = [h for h in history if number(h.get("score")) is not None]
         best = max(scored, key=lambda h: h["score"])  # the first best epoch
         peaks = [number(h.get("peak_gpu_mb")) for h in history]
-        row.update(best_score=number(best.get("score")), final_score=number(metrics.get("score")),
+        row.update(best_score=number(best.get("score")), last_epoch_score=number(metrics.get("score")),
                    # the task's references on dev (makd/references.py); the teacher's only where this trial used it
                    majority_score=number(metrics.get("majority_score")),
                    teacher_score=number(metrics.get("teacher_score")) if row["loss"] != "ce" else None,
@@ -342,6 +344,7 @@ def trials_frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """Every source's trials in one shape: TRIAL_COLUMNS first (added empty when missing), then source, then the
     extra columns (glue_*, best_glue_*) sorted; numbers, statuses and flags typed alike."""
     frame = pd.DataFrame(rows) if isinstance(rows, list) else rows.copy()
+    frame = frame.rename(columns={old: new for old, new in LEGACY_COLUMNS.items() if new not in frame})
     for column in TRIAL_COLUMNS:
         if column not in frame:
             frame[column] = np.nan
@@ -435,7 +438,7 @@ def summary_table(frame: pd.DataFrame) -> str:
     """The plain per-trial table printed at the end of a sweep (the leaderboard builds on the same rows)."""
     if frame.empty:
         return "(no trials)"
-    cols = ["task", "stage", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "final_score",
+    cols = ["task", "stage", "student", "loss", "lam", "tau", "seed", "metric", "best_score", "last_epoch_score",
             "epochs_run", "stopped_early", "status", "wall_seconds"]
     view = frame[cols].sort_values(["task", "stage", "best_score"], ascending=[True, False, False],
                                    na_position="last")
