@@ -37,7 +37,7 @@ CACHE_FORMAT = 1
 class TeacherKey:
     """Everything that determines a teacher's logits on one split."""
 
-    teacher: str  # models.model_digest(spec): the weights, not just the name
+    teacher: str  # models.model_digest(model id): the weights, not just the name
     head_seed: int
     fine_tuned: bool
     task: str

@@ -1,6 +1,6 @@
 """Teachers and students: pretrained ids/paths/zoo names, random LxH shapes, and layer-truncated copies.
 
-Student specs (one string, so a sweep grid can list them):
+Student model ids (one string, so a sweep grid can list them):
   2x128, 4x312, 6x768      random BERT of that shape (heads = H/64, FFN = 4H) with a named tokenizer
   MODEL                     any pretrained AutoModelForSequenceClassification id, local dir, or zoo:NAME
   MODEL@0,5 / MODEL@0:12:2  a copy of MODEL keeping only those encoder layers (DistilBERT-style init)
@@ -60,65 +60,65 @@ def _parse_layers(text: str) -> tuple[tuple[int, ...] | None, str]:
     raise UsageError("student", f"layers {text!r} do not parse: use a list like 0,5 or a slice like 0:12:2")
 
 
-def parse_student(spec: str) -> StudentSpec:
-    """Parse a student spec without loading anything; bad specs raise UsageError('student', ...)."""
-    spec = spec.strip()
-    if not spec:
-        raise UsageError("student", "empty spec")
-    match = _SHAPE.match(spec)
+def parse_student(model_id: str) -> StudentSpec:
+    """Parse a student model id without loading anything; bad ones raise UsageError('student', ...)."""
+    model_id = model_id.strip()
+    if not model_id:
+        raise UsageError("student", "empty model id")
+    match = _SHAPE.match(model_id)
     if match:
         layers, hidden = int(match.group(1)), int(match.group(2))
         if layers < 1 or hidden < 1:
-            raise UsageError("student", f"shape {spec!r} needs at least 1 layer and hidden size >= 1")
+            raise UsageError("student", f"shape {model_id!r} needs at least 1 layer and hidden size >= 1")
         heads = max(1, hidden // 64)
         if hidden % heads:
-            raise UsageError("student", f"shape {spec!r}: hidden size {hidden} is not divisible by {heads} heads")
+            raise UsageError("student", f"shape {model_id!r}: hidden size {hidden} is not divisible by {heads} heads")
         return StudentSpec("shape", layers=layers, hidden=hidden)
-    if _SHAPE_LIKE.match(spec):
-        raise UsageError("student", f"shape {spec!r} does not parse: use LxH such as 2x128 or 6x768")
-    if "@" in spec:
-        base, _, layer_text = spec.rpartition("@")
+    if _SHAPE_LIKE.match(model_id):
+        raise UsageError("student", f"shape {model_id!r} does not parse: use LxH such as 2x128 or 6x768")
+    if "@" in model_id:
+        base, _, layer_text = model_id.rpartition("@")
         if not base:
-            raise UsageError("student", f"{spec!r} has no model before '@'")
+            raise UsageError("student", f"{model_id!r} has no model before '@'")
         keep, text = _parse_layers(layer_text)
-        _check_model_spec(base, "student")
+        _check_model_id(base, "student")
         return StudentSpec("truncated", base=base, keep=keep, keep_text=text)
-    _check_model_spec(spec, "student")
-    return StudentSpec("pretrained", base=spec)
+    _check_model_id(model_id, "student")
+    return StudentSpec("pretrained", base=model_id)
 
 
-def describe_student(spec: str) -> dict:
-    """A plain dict describing a student spec (for results tables); validates without loading weights."""
-    return parse_student(spec).as_dict()
+def describe_student(model_id: str) -> dict:
+    """A plain dict describing a student model id (for results tables); validates without loading weights."""
+    return parse_student(model_id).as_dict()
 
 
-def _looks_local(spec: str) -> bool:
-    return spec.startswith(("/", "./", "../", "~")) or Path(spec).expanduser().exists()
+def _looks_local(model_id: str) -> bool:
+    return model_id.startswith(("/", "./", "../", "~")) or Path(model_id).expanduser().exists()
 
 
-def _check_model_spec(spec: str, field: str) -> None:
-    if zoo.is_zoo(spec):
-        if spec[len(zoo.PREFIX):] not in zoo.ZOO:
-            raise UsageError(field, f"unknown zoo model {spec!r}; choose from "
+def _check_model_id(model_id: str, field: str) -> None:
+    if zoo.is_zoo(model_id):
+        if model_id[len(zoo.PREFIX):] not in zoo.ZOO:
+            raise UsageError(field, f"unknown zoo model {model_id!r}; choose from "
                                     f"{', '.join(zoo.PREFIX + n for n in zoo.ZOO)}")
-    elif _looks_local(spec) and not Path(spec).expanduser().is_dir():
-        raise UsageError(field, f"model dir {spec} does not exist")
+    elif _looks_local(model_id) and not Path(model_id).expanduser().is_dir():
+        raise UsageError(field, f"model dir {model_id} does not exist")
 
 
-def resolve_model_path(spec: str, field: str = "model") -> str:
+def resolve_model_path(model_id: str, field: str = "model") -> str:
     """zoo:NAME -> its local dir; an existing path -> itself; anything else is taken as a hub id."""
-    if zoo.is_zoo(spec):
+    if zoo.is_zoo(model_id):
         try:
-            return str(zoo.resolve(spec))
+            return str(zoo.resolve(model_id))
         except UsageError as err:
             raise UsageError(field, err.problem) from None
-    _check_model_spec(spec, field)
-    if _looks_local(spec):
-        path = Path(spec).expanduser()
+    _check_model_id(model_id, field)
+    if _looks_local(model_id):
+        path = Path(model_id).expanduser()
         if not (path / "config.json").exists():
-            raise UsageError(field, f"{spec} has no config.json: not a Hugging Face model dir")
+            raise UsageError(field, f"{model_id} has no config.json: not a Hugging Face model dir")
         return str(path)
-    return spec
+    return model_id
 
 
 @contextlib.contextmanager
@@ -138,19 +138,19 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_failed(field: str, spec: str, err: Exception) -> UsageError:
+def _load_failed(field: str, model_id: str, err: Exception) -> UsageError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return UsageError(field, f"cannot load {spec!r} (not a model dir, zoo name, or reachable hub id): {first}")
+    return UsageError(field, f"cannot load {model_id!r} (not a model dir, zoo name, or reachable hub id): {first}")
 
 
-def load_tokenizer(spec: str, field: str = "tokenizer"):
+def load_tokenizer(model_id: str, field: str = "tokenizer"):
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(spec, field)
+    path = resolve_model_path(model_id, field)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise _load_failed(field, spec, err) from None
+        raise _load_failed(field, model_id, err) from None
 
 
 def _reinit_(model, names: list[str], seed: int) -> None:
@@ -177,7 +177,7 @@ def head_parameter_names(model) -> list[str]:
     return [n for n, _ in model.named_parameters() if n.startswith(_HEAD_PREFIXES)]
 
 
-def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_seed: int = 0,
+def load_teacher(model_id: str, num_labels: int, *, fine_tuned: bool = False, head_seed: int = 0,
                  labels: tuple[str, ...] | None = None):
     """The frozen teacher (eval mode, no grads) and its tokenizer.
 
@@ -188,26 +188,26 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
     global TEACHER_LOADS
     from transformers import AutoModelForSequenceClassification
 
-    path = resolve_model_path(spec, "teacher")
+    path = resolve_model_path(model_id, "teacher")
     try:
         with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,
                                                                              output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
-        raise _load_failed("teacher", spec, err) from None
+        raise _load_failed("teacher", model_id, err) from None
     missing = list(info.get("missing_keys", []))
     if fine_tuned:
         head_missing = [k for k in missing if k.startswith(_HEAD_PREFIXES)]
         if head_missing:
-            raise UsageError("teacher", f"fine_tuned=true but {spec!r} has no trained classification head "
+            raise UsageError("teacher", f"fine_tuned=true but {model_id!r} has no trained classification head "
                                         f"(missing {', '.join(head_missing[:3])})")
-        check_label_order(spec, model.config, labels)
+        check_label_order(model_id, model.config, labels)
         _reinit_(model, missing, head_seed)  # e.g. an absent pooler: seeded, not left to global RNG
     else:
         _reinit_(model, missing + head_parameter_names(model), head_seed)
     model.eval()
     model.requires_grad_(False)
-    tokenizer = load_tokenizer(spec, "teacher")
+    tokenizer = load_tokenizer(model_id, "teacher")
     if model.config.pad_token_id is None:
         # a causal LM as a classifier (LlamaForSequenceClassification) reads its last non-padding token, so it must
         # know the padding id; a tokenizer without one pads with its end-of-sequence token
@@ -218,7 +218,7 @@ def load_teacher(spec: str, num_labels: int, *, fine_tuned: bool = False, head_s
     return model, tokenizer
 
 
-def check_label_order(spec: str, config, labels: tuple[str, ...] | None) -> None:
+def check_label_order(model_id: str, config, labels: tuple[str, ...] | None) -> None:
     """A fine-tuned head's output i means its config's id2label[i]: when the config names its labels (not the generic
     LABEL_0, LABEL_1, ...) they must be the task's, in the task's order (case aside), or every teacher probability
     would be read under the wrong label, silently."""
@@ -227,7 +227,7 @@ def check_label_order(spec: str, config, labels: tuple[str, ...] | None) -> None
     if not labels or not names or all(re.fullmatch(r"LABEL_\d+", name) for name in names):
         return
     if [n.lower() for n in names] != [label.lower() for label in labels]:
-        raise UsageError("teacher", f"{spec!r} was fine-tuned with the labels {names} in that order, the task has "
+        raise UsageError("teacher", f"{model_id!r} was fine-tuned with the labels {names} in that order, the task has "
                                     f"{list(labels)}: give the task's labels in the teacher's order (a file task's "
                                     f"`labels:`) or use a teacher trained with the task's order")
 
@@ -260,21 +260,21 @@ def truncate_state_dict(state: dict, keep: tuple[int, ...]) -> dict:
     return out
 
 
-def student_tokenizer_spec(spec: str, tokenizer: str | None = None) -> str:
+def student_tokenizer_id(model_id: str, tokenizer: str | None = None) -> str:
     """Which tokenizer a student reads with: the override, else its own model's (a shape's: the default vocab).
     Students that share it share one tokenisation of the data."""
-    parsed = parse_student(spec)
+    parsed = parse_student(model_id)
     return tokenizer or (DEFAULT_SHAPE_TOKENIZER if parsed.kind == "shape" else parsed.base)
 
 
-def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str | None = None):
-    """(model, tokenizer) for a student spec; everything random is drawn under `seed`."""
+def build_student(model_id: str, num_labels: int, *, seed: int = 0, tokenizer: str | None = None):
+    """(model, tokenizer) for a student model id; everything random is drawn under `seed`."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
-    parsed = parse_student(spec)
+    parsed = parse_student(model_id)
     if parsed.kind == "shape":
-        tok = load_tokenizer(student_tokenizer_spec(spec, tokenizer), "student_tokenizer")
+        tok = load_tokenizer(student_tokenizer_id(model_id, tokenizer), "student_tokenizer")
         config = BertConfig(vocab_size=len(tok), hidden_size=parsed.hidden, num_hidden_layers=parsed.layers,
                             num_attention_heads=max(1, parsed.hidden // 64), intermediate_size=4 * parsed.hidden,
                             max_position_embeddings=512, num_labels=num_labels,
@@ -299,7 +299,7 @@ def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str |
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_config(config)
     except (OSError, ValueError) as err:
-        raise _load_failed("student", spec, err) from None
+        raise _load_failed("student", model_id, err) from None
     target = model.base_model.state_dict()
     state = {k: v for k, v in truncate_state_dict(encoder.state_dict(), keep).items() if k in target}
     not_copied = sorted(set(target) - set(state))  # absent from the source: keep the seeded init
@@ -307,18 +307,18 @@ def build_student(spec: str, num_labels: int, *, seed: int = 0, tokenizer: str |
     return model, tok
 
 
-def model_digest(spec: str, field: str = "teacher") -> str:
+def model_digest(model_id: str, field: str = "teacher") -> str:
     """Identity of a model's weights for cache keys: a local dir is hashed by config + weight files, a hub id by name."""
-    if not zoo.is_zoo(spec) and not _looks_local(spec):
-        return f"hub:{spec}"
-    path = Path(resolve_model_path(spec, field))
+    if not zoo.is_zoo(model_id) and not _looks_local(model_id):
+        return f"hub:{model_id}"
+    path = Path(resolve_model_path(model_id, field))
     digest = hashlib.sha256((path / "config.json").read_bytes())
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         stat = weights.stat()
         # Zoo weights are fixed by their package; a local dir re-saved in place gets a new mtime -> a new key.
-        stamp = "" if zoo.is_zoo(spec) else f":{stat.st_mtime_ns}"
+        stamp = "" if zoo.is_zoo(model_id) else f":{stat.st_mtime_ns}"
         digest.update(f"{weights.name}:{stat.st_size}{stamp}".encode())
-    return f"{spec}#{digest.hexdigest()[:16]}"
+    return f"{model_id}#{digest.hexdigest()[:16]}"
 
 
 def count_parameters(model) -> int:

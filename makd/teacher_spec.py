@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class TeacherSpec:
     """Which teacher logits a task needs: the teacher, how its head is made, how text is cut. With a split's exact
-    examples (TextDataset.fingerprint) it keys the cache; every trial of a task shares one spec."""
+    examples (TextDataset.digest) it keys the cache; every trial of a task shares one spec."""
 
     teacher: str
     task: str

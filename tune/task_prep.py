@@ -128,22 +128,22 @@ def check_transfer_data(cfg: SweepConfig) -> None:
 
 def encode_for_students(cfg: SweepConfig, train_ds, eval_sets) -> dict:
     """Token ids of every split, once per distinct student tokenizer: trials then skip tokenisation."""
-    from makd.models import load_tokenizer, student_tokenizer_spec
+    from makd.models import load_tokenizer, student_tokenizer_id
     from makd.train import encode_splits
 
-    specs = dict.fromkeys(student_tokenizer_spec(s, cfg.train.student_tokenizer) for s in cfg.students)
-    return {spec: encode_splits(load_tokenizer(spec, "student_tokenizer"), cfg.train, train_ds, eval_sets)
-            for spec in specs}
+    tokenizer_ids = dict.fromkeys(student_tokenizer_id(s, cfg.train.student_tokenizer) for s in cfg.students)
+    return {tokenizer_id: encode_splits(load_tokenizer(tokenizer_id, "student_tokenizer"), cfg.train, train_ds, eval_sets)
+            for tokenizer_id in tokenizer_ids}
 
 
 def gpu_probes(cfg: SweepConfig, prepared: dict[str, TaskData]) -> list:
     """(TrainConfig, encoded train split) for every task x student: what `gpu: auto` measures."""
-    from makd.models import student_tokenizer_spec
+    from makd.models import student_tokenizer_id
 
     probes = []
     for task, data in prepared.items():
         for student in cfg.students:
-            train_enc, _ = data.encoded[student_tokenizer_spec(student, cfg.train.student_tokenizer)]
+            train_enc, _ = data.encoded[student_tokenizer_id(student, cfg.train.student_tokenizer)]
             probes.append((representative_trial(cfg, task, student), train_enc))
     return probes
 
@@ -156,7 +156,7 @@ def measure_students(cfg: SweepConfig, task_name: str, encoded: dict, cache_dir:
     device None: the GPU when torch sees one, else the CPU (a Ray task given a GPU that torch cannot see, as in tests
     that fake GPU resources, measures on the CPU, as the teacher does)."""
     from makd.inference_cost import cached_inference_cost
-    from makd.models import build_student, student_tokenizer_spec
+    from makd.models import build_student, student_tokenizer_id
     from makd.runtime import autocast_dtype, pick_device
     from makd.train import pad_multiple
 
@@ -164,7 +164,7 @@ def measure_students(cfg: SweepConfig, task_name: str, encoded: dict, cache_dir:
     costs = {}
     for student in cfg.students:
         trial = representative_trial(cfg, task_name, student)
-        _, eval_encs = encoded[student_tokenizer_spec(student, cfg.train.student_tokenizer)]
+        _, eval_encs = encoded[student_tokenizer_id(student, cfg.train.student_tokenizer)]
         dev_enc = next(enc for suffix, enc in eval_encs.items() if suffix != HOLDOUT)
         model, _ = build_student(student, get_task(task_name).num_labels, tokenizer=cfg.train.student_tokenizer)
         costs[student], _ = cached_inference_cost(model.to(dev), dev_enc, cache_dir=cache_dir,

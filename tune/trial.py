@@ -206,7 +206,7 @@ class _TrialRun:
         from makd.checkpoints import CHECKPOINT_NAME
         from makd.fused import STATE_NAME, train_fused
         from makd.gpu import GpuOutOfMemory
-        from makd.models import student_tokenizer_spec
+        from makd.models import student_tokenizer_id
 
         size = len(configs)
         dirs = [self.workdir / layout.MEMBER_DIR.format(i) for i in range(size)]
@@ -235,7 +235,7 @@ class _TrialRun:
             self.report_epoch(layout.member_trial_id(self.trial_id, index), data.task, result, metrics,
                               event="epoch" if result.epoch >= first_epoch[index] else "reported-again")
 
-        encoded = data.encoded.get(student_tokenizer_spec(cfgs[0].student, cfgs[0].student_tokenizer))
+        encoded = data.encoded.get(student_tokenizer_id(cfgs[0].student, cfgs[0].student_tokenizer))
         try:
             results = train_fused(cfgs, data.train, data.eval_sets, data.teacher_logits, device=self.device,
                                   encoded=encoded, on_epoch_end=report_member_epoch, checkpoint_dirs=dirs,
@@ -312,7 +312,7 @@ class _TrialRun:
 
         data = self.task_data
         cfg = self.train_config(params)
-        encoded = None if data.lm else data.encoded.get(models.student_tokenizer_spec(cfg.student, cfg.student_tokenizer))
+        encoded = None if data.lm else data.encoded.get(models.student_tokenizer_id(cfg.student, cfg.student_tokenizer))
         trial_id = self.trial_id if member is None else layout.member_trial_id(self.trial_id, member[0])
         packed = {} if member is None else {layout.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
         member_dir.mkdir(parents=True, exist_ok=True)

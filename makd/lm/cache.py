@@ -33,7 +33,7 @@ LM_CACHE_FORMAT = 1
 class LmSignalKey:
     """Everything that determines the cached signal."""
 
-    teacher: str  # models.model_digest(spec): the weights, not just the name
+    teacher: str  # models.model_digest(model id): the weights, not just the name
     k: int
     dtype: str
     data: str  # sequences_digest(): the exact token ids, in order
@@ -164,7 +164,7 @@ class FullTeacher:
 class LmFullKey:
     """Everything that determines a full-logit entry."""
 
-    teacher: str  # models.model_digest(spec)
+    teacher: str  # models.model_digest(model id)
     data: str  # sequences_digest() of the sequences, then of their response starts
 
     def digest(self) -> str:

@@ -1,6 +1,6 @@
 """Causal-LM teachers and students (issue 27): the LM counterparts of makd/models.py's encoder classifiers.
 
-Specs are the student specs of makd/models.py, read as causal LMs:
+Model ids are the student model ids of makd/models.py, read as causal LMs:
   MODEL                   any AutoModelForCausalLM id, local dir, or zoo name (zoo:smollm2-135m)
   MODEL@0,6,12,18,24,29   a copy of MODEL keeping those decoder layers (renumbered), its embeddings, final norm and
                           LM head: the layer-truncated students the issue asks for, initialised from the teacher
@@ -25,31 +25,31 @@ from makd.models import (
 )
 
 
-def load_lm_teacher(spec: str):
+def load_lm_teacher(model_id: str):
     """(model, tokenizer) of a causal LM teacher, frozen."""
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(spec, "teacher")
+    path = resolve_model_path(model_id, "teacher")
     try:
         with quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise _load_failed("teacher", spec, err) from None
+        raise _load_failed("teacher", model_id, err) from None
     model.eval()
     model.requires_grad_(False)
-    return model, load_tokenizer(spec, "teacher")
+    return model, load_tokenizer(model_id, "teacher")
 
 
-def build_lm_student(spec: str, *, seed: int = 0, family: str | None = None):
-    """(model, tokenizer) for a causal-LM student spec; everything random is drawn under `seed`. `family`: the model
+def build_lm_student(model_id: str, *, seed: int = 0, family: str | None = None):
+    """(model, tokenizer) for a causal-LM student model id; everything random is drawn under `seed`. `family`: the model
     whose config class and tokenizer an LxH shape takes (the teacher)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    parsed = parse_student(spec)
+    parsed = parse_student(model_id)
     if parsed.kind == "shape":
         if family is None:
-            raise UsageError("student", f"a causal-LM shape {spec!r} needs the teacher's family (its config and "
+            raise UsageError("student", f"a causal-LM shape {model_id!r} needs the teacher's family (its config and "
                                         "tokenizer)")
         config = AutoConfig.from_pretrained(resolve_model_path(family, "teacher"))
         heads = max(1, parsed.hidden // 64)
@@ -67,7 +67,7 @@ def build_lm_student(spec: str, *, seed: int = 0, family: str | None = None):
                 return AutoModelForCausalLM.from_pretrained(path), load_tokenizer(parsed.base, "student")
             source = AutoModelForCausalLM.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise _load_failed("student", spec, err) from None
+        raise _load_failed("student", model_id, err) from None
     keep = _keep_layers(parsed, source.config.num_hidden_layers)
     config = source.config.__class__.from_dict(source.config.to_dict())
     config.num_hidden_layers = len(keep)
@@ -79,9 +79,9 @@ def build_lm_student(spec: str, *, seed: int = 0, family: str | None = None):
     return model, load_tokenizer(parsed.base, "student")
 
 
-def lm_student_tokenizer(spec: str, teacher: str):
+def lm_student_tokenizer(model_id: str, teacher: str):
     """A causal-LM student's tokenizer: its own base model's, or for an LxH shape the teacher's (its family)."""
-    parsed = parse_student(spec)
+    parsed = parse_student(model_id)
     return load_tokenizer(teacher if parsed.kind == "shape" else parsed.base, "student")
 
 

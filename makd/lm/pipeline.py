@@ -58,9 +58,9 @@ def prepare_lm_task(teacher: str, task: TaskSpec, train_ds: TextDataset, eval_se
     loaded: dict = {}
     start = time.perf_counter()
 
-    def load(spec: str):
+    def load(model_id: str):
         if "teacher" not in loaded:
-            loaded["teacher"] = load_lm_teacher(spec)
+            loaded["teacher"] = load_lm_teacher(model_id)
         return loaded["teacher"]
 
     def announcer(split: str):
