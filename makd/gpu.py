@@ -101,7 +101,7 @@ def pack_out_of_memory(device: str | torch.device, members: int, peak_mb: float,
 
 @dataclass
 class StepMemory:
-    """What one training step of a student's widest batch took on a GPU: the input of `packing`."""
+    """What one training step of a student's widest batch took on a GPU: the input of `trials_that_fit`."""
 
     student: str
     peak_mb: float  # the allocator's peak over a training step (optimizer state included) and an eval batch
@@ -115,7 +115,7 @@ class StepMemory:
         return self.peak_mb + self.context_mb
 
 
-def packing(need_mb: float, total_mb: float, *, margin: float = 0.2, max_trials: int = 64) -> int:
+def trials_that_fit(need_mb: float, total_mb: float, *, margin: float = 0.2, max_trials: int = 64) -> int:
     """The largest power-of-two number of trials per GPU whose needs, each with `margin` on top, fit the device;
     0 when not even one does."""
     trials = 0

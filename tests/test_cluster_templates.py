@@ -30,7 +30,7 @@ def lowest_python() -> tuple[int, int]:
 
 
 def packs(cpus: float, gpus: float) -> None:
-    """The config's trials fill every GPU of such a worker: its CPUs are not what limits the packing."""
+    """The config's trials fill every GPU of such a worker: its CPUs are not what limits its trials per GPU."""
     cfg = load_config(TABLE2)
     per_gpu = round(1 / cfg.gpu)
     assert per_gpu * cfg.gpu == pytest.approx(1.0)

@@ -1,4 +1,4 @@
-"""`resources_per_trial: {gpu: auto}` and the GPU memory pieces that can be checked without a GPU: the packing rule,
+"""`resources_per_trial: {gpu: auto}` and the GPU memory pieces that can be checked without a GPU: the trials-per-GPU rule,
 the sizing decision from measured steps, config parsing, and a sweep on a cluster without (usable) GPUs."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from makd.errors import UsageError
-from makd.gpu import StepMemory, packing
+from makd.gpu import StepMemory, trials_that_fit
 from tune.config import parse_config
 from tune.gpu_sizing import size_gpu_fraction
 
@@ -29,12 +29,12 @@ def step(student: str, peak: float, context: float = 500.0, total: float = 81_00
                       batch="32 x 128 tokens")
 
 
-def test_packing_is_the_largest_power_of_two_that_fits_with_the_margin():
-    assert packing(10_000, 80_000, margin=0.2) == 4  # 4 x 12,000 fits 80,000; 8 x 12,000 does not
-    assert packing(8_000, 80_000, margin=0.2) == 8  # 8 x 9,600 = 76,800
-    assert packing(8_400, 80_000, margin=0.2) == 4  # 8 x 10,080 = 80,640 > 80,000
-    assert packing(100, 80_000, margin=0.2) == 64  # capped
-    assert packing(70_000, 80_000, margin=0.2) == 0  # not even one trial with its margin
+def test_trials_that_fit_is_the_largest_power_of_two_that_fits_with_the_margin():
+    assert trials_that_fit(10_000, 80_000, margin=0.2) == 4  # 4 x 12,000 fits 80,000; 8 x 12,000 does not
+    assert trials_that_fit(8_000, 80_000, margin=0.2) == 8  # 8 x 9,600 = 76,800
+    assert trials_that_fit(8_400, 80_000, margin=0.2) == 4  # 8 x 10,080 = 80,640 > 80,000
+    assert trials_that_fit(100, 80_000, margin=0.2) == 64  # capped
+    assert trials_that_fit(70_000, 80_000, margin=0.2) == 0  # not even one trial with its margin
 
 
 def test_gpu_auto_parses_and_starts_at_zero():

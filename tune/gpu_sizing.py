@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from makd.errors import UsageError
-from makd.gpu import StepMemory, members_that_fit, packing
+from makd.gpu import StepMemory, members_that_fit, trials_that_fit
 from tune.sweep_config import SweepConfig
 
 MARGIN = 0.2
@@ -29,7 +29,7 @@ class Sizing:
     gpu: float  # the per-trial fraction chosen (0: no GPU in the cluster)
     trials_per_gpu: int
     widest: StepMemory | None = None
-    cpu_bound: bool = False  # the node's CPUs, not the GPU's memory, limited the packing
+    cpu_bound: bool = False  # the node's CPUs, not the GPU's memory, limited the trials per GPU
     measured: list[StepMemory] = dataclasses.field(default_factory=list)
     members: int = 1  # students per trial: a fused pack's size, else 1
 
@@ -68,7 +68,7 @@ def trial_need_mb(step: StepMemory, members: int = 1) -> float:
 
 def fused_members_per_gpu(step: StepMemory, total_mb: float, margin: float = MARGIN) -> int:
     """The largest fused pack whose trial (its members' peaks and one context, with the margin on both, as
-    `packing` counts a trial) fits `total_mb`; 0: not even one member."""
+    `trials_that_fit` counts a trial) fits `total_mb`; 0: not even one member."""
     return members_that_fit(total_mb - (1 + margin) * step.context_mb, step.peak_mb, margin=margin)
 
 
@@ -111,7 +111,7 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
             return Sizing(gpu=1.0, trials_per_gpu=1, widest=widest, measured=measured, members=fits)
     widest = max(measured, key=lambda m: trial_need_mb(m, members))
     total = min(m.total_mb for m in measured)
-    by_memory = packing(trial_need_mb(widest, members), total, margin=MARGIN)
+    by_memory = trials_that_fit(trial_need_mb(widest, members), total, margin=MARGIN)
     if by_memory == 0 and members > 1 and (fits := fused_members_per_gpu(widest, total)) > 0:
         raise UsageError("pack.size", f"{members}: a fused pack of {members} members of {widest.student} "
                                       f"({widest.batch}) needs {trial_need_mb(widest, members):,.0f} MiB "
@@ -124,7 +124,7 @@ def size_gpu_fraction(cfg: SweepConfig, probes: list, nodes: list[dict], measure
                                                     f"than the GPU's {widest.total_mb:,.0f} MiB less a {MARGIN:.0%} "
                                                     "margin; lower batch_size or set micro_batch_size")
     node_cpus = max(n["Resources"].get("CPU", 1.0) for n in gpu_nodes)
-    by_cpus = max(packing(cfg.cpu, node_cpus, margin=0.0), 1)  # at least one trial: its CPUs were checked
+    by_cpus = max(trials_that_fit(cfg.cpu, node_cpus, margin=0.0), 1)  # at least one trial: its CPUs were checked
     trials = min(by_memory, by_cpus)
     return Sizing(gpu=1.0 / trials, trials_per_gpu=trials, widest=widest, cpu_bound=by_cpus < by_memory,
                   measured=measured, members=members)
