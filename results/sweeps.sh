@@ -1,5 +1,5 @@
 # Shared by the results/*/run.sh scripts that run the sweeps of their configs/ and rebuild their tables from the
-# copied CSVs (glue-teachers, transfer-cpu). Source it after setting OUT, MAKD and GLUE_DIR.
+# copied CSVs (glue-cpu, glue-teachers, adaptive-seeds, transfer-cpu). Source it after setting OUT, MAKD and GLUE_DIR.
 
 # run_sweeps NAME...: `makd sweep $OUT/configs/NAME.yaml` for each NAME (SWEEPS overrides the list), resumed when
 # its experiment exists. TASKS="rte" runs one piece, `makd sweep --tasks rte`: its own experiment, runs/EXP-rte,
@@ -21,14 +21,28 @@ run_sweeps() {
     done
 }
 
+# measure_costs CONFIG...: each task x student's inference cost re-measured on this machine, apart from the trials
+# (`makd inference-cost`, issue 44), into $OUT/tables/costs.csv; every table built after it uses those numbers
+# and names the machine. Run it on a quiet machine: nothing else running.
+measure_costs() {
+    mkdir -p "$OUT/tables"
+    "$MAKD" inference-cost "$@" --glue-dir "$GLUE_DIR" --csv "$OUT/tables/costs.csv"
+}
+
+# costs_option: `--costs $OUT/tables/costs.csv` when measure_costs wrote one, else nothing (the trials' own numbers).
+costs_option() {
+    if [ -f "$OUT/tables/costs.csv" ]; then echo "--costs $OUT/tables/costs.csv"; fi
+}
+
 # build_tables: from every $OUT/trials-*.csv, the leaderboard CSV, the paper-style table, the lambda figure, the
 # search stage's table and the HTML report; nothing when no sweep has finished yet.
 build_tables() {
     if compgen -G "$OUT/trials-*.csv" > /dev/null; then
         mkdir -p "$OUT/tables"
-        "$MAKD" leaderboard "$OUT"/trials-*.csv --csv "$OUT/tables/leaderboard.csv" --markdown "$OUT/table.md" \
-            --plot "$OUT/lambda.png"
+        # shellcheck disable=SC2046  # costs_option is empty or two words without spaces
+        "$MAKD" leaderboard "$OUT"/trials-*.csv $(costs_option) --csv "$OUT/tables/leaderboard.csv" \
+            --markdown "$OUT/table.md" --plot "$OUT/lambda.png"
         "$MAKD" leaderboard "$OUT"/trials-*.csv --stage search --markdown "$OUT/tables/search-stage.md"
-        "$MAKD" report "$OUT"/trials-*.csv -o "$OUT/report.html"
+        "$MAKD" report "$OUT"/trials-*.csv $(costs_option) -o "$OUT/report.html"
     fi
 }

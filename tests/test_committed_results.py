@@ -186,3 +186,19 @@ def test_the_mrpc_budget_script_runs_at_toy_size_and_a_rerun_skips_finished_runs
     again = _run_budget_script(env)
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == written  # nothing retrained
+
+
+@pytest.mark.parametrize("name", ["glue-cpu", "glue-teachers", "adaptive-seeds"])
+def test_the_committed_leaderboards_give_each_student_its_re_measured_cost_and_name_the_machine(name):
+    """Issue 44: one inference cost per task x student in every committed table, re-measured apart from the trials
+    (`run.sh --costs` -> tables/costs.csv), the same number for the same student in every results folder."""
+    folder = RESULTS.parent / name
+    costs = pd.read_csv(folder / "tables" / "costs.csv").set_index(["task", "student"])
+    board = pd.read_csv(folder / "tables" / "leaderboard.csv")
+    assert board["cost_measured_on"].notna().all()
+    for row in board.itertuples():
+        assert row.latency_ms_mean == pytest.approx(costs.loc[(row.task, row.student), "latency_ms"], rel=1e-4)
+        assert costs.loc[(row.task, row.student), "hardware"] in row.cost_measured_on
+    shared = pd.read_csv(RESULTS / "tables" / "costs.csv").set_index(["task", "student"])["latency_ms"]
+    same = costs.index.intersection(shared.index)
+    assert len(same) and (costs.loc[same, "latency_ms"] == shared.loc[same]).all()

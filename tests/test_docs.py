@@ -21,6 +21,8 @@ RUN_BY = {
     "makd data glue --out glue --tasks rte,mrpc": "tests/test_glue_folder.py::test_the_documented_command_runs_as_written",
     "makd leaderboard results/glue-cpu/*.csv --within 2":
         "tests/test_within.py::test_the_documented_command_answers_on_the_committed_results",
+    "makd leaderboard results/glue-cpu/*.csv --costs results/glue-cpu/tables/costs.csv --within 2 --cost latency":
+        "tests/test_within.py::test_the_documented_latency_command_reads_the_re_measured_costs",
     "makd leaderboard runs/quickstart":
         "tests/test_report_html.py::test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_as_printed",
     "makd leaderboard results/glue-cpu/*.csv runs/quickstart --csv leaderboard.csv --trials-csv trials.csv "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from makd.batching import encode
@@ -89,3 +90,49 @@ def test_a_cost_is_measured_once_per_architecture_and_shared_by_every_student_of
     (tmp_path / "inference-cost" / f"{cost_key(first, encoded, **key)}.json").write_text("{half")
     _, measured = cached_inference_cost(first, encoded, cache_dir=tmp_path, batch_size=8, device=cpu, amp=None)
     assert measured  # an unreadable entry is measured again, not trusted
+
+
+def test_makd_inference_cost_remeasures_a_sweeps_students_and_the_tables_use_and_name_it(tiny_bert_dir, tmp_path,
+                                                                                        capsys):
+    """Issue 44: committed results whose trials timed themselves get their cost re-measured apart from the trials
+    (`makd inference-cost CONFIG... --csv`), one number per task x student; `--costs` puts it in the leaderboard with
+    the machine it was measured on, and rows it lacks keep their trials' own."""
+    from tests.test_sweep import write_config
+
+    config_path = write_config(tmp_path, tiny_bert_dir, tasks=["rte", "sst2"], students=["1x64", "2x32"],
+                               inference_batch_size=8)
+    costs = tmp_path / "costs.csv"
+    home = {"MAKD_HOME": str(tmp_path / "home")}
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in home.items():
+            env.setenv(key, value)
+        assert main(["inference-cost", str(config_path), str(config_path), "--csv", str(costs)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    frame = pd.read_csv(costs)
+    assert sorted(zip(frame["task"], frame["student"], strict=True)) == [
+        ("rte", "1x64"), ("rte", "2x32"), ("sst2", "1x64"), ("sst2", "2x32")]  # two configs: each measured once
+    assert (frame["latency_ms"] > 0).all() and (frame["batch_size"] == 8).all() and len(printed) == 4
+    assert frame["hardware"].str.contains(f"{CPU_THREADS} thread").all() and frame["measured_at"].notna().all()
+    # trials that timed themselves: 2 x 2 trials a student, each its own number; one student missing from the file
+    rows = [{"task": "rte", "student": student, "loss": loss, "lam": 0.5, "tau": 1.0, "seed": 0, "metric": "accuracy",
+             "best_score": 0.6, "dev_score": 0.6, "status": "TERMINATED", "stage": "search", "trial_id": f"{student}{loss}",
+             "latency_ms": latency, "inference_examples_per_s": 100.0}
+            for student, loss, latency in (("1x64", "ce", 3.0), ("1x64", "vanilla", 10.0), ("2x32", "ce", 4.0),
+                                           ("2x32", "vanilla", 6.0), ("3x32", "ce", 7.0), ("3x32", "vanilla", 9.0))]
+    trials = tmp_path / "trials.csv"
+    pd.DataFrame(rows).to_csv(trials, index=False)
+    board_csv = tmp_path / "board.csv"
+    assert main(["leaderboard", str(trials), "--costs", str(costs), "--csv", str(board_csv)]) == 0
+    board = pd.read_csv(board_csv).set_index(["student", "loss"])
+    measured = frame[frame["task"] == "rte"].set_index("student")
+    for student in ("1x64", "2x32"):
+        assert board.loc[(student, "ce"), "latency_ms_mean"] == pytest.approx(measured.loc[student, "latency_ms"])
+        assert board.loc[(student, "vanilla"), "latency_ms_mean"] == board.loc[(student, "ce"), "latency_ms_mean"]
+        assert measured.loc[student, "hardware"] in board.loc[(student, "ce"), "cost_measured_on"]
+    assert board.loc[("3x32", "ce"), "latency_ms_mean"] == 8.0 and pd.isna(board.loc[("3x32", "ce"), "cost_measured_on"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("task,student\nrte,1x64\n")
+    capsys.readouterr()
+    assert main(["leaderboard", str(trials), "--costs", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "latency_ms" in err

@@ -231,7 +231,8 @@ def test_cli_writes_csvs_markdown_and_plot_that_round_trip(tmp_path, capsys):
     expected = build([root])
     board = pd.read_csv(files["csv"])
     assert list(board.columns) == LEADERBOARD_COLUMNS
-    text = ["task", "student", "loss", "metric", "teacher", "agreement_vs_ce", "agreement_vs_vanilla"]
+    text = ["task", "student", "loss", "metric", "teacher", "cost_measured_on", "agreement_vs_ce",
+            "agreement_vs_vanilla"]
     flags = ["identical_to_ce", "identical_to_vanilla", "decided_vs_ce", "decided_vs_vanilla", "constant_predictor",
              "at_majority"]  # True, False or empty (unknown)
     numbers = [c for c in LEADERBOARD_COLUMNS if c not in text + flags]

@@ -51,3 +51,27 @@ def test_the_documented_command_answers_on_the_committed_results():
     bad = subprocess.run([MAKD, "leaderboard", str(REPO / "results" / "glue-cpu" / "trials-2x128.csv"), "--within",
                           "-1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("makd: error: within: expected points >= 0")
+
+
+def test_the_documented_latency_command_reads_the_re_measured_costs():
+    """docs/reports.md: `--within` by latency over the committed results, with the costs re-measured on one machine
+    (results/glue-cpu/tables/costs.csv, issue 44): every answer's latency is the re-measured one of its student."""
+    import os
+
+    import pandas as pd
+
+    from tests.docs import commands_after
+
+    (command,) = commands_after("docs/reports.md", "**Inference cost measured again, on one machine.**")
+    env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "The cheapest cell by latency within 2 points of each task's best:"
+    costs = pd.read_csv(REPO / "results" / "glue-cpu" / "tables" / "costs.csv")
+    measured = costs.set_index(["task", "student"])["latency_ms"]
+    rows = [line.split() for line in lines[2:6]]  # task, best (student, loss), score, within (student, loss), ...
+    assert {row[0] for row in rows} == {"sst2", "mrpc", "stsb", "rte"}
+    for task, _, _, _, student, _, _, _, latency, best_latency in rows:
+        assert float(latency) == pytest.approx(measured[task, student], abs=1e-3)
+        assert float(best_latency) >= float(latency)

@@ -146,7 +146,7 @@ def add_export_parser(sub) -> None:
                                    "AutoTokenizer load, with a model card (README.md).")
     p.add_argument("experiment", metavar="EXP_DIR", help="experiment dir written by makd sweep (or its s3:// / gs:// URI)")
     p.add_argument("--task", required=True)
-    p.add_argument("--student", required=True, help="the student spec as in the sweep config")
+    p.add_argument("--student", required=True, help="the student's model id as in the sweep config")
     p.add_argument("--loss", required=True)
     p.add_argument("--stage", choices=("final", "search"), help="default: final when the sweep has a final stage")
     p.add_argument("--out", metavar="DIR", help="default EXP_DIR/export/TASK-STUDENT-LOSS (for a URI: "
@@ -168,6 +168,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_inference_cost_parser(sub) -> None:
+    p = sub.add_parser("inference-cost", help="measure each task x student's inference cost here, apart from trials",
+                       description="Each task x student of a sweep config, measured on this machine by makd's fixed "
+                                   "protocol (batch 1 and the inference batch size, warm-up, median of 20 runs) on "
+                                   "the config's dev data, into a CSV that `makd leaderboard --costs` and `makd "
+                                   "report --costs` use instead of the trials' own numbers.")
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="sweep config YAML(s); a task x student in two is "
+                                                                  "measured once, as the first config sets it")
+    p.add_argument("--csv", required=True, metavar="FILE", help="where to write the costs")
+    p.add_argument("--glue-dir", help="local GLUE folder (overrides the config's data.glue_dir)")
+    p.add_argument("--cache-dir", help="makd cache root (default $MAKD_HOME/cache): a cost measured there on this "
+                                       "hardware is reused")
+
+
+def cmd_inference_cost(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from makd.paths import default_cache_dir
+    from tune.config import load_config
+    from tune.inference_costs import measure_sweep_costs, write_costs
+
+    frames = []
+    for path in args.configs:
+        cfg = load_config(path, {"glue_dir": args.glue_dir})
+        frames.append(measure_sweep_costs(cfg, args.cache_dir or str(default_cache_dir())))
+    frame = pd.concat(frames, ignore_index=True).drop_duplicates(["task", "student"], ignore_index=True)
+    write_costs(frame, args.csv)
+    for row in frame.itertuples():
+        print(f"{row.task} {row.student}: {row.latency_ms:.2f} ms at batch 1, {row.inference_examples_per_s:.0f} "
+              f"examples/s at batch {row.batch_size} ({row.hardware})")
+    return 0
+
+
 def add_sweep_commands(sub) -> None:
     from tune.report.cli import add_leaderboard_parser, add_report_parser
 
@@ -176,7 +209,9 @@ def add_sweep_commands(sub) -> None:
     add_leaderboard_parser(sub)
     add_report_parser(sub)
     add_export_parser(sub)
+    add_inference_cost_parser(sub)
 
 
 COMMANDS = {"sweep": cmd_sweep, "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
-            "leaderboard": cmd_leaderboard, "report": cmd_report, "export": cmd_export}
+            "leaderboard": cmd_leaderboard, "report": cmd_report, "export": cmd_export,
+            "inference-cost": cmd_inference_cost}

@@ -6,6 +6,7 @@
 #   SWEEPS="finetuned-2x128" bash results/glue-teachers/run.sh   # one of them
 #   SWEEPS="paper-minilm" TASKS="rte" bash results/glue-teachers/run.sh   # one piece: that sweep's RTE trials
 #   bash results/glue-teachers/run.sh --tables-only              # only rebuild the tables from the CSVs
+#   bash results/glue-teachers/run.sh --costs    # re-measure each student's inference cost here, then the tables
 # A piece (`makd sweep --tasks`) is its own experiment, runs/NAME-TASK, and its files are named SWEEP-TASK here:
 # a sweep longer than a session runs in pieces that each finish within one.
 # Tables are committed only from finished sweeps (a sweep's CSV is copied when its `makd sweep` returns).
@@ -17,7 +18,9 @@ GLUE_DIR=${GLUE_DIR:-../shared/glue}
 
 source results/sweeps.sh  # run_sweeps, build_tables
 
-if [ "${1:-}" != "--tables-only" ]; then
+if [ "${1:-}" = "--costs" ]; then
+    measure_costs "$OUT"/configs/*.yaml
+elif [ "${1:-}" != "--tables-only" ]; then
     run_sweeps finetuned-2x128 paper-2x128 finetuned-minilm paper-minilm
 fi
 build_tables

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from makd.errors import UsageError
+from tune.report.costs import apply_costs, read_costs
 from tune.report.paper import paper_table
 from tune.report.rank import leaderboard_table
 from tune.report.trials import (
@@ -44,12 +45,14 @@ class Report:
 STAGES = ("final", "search")
 
 
-def build(paths: Iterable[str | os.PathLike], stage: str | None = None, *, rows: pd.DataFrame | None = None) -> Report:
+def build(paths: Iterable[str | os.PathLike], stage: str | None = None, *, rows: pd.DataFrame | None = None,
+          costs: str | os.PathLike | None = None) -> Report:
     """Read and merge experiment dirs and trials CSVs; UsageError names the first bad path.
 
     The tables hold one stage's trials: `stage`, or by default the final stage when the inputs have one (every
     method at the full budget over the same seeds), else the search stage. `rows`: the trials of the one path,
-    already in hand (the driver's own rows at the end of a sweep), taken as they are instead of read back."""
+    already in hand (the driver's own rows at the end of a sweep), taken as they are instead of read back.
+    `costs`: a `makd inference-cost` CSV whose re-measured numbers replace the trials' own (tune/report/costs.py)."""
     if stage is not None and stage not in STAGES:
         raise UsageError("stage", f"expected final or search, got {stage!r}")
     paths = [str(p) for p in paths]
@@ -68,6 +71,7 @@ def build(paths: Iterable[str | os.PathLike], stage: str | None = None, *, rows:
         sources.append(how)
     merged = pd.concat(frames, ignore_index=True)
     merged = fill_parameter_counts(drop_duplicate_trials(trials_frame(merged)))
+    merged = apply_costs(merged, read_costs(costs) if costs is not None else None)
     finished_mask = merged["status"].isin(FINISHED).fillna(False).astype(bool)
     rest = merged.loc[~finished_mask, "status"].fillna("NOT_STARTED")
     finished = merged[finished_mask]

@@ -15,6 +15,11 @@ from collections.abc import Sequence
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+def add_costs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--costs", metavar="FILE.csv", help="inference costs re-measured by `makd inference-cost`: they "
+                                                     "replace the trials' own, and the tables name the machine")
+
+
 def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
     """Add the `leaderboard` subcommand; it uses the subparsers' parser_class (makd's OneLineParser)."""
     p = sub.add_parser("leaderboard", help="best λ per task x student x loss, the paper's Table 2, a λ plot",
@@ -34,6 +39,7 @@ def add_leaderboard_parser(sub) -> argparse.ArgumentParser:
                         "else search)")
     p.add_argument("--within", type=float, metavar="POINTS",
                    help="print, per task, the cheapest cell whose mean dev score is within POINTS (x100) of the best")
+    add_costs_argument(p)
     p.add_argument("--cost", choices=("params", "latency", "device-hours"), default="params",
                    help="what --within minimises (default params: student parameters; latency: ms per example at "
                         "batch 1)")
@@ -55,7 +61,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from tune.report.build import build, to_csv_bytes
     from tune.report.rank import leaderboard_text
 
-    result = build(args.paths, stage=args.stage)
+    result = build(args.paths, stage=args.stage, costs=args.costs)
     written = []
     if args.csv:
         atomic_write_bytes(Path(args.csv), to_csv_bytes(result.leaderboard))
@@ -135,6 +141,7 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="EXP_DIR_OR_CSV")
     p.add_argument("-o", "--output", required=True, metavar="FILE.html", help="where to write the page")
     p.add_argument("--stage", choices=("final", "search"), help="as for makd leaderboard")
+    add_costs_argument(p)
     return p
 
 
@@ -148,7 +155,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() not in (".html", ".htm"):
         raise UsageError("output", f"expected an .html file name, got {args.output}")
     try:
-        result = build(args.paths, stage=args.stage)
+        result = build(args.paths, stage=args.stage, costs=args.costs)
     except UsageError as err:
         # e.g. a sweep with no finished trial yet: the page says so too (no empty figure), then the usual one line
         write_no_report_html(args.paths, args.output, str(err))

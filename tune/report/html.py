@@ -106,6 +106,18 @@ AGREEMENT_TEXT = {IDENTICAL: "= (identical students at every seed: equal weight 
                   UNKNOWN: "+0.0 (equal scores; identity unknown: no fingerprints)"}
 
 
+def cost_note(board: pd.DataFrame) -> str:
+    """Where the ms / example column was measured: ' Inference cost re-measured on <machine> ...' or ''."""
+    if "latency_ms_mean" not in board or board["latency_ms_mean"].isna().all():
+        return ""
+    places = sorted({str(m) for m in board.get("cost_measured_on", pd.Series(dtype=object)).dropna()})
+    if not places:
+        return (" ms / example: one number per task × student, measured once by the sweep (trials older than that: "
+                "the median of their own per-trial timings).")
+    rest = " (rows without a number there: their trials' own)" if board["cost_measured_on"].isna().any() else ""
+    return f" ms / example: re-measured apart from the trials by makd inference-cost on {'; '.join(places)}{rest}."
+
+
 def headline(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard as people read it: one row per task × student × method, scores ×100, Δ vs CE with its CI."""
     def delta(row) -> str:
@@ -240,7 +252,8 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
         "paired by seed with a Student-t 95% CI." + (
             " The references are on the same dev set: the majority class of the training labels predicted for "
             "every example, and the teacher's own score; ∅ marks a score not above the majority class at 95% "
-            "confidence (no measurable learning)." if board["majority_score"].notna().any() else "") + "</p>",
+            "confidence (no measurable learning)." if board["majority_score"].notna().any() else "")
+        + html.escape(cost_note(board)) + "</p>",
         _table(headline(board), "leaderboard", {"params (M)", "best λ", "best τ", "seeds", "device-hours",
                                                 *MEASURED_HEADINGS}),
         "<h2>Paper-style table (Table 2 layout)</h2>", markdown_table_html(report.paper_table_markdown, "paper-table"),

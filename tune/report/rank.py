@@ -37,7 +37,8 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                        "looks",
                        "constant_predictor", "majority_score", "at_majority", "teacher_score",
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
-                       "latency_ms_mean", "inference_examples_per_s_mean", "teacher", "teacher_fine_tuned"]
+                       "latency_ms_mean", "inference_examples_per_s_mean", "cost_measured_on", "teacher",
+                       "teacher_fine_tuned"]
 _SETTING = ["_lam", "_tau", "_lr"]
 ADAPTIVE_COLUMNS = ["looks", "tolerance"]  # trials of an adaptive final stage (tune/search/final.py)
 REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
@@ -114,6 +115,7 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
                       latency_ms_mean=group["latency_ms"].mean() if "latency_ms" in group else None,
                       inference_examples_per_s_mean=group["inference_examples_per_s"].mean()
                       if "inference_examples_per_s" in group else None,
+                      cost_measured_on=most_common(group["cost_measured_on"]) if "cost_measured_on" in group else None,
                       student_parameters_m=group["student_parameters_m"].max(),
                       metric=most_common(group["metric"]),
                       selection=selection_kind(group["selection"]) if "selection" in group else "dev",
