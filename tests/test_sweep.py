@@ -372,3 +372,27 @@ def test_a_failed_trial_prints_its_error_whole(tiny_bert_dir, tmp_path):
     assert run.returncode == 1
     assert "makd: [rte search] FAILED 1/1" in run.stderr
     assert "Traceback" in run.stderr and "RuntimeError: injected fault after epoch 1" in run.stderr
+
+
+def test_the_python_api_runs_a_sweep_and_returns_its_tables(module_ray, tiny_bert_dir, tmp_path):
+    """Issue 45, item 5: `from tune.api import sweep` runs a sweep in the calling process (using the Ray it is
+    connected to) and returns the trials, the leaderboard and the experiment dir; a dict config works alike, and bad
+    input is refused before anything runs."""
+    import yaml
+
+    from makd.errors import UsageError
+    from tune.api import sweep
+
+    config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "taylor"], lams=[0.5], seeds=[0], epochs=1)
+    result = sweep(config, overrides={"name": "from-python"}, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    root = Path(result.experiment_dir)
+    assert root.name == "from-python" and (root / "trials.csv").is_file() and result.wall_seconds > 0
+    assert len(result.trials) == 2 and set(result.trials["status"]) == {"TERMINATED"} and result.failed.empty
+    assert sorted(result.leaderboard["loss"]) == ["ce", "taylor"]
+    taylor = result.leaderboard[result.leaderboard["loss"] == "taylor"].iloc[0]
+    assert taylor["agreement_vs_ce"] == "identical"  # at tau 1 the taylor student is ce's, from Python too
+    assert "| Student |" in result.paper_table
+    raw = yaml.safe_load(config.read_text())
+    with pytest.raises(UsageError) as err:
+        sweep(raw, overrides={"lams": [2.0], "storage": str(tmp_path / "never")})
+    assert "lams" in str(err.value) and not (tmp_path / "never").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -378,13 +379,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Sw
         raise UsageError(f"{path}{where}", f"not valid YAML ({getattr(err, 'problem', err)})") from None
     raw = dict(raw) if isinstance(raw, dict) else raw
     if isinstance(raw, dict):
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                if key == "glue_dir":
-                    raw["data"] = {**(raw.get("data") or {}), "glue_dir": value}
-                else:
-                    raw[key] = value
+        raw = with_overrides(raw, overrides)
     return parse_config(raw, source=str(path))
+
+
+def with_overrides(raw: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A raw config with top-level keys replaced (None: keep the config's); `glue_dir` is data.glue_dir."""
+    raw = dict(raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key == "glue_dir":
+                raw["data"] = {**(raw.get("data") or {}), "glue_dir": value}
+            else:
+                raw[key] = value
+    return raw
 
 
 def only_tasks(cfg: SweepConfig, tasks: str, *, rename: bool) -> SweepConfig:
