@@ -35,17 +35,22 @@ def test_the_cheapest_cell_within_the_points(points, cost, expected):
     assert row["points_given_up"] == pytest.approx(68 - row["score"]) and row["points_given_up"] <= points
 
 
-@pytest.mark.slow
-def test_the_documented_command_answers_on_the_committed_results():
+def documented_command_output(heading: str) -> list[str]:
+    """The stdout lines of the one command docs/reports.md shows after `heading`, run as written (makd on PATH)."""
     import os
 
     from tests.docs import commands_after
 
-    (command,) = commands_after("docs/reports.md", "**The cheapest student that is good enough.**")
+    (command,) = commands_after("docs/reports.md", heading)
     env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_the_documented_command_answers_on_the_committed_results():
+    lines = documented_command_output("**The cheapest student that is good enough.**")
     assert lines[0] == "The cheapest cell by params within 2 points of each task's best:"
     assert {"sst2", "mrpc", "stsb", "rte"} <= {line.split()[0] for line in lines[2:6]}
     bad = subprocess.run([MAKD, "leaderboard", str(REPO / "results" / "glue-cpu" / "trials-2x128.csv"), "--within",
@@ -56,17 +61,9 @@ def test_the_documented_command_answers_on_the_committed_results():
 def test_the_documented_latency_command_reads_the_re_measured_costs():
     """docs/reports.md: `--within` by latency over the committed results, with the costs re-measured on one machine
     (results/glue-cpu/tables/costs.csv, issue 44): every answer's latency is the re-measured one of its student."""
-    import os
-
     import pandas as pd
 
-    from tests.docs import commands_after
-
-    (command,) = commands_after("docs/reports.md", "**Inference cost measured again, on one machine.**")
-    env = {**os.environ, "PATH": f"{Path(MAKD).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = documented_command_output("**Inference cost measured again, on one machine.**")
     assert lines[0] == "The cheapest cell by latency within 2 points of each task's best:"
     costs = pd.read_csv(REPO / "results" / "glue-cpu" / "tables" / "costs.csv")
     measured = costs.set_index(["task", "student"])["latency_ms"]
