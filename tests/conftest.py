@@ -17,6 +17,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # before it started ('Missing authorization header'), as CI saw after test_tracking's in-process sweep.
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# A process the tests start (makd sweeps, Ray's workers) that dies of a native signal (SIGABRT, SIGSEGV) prints every
+# Python thread's stack, so a rare crash names the thread and the call that crashed, not only C++ frames.
+os.environ["PYTHONFAULTHANDLER"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

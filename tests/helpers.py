@@ -48,3 +48,11 @@ def without_package(monkeypatch, package: str) -> None:
         return real(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+
+
+def stderr_ends(proc, head: int = 3000, tail: int = 2000) -> str:
+    """A failed subprocess's stderr for an assertion message: its first lines (where a native crash names its signal
+    and Python's faulthandler the crashing thread) and its last ones (the error), not only the tail."""
+    err = proc.stderr or ""
+    return err if len(err) <= head + tail else f"{err[:head]}\n[... {len(err) - head - tail} characters ...]\n{err[-tail:]}"
+

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import stderr_ends
 from tests.test_sweep import (  # noqa: F401 (quiet_ray: autouse)
     events,
     kill_driver,
@@ -72,7 +73,7 @@ def test_a_driver_killed_after_the_search_resumes_with_exactly_the_missing_final
     search_epochs = Counter(e["trial_id"] for e in events(root) if e["event"] == "epoch" and e["trial_id"] in search_ids)
     time.sleep(2)
     resumed = resume_driver(config, env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     frame = pd.read_csv(root / "trials.csv")
     assert Counter(frame["stage"]) == {"search": 2, "final": 3}
     final = frame[frame["stage"] == "final"]

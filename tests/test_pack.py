@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from makd.errors import UsageError
+from tests.helpers import stderr_ends
 from tests.test_sweep import events, quiet_ray, write_config  # noqa: F401 (quiet_ray: autouse)
 from tune import experiment_dir as layout
 from tune import pack
@@ -228,7 +229,7 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
     assert finished, "the driver must be killed once a member has finished"
     time.sleep(2)
     resumed = resume_driver(config, env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     frame = pd.read_csv(root / "trials.csv")
     assert len(frame) == 6 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 2).all()
     assert (frame["pack_size"] == 6).all() and frame["pack_id"].nunique() == 1

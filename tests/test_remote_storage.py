@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import stderr_ends
 from tests.test_sweep import MAKD, write_config
 
 pytestmark = pytest.mark.sweep
@@ -78,7 +79,7 @@ def test_a_sweep_on_s3_killed_mid_sweep_resumes_from_the_bucket_and_every_comman
     driver.wait()
     assert "runs/remote/trials.csv" not in keys(s3, "runs/remote/"), "the driver must be killed mid-sweep"
     resumed = makd(["sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env, tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     stored = keys(s3, "runs/remote/")
     for name in ("trials.csv", "sweep.json", "leaderboard.csv", "table.md", "report.html"):
         assert f"runs/remote/{name}" in stored, (name, stored[:20])

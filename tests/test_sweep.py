@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from makd import models
-from tests.helpers import sentiment
+from tests.helpers import sentiment, stderr_ends
 from tests.sockets import SocketWatch, process_tree
 from tune.config import load_config, only_tasks
 from tune.driver import run_sweep
@@ -248,7 +248,7 @@ def test_a_killed_driver_resumes_every_trial_exactly_once_even_from_a_state_nami
             complete[-1].rename(trial / f"checkpoint_{int(numbered[-1].name.split('_')[1]) + 1:06d}")
     assert held
     resumed = resume_driver(config, env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     frame = pd.read_csv(root / "trials.csv")
     assert len(frame) == 4 and set(frame["status"]) == {"TERMINATED"} and (frame["epochs_run"] == 3).all()
     log = events(root)
@@ -288,7 +288,7 @@ def test_a_signalled_driver_stops_the_whole_sweep_and_resume_finishes_it(tiny_be
     interrupted = {e["trial_id"] for e in before if e["event"] == "epoch" and e["epoch"] >= 2} - done_before
     assert interrupted and not (root / "rte-final").exists()
     resumed = resume_driver(config, env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     frame = pd.read_csv(root / "trials.csv")
     assert len(frame) == 3 + 2 and set(frame["status"]) == {"TERMINATED"}
     after = events(root)[len(before):]

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from makd.errors import UsageError
+from tests.helpers import stderr_ends
 from tests.test_sweep import MAKD, events, kill_driver, write_config
 from tune import tracking
 from tune.config import load_config
@@ -128,7 +129,7 @@ def test_a_tracked_sweep_killed_and_resumed_leaves_one_mlflow_run_per_trial(mlfl
     assert 1 <= len(done_before) < 3
     resumed = subprocess.run([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2", "--resume"], env=env,
                              capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, stderr_ends(resumed)
     trials = pd.read_csv(root / "trials.csv", dtype={"weights_fingerprint": str, "predictions_fingerprint": str})
     assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}
     assert trials["weights_fingerprint"].str.fullmatch("[0-9a-f]{16}").all()
