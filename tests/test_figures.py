@@ -232,3 +232,24 @@ def test_the_committed_glue_teachers_figure_keeps_every_point_inside_its_panel()
     report = build(sorted(TEACHERS.glob("trials-*.csv")))
     fig = plot_lambda_curves(report.trials, stage=report.stage, board=report.leaderboard, search=report.search_trials)
     assert_every_point_inside(fig, "results/glue-teachers")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["1 student x 1 task", "3 students x 4 tasks, 3 seeds"])
+def test_the_searched_keys_figure_is_legible_with_every_key_searched(shape, tmp_path):
+    """tune/report/searched.py at its widest: all seven setting keys varied, one row of panels per task."""
+    from tune.report.searched import SETTING_KEYS, plot_searched_keys
+
+    rng = np.random.default_rng(1)
+    rows = sweep_rows(**SHAPES[shape])
+    for row in rows:
+        row.update(tau=float(rng.choice([1.0, 2.0, 4.0])), lr=float(10 ** rng.uniform(-5, -3)),
+                   weight_decay=float(rng.uniform(0, 0.1)), warmup_ratio=float(rng.choice([0.0, 0.05, 0.1])),
+                   max_grad_norm=float(rng.choice([0.5, 1.0])), batch_size=int(rng.choice([16, 32, 64])))
+    report = report_for(tmp_path, rows)
+    fig = plot_searched_keys(report.trials)
+    tasks = report.trials["task"].nunique()
+    assert len(fig.axes) == len(SETTING_KEYS) * tasks
+    assert [ax.get_xlabel() for ax in fig.axes[:len(SETTING_KEYS)]] == list(SETTING_KEYS)
+    assert fig.axes[SETTING_KEYS.index("lr")].get_xscale() == "log"
+    assert_legible(fig, f"{shape} searched keys")

@@ -163,6 +163,29 @@ def test_asha_stops_a_clearly_bad_trial_early(module_ray, tiny_bert_dir, tmp_pat
     assert all(logged[t] == n for t, n in zip(outcome.trials["trial_id"], outcome.trials["epochs_run"], strict=True))
 
 
+def test_hyperband_stops_weak_trials_in_its_aggressive_brackets(module_ray, tiny_bert_dir, tmp_path):
+    """HyperBand (scheduler.kind hyperband, Ray's HyperBandScheduler) at 4 epochs, reduction factor 2: Ray fills its
+    brackets from the least aggressive one (3 trials, no rung) to one with a rung at epoch 2 (3 trials, 2 go on), so
+    of these 6 trials (ce, vanilla, mse x 2 seeds, in that order) one of the last three (vanilla, mse: imitating a
+    random teacher at lam 0) stops at epoch 2. A paused trial resumes from its checkpoint: no epoch trains twice."""
+    cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "vanilla", "mse"],
+                                   lams=[0.0], seeds=[0, 1], epochs=4, lr=3e-3,
+                                   data={"glue_dir": str(toy_sst2_dir(tmp_path))},
+                                   scheduler={"kind": "hyperband", "reduction_factor": 2}, final=None,
+                                   max_concurrent_trials=None))
+    outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
+    frame = outcome.trials
+    assert set(frame["status"]) <= {"TERMINATED", "STOPPED"}
+    ce = frame[frame["loss"] == "ce"]
+    assert (ce["best_score"] > 0.9).all() and (ce["epochs_run"] == 4).all()
+    stopped = frame[frame["epochs_run"] < 4]
+    assert len(stopped) >= 1 and set(stopped["loss"]) <= {"vanilla", "mse"} and (stopped["epochs_run"] == 2).all()
+    trained = Counter((e["trial_id"], e["epoch"]) for e in events(outcome.root) if e["event"] == "epoch")
+    assert set(trained.values()) == {1}  # every epoch trained once, paused or not
+    assert all(sum(1 for t, _ in trained if t == trial) == n
+               for trial, n in zip(frame["trial_id"], frame["epochs_run"], strict=True))
+
+
 def test_optuna_samples_lam_in_range_and_is_reproducible(module_ray, tiny_bert_dir, tmp_path):
     sampled = []
     for name in ("opt-a", "opt-b"):

@@ -35,6 +35,7 @@ from makd.teacher_finetune import FinetuneOptions
 from tune.fields import as_list
 from tune.pack import PackConfig, parse_pack
 from tune.search import SearchConfig, get_search_kind, parse_search, uses_teacher
+from tune.search_space import FIXED_BY, check_not_fixed, parse_space
 from tune.storage import is_remote_uri
 from tune.sweep_config import (
     AdaptiveSeeds,
@@ -82,7 +83,7 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
     **{name: _declared(name) for name in ("name", "tasks", "students", "losses", "lams", "taus", "seeds")},
     "final": _section(FinalConfig, "the final stage: each method's top_k search settings rerun for every final seed, "
                       "full budget, no early stopping; null turns it off",
-                      "on with ASHA or Optuna: {seeds: the sweep's seeds, top_k: 1}", nullable=True),
+                      "on with a scheduler, random or Optuna: {seeds: the sweep's seeds, top_k: 1}", nullable=True),
     "selection": _section(Selection, "what chooses epochs and settings: a seeded hold-out of train (dev reported "
                           "untouched), or dev (optimistic; every table says so)", "{split: train_holdout, fraction: "
                           "0.1}"),
@@ -91,10 +92,16 @@ SWEEP_FIELDS: dict[str, SweepKey] = {
                          "(labels dropped from the training split, or a file of texts); losses that need a label "
                          "(ce, taylor, ortho) train on the labeled examples only, as many steps per epoch",
                          "null: every training example keeps its label", nullable=True),
-    "search": _section(SearchConfig, "the search kind (tune/search/): the full grid, or Optuna's TPE over ranges; "
+    "search": _section(SearchConfig, "the search kind (tune/search/): the full grid, random settings from search_space, "
+                       "or Optuna's TPE over ranges and search_space; "
                        "objectives: [score, params | latency | device_hours] searches score and a cost with NSGA-II "
                        "(scheduler none)"),
-    "scheduler": _section(SchedulerConfig, "early stopping of weak trials by ASHA"),
+    "search_space": SweepKey("{KEY: {DISTRIBUTION: ARGS}}", "null: nothing searched", "searched keys (lam, tau, lr, weight_decay, "
+                             "warmup_ratio, max_grad_norm, batch_size), each with a Ray Tune distribution: "
+                             "uniform/loguniform/randint/lograndint [low, high], their q forms [low, high, q], "
+                             "choice/grid [values]; searched by search.kind random or optuna (grid: grid values "
+                             "only); a key searched here must not also be fixed (lr:, lams:, taus:)"),
+    "scheduler": _section(SchedulerConfig, "early stopping of weak trials by ASHA or HyperBand"),
     "teacher_finetune": _section(FinetuneOptions, "fine-tune the teacher per task first, cached "
                                  "(makd/teacher_finetune.py); null: the paper's teacher, not fine-tuned", None,
                                  nullable=True),
@@ -178,6 +185,8 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     teacher_finetune = _parse_teacher_finetune(raw, train)
     glue_dir = parse_section(DataSection, raw.get("data"), "data", "{glue_dir: ../glue}").glue_dir
     search = parse_search(raw.get("search"))
+    search_space = parse_space(raw.get("search_space"))
+    check_not_fixed(search_space, raw)
     scheduler = parse_section(SchedulerConfig, raw.get("scheduler"), "scheduler",
                               "{kind: asha, grace_period: 1, reduction_factor: 2}")
     cpu, gpu, gpu_auto = _parse_resources(raw.get("resources_per_trial"))
@@ -185,6 +194,10 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     epochs = train.epochs
     if scheduler.max_epochs is not None and scheduler.max_epochs != epochs:
         raise UsageError("scheduler.max_epochs", f"must equal epochs ({epochs}) or be omitted")
+    if scheduler.kind == "hyperband" and _top(raw, "max_concurrent_trials") is not None:
+        raise UsageError("max_concurrent_trials", "HyperBand pauses a bracket's trials until all of them reach its "
+                                                  "rung: a limit on trials at once leaves a bracket unfilled (Ray "
+                                                  "counts paused trials); limit resources_per_trial instead")
     if scheduler.kind == "asha" and scheduler.grace_period > epochs:
         raise UsageError("scheduler.grace_period", f"{scheduler.grace_period} exceeds epochs ({epochs})")
 
@@ -196,7 +209,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         glue_dir=glue_dir, search=search, scheduler=scheduler, cpu=cpu, gpu=gpu, gpu_auto=gpu_auto,
         max_concurrent_trials=_top(raw, "max_concurrent_trials"), max_failures=_top(raw, "max_failures"),
         storage=_top(raw, "storage"), address=_top(raw, "address"), tracking=parse_tracking(raw.get("tracking")),
-        wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")))
+        wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")), search_space=search_space)
     check_causal_lm(cfg)
     check_transfer(cfg)
     for task in tasks:
@@ -267,7 +280,7 @@ def _parse_wait_for(section: Any) -> WaitFor | None:
 def _parse_final(raw: dict, search: SearchConfig, scheduler: SchedulerConfig, seeds: tuple[int, ...]
                  ) -> FinalConfig | None:
     """`final:` -> FinalConfig. Missing: on (over the sweep's seeds, top 1) whenever the search stops trials early
-    or samples settings (ASHA, Optuna), so that methods are compared at one budget; `final: null` turns it off."""
+    or samples settings (ASHA, HyperBand, random, Optuna), so that methods are compared at one budget; `final: null` turns it off."""
     if "final" not in raw:
         early = scheduler.kind != "none" or search.kind != "grid"
         return FinalConfig(tuple(dict.fromkeys(seeds))) if early else None
@@ -436,8 +449,17 @@ def sweep_yaml(config: dict) -> str:
     search = config.get("search") or {"kind": "grid"}
     fields = get_search_kind(search.get("kind", "grid")).fields
     raw["search"] = {k: v for k, v in search.items() if k in fields and v is not None}
+    if config.get("search_space"):  # asdict's [{key, distribution, args}] back to {key: {distribution: args}}
+        raw["search_space"] = {d["key"]: {d["distribution"]: list(d["args"])} for d in config["search_space"]}
+        for key in raw["search_space"]:  # searched, so not fixed (check_not_fixed)
+            raw.pop(FIXED_BY[key], None)
     raw["scheduler"] = {k: v for k, v in (config.get("scheduler") or {}).items() if v is not None}
-    raw["final"] = config.get("final")  # null: no final stage (missing would turn one on for ASHA or Optuna)
+    final = config.get("final")  # null: no final stage (missing would turn one on for ASHA or Optuna)
+    if final is not None:  # adaptive seeds are written as YAML spells them: seeds: {min, max, step}
+        adaptive = final.get("adaptive")
+        final = {**{k: v for k, v in final.items() if k not in ("adaptive", "tolerance")},
+                 **({"seeds": adaptive, "tolerance": final["tolerance"]} if adaptive else {})}
+    raw["final"] = final
     raw["resources_per_trial"] = {"cpu": config.get("cpu", 1.0),
                                   "gpu": "auto" if config.get("gpu_auto") else config.get("gpu", 0.0)}
     raw.update({k: config[k] for k in ("max_concurrent_trials", "max_failures", "storage", "address", "tracking",

@@ -20,7 +20,7 @@ from typing import Any
 
 from makd.config import option, parse_section
 from makd.errors import UsageError
-from tune.experiment_dir import MEMBERS
+from tune.experiment_dir import MEMBERS, SEARCHED_OPTIONS
 
 FUSED = "fused"  # a fused pack's trial config carries fused: true
 MODES = ("sequential", "fused")
@@ -99,7 +99,9 @@ def pack_points(points: list[dict], config: PackConfig) -> list[dict]:
     fused = config.mode == "fused"
     by_shape: dict[tuple, list[dict]] = {}
     for point in points:
-        key = (point["student"], point.get("stage")) + ((point["seed"], point["lr"]) if fused else ())
+        # a fused pack's members also share every searched training option (one optimizer, one batch order)
+        shared = (point["seed"], point["lr"], *(point.get(k) for k in SEARCHED_OPTIONS)) if fused else ()
+        key = (point["student"], point.get("stage"), *shared)
         by_shape.setdefault(key, []).append(point)
     packs = []
     for (student, stage, *_), members in by_shape.items():

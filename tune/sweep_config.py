@@ -12,6 +12,7 @@ from makd.config import TrainOptions, option
 from makd.file_tasks import FileTask
 from makd.teacher_finetune import FinetuneOptions
 from tune.pack import PackConfig
+from tune.search_space import SpaceDimension
 from tune.tracking import TrackingConfig
 
 
@@ -19,10 +20,13 @@ from tune.tracking import TrackingConfig
 class SearchConfig:
     """The `search:` section, parsed by its kind. Fields a kind does not use keep their defaults."""
 
-    kind: str = option("grid", "a search kind of tune/search/: grid (every combination of the listed values) or "
-                       "optuna (Optuna's TPE, or NSGA-II, over the ranges below)")
+    kind: str = option("grid", "a search kind of tune/search/: grid (every combination of the listed values), random "
+                       "(num_samples settings drawn from search_space, the same for every method) or optuna "
+                       "(Optuna's TPE, or NSGA-II, over the ranges below and search_space)")
     n_trials: int = option(0, "optuna: trials per task (at least one per (student, loss, seed) category)", low=1)
-    seed: int = option(0, "optuna: the sampler's seed")
+    num_samples: int = option(1, "random: settings drawn from search_space (times each combination of its grid "
+                              "keys), each trained by every (student, loss, seed)", low=1)
+    seed: int = option(0, "optuna, random: the sampler's seed")
     lam: tuple[float, float] = option((0.0, 1.0), "optuna: the λ range [low, high]", low=0.0, high=1.0)
     lr: tuple[float, float] | None = option(None, "optuna: a log-uniform lr range [low, high] (null: the sweep's lr, "
                                             "fixed)", low=0.0, low_open=True)
@@ -60,12 +64,13 @@ class FinalConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """`scheduler:`: early stopping of weak trials (ASHA on the epoch), or none."""
+    """`scheduler:`: early stopping of weak trials (ASHA or HyperBand on the epoch), or none."""
 
-    kind: str = option("none", "none: every trial runs every epoch; asha: stop weak trials early",
-                       choices=("none", "asha"))
-    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", low=1)
-    reduction_factor: int = option(2, "ASHA keeps 1 in reduction_factor trials at each rung", low=2)
+    kind: str = option("none", "none: every trial runs every epoch; asha: stop weak trials early (asynchronous "
+                       "successive halving); hyperband: HyperBand's brackets (synchronous: trials pause at each "
+                       "rung and resume from their checkpoint)", choices=("none", "asha", "hyperband"))
+    grace_period: int = option(1, "asha: epochs every trial runs before ASHA may stop it", low=1)
+    reduction_factor: int = option(2, "asha, hyperband: 1 in reduction_factor trials goes on at each rung", low=2)
     max_epochs: int | None = option(None, "the budget ASHA schedules against (null: the epochs key; another value "
                                     "is refused)", low=1)
 
@@ -158,6 +163,11 @@ class SweepConfig:
     teacher_finetune: FinetuneOptions | None = None  # fine-tune the teacher per task first (cached); None: paper's
     wait_for: WaitFor | None = None  # wait for an autoscaled cluster's GPUs/CPUs before the first trial
     pack: PackConfig = field(default_factory=PackConfig)  # tune/pack.py: trial configs trained by one Ray trial
+    search_space: tuple[SpaceDimension, ...] = ()  # tune/search_space.py: the searched keys and their distributions
+
+    @property
+    def searched_keys(self) -> tuple[str, ...]:
+        return tuple(dim.key for dim in self.search_space)
 
     @property
     def teacher_fine_tuned(self) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from makd.data import TextDataset
 from makd.tasks import TaskSpec
 from tune import experiment_dir as layout
-from tune.experiment_dir import SWEPT, trial_params
+from tune.experiment_dir import SEARCHED_OPTIONS, SWEPT, trial_params
 from tune.pack import FUSED
 from tune.trial_checkpoint import NewestCheckpoint, checkpoint_of
 
@@ -271,7 +271,9 @@ class _TrialRun:
     def train_config(self, params: dict):
         from makd.train import TrainConfig
 
-        return TrainConfig(task=self.task_data.task, **{**self.task_data.base, **{key: params[key] for key in SWEPT}})
+        searched = {key: params[key] for key in SEARCHED_OPTIONS if key in params}  # tune/search_space.py
+        return TrainConfig(task=self.task_data.task, **{**self.task_data.base, **{key: params[key] for key in SWEPT},
+                                                        **searched})
 
     def epoch_metrics(self, cfg, result, start: float, first_epoch: int) -> dict:
         """What every epoch of a trial (member) reports to Tune."""

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from makd.errors import UsageError
 from makd.files import atomic_write_bytes
-from tune.experiment_dir import sweep_config
+from tune.experiment_dir import SEARCHED_OPTIONS, sweep_config
 from tune.report.build import Report
 from tune.report.curves import learning_curves, plot_learning_curves
 from tune.report.paired import IDENTICAL, SAME_PREDICTIONS, TIE, UNKNOWN
@@ -30,6 +30,7 @@ from tune.report.paper import AT_MAJORITY
 from tune.report.pareto import COSTS, cost_frame, plot_pareto
 from tune.report.plots import plot_lambda_curves
 from tune.report.rank import known_true
+from tune.report.searched import parameter_importance, plot_searched_keys
 from tune.report.verdict import verdict_lines
 
 STYLE = """
@@ -142,6 +143,9 @@ def headline(board: pd.DataFrame) -> pd.DataFrame:
         "teacher ×100": board["teacher_score"].map(lambda v: _fmt(v, 1, 100)),
         "device-hours": board["device_hours_total"].map(lambda v: _fmt(v, 4)),
         "ms / example (batch 1)": board["latency_ms_mean"].map(lambda v: _fmt(v, 2))})
+    searched = [c for c in board.columns if c.startswith("best_") and c[5:] in SEARCHED_OPTIONS]
+    for at, column in enumerate(searched, start=list(frame.columns).index("best τ") + 1):  # search_space's keys
+        frame.insert(at, f"best {column[5:]}", board[column].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""))
     unscored = [c for c, source in MEASURED_HEADINGS.items() if board[source].isna().all()]
     return frame.drop(columns=unscored)  # trials recorded before makd measured these: no empty columns
 
@@ -241,6 +245,8 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
     lam_uri = _png_uri(lambda_png) if lambda_png else _png(lam_figure)
     title = title or page_title(paths)
     verdicts = verdict_lines(board)
+    searched = report.search_trials if report.search_trials is not None else report.trials
+    importance = parameter_importance(searched)
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Answer</h2><ul id='verdict'>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>",
@@ -264,6 +270,13 @@ def render(report: Report, paths: list[str], title: str | None = None, lambda_pn
         _table(pareto, "pareto", {"score ×100"}),
         "<h2>Dev score against λ</h2>",
         _img(lam_uri, "λ curves (drawn when the methods ran at two or more λ values)"),
+        "<h2>Score against each searched key (search stage)</h2><p class='note'>Every finished search trial's "
+        "selection score against each setting key it varied; the importance table is Optuna's fANOVA share of the "
+        "score's variance per key (and per loss, where several ran), fitted on these trials.</p>",
+        _img(_png(plot_searched_keys(searched)), "score against each searched key (drawn when the search varied a "
+                                                 "key other than λ: search_space, or an lr or τ range)"),
+        _table(importance.assign(importance=importance["importance"].map(lambda v: f"{v:.2f}")),
+               "importance", {"importance", "trials"}) if not importance.empty else "",
         "<h2>Learning curves</h2>",
         _img(_png(curves), "per-trial learning curves (experiment dirs only: trials CSVs hold no per-epoch history)"),
         "<h2>Sweep</h2>", '<table class="facts" id="facts">' + "".join(

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from makd.fingerprints import FINGERPRINT_COLUMNS
+from tune.experiment_dir import SEARCHED_OPTIONS
 from tune.report.order import loss_rank, student_order, task_rank, temperature_free
 from tune.report.paired import (
     NO_PAIRS,
@@ -39,7 +40,7 @@ LEADERBOARD_COLUMNS = ["task", "student", "student_parameters_m", "loss", "metri
                        "settings_tried", "n_trials", "wall_seconds_mean", "device_hours_total", "peak_gpu_mb_max",
                        "latency_ms_mean", "inference_examples_per_s_mean", "cost_measured_on", "teacher",
                        "teacher_fine_tuned"]
-_SETTING = ["_lam", "_tau", "_lr"]
+_SETTING = ["_lam", "_tau", "_lr"]  # + "_<option>" for each training option the sweep searched (setting_columns)
 ADAPTIVE_COLUMNS = ["looks", "tolerance"]  # trials of an adaptive final stage (tune/search/final.py)
 REFERENCE_COLUMNS = ["majority_score", "teacher_score"]  # the task's, on dev: makd/references.py
 
@@ -52,6 +53,8 @@ def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
     df["_lam"] = df["lam"].where(~is_ce, 1.0).round(6)
     df["_tau"] = df["tau"].where(~(is_ce | df["_loss"].isin(temperature_free())), 1.0).round(6)
     df["_lr"] = df["lr"].round(12)
+    for key in searched_options(df):  # tune/search_space.py: part of the setting only where a sweep searched them
+        df[f"_{key}"] = pd.to_numeric(df[key], errors="coerce").round(12)
     # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
     fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
     df.loc[fine_tuned, "_loss"] = df.loc[fine_tuned, "_loss"] + FINE_TUNED_SUFFIX
@@ -62,6 +65,22 @@ def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
         df.loc[all_labels, "_loss"] = df.loc[all_labels, "_loss"] + ALL_LABELS_SUFFIX
     df["_method"] = _method_labels(df)
     return df
+
+
+def searched_options(trials: pd.DataFrame) -> list[str]:
+    """The training options these trials searched (search_space): their columns, where some trial has a value."""
+    return [key for key in SEARCHED_OPTIONS if key in trials and trials[key].notna().any()]
+
+
+def setting_columns(df: pd.DataFrame) -> list[str]:
+    """A `setting_view`'s setting: λ, τ, lr and every searched training option."""
+    return _SETTING + [f"_{key}" for key in SEARCHED_OPTIONS if f"_{key}" in df]
+
+
+def leaderboard_columns(trials: pd.DataFrame) -> list[str]:
+    """LEADERBOARD_COLUMNS, with best_<option> after best_lr for every training option the trials searched."""
+    at = LEADERBOARD_COLUMNS.index("best_lr") + 1
+    return [*LEADERBOARD_COLUMNS[:at], *(f"best_{key}" for key in searched_options(trials)), *LEADERBOARD_COLUMNS[at:]]
 
 
 def _method_labels(df: pd.DataFrame) -> pd.Series:
@@ -95,17 +114,19 @@ def best_settings(df: pd.DataFrame, keys: list[str], extra: Iterable[str] = ()) 
     """
     extra = list(extra)
     records = []
+    setting = setting_columns(df)
     for key, group in df.groupby(keys, dropna=False, sort=False):
-        stats = group.groupby(_SETTING, dropna=False).agg(
+        stats = group.groupby(setting, dropna=False).agg(
             selection_mean=("best_score", "mean"), dev_score_mean=("dev_score", "mean"), dev_score_std=("dev_score", "std"),
             n_seeds=("dev_score", "count"), last_epoch_score_mean=("last_epoch_score", "mean"),
             **{c: (c, "mean") for c in extra}).reset_index()
         stats = stats[stats["selection_mean"].notna()]
         if stats.empty:
             continue
-        best = rank_settings(stats, "selection_mean", _SETTING).iloc[0]
+        best = rank_settings(stats, "selection_mean", setting).iloc[0]
         record = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         record.update(best_lam=best["_lam"], best_tau=best["_tau"], best_lr=best["_lr"],
+                      **{f"best{column}": best[column] for column in setting[len(_SETTING):]},
                       dev_score_mean=best["dev_score_mean"], dev_score_std=best["dev_score_std"], n_seeds=int(best["n_seeds"]),
                       last_epoch_score_mean=best["last_epoch_score_mean"], settings_tried=len(stats),
                       n_trials=int(group["best_score"].notna().sum()),
@@ -173,12 +194,13 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     dev score (empty for ce, and for trials recorded before makd scored references). Cost columns cover all of the row's trials:
     `wall_seconds_mean` per trial, `device_hours_total` summed.
     """
+    columns = leaderboard_columns(trials)
     if trials.empty:
-        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+        return pd.DataFrame(columns=columns)
     df = architecture_costs(setting_view(trials))
     board = best_settings(df, ["task", "student", "_loss"], extra=REFERENCE_COLUMNS).rename(columns={"_loss": "loss"})
     if board.empty:
-        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+        return pd.DataFrame(columns=columns)
     seeds = {(r["task"], r["student"], r["loss"]): setting_seeds(df, r) for _, r in board.iterrows()}
     differences = paired_differences(seeds)
     for baseline in BASELINES:
@@ -205,16 +227,20 @@ def leaderboard_table(trials: pd.DataFrame) -> pd.DataFrame:
     order = sorted(board.index, key=lambda i: (task_rank(board.at[i, "task"]),
                                                students.get(board.at[i, "student"], len(students)),
                                                loss_rank(board.at[i, "loss"])))
-    return board.loc[order, LEADERBOARD_COLUMNS].reset_index(drop=True)
+    return board.loc[order, columns].reset_index(drop=True)
 
 
 def setting_rows(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.DataFrame:
     """The `setting_view` trials behind a `best_settings` row (its task, student, method and chosen setting);
     `key` is the row's grouping column ("loss", or "_method" for the paper table's method rows)."""
     column = "_loss" if key == "loss" else key
-    return df[(df["task"] == cell["task"]) & (df["student"] == cell["student"]) & (df[column] == cell[key])
-              & (df["_lam"] == cell["best_lam"]) & (df["_tau"] == cell["best_tau"]) & (df["_lr"] == cell["best_lr"])
-              & df["best_score"].notna()]
+    same = ((df["task"] == cell["task"]) & (df["student"] == cell["student"]) & (df[column] == cell[key])
+            & (df["_lam"] == cell["best_lam"]) & (df["_tau"] == cell["best_tau"]) & (df["_lr"] == cell["best_lr"])
+            & df["best_score"].notna())
+    for setting in setting_columns(df)[len(_SETTING):]:  # a searched option: missing where a trial did not search it
+        best = cell[f"best{setting}"]
+        same &= df[setting].isna() if pd.isna(best) else df[setting] == best
+    return df[same]
 
 
 def setting_seeds(df: pd.DataFrame, cell: pd.Series, key: str = "loss") -> pd.DataFrame:

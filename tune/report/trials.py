@@ -25,6 +25,7 @@ from makd.errors import UsageError
 from makd.fingerprints import FINGERPRINT_COLUMNS
 from tune.experiment_dir import (
     FINISHED,
+    SEARCHED_OPTIONS,
     TrialFolder,
     Unpacked,
     ended_trials,
@@ -93,6 +94,7 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
            **teacher_fields(params.get("loss"), teacher, fine_tuned),
            "student": params.get("student"), "loss": params.get("loss"), "lam": params.get("lam"),
            "tau": params.get("tau"), "seed": params.get("seed"), "lr": params.get("lr"),
+           **{key: params[key] for key in SEARCHED_OPTIONS if key in params},  # searched ones only (search_space)
            "metric": metrics.get("metric"), "looks": params.get("looks"), "tolerance": params.get("tolerance"), "trial_id": trial_id if metrics.get("pack_size") else metrics.get("trial_id") or trial_id, "error": error,
            "_started": bool(metrics) and number(metrics.get("score")) is not None}
     if row["_started"]:

@@ -14,6 +14,7 @@ from tune.fields import mapping
 from tune.search.base import METRIC, MODE, SWEPT, TIME_ATTR, SearchConfig, SearchKind
 from tune.search.grid import GridSearch
 from tune.search.optuna_search import OptunaSearch
+from tune.search.random_search import RandomSearch
 
 if TYPE_CHECKING:
     from makd.teacher_spec import TeacherSpec
@@ -30,13 +31,13 @@ def register_search_kind(kind: SearchKind) -> SearchKind:
     return kind
 
 
-for _kind in (GridSearch(), OptunaSearch()):
+for _kind in (GridSearch(), RandomSearch(), OptunaSearch()):
     register_search_kind(_kind)
 
 
 def get_search_kind(name: str) -> SearchKind:
     if name not in SEARCH_KINDS:
-        raise UsageError("search.kind", f"expected {' or '.join(SEARCH_KINDS)}, got {name!r}")
+        raise UsageError("search.kind", f"expected {', '.join(SEARCH_KINDS)}, got {name!r}")
     return SEARCH_KINDS[name]
 
 
@@ -67,11 +68,25 @@ def trial_budget(cfg: SweepConfig) -> int:
     return get_search_kind(cfg.search.kind).trials_per_task(cfg) * len(cfg.tasks)
 
 
-def scheduler(cfg: SweepConfig):
-    """ASHA on the epoch, or None (every trial runs all epochs)."""
-    if cfg.scheduler.kind != "asha":
-        return None
+def _asha(cfg: SweepConfig):
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(time_attr=TIME_ATTR, max_t=cfg.max_epochs, grace_period=cfg.scheduler.grace_period,
                          reduction_factor=cfg.scheduler.reduction_factor)
+
+
+def _hyperband(cfg: SweepConfig):
+    from ray.tune.schedulers import HyperBandScheduler
+
+    return HyperBandScheduler(time_attr=TIME_ATTR, max_t=cfg.max_epochs,
+                              reduction_factor=cfg.scheduler.reduction_factor)
+
+
+# scheduler.kind -> Ray Tune's scheduler on the epoch (the metric and mode come from the Tuner); "none": Tune's FIFO
+SCHEDULERS = {"asha": _asha, "hyperband": _hyperband}
+
+
+def scheduler(cfg: SweepConfig):
+    """The sweep's early-stopping scheduler, or None (every trial runs all epochs)."""
+    make = SCHEDULERS.get(cfg.scheduler.kind)
+    return make(cfg) if make else None

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tune.experiment_dir import FINISHED
+from tune.experiment_dir import FINISHED, SEARCHED_OPTIONS
 from tune.report.order import temperature_free
 from tune.report.rank import MAX_TAU_ROWS, rank_settings
 from tune.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
 from tune.search.grid import PointsSearch
+from tune.search_space import INTEGER_KEYS
 
 if TYPE_CHECKING:
     from tune.sweep_config import SweepConfig
@@ -50,6 +51,8 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     # an adaptive stage's trials carry its plan: the leaderboard corrects their intervals for the looks
     adaptive = {"looks": len(rounds), "tolerance": cfg.final.tolerance} if cfg.final.adaptive else {}
     done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
+    # a setting is λ, τ, lr and every training option the sweep searched (each rerun with the value that won)
+    setting = SETTING + [key for key in SEARCHED_OPTIONS if key in cfg.searched_keys]
     points = []
     for student in cfg.students:
         for loss in cfg.losses:
@@ -58,15 +61,22 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
                 continue
             taus = sorted(mine["tau"].dropna().unique())
             methods = ([mine[mine["tau"] == tau] for tau in taus]
-                       if loss not in temperature_free() and 1 < len(taus) <= MAX_TAU_ROWS else [mine])
+                       if loss not in temperature_free() and 1 < len(taus) <= MAX_TAU_ROWS
+                       and "tau" not in cfg.searched_keys else [mine])  # a searched τ is part of the setting
             for method in methods:
-                ranked = rank_settings(method.groupby(SETTING)["best_score"].mean().reset_index(), "best_score",
-                                       SETTING)
+                ranked = rank_settings(method.groupby(setting)["best_score"].mean().reset_index(), "best_score",
+                                       setting)
                 for _, best in ranked.head(cfg.final.top_k).iterrows():
+                    searched = {key: _native(key, best[key]) for key in setting[len(SETTING):]}
                     points += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
-                               "seed": int(seed), "lr": float(best["lr"]), "stage": "final", **adaptive}
+                               "seed": int(seed), "lr": float(best["lr"]), **searched, "stage": "final", **adaptive}
                               for seed in first_round]
     return points
+
+
+def _native(key: str, value):
+    """A searched option's value as the trial config's type (batch_size an int, every other one a float)."""
+    return int(value) if key in INTEGER_KEYS else float(value)
 
 
 def next_round_points(cfg: SweepConfig, first_round: list[dict], final_rows: list[dict], round_index: int

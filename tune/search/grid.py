@@ -9,30 +9,38 @@ from makd.errors import UsageError
 from makd.losses import LOSSES
 from tune.pack import pack_points
 from tune.search.base import SearchConfig, SearchKind
+from tune.search_space import grid_settings
 
 if TYPE_CHECKING:
     from tune.sweep_config import SweepConfig
 
 
-def grid_points(cfg: SweepConfig) -> list[dict]:
+def grid_points(cfg: SweepConfig, settings: list[dict] | None = None) -> list[dict]:
     """The full grid for one task, without duplicates that would train the identical student twice.
 
-    `ce` runs once per (student, seed) at lam=1; a KD loss at lam=1 is exactly `ce`, so it is not run again;
-    losses whose value ignores tau (ce, mse, ortho) run at tau=1 only.
+    Each setting (of `search_space`'s keys; default: every combination of its grid values) is crossed with the
+    (student, loss, λ, τ, seed) grid, its λ or τ replacing the listed ones. `ce` runs once per (student, seed,
+    setting) at lam=1; a KD loss at lam=1 is exactly `ce`, so it is not run again; losses whose value ignores tau
+    (ce, mse, ortho) run at tau=1 only.
     """
     points, seen = [], set()
-    for student, loss, lam, tau, seed in itertools.product(cfg.students, cfg.losses, cfg.lams, cfg.taus, cfg.seeds):
-        if loss == "ce":
-            lam, tau = 1.0, 1.0
-        elif lam >= 1.0:
-            continue
-        if not LOSSES[loss].uses_tau:  # one tau is enough
-            tau = 1.0
-        key = (student, loss, lam, tau, seed)
-        if key not in seen:
-            seen.add(key)
-            points.append({"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
-                          "lr": float(cfg.train.lr)})
+    for setting in grid_settings(cfg.search_space) if settings is None else settings:
+        lams, taus = [setting.get("lam", lam) for lam in cfg.lams], [setting.get("tau", tau) for tau in cfg.taus]
+        trained = {key: value for key, value in setting.items() if key not in ("lam", "tau")}
+        for student, loss, lam, tau, seed in itertools.product(cfg.students, cfg.losses, dict.fromkeys(lams),
+                                                               dict.fromkeys(taus), cfg.seeds):
+            if loss == "ce":
+                lam, tau = 1.0, 1.0
+            elif lam >= 1.0:
+                continue
+            if not LOSSES[loss].uses_tau:  # one tau is enough
+                tau = 1.0
+            point = {"student": student, "loss": loss, "lam": float(lam), "tau": float(tau), "seed": int(seed),
+                     "lr": float(cfg.train.lr), **trained}
+            key = tuple(sorted(point.items()))
+            if key not in seen:
+                seen.add(key)
+                points.append(point)
     return points
 
 
@@ -70,6 +78,12 @@ class PointsSearch(SearchKind):
     def trials_per_task(self, cfg: SweepConfig) -> int:
         return len(self.trial_points(cfg))
 
+    def may_use_teacher(self, cfg: SweepConfig) -> bool:
+        return any(p["lam"] < 1 for p in self.points(cfg))
+
+    def progress_columns(self, cfg: SweepConfig) -> list[str]:
+        return [*super().progress_columns(cfg), *(k for k in cfg.searched_keys if k not in ("lam", "tau"))]
+
 
 class GridSearch(PointsSearch):
     name = "grid"
@@ -82,5 +96,9 @@ class GridSearch(PointsSearch):
             raise UsageError("search", "grid search takes no other fields (list values in lams/taus/seeds)")
         return SearchConfig()
 
-    def may_use_teacher(self, cfg: SweepConfig) -> bool:
-        return any(lam < 1 for lam in cfg.lams)
+    def check(self, cfg: SweepConfig) -> None:
+        for dim in cfg.search_space:
+            if not dim.is_grid:
+                raise UsageError(f"search_space.{dim.key}", f"grid search enumerates: write {{grid: [...]}}, or "
+                                                            f"sample {dim.distribution} with search.kind random or optuna")
+

@@ -33,6 +33,8 @@ def start_points(cfg: SweepConfig) -> list[dict]:
         point = {**category, "lam": 1.0 if category["loss"] == "ce" and search.lam[1] == 1.0 else lam, "tau": tau}
         if search.lr:
             point["lr"] = lr
+        for dim in cfg.search_space:  # search_space's keys: a fixed first value inside each one's range
+            point[dim.key] = dim.start_value()
         points.append(point)
     return points
 
@@ -70,26 +72,37 @@ class OptunaSearch(SearchKind):
 
     def check(self, cfg: SweepConfig) -> None:
         if self.multi_objective(cfg) and cfg.scheduler.kind != "none":
-            raise UsageError("scheduler", "ASHA stops trials by one metric; a search over "
+            raise UsageError("scheduler", "ASHA and HyperBand stop trials by one metric; a search over "
                                           f"{', '.join(cfg.search.objectives)} needs scheduler: {{kind: none}}")
         if "latency" in cfg.search.objectives and not cfg.train.inference_batch_size:
             raise UsageError("search.objectives", "latency is measured only with inference_batch_size > 0")
+        for dim in cfg.search_space:
+            if dim.is_grid:
+                raise UsageError(f"search_space.{dim.key}", "Optuna samples: write {choice: [...]} (a grid is for "
+                                                            "search.kind grid or random)")
+            if dim.key in ("lam", "lr", "tau") and getattr(cfg.search, dim.key) != getattr(SearchConfig(), dim.key):
+                raise UsageError(f"search_space.{dim.key}", f"also searched by search.{dim.key}: drop one of them")
         needed = len(categories(cfg))
         if cfg.search.n_trials < needed:
             raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {needed} categories "
                                                 "(student x loss x seed): each must be tried once")
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
-        return cfg.search.lam[0] < 1
+        lam = next((dim for dim in cfg.search_space if dim.key == "lam"), None)
+        return (min(lam.args) if lam and lam.distribution in ("choice", "grid") else
+                lam.args[0] if lam else cfg.search.lam[0]) < 1
 
     def param_space(self, cfg: SweepConfig) -> dict:
+        """Student, loss and seed as categories, λ / lr / τ from `search:`'s ranges, then search_space's keys
+        (Ray's OptunaSearch turns Ray Tune's domains into Optuna's distributions)."""
         from ray import tune as ray_tune
 
         search = cfg.search
         return {"student": ray_tune.choice(list(cfg.students)), "loss": ray_tune.choice(list(cfg.losses)),
                 "seed": ray_tune.choice(list(cfg.seeds)), "lam": ray_tune.uniform(*search.lam),
                 "lr": ray_tune.loguniform(*search.lr) if search.lr else cfg.train.lr,
-                "tau": ray_tune.uniform(*search.tau) if search.tau else ray_tune.choice(list(cfg.taus))}
+                "tau": ray_tune.uniform(*search.tau) if search.tau else ray_tune.choice(list(cfg.taus)),
+                **{dim.key: dim.to_ray() for dim in cfg.search_space}}
 
     def algorithm(self, cfg: SweepConfig):
         from ray.tune.search.optuna import OptunaSearch as RayOptunaSearch
@@ -108,4 +121,4 @@ class OptunaSearch(SearchKind):
         return cfg.search.n_trials
 
     def progress_columns(self, cfg: SweepConfig) -> list[str]:
-        return [*super().progress_columns(cfg), "lr"]
+        return [*super().progress_columns(cfg), "lr", *(k for k in cfg.searched_keys if k not in ("lam", "tau", "lr"))]
