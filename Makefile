@@ -15,10 +15,10 @@ $(PY): pyproject.toml scripts/setup.sh
 setup: $(PY)
 
 lint: setup
-	$(VENV)/bin/ruff check makd tune tests bench
+	$(VENV)/bin/ruff check makd makd_sweep tests bench
 
 test: setup
-	$(VENV)/bin/ruff check makd tune tests bench
+	$(VENV)/bin/ruff check makd makd_sweep tests bench
 	$(VENV)/bin/pytest -q --durations=50
 
 # The inner loop (CONTRIBUTING.md, "Tests and CI"): every module's unit tests without sweeps, clusters, real
@@ -26,9 +26,9 @@ test: setup
 test-quick: setup
 	$(VENV)/bin/pytest -q -m "not slow and not sweep" --durations=10
 
-# Line coverage of makd/ and tune/ over the whole suite (what issue 43 compares before and after a test change).
+# Line coverage of makd/ and makd_sweep/ over the whole suite (what issue 43 compares before and after a test change).
 coverage: setup
-	$(VENV)/bin/pytest -q --cov=makd --cov=tune --cov-report=term:skip-covered --cov-report=json:coverage.json
+	$(VENV)/bin/pytest -q --cov=makd --cov=makd_sweep --cov-report=term:skip-covered --cov-report=json:coverage.json
 
 # The main job: a small real sweep (configs/quickstart.yaml) on Ray Tune, then its results table.
 # A rerun finishes an interrupted sweep (--resume) or reprints a finished one.
@@ -46,9 +46,9 @@ distill: setup
 bench: setup
 	MAKD_GLUE_DIR=$(GLUE_DIR) $(PY) -m bench.run_all $(BENCH)
 
-# docs/sweep-config.md from the schema (tune/config.py, makd/config.py); tests/test_config_reference.py checks it.
+# docs/sweep-config.md from the schema (makd_sweep/config.py, makd/config.py); tests/test_config_reference.py checks it.
 docs: setup
-	$(VENV)/bin/python -m tune.config_reference docs/sweep-config.md
+	$(VENV)/bin/python -m makd_sweep.config_reference docs/sweep-config.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,5 +1,5 @@
 """Adaptive seeds replayed on a finished fixed-seed final stage (issue 26): how many trials the stopping rule
-(tune/report/sequential.py, as the driver runs it) would have spent, and whether the comparisons it stops on reach
+(makd_sweep/report/sequential.py, as the driver runs it) would have spent, and whether the comparisons it stops on reach
 the decisions that all the seeds reach.
 
     python -m bench.adaptive_seeds TRIALS_CSV [...] --min 3 --max 10 --tolerance 1.0
@@ -19,14 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from makd.errors import OneLineParser, UsageError
-from tune.report.sequential import (
+from makd_sweep.report.sequential import (
     SETTING_KEY,
     Comparison,
     compare_settings,
     planned_looks,
     undecided_settings,
 )
-from tune.report.trials import read_trials_csv
+from makd_sweep.report.trials import read_trials_csv
 
 
 @dataclass(frozen=True)

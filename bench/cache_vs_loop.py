@@ -2,7 +2,7 @@
 
 A. Training-step time of one trial in makd's loop (same batches, one CPU thread, as a 1-CPU trial): CE only,
    KD (vanilla) from cached logits, KD with the teacher forward inside the step. Target: KD step <= 1.10x CE step.
-B. An 8-trial sweep both ways, 2 trials at a time on 1 CPU each: `makd sweep` (tune.driver.run_sweep) with a cold
+B. An 8-trial sweep both ways, 2 trials at a time on 1 CPU each: `makd sweep` (makd_sweep.driver.run_sweep) with a cold
    cache, so the one teacher pass is counted, vs the same 8 trials as HF-Trainer runs with the teacher in
    `compute_loss` (the paper's notebook) on Ray Tune. Target: >= 4x faster.
 
@@ -33,7 +33,7 @@ from bench.common import (
     stats,
     write_csv,
 )
-from tune.loopback import loopback_ray
+from makd_sweep.loopback import loopback_ray
 
 STEPS = 6  # timed steps per mode and repeat (after one warm-up step)
 SWEEP = dict(task="rte", n_train=256, n_eval=64, epochs=2, lams=[0.0, 0.25, 0.5], seeds=[0, 1], lr=1e-4)
@@ -111,20 +111,18 @@ def makd_sweep() -> dict:
 
 def _loop_trial(config: dict, *, train, dev, setup: dict) -> None:
     """One notebook-style run (HF Trainer, teacher forward in every step); reports dev accuracy at the end."""
-    from ray import tune
 
     from bench.hf_baseline import run_baseline
 
     torch.set_num_threads(1)
     result = run_baseline(train, dev, teacher_mode="loop", lam=config["lam"], kd="vanilla", seed=config["seed"],
                           padding="dynamic", **setup)
-    tune.report({"score": result.score, "train_seconds": result.train_seconds})
+    makd_sweep.report({"score": result.score, "train_seconds": result.train_seconds})
 
 
 def loop_sweep() -> dict:
     """The same 8 trials (ce + vanilla at 3 lambdas, 2 seeds) the notebook's way, on Ray Tune, 2 at a time."""
     import ray
-    from ray import tune
 
     train, dev = load_task(SWEEP["task"], SWEEP["n_train"], SWEEP["n_eval"])
     setup = {"student": STUDENT_2L, "teacher": TEACHER, "epochs": SWEEP["epochs"], "lr": SWEEP["lr"],
@@ -133,15 +131,15 @@ def loop_sweep() -> dict:
     start = time.perf_counter()
     started = not ray.is_initialized()  # else: the Ray this process uses already (the toy test's), bench/ importable
     if started:
-        with loopback_ray():  # a private Ray, loopback only (tune/loopback.py)
+        with loopback_ray():  # a private Ray, loopback only (makd_sweep/loopback.py)
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
-        space = {"lam": tune.grid_search([1.0, *SWEEP["lams"]]), "seed": tune.grid_search(SWEEP["seeds"])}
-        trainable = tune.with_resources(tune.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
+        space = {"lam": makd_sweep.grid_search([1.0, *SWEEP["lams"]]), "seed": makd_sweep.grid_search(SWEEP["seeds"])}
+        trainable = makd_sweep.with_resources(makd_sweep.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
                                         {"cpu": 1})
-        grid = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
-                          run_config=tune.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
+        grid = makd_sweep.Tuner(trainable, param_space=space, tune_config=makd_sweep.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+                          run_config=makd_sweep.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
     finally:
         if started:
             ray.shutdown()

@@ -66,12 +66,12 @@ def sweep_config(name: str, root: Path, **overrides) -> dict:
 
 
 def warm_teacher_cache(sweep: dict, device: str = "cpu") -> None:
-    """Fill the teacher cache with all a sweep's driver reads (tune.task_prep.prepare_task: each task's train and dev
+    """Fill the teacher cache with all a sweep's driver reads (makd_sweep.task_prep.prepare_task: each task's train and dev
     signals, the fine-tuned teacher first when the config asks for one), computed on `device`: no timed sweep runs
     the teacher, and the first one pays no more than the others."""
     from makd.paths import default_cache_dir
-    from tune.config import parse_config
-    from tune.task_prep import check_file_tasks, prepare_task
+    from makd_sweep.config import parse_config
+    from makd_sweep.task_prep import check_file_tasks, prepare_task
 
     cfg = check_file_tasks(parse_config(sweep))
     for task in cfg.tasks:
@@ -86,10 +86,10 @@ def warm_bench_sweep(device: str = "cpu", **overrides) -> None:
 @contextmanager
 def bench_sweep(name: str, *, num_cpus: int | None = None, num_gpus: float | None = None, address: str | None = None,
                 cold_cache: bool = False, **overrides) -> Iterator[tuple[object, float, Path]]:
-    """Run `makd sweep` (tune.driver.run_sweep) in a temporary experiment dir: yields (outcome, wall seconds, dir);
+    """Run `makd sweep` (makd_sweep.driver.run_sweep) in a temporary experiment dir: yields (outcome, wall seconds, dir);
     the dir is removed afterwards. cold_cache: a fresh teacher cache, so the teacher pass is in the wall time."""
-    from tune.config import parse_config
-    from tune.driver import run_sweep
+    from makd_sweep.config import parse_config
+    from makd_sweep.driver import run_sweep
 
     root = Path(tempfile.mkdtemp(prefix="makd-bench-"))
     try:

@@ -257,7 +257,7 @@ def epochs_section(args, argv: list[str]) -> pd.DataFrame:
 
 def packing_configs(configs: int) -> dict:
     """A sweep of `configs` trials of one seed and lr, so that one fused pack may hold them all: the CE-only baseline
-    every sweep has (tune.config) and vanilla (τ 2) at configs - 1 values of λ in [0, 1)."""
+    every sweep has (makd_sweep.config) and vanilla (τ 2) at configs - 1 values of λ in [0, 1)."""
     if configs < 2:
         raise SystemExit(f"bench.gpu: --trials and --pack-sizes must be >= 2 (got {configs})")
     return {"losses": ["ce", "vanilla"], "taus": [2.0], "lams": [i / (configs - 1) for i in range(configs - 1)],
@@ -325,7 +325,7 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
     """Per trial: epoch 1 and 2 examples/s and eval seconds, the warm-up, the checkpoint writes and the first
     epoch's report (Ray copying the checkpoint to storage + Tune taking the result), from Ray's result.json files."""
     rows = []
-    from tune.experiment_dir import trial_folders
+    from makd_sweep.experiment_dir import trial_folders
 
     for folder in trial_folders(task_dir):
         history = folder.history()
@@ -346,7 +346,7 @@ def _trial_epochs(task_dir: Path) -> list[dict]:
 
 def _trial_span(experiment: Path) -> tuple[float, float] | None:
     """The first trial's start and the last trial's end (events.jsonl, epoch seconds): when trials actually ran."""
-    from tune.experiment_dir import events
+    from makd_sweep.experiment_dir import events
 
     lines = events(experiment)
     starts = [e["time"] for e in lines if e.get("event") == "start"]

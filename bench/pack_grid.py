@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def sweep(raw: dict, way: str, root: Path, glue_dir: str) -> tuple[float, pd.DataFrame, list[dict]]:
     """One `makd sweep` process: (wall seconds, its trials.csv, its events)."""
-    from tune.experiment_dir import events
+    from makd_sweep.experiment_dir import events
 
     raw = {**raw, "name": f"{raw['name']}-{'packed' if WAYS[way] else 'unpacked'}", "storage": str(root)}
     raw.pop("pack", None)
@@ -55,7 +55,7 @@ def sweep(raw: dict, way: str, root: Path, glue_dir: str) -> tuple[float, pd.Dat
     config = root / f"{raw['name']}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tune.main", "sweep", str(config), "--glue-dir", glue_dir, "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "makd_sweep.main", "sweep", str(config), "--glue-dir", glue_dir, "--quiet"],
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:

@@ -31,8 +31,8 @@ MEMORY_VARIANTS = ["batch 32", "micro-batches of 16", "micro-batches of 8", "bat
 
 
 def profiled_trial(config: dict, **kwargs) -> None:
-    """tune.trial.distill_trial under cProfile; the profile is dumped even when ASHA or an error ends the trial."""
-    from tune.trial import distill_trial
+    """makd_sweep.trial.distill_trial under cProfile; the profile is dumped even when ASHA or an error ends the trial."""
+    from makd_sweep.trial import distill_trial
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -45,7 +45,7 @@ def profiled_trial(config: dict, **kwargs) -> None:
 
 def time_profile() -> str:
     from bench import common, scaling
-    from tune import driver
+    from makd_sweep import driver
 
     common.warm_bench_sweep(epochs=scaling.EPOCHS, max_train_samples=scaling.TRAIN_EXAMPLES)
     prof_dir = Path(tempfile.mkdtemp(prefix="makd-prof-"))

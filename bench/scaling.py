@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench import common
 from bench.common import REPEATS, print_table, stats, write_csv
-from tune.loopback import loopback_cluster
+from makd_sweep.loopback import loopback_cluster
 
 TRAIN_EXAMPLES = 128
 EPOCHS = 1
@@ -39,7 +39,7 @@ def trial_compute(root: Path) -> list[dict]:
 
 
 def run(nodes: int) -> tuple[dict, list[dict]]:
-    cluster = loopback_cluster(nodes)  # every node on 127.0.0.1, every server on loopback (tune/loopback.py)
+    cluster = loopback_cluster(nodes)  # every node on 127.0.0.1, every server on loopback (makd_sweep/loopback.py)
     try:
         with common.bench_sweep("bench-scaling", address=cluster.address, epochs=EPOCHS,
                                 max_train_samples=TRAIN_EXAMPLES) as (outcome, wall, root):

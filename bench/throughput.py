@@ -4,7 +4,7 @@ and the peak memory of one Ray trial of the 6x384 student.
 A. Same student (2x384), data (256 RTE examples), loss (taylor, lam 0.5), batch 32, max length 128, lr, one thread:
    makd.train.train vs the notebook's Trainer (dynamic padding, and the notebook's padding="max_length").
    Target: makd >= 1.3x the Trainer.
-B. Peak RSS of a 6x384 trial (what tune.trial reports as peak_rss_mb) in a 1-epoch sweep, the whole batch in one
+B. Peak RSS of a 6x384 trial (what makd_sweep.trial reports as peak_rss_mb) in a 1-epoch sweep, the whole batch in one
    forward/backward (the default) and in micro-batches of 16 (micro_batch_size). Target: <= 2 GB.
 
     python -m bench.throughput

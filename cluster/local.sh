@@ -21,9 +21,9 @@ CPUS_PER_NODE="${MAKD_NODE_CPUS:-1}"
 HEAD_AGENT_PORT=$((20000 + PORT)) WORKER_AGENT_PORT=$((30000 + PORT))
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}" RAY_USAGE_STATS_ENABLED=0
 # `makd stop` (ray job stop) sends the driver SIGTERM and kills it RAY_JOB_STOP_WAIT_TIME_S later (Ray's default: 3 s):
-# the driver's graceful stop (Tune saves its state, trials end: tune/interrupt.py) needs longer on a busy machine.
+# the driver's graceful stop (Tune saves its state, trials end: makd_sweep/interrupt.py) needs longer on a busy machine.
 export RAY_JOB_STOP_WAIT_TIME_S="${RAY_JOB_STOP_WAIT_TIME_S:-60}"
-# Loopback only: every process of both nodes, and every driver, keeps node IP 127.0.0.1 (see tune/loopback.py: Ray
+# Loopback only: every process of both nodes, and every driver, keeps node IP 127.0.0.1 (see makd_sweep/loopback.py: Ray
 # on Linux otherwise rewrites 127.0.0.1 into the machine's network address and listens on every interface).
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 
@@ -42,12 +42,12 @@ up() {
     if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ] && [ -z "${RAY_AUTH_TOKEN_PATH:-}" ]; then
         "$RAY" get-auth-token --generate >/dev/null  # ~/.ray/auth_token, made once: `ray start` never makes one
     fi
-    setsid "$PYTHON" -m tune.loopback start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$CPUS_PER_NODE" --num-gpus=0 \
+    setsid "$PYTHON" -m makd_sweep.loopback start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$CPUS_PER_NODE" --num-gpus=0 \
         --temp-dir="$STATE/ray" --include-dashboard=true --dashboard-host=127.0.0.1 \
         --dashboard-port="$DASHBOARD_PORT" --dashboard-agent-listen-port="$HEAD_AGENT_PORT" \
         --disable-usage-stats >"$STATE/head.log" 2>&1 \
         || { echo "head failed to start: see $STATE/head.log" >&2; down >/dev/null; exit 1; }
-    setsid "$PYTHON" -m tune.loopback start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS_PER_NODE" --num-gpus=0 \
+    setsid "$PYTHON" -m makd_sweep.loopback start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS_PER_NODE" --num-gpus=0 \
         --dashboard-agent-listen-port="$WORKER_AGENT_PORT" --disable-usage-stats >"$STATE/worker.log" 2>&1 \
         || { echo "worker failed to start: see $STATE/worker.log" >&2; down; exit 1; }
     cat >"$STATE/env" <<ENV
@@ -58,7 +58,7 @@ export MAKD_JOBS_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT
 export MAKD_CLUSTER_PYTHON=$PYTHON
 ENV
     # Up means accepting jobs: a just-started head answers before its job agent can run one.
-    if ! (cd "$ROOT" && "$PYTHON" -c "import sys; from tune.jobs import wait_until_ready
+    if ! (cd "$ROOT" && "$PYTHON" -c "import sys; from makd_sweep.jobs import wait_until_ready
 sys.exit(0 if wait_until_ready('http://127.0.0.1:$DASHBOARD_PORT', 120) else 1)"); then
         echo "the local cluster started but its job server ran no job within 120 s: see $STATE/ray/session_latest/logs" >&2
         [ -n "${MAKD_KEEP_FAILED_CLUSTER:-}" ] || down >/dev/null; exit 1  # set it to inspect the failed nodes

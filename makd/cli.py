@@ -1,5 +1,5 @@
-"""The library's commands: distill, cache-teacher, finetune-teacher, data, zoo. `makd` (tune/main.py) adds the sweep commands of tune/
-`python -m makd.cli` runs these alone (no Ray, no tune/ needed).
+"""The library's commands: distill, cache-teacher, finetune-teacher, data, zoo. `makd` (makd_sweep/main.py) adds the sweep commands of makd_sweep/
+`python -m makd.cli` runs these alone (no Ray, no makd_sweep/ needed).
 
 Bad input gets one line on stderr naming the field and exit code 2, never a traceback, and nothing written.
 """
@@ -37,7 +37,7 @@ DESCRIPTION = "Distil a frozen teacher into small students: vanilla vs Taylor-se
 
 
 def build_parser() -> OneLineParser:
-    """The library's commands only (tune/main.py builds `makd` with every command)."""
+    """The library's commands only (makd_sweep/main.py builds `makd` with every command)."""
     parser = OneLineParser(prog="makd", description=DESCRIPTION)
     add_library_commands(parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser))
     return parser

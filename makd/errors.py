@@ -1,5 +1,5 @@
 """Bad user input becomes one line and exit code 2: the exception type, and the CLI pieces every command shares
-(the library's commands in makd/cli.py and the sweep commands in tune/, wired together by tune/main.py)."""
+(the library's commands in makd/cli.py and the sweep commands in makd_sweep/, wired together by makd_sweep/main.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,6 @@ def run_command(parser: argparse.ArgumentParser, commands: dict[str, Callable[[a
     except UsageError as err:
         print(f"makd: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt as err:  # Ctrl+C, or a sweep stopped by a signal (tune.interrupt.SweepStopped)
+    except KeyboardInterrupt as err:  # Ctrl+C, or a sweep stopped by a signal (makd_sweep.interrupt.SweepStopped)
         print(f"makd: {err or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(err, "signum", 2)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

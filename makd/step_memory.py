@@ -1,4 +1,4 @@
-"""A training step's GPU memory peak: what `resources_per_trial: {gpu: auto}` (tune/gpu_sizing.py) packs trials by.
+"""A training step's GPU memory peak: what `resources_per_trial: {gpu: auto}` (makd_sweep/gpu_sizing.py) packs trials by.
 Its own module because it runs the training loop's steps (makd/train.py), which itself imports makd/gpu.py."""
 
 from __future__ import annotations

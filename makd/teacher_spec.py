@@ -1,6 +1,6 @@
 """Which teacher logits a task needs (TeacherSpec): a plain record that configs build and the teacher cache keys by.
 
-Its own module, free of torch and of the cache, so that makd/config.py and tune/config.py can name it without
+Its own module, free of torch and of the cache, so that makd/config.py and makd_sweep/config.py can name it without
 importing the cache (which imports the models, which import the config: the circle this file breaks).
 """
 

@@ -138,10 +138,10 @@ def talking_llama_dir(tmp_path_factory) -> Path:
 def module_ray():
     """A local Ray for a test module's in-process sweeps, started by the first test that asks and shut down when the
     module ends (or before a test that needs a Ray of its own: `own_ray`): `run_sweep` uses a Ray this process is
-    connected to (tune/cluster.py init_ray), so a module pays Ray's start and stop once instead of once per sweep."""
+    connected to (makd_sweep/cluster.py init_ray), so a module pays Ray's start and stop once instead of once per sweep."""
     import ray
 
-    from tune.cluster import init_ray
+    from makd_sweep.cluster import init_ray
 
     if not ray.is_initialized():
         init_ray(None, num_cpus=2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from tune.loopback import is_loopback_host
+from makd_sweep.loopback import is_loopback_host
 
 
 @dataclass(frozen=True)

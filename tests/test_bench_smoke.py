@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.sweep, pytest.mark.slow]
 CHILD = """
 import sys
 from bench import asha, cache_vs_loop, common, pack, profile_trial, scaling, throughput
-from tune.cluster import init_ray
+from makd_sweep.cluster import init_ray
 glue, model, out = sys.argv[1:4]
 common.GLUE_DIR, common.RESULTS_DIR = glue, __import__("pathlib").Path(out)
 for module in (asha, cache_vs_loop, common, pack, scaling, throughput):
@@ -197,8 +197,8 @@ def test_the_gpu_benchmarks_packing_sweep_is_one_fused_pack_and_is_compared_in_t
     pack's sweep has 16 trials, the baseline's 8."""
     from bench import common
     from bench.gpu import packing_configs, targets
-    from tune.config import parse_config
-    from tune.search.grid import GridSearch
+    from makd_sweep.config import parse_config
+    from makd_sweep.search.grid import GridSearch
 
     for n in (2, 8, 16):
         cfg = parse_config(common.sweep_config("p", tmp_path, **packing_configs(n), pack={"size": n, "mode": "fused"}))

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from makd import models
+from makd_sweep.main import main
 from tests.conftest import FIXTURES, REPO
-from tune.main import main
 
 FIXTURE_GLUE = FIXTURES / "glue"
 

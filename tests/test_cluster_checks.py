@@ -8,8 +8,8 @@ import time
 import pytest
 
 from makd.errors import UsageError
-from tune import cluster
-from tune.config import WaitFor, parse_config
+from makd_sweep import cluster
+from makd_sweep.config import WaitFor, parse_config
 
 
 def node(cpus: float, gpus: float = 0.0) -> dict:
@@ -45,7 +45,7 @@ def test_a_bad_wait_for_names_its_field(section, field):
 
 
 def test_wait_for_defaults_and_reruns_from_the_report_yaml():
-    from tune.config import sweep_yaml
+    from makd_sweep.config import sweep_yaml
 
     cfg = parse_config({"name": "s", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6",
                         "wait_for": {"gpus": 4}})

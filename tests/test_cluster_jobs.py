@@ -127,7 +127,7 @@ def test_stop_ends_a_running_sweep_and_submit_resume_finishes_it_running_no_tria
     `makd submit --resume --wait` succeeds and reads the files its own job carried,
     every trial ends exactly once, no trial that had ended trains again, and a trial that had reported an epoch
     starts again from its checkpoint (resumed), not from scratch. The driver saves Tune's state on the stop
-    (tune/interrupt.py), so no trial's state names a checkpoint that Tune had already deleted."""
+    (makd_sweep/interrupt.py), so no trial's state names a checkpoint that Tune had already deleted."""
     from tests.test_file_tasks import reviews, write
 
     release = tmp_path / "release"  # trials wait after their 2nd epoch until it exists: the stop finds them running

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune.config import load_config
+from makd_sweep.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -125,7 +125,7 @@ def test_the_image_runs_a_python_that_makd_accepts():
 
 def _is_a_makd_command(line: str) -> None:
     """The line parses as a `makd` command with every flag it uses (argparse, as `makd` would)."""
-    from tune.main import build_parser
+    from makd_sweep.main import build_parser
 
     words = [w for w in shlex.split(line) if "=" not in w or w.startswith("-")]
     words = words[words.index("makd") + 1:]

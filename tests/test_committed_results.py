@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tune.report.cli import main
+from makd_sweep.report.cli import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 EARLIER = RESULTS / "earlier"

@@ -104,8 +104,8 @@ def test_compile_takes_only_its_modes():
 
 SWEEP_CHILD = r"""
 import json, sys
-from tune.config import parse_config
-from tune.driver import run_sweep
+from makd_sweep.config import parse_config
+from makd_sweep.driver import run_sweep
 student, glue, root = sys.argv[1:4]
 cfg = parse_config({"name": "compiled", "tasks": ["rte"], "teacher": student, "students": [student],
                     "losses": ["ce", "taylor"], "lams": [0.5], "epochs": 1, "batch_size": 8, "max_length": 32,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tune.config import REQUIRED, SWEEP_FIELDS, parse_config
-from tune.config_reference import OUT, render
+from makd_sweep.config import REQUIRED, SWEEP_FIELDS, parse_config
+from makd_sweep.config_reference import OUT, render
 
 MINIMAL = {"name": "m", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6"}
 

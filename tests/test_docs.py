@@ -106,7 +106,7 @@ def test_every_shown_command_is_run_by_a_named_test_or_says_why_not():
 
 def test_the_leaderboard_column_table_lists_every_column_in_order():
     """docs/reports.md, "Leaderboard columns": one row per column of leaderboard.csv, as the code writes them."""
-    from tune.report.rank import LEADERBOARD_COLUMNS
+    from makd_sweep.report.rank import LEADERBOARD_COLUMNS
 
     text = (REPO / "docs" / "reports.md").read_text()
     section = text.split("### Leaderboard columns", 1)[1].split("\n## ", 1)[0]
@@ -118,19 +118,19 @@ FILE_NAMES = ("html", "csv", "json", "jsonl", "md", "py", "yaml", "png", "txt", 
 
 
 def _resolves(name: str) -> bool:
-    """A dotted name as ARCHITECTURE.md writes it (relative to makd/ or tune/, or a Class.attribute): importable."""
+    """A dotted name as ARCHITECTURE.md writes it (relative to makd/ or makd_sweep/, or a Class.attribute): importable."""
     import dataclasses
     import importlib
 
     parts = name.split(".")
     if parts[0][0].isupper():  # Class.attr: the module that defines the class
         pattern = re.compile(rf"^class {parts[0]}\b", re.M)
-        found = [p for top in ("makd", "tune") for p in (REPO / top).rglob("*.py") if pattern.search(p.read_text())]
+        found = [p for top in ("makd", "makd_sweep") for p in (REPO / top).rglob("*.py") if pattern.search(p.read_text())]
         if not found:
             return False
         module = ".".join(found[0].relative_to(REPO).with_suffix("").parts)
         parts = [*module.split("."), *parts]
-    candidates = [parts] if parts[0] in ("makd", "tune") else [["makd", *parts], ["tune", *parts]]
+    candidates = [parts] if parts[0] in ("makd", "makd_sweep") else [["makd", *parts], ["makd_sweep", *parts]]
     for dotted in candidates:
         for cut in range(len(dotted), 0, -1):
             try:
@@ -155,7 +155,7 @@ def test_architecture_md_names_only_things_that_exist():
     """Every path and every dotted name (`search.base.SWEPT`, `TaskData.spec`) ARCHITECTURE.md mentions in code
     spans exists in the code: the map stays true when code moves."""
     text = (REPO / "ARCHITECTURE.md").read_text()
-    paths = set(re.findall(r"`((?:makd|tune|tests|bench|cluster|results|configs|docs|scripts)/[\w./-]*)`", text))
+    paths = set(re.findall(r"`((?:makd|makd_sweep|tests|bench|cluster|results|configs|docs|scripts)/[\w./-]*)`", text))
     names = {n for n in re.findall(r"`([A-Za-z_]\w*(?:\.\w+)+)`", text) if n.rsplit(".", 1)[1] not in FILE_NAMES}
     assert len(paths) >= 10 and len(names) >= 10
     missing = sorted(p for p in paths if not (REPO / p).exists()) + sorted(n for n in names if not _resolves(n))

@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def construction_sites() -> list[str]:
-    """Every call of EpochResult(...) in makd/ and tune/, as path:line."""
+    """Every call of EpochResult(...) in makd/ and makd_sweep/, as path:line."""
     sites = []
-    for path in sorted((REPO / "makd").rglob("*.py")) + sorted((REPO / "tune").rglob("*.py")):
+    for path in sorted((REPO / "makd").rglob("*.py")) + sorted((REPO / "makd_sweep").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "EpochResult":
                 sites.append(f"{path.relative_to(REPO)}:{node.lineno}")

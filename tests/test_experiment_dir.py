@@ -1,5 +1,5 @@
-"""Never overwrite or mix a previous sweep, and always let an interrupted one finish: tune.driver's experiment-dir
-check, and tune/experiment_dir.py reading a dir's stages and trial folders."""
+"""Never overwrite or mix a previous sweep, and always let an interrupted one finish: makd_sweep.driver's experiment-dir
+check, and makd_sweep/experiment_dir.py reading a dir's stages and trial folders."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 
 from makd.errors import UsageError
-from tune.config import parse_config
-from tune.driver import check_experiment_dir
-from tune.experiment_dir import ended_trials, stage_dirs, trial_folders
+from makd_sweep.config import parse_config
+from makd_sweep.driver import check_experiment_dir
+from makd_sweep.experiment_dir import ended_trials, stage_dirs, trial_folders
 
 CFG = parse_config({"name": "exp", "tasks": ["rte", "mrpc"], "students": ["2x128"], "losses": ["ce"]})
 

@@ -14,11 +14,11 @@ import pytest
 from matplotlib.text import Text
 
 from makd.tasks import get_task
+from makd_sweep.report.build import build
+from makd_sweep.report.curves import plot_learning_curves
+from makd_sweep.report.pareto import plot_pareto
+from makd_sweep.report.plots import MAJORITY_LABEL, SEARCH_LABEL, TEACHER_LABEL, plot_lambda_curves
 from tests.test_leaderboard import trial, write_experiment
-from tune.report.build import build
-from tune.report.curves import plot_learning_curves
-from tune.report.pareto import plot_pareto
-from tune.report.plots import MAJORITY_LABEL, SEARCH_LABEL, TEACHER_LABEL, plot_lambda_curves
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "glue-cpu"
 
@@ -237,8 +237,8 @@ def test_the_committed_glue_teachers_figure_keeps_every_point_inside_its_panel()
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", ["1 student x 1 task", "3 students x 4 tasks, 3 seeds"])
 def test_the_searched_keys_figure_is_legible_with_every_key_searched(shape, tmp_path):
-    """tune/report/searched.py at its widest: all seven setting keys varied, one row of panels per task."""
-    from tune.report.searched import SETTING_KEYS, plot_searched_keys
+    """makd_sweep/report/searched.py at its widest: all seven setting keys varied, one row of panels per task."""
+    from makd_sweep.report.searched import SETTING_KEYS, plot_searched_keys
 
     rng = np.random.default_rng(1)
     rows = sweep_rows(**SHAPES[shape])

@@ -96,7 +96,7 @@ def test_a_regression_task_is_platt_scaled_around_the_middle_of_its_range(tmp_pa
 ])
 def test_a_malformed_task_entry_is_one_line_naming_its_field(raw, field, problem):
     if isinstance(raw, str):  # not a mapping and not a GLUE name: the config parser's own message
-        from tune.config import parse_config
+        from makd_sweep.config import parse_config
 
         with pytest.raises(UsageError) as err:
             parse_config({"name": "s", "tasks": ["rte", raw], "students": ["2x128"]})
@@ -139,7 +139,7 @@ def test_bad_files_are_refused_in_one_line_before_ray_starts(case, tiny_bert_dir
         entry["eval_file"] = named = str(tmp_path / "dev.jsonl")
     import ray
 
-    from tune.main import main
+    from makd_sweep.main import main
 
     code = main(["sweep", str(config(tmp_path, tiny_bert_dir, ["rte", entry])), "--glue-dir",
                  str(REPO / "tests" / "fixtures" / "glue"), "--quiet"])
@@ -154,8 +154,8 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     """Three tasks from the user's files (csv with two text columns and a declared label order, tsv with three
     string labels scored by MCC, jsonl regression; names with '-' and '_', as docs/sweeps.md allows), one real sweep: every trial finishes, each task is scored
     with its own metric and references, and the report names the tasks."""
-    from tune.config import load_config
-    from tune.report.build import build
+    from makd_sweep.config import load_config
+    from makd_sweep.report.build import build
 
     three = ("negative", "neutral", "positive")
     tasks = [
@@ -186,7 +186,7 @@ def test_a_sweep_runs_on_csv_tsv_and_jsonl_tasks_with_string_labels(tiny_bert_di
     assert taught["teacher_score"].notna().all()
     assert "reviews (F1)" in report.paper_table_markdown and "star_ratings (Pearson)" in report.paper_table_markdown
     saved = json.loads((Path(outcome.root) / "sweep.json").read_text())["config"]
-    from tune.config import parse_config, sweep_yaml
+    from makd_sweep.config import parse_config, sweep_yaml
 
     again = parse_config(yaml.safe_load(sweep_yaml(saved)))  # the report's folded YAML reruns the same sweep
     assert again.file_tasks == cfg.file_tasks and again.tasks == cfg.tasks

@@ -10,6 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from makd_sweep.config import load_config
+from makd_sweep.driver import run_sweep
+from makd_sweep.report.build import build
 from tests.helpers import stderr_ends
 from tests.test_sweep import (  # noqa: F401 (quiet_ray: autouse)
     events,
@@ -20,9 +23,6 @@ from tests.test_sweep import (  # noqa: F401 (quiet_ray: autouse)
     toy_sst2_dir,
     write_config,
 )
-from tune.config import load_config
-from tune.driver import run_sweep
-from tune.report.build import build
 
 pytestmark = pytest.mark.sweep
 
@@ -99,7 +99,7 @@ def test_makd_export_ships_the_best_epoch_that_reproduces_its_dev_score(module_r
 
     from makd.data import load_split
     from makd.tasks import compute_metrics, get_task
-    from tune.main import main
+    from makd_sweep.main import main
 
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, losses=["ce", "vanilla"], lams=[0.5], epochs=3))
     outcome = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache"))
@@ -153,8 +153,8 @@ def test_each_listed_tau_of_a_kd_loss_is_its_own_final_method():
     """taus: [1, 2] in the search: the final stage reruns vanilla and taylor at their best λ for each τ (at τ = 2
     taylor is tempered CE, another method than taylor at τ = 1), ce once; an Optuna-like spread of τ values is
     one method (its best τ)."""
-    from tune.config import parse_config
-    from tune.search.final import final_points
+    from makd_sweep.config import parse_config
+    from makd_sweep.search.final import final_points
 
     cfg = parse_config({"name": "f", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6",
                         "lams": [0.0, 0.5], "taus": [1.0, 2.0], "final": {"seeds": [0, 1]}})
@@ -181,7 +181,7 @@ def test_adaptive_seeds_add_a_round_only_for_undecided_comparisons_and_a_resume_
     rte-final-r2) runs seed 2 for exactly the settings of the comparisons the rule leaves undecided after round 1;
     taylor (ce's student) is decided at once; the leaderboard carries the looks and the decisions, and --resume
     trains nothing again."""
-    from tune.report.sequential import SETTING_KEY, compare_settings, undecided_settings
+    from makd_sweep.report.sequential import SETTING_KEY, compare_settings, undecided_settings
 
     cfg = load_config(write_config(tmp_path, tiny_bert_dir, tasks=["sst2"], losses=["ce", "taylor", "vanilla"],
                                    lams=[0.5], epochs=1, lr=1e-3, data={"glue_dir": str(toy_sst2_dir(tmp_path))},

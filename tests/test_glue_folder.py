@@ -10,9 +10,9 @@ import pytest
 
 from makd.data import load_glue_dir
 from makd.tasks import GLUE_TASK_NAMES, get_task
+from makd_sweep.main import main
 from tests.conftest import FIXTURES
 from tests.docs import commands_after
-from tune.main import main
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_gpu_auto_measures_a_real_step_and_caps_every_trial(tiny_bert_dir, tmp_p
     import pandas as pd
     import yaml
 
-    from tune.main import main
+    from makd_sweep.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     glue = Path(__file__).resolve().parent / "fixtures" / "glue"

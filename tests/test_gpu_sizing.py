@@ -10,8 +10,8 @@ import pytest
 
 from makd.errors import UsageError
 from makd.gpu import StepMemory, trials_that_fit
-from tune.config import parse_config
-from tune.gpu_sizing import size_gpu_fraction
+from makd_sweep.config import parse_config
+from makd_sweep.gpu_sizing import size_gpu_fraction
 
 
 def sweep_raw(**overrides) -> dict:
@@ -81,7 +81,7 @@ def test_gpu_auto_sweeps_on_cpus_without_a_gpu_and_refuses_a_gpu_torch_cannot_se
     line (here: Ray told of one fake GPU) before any trial starts."""
     import yaml
 
-    from tune.main import main
+    from makd_sweep.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -109,7 +109,7 @@ def test_a_warm_teacher_cache_sends_no_teacher_pass_to_a_gpu_node(tiny_bert_dir,
     CUDA only to read a file cost ~8 s per task and sweep)."""
     import ray
 
-    from tune.task_prep import prepare_task
+    from makd_sweep.task_prep import prepare_task
 
     fixture_glue = Path(__file__).resolve().parent / "fixtures" / "glue"
     cfg = parse_config(sweep_raw(teacher=str(tiny_bert_dir), students=["1x64"], student_tokenizer=str(tiny_bert_dir),

@@ -1,4 +1,4 @@
-"""No import circles inside makd/ and tune/ (issues 25, 44): module-level, function-level and `if TYPE_CHECKING:`
+"""No import circles inside makd/ and makd_sweep/ (issues 25, 44): module-level, function-level and `if TYPE_CHECKING:`
 imports alike (an import inside a function or for a type hint still ties two modules together: neither can be
 read, moved or tested without the other). A new circle fails here with the modules that form it."""
 
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def modules() -> dict[str, Path]:
     found = {}
-    for package in ("makd", "tune"):
+    for package in ("makd", "makd_sweep"):
         for path in (REPO / package).rglob("*.py"):
             name = ".".join(path.relative_to(REPO).with_suffix("").parts)
             found[name.removesuffix(".__init__")] = path
@@ -99,31 +99,31 @@ def test_makd_and_tune_have_no_import_circles():
 def test_the_checker_finds_a_circle_through_a_function_level_import():
     graph = import_graph()
     assert "makd.train" in graph["makd.pipeline"]  # it reads the real imports
-    assert "tune.sweep_config" in graph["tune.search.grid"]  # a type hint's (`if TYPE_CHECKING:`) import counts
+    assert "makd_sweep.sweep_config" in graph["makd_sweep.search.grid"]  # a type hint's (`if TYPE_CHECKING:`) import counts
     graph["makd.train"].add("makd.pipeline")  # as if train.py imported pipeline inside a function
     assert any({"makd.pipeline", "makd.train"} <= set(circle) for circle in circles(graph))
 
 
 def tune_layers() -> tuple[dict[str, int], set[str]]:
-    """ARCHITECTURE.md's "Layers inside tune/" list -> (module -> layer number, report/'s allowed tune modules)."""
+    """ARCHITECTURE.md's "Layers inside makd_sweep/" list -> (module -> layer number, report/'s allowed makd_sweep modules)."""
     text = (REPO / "ARCHITECTURE.md").read_text()
     layers: dict[str, int] = {}
     for number, body in re.findall(r"^- layer (\d+), [\w ]+: (.*)$", text, re.M):
         for word in re.findall(r"`?([\w/.]+)`?", body.split(" (")[0]):
-            name = "tune" if word == "tune/__init__.py" else "tune." + word.rstrip("/").replace("/", ".")
+            name = "makd_sweep" if word == "makd_sweep/__init__.py" else "makd_sweep." + word.rstrip("/").replace("/", ".")
             layers[name] = int(number)
-    report_reads = set(re.search(r"report/ \(of tune/ only ([\w ]+?):", text).group(1).replace(" and ", " ").split())
-    return layers, {f"tune.{name}" for name in report_reads}
+    report_reads = set(re.search(r"report/ \(of makd_sweep/ only ([\w ]+?):", text).group(1).replace(" and ", " ").split())
+    return layers, {f"makd_sweep.{name}" for name in report_reads}
 
 
 def layer_of(module: str, layers: dict[str, int]) -> int | None:
-    """A module's layer: its own entry, else its package's (tune.search.grid is in search/'s); a module the list
-    does not name (tune/ itself is no package entry) has none."""
+    """A module's layer: its own entry, else its package's (makd_sweep.search.grid is in search/'s); a module the list
+    does not name (makd_sweep/ itself is no package entry) has none."""
     while module:
         if module in layers:
             return layers[module]
         module = module.rpartition(".")[0]
-        if module == "tune":
+        if module == "makd_sweep":
             return None
     return None
 
@@ -131,34 +131,47 @@ def layer_of(module: str, layers: dict[str, int]) -> int | None:
 def layer_violations(graph: dict[str, set[str]], layers: dict[str, int], report_reads: set[str]) -> list[str]:
     out = []
     for module, imports in sorted(graph.items()):
-        if not module.startswith("tune"):
+        if not module.startswith("makd_sweep"):
             continue
         mine = layer_of(module, layers)
-        for target in sorted(t for t in imports if t.startswith("tune")):
+        for target in sorted(t for t in imports if t.startswith("makd_sweep")):
             theirs = layer_of(target, layers)
             if mine is None or theirs is None:
                 out.append(f"{module if mine is None else target}: in no layer of ARCHITECTURE.md")
             elif theirs > mine:
                 out.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
-            elif module.startswith("tune.report") and not target.startswith("tune.report") and target not in report_reads:
+            elif module.startswith("makd_sweep.report") and not target.startswith("makd_sweep.report") and target not in report_reads:
                 out.append(f"{module} imports {target}: report/ reads only {sorted(report_reads)}")
     return out
 
 
 def test_tune_modules_import_only_their_own_layer_or_below():
-    """Issue 44: inside tune/, arrows point down ARCHITECTURE.md's layer list (TYPE_CHECKING and function-level
+    """Issue 44: inside makd_sweep/, arrows point down ARCHITECTURE.md's layer list (TYPE_CHECKING and function-level
     imports included), and report/ reads only the experiment layout, so it works on a dir copied off a cluster."""
     layers, report_reads = tune_layers()
     graph = import_graph()
-    tune_modules = {name for name in graph if name.startswith("tune")}
+    tune_modules = {name for name in graph if name.startswith("makd_sweep")}
     assert set(layers) <= tune_modules and {layer_of(name, layers) for name in tune_modules} == set(range(1, 8))
-    assert report_reads == {"tune.experiment_dir", "tune.storage"}
+    assert report_reads == {"makd_sweep.experiment_dir", "makd_sweep.storage"}
     assert layer_violations(graph, layers, report_reads) == []
     # the check finds an arrow that points up, and a report module reading past the layout
-    graph["tune.experiment_dir"].add("tune.pack")
-    graph["tune.report.html"].add("tune.loopback")
-    graph["tune.cli"].add("tune.new_module")
+    graph["makd_sweep.experiment_dir"].add("makd_sweep.pack")
+    graph["makd_sweep.report.html"].add("makd_sweep.loopback")
+    graph["makd_sweep.cli"].add("makd_sweep.new_module")
     assert layer_violations(graph, layers, report_reads) == [
-        "tune.new_module: in no layer of ARCHITECTURE.md",
-        "tune.experiment_dir (layer 1) imports tune.pack (layer 3)",
-        "tune.report.html imports tune.loopback: report/ reads only ['tune.experiment_dir', 'tune.storage']"]
+        "makd_sweep.new_module: in no layer of ARCHITECTURE.md",
+        "makd_sweep.experiment_dir (layer 1) imports makd_sweep.pack (layer 3)",
+        "makd_sweep.report.html imports makd_sweep.loopback: report/ reads only ['makd_sweep.experiment_dir', 'makd_sweep.storage']"]
+
+
+def test_makd_installs_only_its_own_top_level_packages():
+    """PyPI's `tune` (fugue-project) installs an import package named `tune`, which makd's sweep service was called
+    before: the wheel's top-level packages are makd and makd_sweep, no name another project ships (docs/install.md)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(REPO), include=found["include"])
+    assert {p.split(".")[0] for p in packages} == {"makd", "makd_sweep"}
+    assert "makd_sweep.report" in packages and not (REPO / "tune").exists()

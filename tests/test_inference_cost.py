@@ -14,11 +14,11 @@ from makd.batching import encode
 from makd.inference_cost import CPU_THREADS, TIMED_RUNS, cached_inference_cost, cost_key, measure_inference
 from makd.models import build_student
 from makd.train import train
+from makd_sweep.main import main
+from makd_sweep.report.pareto import cost_frame
+from makd_sweep.report.trials import trial_row
 from tests.helpers import sentiment
 from tests.test_train import config
-from tune.main import main
-from tune.report.pareto import cost_frame
-from tune.report.trials import trial_row
 
 
 def test_measuring_leaves_the_weights_alone_and_reports_positive_costs(tiny_bert_dir):

@@ -1,4 +1,4 @@
-"""tune.interrupt: Ctrl+C and SIGTERM take Tune's graceful path (its SIGUSR1 handler), then the whole sweep stops."""
+"""makd_sweep.interrupt: Ctrl+C and SIGTERM take Tune's graceful path (its SIGUSR1 handler), then the whole sweep stops."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import signal
 import pytest
 
 from makd.errors import OneLineParser, run_command
-from tune.interrupt import SweepStopped, stop_signals
+from makd_sweep.interrupt import SweepStopped, stop_signals
 
 
 class FakeTuner:
-    """Stands in for Tuner.fit(): optionally installs a SIGUSR1 handler as Tune's tune.run does, then is signalled."""
+    """Stands in for Tuner.fit(): optionally installs a SIGUSR1 handler as Tune's makd_sweep.run does, then is signalled."""
 
     def __init__(self, send: signal.Signals, *, tune_listens: bool = True):
         self.send, self.tune_listens, self.graceful = send, tune_listens, 0

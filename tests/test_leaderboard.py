@@ -16,18 +16,18 @@ import pandas as pd
 import pytest
 
 from makd.errors import OneLineParser, UsageError
-from tune.report import build as build_module
-from tune.report import cli as cli_module
-from tune.report import order as order_module
-from tune.report import paper as paper_module
-from tune.report import plots as plots_module
-from tune.report import rank as rank_module
-from tune.report import trials as trials_module
-from tune.report.build import build
-from tune.report.cli import add_leaderboard_parser, main
-from tune.report.plots import method_color, plot_lambda_curves
-from tune.report.rank import LEADERBOARD_COLUMNS
-from tune.report.trials import TRIAL_COLUMNS, trials_frame, write_trials
+from makd_sweep.report import build as build_module
+from makd_sweep.report import cli as cli_module
+from makd_sweep.report import order as order_module
+from makd_sweep.report import paper as paper_module
+from makd_sweep.report import plots as plots_module
+from makd_sweep.report import rank as rank_module
+from makd_sweep.report import trials as trials_module
+from makd_sweep.report.build import build
+from makd_sweep.report.cli import add_leaderboard_parser, main
+from makd_sweep.report.plots import method_color, plot_lambda_curves
+from makd_sweep.report.rank import LEADERBOARD_COLUMNS
+from makd_sweep.report.trials import TRIAL_COLUMNS, trials_frame, write_trials
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARAMS = {"1x64": 2.041, "2x128": 4.386}
@@ -36,7 +36,7 @@ _IDS = itertools.count()
 
 def trial(task="rte", student="2x128", loss="ce", lam=1.0, tau=1.0, seed=0, score=0.5, *, final=None,
           status="TERMINATED", epochs=3, wall=36.0, metric="accuracy", **extra) -> dict:
-    """One trials.csv row as tune.report.trials writes it; device-hours = wall / 3600 (one CPU per trial)."""
+    """One trials.csv row as makd_sweep.report.trials writes it; device-hours = wall / 3600 (one CPU per trial)."""
     return {"task": task, "teacher": None if loss == "ce" else "zoo:minilm-l6", "student": student,
             "student_parameters_m": PARAMS[student], "loss": loss, "lam": lam, "tau": tau, "seed": seed, "lr": 5e-5,
             "metric": metric, "best_score": score, "last_epoch_score": score - 0.01 if final is None else final,
@@ -47,7 +47,7 @@ def trial(task="rte", student="2x128", loss="ce", lam=1.0, tau=1.0, seed=0, scor
 
 
 def write_experiment(root: Path, rows: list[dict], epochs: int = 3) -> Path:
-    """A finished sweep's experiment dir: trials.csv + trials.jsonl (through tune.report.trials) + sweep.json."""
+    """A finished sweep's experiment dir: trials.csv + trials.jsonl (through makd_sweep.report.trials) + sweep.json."""
     root.mkdir(parents=True, exist_ok=True)
     write_trials(str(root), trials_frame(rows))
     config = {"tasks": sorted({r["task"] for r in rows}), "teacher": "zoo:minilm-l6", "epochs": epochs,
@@ -381,8 +381,8 @@ def test_real_sweep_reads_the_same_from_trials_csv_and_from_the_trial_folders(ti
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    from tune.config import load_config
-    from tune.driver import run_sweep
+    from makd_sweep.config import load_config
+    from makd_sweep.driver import run_sweep
 
     raw = {"name": "lb", "tasks": ["rte"], "teacher": str(tiny_bert_dir), "students": ["1x64"],
            "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "vanilla", "taylor"], "lams": [0.0, 0.5],
@@ -516,7 +516,7 @@ def test_cells_at_the_majority_baseline_are_marked_and_the_references_lead_the_t
     straddle the baseline, vanilla's are well above it. Checked: the leaderboard flags ce only (its CI reaches the
     baseline), the paper table opens with the two reference rows and marks ce's cell ∅ with its note, the answer
     line names the references and ce, and a single seed at the baseline is flagged too."""
-    from tune.report.verdict import verdict_lines
+    from makd_sweep.report.verdict import verdict_lines
 
     refs = {"majority_score": 0.527, "teacher_score": 0.473}
     rows = [trial(seed=s, score=v, **refs) for s, v in enumerate([0.52, 0.54, 0.53])]
@@ -595,7 +595,7 @@ def test_trials_without_references_leave_them_unknown(tmp_path):
 
 
 def test_the_sweeps_own_rows_make_its_report_without_reading_the_dir_back(tmp_path):
-    """The driver hands its rows to the report (tune/report/sweep_files.py): nothing is read back from trials.csv
+    """The driver hands its rows to the report (makd_sweep/report/sweep_files.py): nothing is read back from trials.csv
     or Ray's folders, so no file-time race decides which copy of a trial the report shows; the tables equal the
     ones read from the written dir."""
     rows = [trial(loss=loss, lam=lam, seed=seed, score=0.5 + 0.01 * seed + (0.02 if loss == "vanilla" else 0))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tune.main import main
+from makd_sweep.main import main
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 pytestmark = pytest.mark.sweep

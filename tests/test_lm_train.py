@@ -22,7 +22,7 @@ from makd.lm.train import check_lm_loss, check_lm_tau, train_lm
 from makd.models import load_tokenizer
 from makd.pipeline import DataSource, load_datasets
 from makd.tasks import get_task
-from tune.config import load_config
+from makd_sweep.config import load_config
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 SST2LM = get_task("sst2lm")

@@ -1,5 +1,5 @@
 """A sweep on one machine listens on loopback only (issue 29). The two-node checks are beside their clusters:
-tests/test_sweep.py (ray.cluster_utils via tune.loopback.loopback_cluster) and tests/test_cluster_jobs.py
+tests/test_sweep.py (ray.cluster_utils via makd_sweep.loopback.loopback_cluster) and tests/test_cluster_jobs.py
 (cluster/local.sh)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from makd_sweep.loopback import SINGLE_MACHINE_ENV, address_host, is_loopback_host, loopback_ray
 from tests.sockets import SocketWatch, process_tree
 from tests.test_sweep import write_config
-from tune.loopback import SINGLE_MACHINE_ENV, address_host, is_loopback_host, loopback_ray
 
 MAKD = str(Path(sys.executable).with_name("makd"))
 
@@ -44,7 +44,7 @@ def test_loopback_ray_sets_and_restores_the_single_machine_mode(monkeypatch):
         assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
     assert SINGLE_MACHINE_ENV not in os.environ and ray_constants.ENABLE_RAY_CLUSTER is True
     # Ray imported inside the block reads its constant from our "0"; on exit it is Ray's own default again
-    code = ("import sys; from tune.loopback import loopback_ray\nwith loopback_ray():\n"
+    code = ("import sys; from makd_sweep.loopback import loopback_ray\nwith loopback_ray():\n"
             "    import ray._private.ray_constants as c\n    inside = c.ENABLE_RAY_CLUSTER\n"
             "print(inside, c.ENABLE_RAY_CLUSTER)")
     env = {k: v for k, v in os.environ.items() if k != SINGLE_MACHINE_ENV}
@@ -71,7 +71,7 @@ def test_a_local_sweep_listens_on_loopback_only_with_token_auth_on(tiny_bert_dir
 def test_an_address_where_no_ray_answers_is_one_line_naming_it_and_the_local_cluster(tiny_bert_dir, tmp_path,
                                                                                      capsys):
     """Ray alone retries an unreachable GCS for minutes with no error (measured: still waiting after 200 s)."""
-    from tune.main import main
+    from makd_sweep.main import main
 
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))

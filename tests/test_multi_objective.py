@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from makd.errors import UsageError
+from makd_sweep.config import load_config, parse_config
+from makd_sweep.search import get_search_kind
 from tests.test_sweep import MAKD, write_config
-from tune.config import load_config, parse_config
-from tune.search import get_search_kind
 
 BASE = {"name": "s", "tasks": ["rte"], "students": ["1x64", "2x64"], "teacher": "zoo:minilm-l6",
         "losses": ["ce", "vanilla"], "scheduler": {"kind": "none"}}

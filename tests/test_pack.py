@@ -1,4 +1,4 @@
-"""Packs (tune/pack.py): trial configs of one student trained by one Ray trial, one after another; each member is
+"""Packs (makd_sweep/pack.py): trial configs of one student trained by one Ray trial, one after another; each member is
 still one row of trials.csv, with the result it would have had alone, and a killed pack retrains no finished member."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 
 from makd.errors import UsageError
+from makd_sweep import experiment_dir as layout
+from makd_sweep import pack
+from makd_sweep.config import load_config
+from makd_sweep.driver import run_sweep
+from makd_sweep.export import export_winner
+from makd_sweep.report.build import build
+from makd_sweep.report.trials import read_trial_folders
+from makd_sweep.search import get_search_kind
+from makd_sweep.search.final import FinalStage
 from tests.helpers import stderr_ends
 from tests.test_sweep import events, quiet_ray, write_config  # noqa: F401 (quiet_ray: autouse)
-from tune import experiment_dir as layout
-from tune import pack
-from tune.config import load_config
-from tune.driver import run_sweep
-from tune.export import export_winner
-from tune.report.build import build
-from tune.report.trials import read_trial_folders
-from tune.search import get_search_kind
-from tune.search.final import FinalStage
 
 SAME_RUN = ["student", "loss", "lam", "tau", "seed"]
 RESULT = ["best_score", "dev_score", "best_epoch", "weights_fingerprint", "predictions_fingerprint"]
@@ -94,8 +94,8 @@ def test_size_auto_splits_a_group_into_as_many_packs_as_the_cluster_runs_trials_
 def test_size_auto_counts_the_clusters_slots_once_and_resume_keeps_them(tmp_path):
     """The driver's count (every node's CPUs and GPUs over one trial's request, at most max_concurrent_trials) is
     stored beside the trials: a resumed sweep packs as it started, on whatever cluster it resumes."""
-    from tune.cluster import trial_slots
-    from tune.config import parse_config
+    from makd_sweep.cluster import trial_slots
+    from makd_sweep.config import parse_config
 
     raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"], "pack": {"size": "auto"}}
 
@@ -118,8 +118,8 @@ def test_size_auto_counts_the_clusters_slots_once_and_resume_keeps_them(tmp_path
 
 def test_size_auto_with_gpu_auto_gives_a_fused_pack_a_whole_gpu_and_the_members_that_fit():
     from makd.gpu import StepMemory
-    from tune.config import parse_config
-    from tune.gpu_sizing import size_gpu_fraction
+    from makd_sweep.config import parse_config
+    from makd_sweep.gpu_sizing import size_gpu_fraction
 
     raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["6x384"],
            "resources_per_trial": {"cpu": 2, "gpu": "auto"}, "pack": {"size": "auto", "mode": "fused"}}
@@ -240,7 +240,7 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
 
 
 def test_a_remote_export_fetches_only_the_members_own_best_weights():
-    from tune.experiment_dir import is_best_weights
+    from makd_sweep.experiment_dir import is_best_weights
 
     single, member = "ab12c_00003", "ab12c_00003/2"
     folder = "rte-final/distill_trial_ab12c_00003_3_lam=0.5/checkpoint_000002"
@@ -262,7 +262,7 @@ def test_the_reports_sweep_yaml_reruns_a_packed_sweep_as_written(written, tmp_pa
     pack the user wrote (auto stays auto, resolved again on the next cluster)."""
     import yaml
 
-    from tune.config import parse_config, sweep_yaml
+    from makd_sweep.config import parse_config, sweep_yaml
 
     raw = {"name": "x", "tasks": ["rte"], "teacher": "t", "students": ["2x128"], "pack": written}
     resolved = parse_config(raw)

@@ -1,4 +1,4 @@
-"""Paired differences by seed with a Student-t interval (tune/report/paired.py), in the leaderboard and the table."""
+"""Paired differences by seed with a Student-t interval (makd_sweep/report/paired.py), in the leaderboard and the table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
+from makd_sweep.report.build import build
+from makd_sweep.report.paired import paired_difference
 from tests.test_leaderboard import trial, write_experiment
-from tune.report.build import build
-from tune.report.paired import paired_difference
 
 
 def by_seed(*scores: float, seeds=None) -> pd.Series:
@@ -95,7 +95,7 @@ def test_the_leaderboard_pairs_by_seed_and_the_table_marks_identical_and_undisti
 
 
 def test_the_tables_use_the_final_stage_by_default_and_stage_search_on_request(tmp_path, capsys):
-    from tune.report.cli import main
+    from makd_sweep.report.cli import main
 
     rows = [trial(loss="ce", score=0.60, stage="search"), trial(loss="vanilla", lam=0.0, score=0.55, stage="search",
                                                               status="STOPPED", epochs=1),
@@ -149,7 +149,7 @@ def test_old_trials_without_fingerprints_read_identity_as_unknown_with_a_note(tm
 
 
 def test_the_answer_states_each_tasks_comparison_from_the_numbers(tmp_path):
-    from tune.report.verdict import verdict_lines
+    from makd_sweep.report.verdict import verdict_lines
 
     rows = []
     for seed, ce, vanilla in [(0, 0.60, 0.70), (1, 0.62, 0.71), (2, 0.58, 0.69)]:

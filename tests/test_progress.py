@@ -1,11 +1,11 @@
-"""tune/progress.py without Ray running: the lines, the counts (also after --resume) and the stage's ETA."""
+"""makd_sweep/progress.py without Ray running: the lines, the counts (also after --resume) and the stage's ETA."""
 
 from __future__ import annotations
 
 import io
 from types import SimpleNamespace
 
-from tune.progress import ProgressLines
+from makd_sweep.progress import ProgressLines
 
 
 def fake(trial_id: str, status: str = "RUNNING", seed: int = 0) -> SimpleNamespace:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from makd_sweep.main import main
 from tests.docs import block_after, commands_after
-from tune.main import main
 
 pytestmark = pytest.mark.slow
 

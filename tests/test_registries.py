@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from makd import losses
+from makd_sweep.config import parse_config
+from makd_sweep.main import main
+from makd_sweep.report.build import build
+from makd_sweep.search import uses_teacher
+from makd_sweep.search.grid import grid_points
 from tests.test_leaderboard import trial, write_experiment
-from tune.config import parse_config
-from tune.main import main
-from tune.report.build import build
-from tune.search import uses_teacher
-from tune.search.grid import grid_points
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 

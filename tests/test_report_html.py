@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from makd_sweep.config import load_config, parse_config
+from makd_sweep.report.pareto import pareto_mask
 from tests.browser import open_in_chromium
 from tests.docs import commands_after
 from tests.test_sweep import events, write_config
-from tune.config import load_config, parse_config
-from tune.report.pareto import pareto_mask
 
 REPO = Path(__file__).resolve().parents[1]
 MAKD = str(Path(sys.executable).with_name("makd"))
@@ -39,7 +39,7 @@ def test_pareto_mask_keeps_only_undominated_points():
 def test_the_pages_title_names_the_sweeps_not_the_input_files(tmp_path):
     """Issue 44: the title is the sweep's name (sweep.json's, else its dir's), whether the input is the experiment
     dir or a trials.csv in it; a hand-edited sweep.json still gives the dir's name."""
-    from tune.report.html import page_title
+    from makd_sweep.report.html import page_title
 
     named = tmp_path / "runs" / "copied-off-the-cluster"
     named.mkdir(parents=True)
@@ -84,7 +84,7 @@ def test_a_toy_sweep_writes_its_report_and_the_documented_report_commands_work_a
     assert swept.returncode == 0, swept.stderr[-2000:]
     root = tmp_path / "runs" / "quickstart"
     page = root / "report.html"
-    assert page.is_file()  # written by the sweep (and rewritten by tune.live_report as trials finished)
+    assert page.is_file()  # written by the sweep (and rewritten by makd_sweep.live_report as trials finished)
     seen = open_in_chromium(page, tmp_path / "sweep.png")
     trials = pd.read_csv(root / "trials.csv")
     assert seen["errors"] == [] and all(seen["images"])
@@ -136,13 +136,13 @@ def test_report_refuses_a_non_html_output_in_one_line(tmp_path):
 SPY = """
 import json, logging, re, sys, threading
 from pathlib import Path
-from tune.config import load_config
-from tune.driver import run_sweep
-from tune.live_report import LiveReport
+from makd_sweep.config import load_config
+from makd_sweep.driver import run_sweep
+from makd_sweep.live_report import LiveReport
 
 seen, original = [], LiveReport._write
 warnings = []
-logging.getLogger("tune.live_report").addHandler(type("H", (logging.Handler,), {"emit": lambda h, r: warnings.append(r.getMessage())})())
+logging.getLogger("makd_sweep.live_report").addHandler(type("H", (logging.Handler,), {"emit": lambda h, r: warnings.append(r.getMessage())})())
 
 def spy(self):
     before = self.writes
@@ -163,7 +163,7 @@ print(json.dumps(seen))
 
 @pytest.mark.sweep
 def test_the_sweep_rewrites_its_report_as_trials_finish(tiny_bert_dir, tmp_path):
-    """Injected: a spy on tune.live_report.LiveReport's write (in a child process: a CE-only sweep run in the pytest
+    """Injected: a spy on makd_sweep.live_report.LiveReport's write (in a child process: a CE-only sweep run in the pytest
     process leaves Ray unable to start the next in-process sweep's actors). Checked: during the sweep (before
     sweep.json exists) report.html is rewritten on the report's own thread (never on Tune's loop, which would hold
     back the next trial, nor at the end of a Tune run), its facts say the sweep is running, and the page the sweep
@@ -202,8 +202,8 @@ def test_live_report_writes_off_the_tune_loop_and_throttles(monkeypatch, tmp_pat
     once, four more during that write make one more write, after the interval (min_interval_s, or cost_factor times
     a write's duration when longer); the end of a Tune run writes nothing new when no trial ended since the last
     write began; `close(flush=True)` leaves no ended trial unwritten; the callback survives Tune's pickling."""
-    import tune.report.sweep_files as build
-    from tune.live_report import LiveReport
+    import makd_sweep.report.sweep_files as build
+    from makd_sweep.live_report import LiveReport
 
     calls = []
 
@@ -241,8 +241,8 @@ def test_live_report_retries_a_write_that_found_no_finished_trial(monkeypatch, t
     """Injected: Tune calls back as a trial ends, but the first rebuild finds no finished trial (Ray's saved state
     lags; seen once in a CI run) and the second raises. Checked: the thread retries retry_s apart until a write
     lands; the end of the run then writes nothing more."""
-    import tune.report.sweep_files as build
-    from tune.live_report import LiveReport
+    import makd_sweep.report.sweep_files as build
+    from makd_sweep.live_report import LiveReport
 
     calls, outcomes = [], [None, RuntimeError("half-written state"), object()]
 
@@ -266,7 +266,7 @@ def test_live_report_retries_a_write_that_found_no_finished_trial(monkeypatch, t
 
 
 def test_live_report_without_finished_trials_writes_nothing(tmp_path):
-    from tune.live_report import LiveReport
+    from makd_sweep.live_report import LiveReport
 
     live = LiveReport(str(tmp_path / "nothing-yet"), min_interval_s=3600)
     live.on_trial_complete(1, [], None)  # no finished trial to report: nothing written, no error
@@ -279,8 +279,8 @@ def test_methods_on_one_point_are_nested_in_the_pareto_figure():
     another has its own size, the later-drawn (on top) smaller, so none is hidden."""
     from collections import defaultdict
 
-    from tune.report.build import build
-    from tune.report.pareto import plot_pareto
+    from makd_sweep.report.build import build
+    from makd_sweep.report.pareto import plot_pareto
 
     fig = plot_pareto(build([str(p) for p in COMMITTED]).leaderboard)
     shared = 0

@@ -1,4 +1,4 @@
-"""`search_space:` (tune/search_space.py): any training key with a Ray Tune distribution, searched by the grid,
+"""`search_space:` (makd_sweep/search_space.py): any training key with a Ray Tune distribution, searched by the grid,
 random or Optuna kinds; the final stage reruns every searched key's winning value and the leaderboard reports it."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from makd.errors import UsageError
-from tune.config import load_config, parse_config, sweep_yaml
-from tune.search import get_search_kind, trial_budget
-from tune.search.grid import grid_points
-from tune.search_space import parse_space
+from makd_sweep.config import load_config, parse_config, sweep_yaml
+from makd_sweep.search import get_search_kind, trial_budget
+from makd_sweep.search.grid import grid_points
+from makd_sweep.search_space import parse_space
 
 SPACE = {"lr": {"loguniform": [1.0e-5, 1.0e-3]}, "batch_size": {"choice": [16, 32]},
          "weight_decay": {"uniform": [0.0, 0.1]}, "warmup_ratio": {"quniform": [0.0, 0.2, 0.05]},
@@ -85,7 +85,7 @@ def test_the_optuna_space_holds_the_searched_keys_and_a_first_point_inside_them(
 
 
 def test_a_trial_trains_with_the_searched_options_of_its_config():
-    from tune.trial import _TrialRun
+    from makd_sweep.trial import _TrialRun
 
     run = SimpleNamespace(task_data=SimpleNamespace(task="rte", base={"teacher": "t", "student_tokenizer": None,
                                                                       "batch_size": 32, "weight_decay": 0.01}))
@@ -129,7 +129,7 @@ def test_a_bad_search_space_is_refused_in_one_line_naming_the_key(change, field,
 
 
 def test_the_cli_refuses_a_bad_space_with_exit_2_before_ray_starts(tmp_path, capsys):
-    from tune.main import main
+    from makd_sweep.main import main
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw(search_space={"batch_size": {"loguniform": [8, 64]}})))
@@ -149,8 +149,8 @@ def test_a_random_search_sweep_reruns_each_methods_winning_setting_and_the_leade
     search's winner, and the leaderboard's best_* columns are the setting its scores come from."""
     import pandas as pd
 
+    from makd_sweep.driver import run_sweep
     from tests.test_sweep import write_config
-    from tune.driver import run_sweep
 
     config = write_config(tmp_path, tiny_bert_dir, name="space", losses=["ce", "vanilla"], lams=[0.0], epochs=1,
                           search={"kind": "random", "num_samples": 2, "seed": 3}, final={"seeds": [0, 1]},
@@ -183,7 +183,7 @@ def test_a_random_search_sweep_reruns_each_methods_winning_setting_and_the_leade
     written = pd.read_csv(f"{outcome.root}/trials.csv")
     assert {"lr", "batch_size", "weight_decay"} <= set(written.columns)
     # the report: score against each searched key (search stage) and each key's fANOVA importance
-    from tune.report.searched import parameter_importance, plot_searched_keys, varied_keys
+    from makd_sweep.report.searched import parameter_importance, plot_searched_keys, varied_keys
 
     assert {"lr", "weight_decay"} <= set(varied_keys(search))
     fig = plot_searched_keys(search)

@@ -1,4 +1,4 @@
-"""The adaptive-seeds stopping rule (tune/report/sequential.py): with no true difference, races stopped on the
+"""The adaptive-seeds stopping rule (makd_sweep/report/sequential.py): with no true difference, races stopped on the
 Bonferroni-corrected intervals exclude 0 at most ~5% of the time; the same rule on uncorrected intervals does not."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tune.report.sequential import corrected_interval, look, planned_looks, race
+from makd_sweep.report.sequential import corrected_interval, look, planned_looks, race
 
 RACES = 3000
 
@@ -75,8 +75,8 @@ def test_the_next_round_adds_seeds_only_to_the_settings_of_undecided_comparisons
     """Taylor (ce's student) and a vanilla 10 points above ce at every seed are decided after the first round: no
     second round. A noisy vanilla leaves vanilla vs ce and taylor vs vanilla undecided: all three settings get seed
     2, the next look of the plan (2, 3, 4 seeds)."""
-    from tune.config import parse_config
-    from tune.search.final import next_round_points, seed_rounds
+    from makd_sweep.config import parse_config
+    from makd_sweep.search.final import next_round_points, seed_rounds
 
     cfg = parse_config(ADAPTIVE)
     assert seed_rounds(cfg) == [2, 3, 4] and cfg.final.seeds == (0, 1, 2, 3) and cfg.final.top_k == 1
@@ -99,7 +99,7 @@ def test_the_next_round_adds_seeds_only_to_the_settings_of_undecided_comparisons
                                           ({"seeds": {"min": 2, "max": 3}, "tolerance": -1}, "final.tolerance")])
 def test_a_bad_adaptive_final_section_names_its_field(final, field):
     from makd.errors import UsageError
-    from tune.config import parse_config
+    from makd_sweep.config import parse_config
 
     with pytest.raises(UsageError) as err:
         parse_config({**ADAPTIVE, "final": final})
@@ -111,8 +111,8 @@ def test_the_leaderboard_says_decided_and_corrects_intervals_for_the_looks():
     or is at most `tolerance` points wide; the interval is wider than the uncorrected one of the same seeds."""
     import pandas as pd
 
-    from tune.report.rank import leaderboard_table
-    from tune.report.trials import trials_frame
+    from makd_sweep.report.rank import leaderboard_table
+    from makd_sweep.report.trials import trials_frame
 
     rows = pd.DataFrame(_final_rows({"ce": [0.70, 0.72, 0.71], "vanilla": [0.73, 0.73, 0.76],
                                      "taylor": [0.70, 0.72, 0.71]}))

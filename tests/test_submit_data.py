@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from makd.errors import UsageError
-from tune import jobs
+from makd_sweep import jobs
 
 
 def raw_config(train: str, dev: str, transfer: str | None = None) -> dict:

@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from makd import models
+from makd_sweep.config import load_config, only_tasks
+from makd_sweep.driver import run_sweep
+from makd_sweep.loopback import loopback_cluster
+from makd_sweep.main import main
 from tests.helpers import sentiment, stderr_ends
 from tests.sockets import SocketWatch, process_tree
-from tune.config import load_config, only_tasks
-from tune.driver import run_sweep
-from tune.loopback import loopback_cluster
-from tune.main import main
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 pytestmark = pytest.mark.sweep
@@ -71,7 +71,7 @@ MAKD = str(Path(sys.executable).with_name("makd"))
 
 def start_driver(config: Path, tmp_path: Path, hold: str | None = None) -> tuple[subprocess.Popen, dict]:
     """`makd sweep CONFIG` in its own process group, so that a test can SIGKILL it with its Ray workers; `hold`:
-    its trials' $MAKD_FAULT_HOLD (RELEASE:EPOCH, tune/trial.py). Returns the env a resume runs with (no hold)."""
+    its trials' $MAKD_FAULT_HOLD (RELEASE:EPOCH, makd_sweep/trial.py). Returns the env a resume runs with (no hold)."""
     env = {**os.environ, "MAKD_HOME": str(tmp_path / "home")}
     driver = subprocess.Popen([MAKD, "sweep", str(config), "--quiet", "--num-cpus", "2"],
                               env={**env, "MAKD_FAULT_HOLD": hold} if hold else env,
@@ -121,7 +121,7 @@ def test_grid_sweep_writes_every_trial_and_loads_the_teacher_once_per_task(modul
     summary = json.loads((Path(outcome.root) / "sweep.json").read_text())
     assert summary["teacher_cache"]["rte"]["teacher_loaded"] is True and summary["trials"] == 8
     # the sweep's report is made from the driver's rows; read back from the dir, the tables are the same
-    from tune.report.build import build
+    from makd_sweep.report.build import build
 
     assert outcome.report.sources == [f"{outcome.root}: the sweep's own trial rows"]
     pd.testing.assert_frame_equal(outcome.report.leaderboard, build([outcome.root]).leaderboard)
@@ -226,13 +226,13 @@ def test_a_killed_driver_resumes_every_trial_exactly_once_even_from_a_state_nami
     state names a checkpoint of an unfinished trial (and one trial is done), the driver is killed and each named
     trial's newest complete checkpoint is moved past every other one, so whatever the state names is gone (an upload
     the kill cut short stays, and must not be read). --resume starts each such trial at the epoch after the moved
-    checkpoint's (tune/trial_checkpoint.py); a trial whose checkpoint the state did not name yet is started afresh by
+    checkpoint's (makd_sweep/trial_checkpoint.py); a trial whose checkpoint the state did not name yet is started afresh by
     Tune and trains again, to the same result. (One sweep for both: it was two tests, each paying a sweep.) Trials
     wait after epoch 2 for the test's release (one trial per release), so the unfinished trial is killed at epoch 2
     whatever the machine's speed: never between its last epoch and its "done" line."""
     import pyarrow.fs as pafs
 
-    from tune.trial_checkpoint import is_complete
+    from makd_sweep.trial_checkpoint import is_complete
 
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce"], seeds=[0, 1, 2, 3], epochs=3,
                           max_concurrent_trials=1)
@@ -398,13 +398,13 @@ def test_a_failed_trial_prints_its_error_whole(tiny_bert_dir, tmp_path):
 
 
 def test_the_python_api_runs_a_sweep_and_returns_its_tables(module_ray, tiny_bert_dir, tmp_path):
-    """Issue 45, item 5: `from tune.api import sweep` runs a sweep in the calling process (using the Ray it is
+    """Issue 45, item 5: `from makd_sweep.api import sweep` runs a sweep in the calling process (using the Ray it is
     connected to) and returns the trials, the leaderboard and the experiment dir; a dict config works alike, and bad
     input is refused before anything runs."""
     import yaml
 
     from makd.errors import UsageError
-    from tune.api import sweep
+    from makd_sweep.api import sweep
 
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "taylor"], lams=[0.5], seeds=[0], epochs=1)
     result = sweep(config, overrides={"name": "from-python"}, num_cpus=2, cache_dir=str(tmp_path / "cache"))

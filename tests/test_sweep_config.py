@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from makd.errors import UsageError
-from tune.config import load_config, only_tasks, parse_config
-from tune.main import main
-from tune.search import trial_budget
-from tune.search.grid import grid_points
+from makd_sweep.config import load_config, only_tasks, parse_config
+from makd_sweep.main import main
+from makd_sweep.search import trial_budget
+from makd_sweep.search.grid import grid_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,15 +148,15 @@ def test_makd_library_never_imports_ray():
     import subprocess
     import sys
 
-    code = ("import sys, makd.cli, makd.train, makd.pipeline, makd.cache, makd.models, tune.cli, tune.main;"
-            "tune.main.build_parser(); print('ray' in sys.modules)")
+    code = ("import sys, makd.cli, makd.train, makd.pipeline, makd.cache, makd.models, makd_sweep.cli, makd_sweep.main;"
+            "makd_sweep.main.build_parser(); print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_makd_never_imports_tune_or_ray_even_inside_functions():
-    """The library sits below the sweep service: no makd module imports tune/ (not even in a function body), and
-    importing every makd module leaves ray and tune out of sys.modules."""
+    """The library sits below the sweep service: no makd module imports makd_sweep/ (not even in a function body), and
+    importing every makd module leaves ray and makd_sweep out of sys.modules."""
     import ast
     import pkgutil
     import subprocess
@@ -168,11 +168,11 @@ def test_makd_never_imports_tune_or_ray_even_inside_functions():
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            bad = [n for n in names if n.split(".")[0] in ("tune", "ray")]
+            bad = [n for n in names if n.split(".")[0] in ("makd_sweep", "ray")]
             assert not bad, f"{path.relative_to(REPO)}:{node.lineno} imports {bad[0]}"
     modules = sorted(m.name for m in pkgutil.walk_packages(makd.__path__, "makd."))
     assert "makd.lm.train" in modules
     code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}];"
-            "print(sorted(m for m in ('ray', 'tune') if m in sys.modules))")
+            "print(sorted(m for m in ('ray', 'makd_sweep') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "[]" and len(modules) >= 12

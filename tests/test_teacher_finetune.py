@@ -90,7 +90,7 @@ def test_a_run_killed_before_the_commit_leaves_no_teacher_and_the_next_run_resum
     ("yes", "teacher_finetune"),
 ])
 def test_a_bad_teacher_finetune_block_is_one_line_naming_its_field(block, field):
-    from tune.config import parse_config
+    from makd_sweep.config import parse_config
 
     with pytest.raises(UsageError) as err:
         parse_config({"name": "s", "tasks": ["rte"], "students": ["2x128"], "teacher": "zoo:minilm-l6",
@@ -106,7 +106,7 @@ def test_a_sweep_distils_from_its_fine_tuned_teacher_and_a_second_sweep_reuses_i
     """One real sweep with teacher_finetune: the teacher is trained once (the driver says so), every KD trial is
     a fine-tuned-teacher row with that teacher's own dev score beside it, sweep.json records the cost; a second
     sweep over the same cache trains nothing."""
-    from tune.report.build import build
+    from makd_sweep.report.build import build
 
     raw = {"name": "ft", "tasks": ["rte"], "teacher": str(tiny_bert_dir), "students": ["1x64"],
            "student_tokenizer": str(tiny_bert_dir), "losses": ["ce", "vanilla"], "lams": [0.0], "seeds": [0],

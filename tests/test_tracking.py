@@ -1,4 +1,4 @@
-"""`tracking:` (tune/tracking.py): MLflow against a real tracking server started here on loopback, W&B offline,
+"""`tracking:` (makd_sweep/tracking.py): MLflow against a real tracking server started here on loopback, W&B offline,
 TensorBoard; bad values and unreachable servers refused in one line before Ray starts."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from makd.errors import UsageError
+from makd_sweep import tracking
+from makd_sweep.config import load_config
 from tests.helpers import stderr_ends
 from tests.test_sweep import MAKD, events, kill_driver, write_config
-from tune import tracking
-from tune.config import load_config
 
 
 def free_port() -> int:
@@ -186,8 +186,8 @@ def test_a_causal_lm_sweep_is_tracked_like_a_glue_one(mlflow_server, talking_lla
     its swept params, its per-epoch scores (agreement, perplexity) and the report as the parent's artifacts."""
     from mlflow.tracking import MlflowClient
 
+    from makd_sweep.main import main
     from tests.test_lm_sweep import lm_config
-    from tune.main import main
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("MAKD_HOME", str(tmp_path / "home"))

@@ -138,7 +138,7 @@ def by_seed_frame(results: list) -> pd.DataFrame:
 def test_fingerprints_tell_the_identical_student_from_a_tie(tiny_bert_dir, tmp_path):
     """taylor (tau 1) vs ce: the same weights, so `identical`; two constant predictors trained with different losses:
     the same dev predictions (one class everywhere) from different weights, so `same predictions`, never identical."""
-    from tune.report.paired import paired_difference
+    from makd_sweep.report.paired import paired_difference
 
     ds, dev = sentiment(24), sentiment(12, "validation", seed=1)
     runs = {loss: [train(config(tiny_bert_dir, loss=loss, lam=lam, seed=seed), ds, {"": dev}, teacher_for(ds, 3),

@@ -13,8 +13,8 @@ from makd.cli import build_parser
 from makd.config import TrainConfig, TrainOptions, from_args
 from makd.errors import UsageError
 from makd.teacher_spec import TeacherSpec
-from tune.config import KNOWN_KEYS, parse_config
-from tune.search import teacher_spec
+from makd_sweep.config import KNOWN_KEYS, parse_config
+from makd_sweep.search import teacher_spec
 
 FIXTURE_GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 OPTIONS = dataclasses.fields(TrainOptions)
@@ -40,13 +40,13 @@ def sweep(**extra) -> dict:
 
 @pytest.mark.parametrize("f", OPTIONS, ids=[f.name for f in OPTIONS])
 def test_every_training_option_is_a_sweep_key_a_distill_flag_and_reaches_the_trial(f):
-    from tune.task_prep import representative_trial
+    from makd_sweep.task_prep import representative_trial
 
     value = non_default(f)
     assert f.name in KNOWN_KEYS
     cfg = parse_config(sweep(**{f.name: value}))
     assert getattr(cfg.train, f.name) == value
-    # the trial's TrainConfig is built from the sweep's options (tune.trial: TrainConfig(**task_data.base, ...))
+    # the trial's TrainConfig is built from the sweep's options (makd_sweep.trial: TrainConfig(**task_data.base, ...))
     assert getattr(representative_trial(cfg, "rte", "2x128"), f.name) == value
 
     flag = "--" + f.name.replace("_", "-")
@@ -92,7 +92,7 @@ def test_cache_teacher_and_distill_share_one_cache_entry(tiny_bert_dir, tmp_path
     """`makd cache-teacher` (no training config at all) fills exactly the entry `makd distill` then hits."""
     import json
 
-    from tune.main import main
+    from makd_sweep.main import main
 
     common = ["--task", "rte", "--glue-dir", str(FIXTURE_GLUE), "--teacher", str(tiny_bert_dir), "--max-length", "32",
               "--cache-dir", str(tmp_path / "cache"), "--quiet"]

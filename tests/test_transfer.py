@@ -193,8 +193,8 @@ def test_references_count_the_transfer_rows_and_score_the_teacher_on_them():
 # --- the tables -------------------------------------------------------------------------------------------------
 
 def test_tables_say_who_learned_from_transfer_data_and_keep_the_all_labels_reference_apart(tmp_path):
+    from makd_sweep.report.build import build
     from tests.test_leaderboard import trial, write_experiment
-    from tune.report.build import build
 
     transfer = {"labeled_examples": 800, "transfer_examples": 19000, "teacher_transfer_score": 0.97,
                 "dev_score": None}
@@ -236,7 +236,7 @@ def test_makd_distill_learns_from_a_transfer_file_and_says_so(tiny_bert_dir, tmp
 
 
 def test_a_sweep_config_spells_transfer_as_a_block_and_refuses_what_cannot_learn_from_it(tmp_path):
-    from tune.config import parse_config
+    from makd_sweep.config import parse_config
 
     base = {"name": "t", "tasks": ["sst2"], "students": ["2x128"], "teacher": "zoo:minilm-l6", "lams": [0.0, 0.5]}
     cfg = parse_config({**base, "losses": ["vanilla", "pseudo_label"], "transfer": {"labeled": 1000}})
@@ -260,8 +260,8 @@ def test_a_sweep_config_spells_transfer_as_a_block_and_refuses_what_cannot_learn
 
 @pytest.mark.sweep
 def test_a_sweep_with_transfer_data_reports_who_learned_from_it(tiny_bert_dir, tmp_path, monkeypatch):
-    from tune.config import parse_config
-    from tune.driver import run_sweep
+    from makd_sweep.config import parse_config
+    from makd_sweep.driver import run_sweep
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     for name, ds in (("train.csv", sentiment(48)), ("dev.csv", sentiment(16, "validation", seed=1))):

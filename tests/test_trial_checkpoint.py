@@ -1,4 +1,4 @@
-"""A restored trial starts from the newest complete checkpoint in its folder (tune/trial_checkpoint.py): Tune's
+"""A restored trial starts from the newest complete checkpoint in its folder (makd_sweep/trial_checkpoint.py): Tune's
 experiment state can name a checkpoint it already deleted (num_to_keep=1) when the driver dies between the two, and a
 checkpoint whose upload was cut short must never be read. The end-to-end case is in tests/test_sweep.py."""
 
@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from tune.trial_checkpoint import MANIFEST, NewestCheckpoint, checkpoint_of, is_complete, newest_complete
+from makd_sweep.trial_checkpoint import (
+    MANIFEST,
+    NewestCheckpoint,
+    checkpoint_of,
+    is_complete,
+    newest_complete,
+)
 
 FS = pafs.LocalFileSystem()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tune.report.pareto import cheapest_within
+from makd_sweep.report.pareto import cheapest_within
 
 REPO = Path(__file__).resolve().parents[1]
 MAKD = str(Path(sys.executable).with_name("makd"))

@@ -1,6 +1,6 @@
 """The results/mrpc-budget table from its runs' result.json files (`makd distill` summaries): per lr, the hold-out
 score that chooses (epoch within a run, lr across runs) and the dev score reported at it, with 95% intervals over
-seeds and the same "at the majority class" test as the leaderboard's `∅` (tune.report.paired.reaches_baseline)."""
+seeds and the same "at the majority class" test as the leaderboard's `∅` (makd_sweep.report.paired.reaches_baseline)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tune.report.paired import mean_interval, reaches_baseline
+from makd_sweep.report.paired import mean_interval, reaches_baseline
 
 
 def load_runs(paths: list[str]) -> pd.DataFrame:
