@@ -112,17 +112,20 @@ def makd_sweep() -> dict:
 def _loop_trial(config: dict, *, train, dev, setup: dict) -> None:
     """One notebook-style run (HF Trainer, teacher forward in every step); reports dev accuracy at the end."""
 
+    from ray import tune
+
     from bench.hf_baseline import run_baseline
 
     torch.set_num_threads(1)
     result = run_baseline(train, dev, teacher_mode="loop", lam=config["lam"], kd="vanilla", seed=config["seed"],
                           padding="dynamic", **setup)
-    makd_sweep.report({"score": result.score, "train_seconds": result.train_seconds})
+    tune.report({"score": result.score, "train_seconds": result.train_seconds})
 
 
 def loop_sweep() -> dict:
     """The same 8 trials (ce + vanilla at 3 lambdas, 2 seeds) the notebook's way, on Ray Tune, 2 at a time."""
     import ray
+    from ray import tune
 
     train, dev = load_task(SWEEP["task"], SWEEP["n_train"], SWEEP["n_eval"])
     setup = {"student": STUDENT_2L, "teacher": TEACHER, "epochs": SWEEP["epochs"], "lr": SWEEP["lr"],
@@ -135,11 +138,11 @@ def loop_sweep() -> dict:
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
-        space = {"lam": makd_sweep.grid_search([1.0, *SWEEP["lams"]]), "seed": makd_sweep.grid_search(SWEEP["seeds"])}
-        trainable = makd_sweep.with_resources(makd_sweep.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
+        space = {"lam": tune.grid_search([1.0, *SWEEP["lams"]]), "seed": tune.grid_search(SWEEP["seeds"])}
+        trainable = tune.with_resources(tune.with_parameters(_loop_trial, train=train, dev=dev, setup=setup),
                                         {"cpu": 1})
-        grid = makd_sweep.Tuner(trainable, param_space=space, tune_config=makd_sweep.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
-                          run_config=makd_sweep.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
+        grid = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+                          run_config=tune.RunConfig(storage_path=str(root), name="loop", verbose=0)).fit()
     finally:
         if started:
             ray.shutdown()

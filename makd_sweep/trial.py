@@ -1,7 +1,7 @@
 """One Ray Tune trial: the makd training loop, reporting and checkpointing every epoch.
 
 The trial never loads the teacher and never reads the data folder: the driver ships the task's datasets and the
-cached teacher logits through the Ray object store (`makd_sweep.with_parameters`), so a trial runs on any node.
+cached teacher logits through the Ray object store (`ray.tune.with_parameters`), so a trial runs on any node.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _assigned(resource: str, default: float) -> float:
 def distill_trial(config: dict, *, task_data: TaskData, events_path: str | None = None,
                   env: dict[str, str] | None = None) -> None:
     """Ray Tune function trainable: train one student, or each member of a pack (makd_sweep/pack.py) one after another,
-    and `makd_sweep.report` metrics + checkpoint after each epoch. `env`: the sweep's MAKD_* variables (makd_sweep/cluster.py
+    and `ray.tune.report` metrics + checkpoint after each epoch. `env`: the sweep's MAKD_* variables (makd_sweep/cluster.py
     forwarded_env), set here because the Ray the trial runs in may have started before the sweep (a notebook's)."""
     import ray
     import torch

@@ -12,7 +12,7 @@ from makd_sweep.interrupt import SweepStopped, stop_signals
 
 
 class FakeTuner:
-    """Stands in for Tuner.fit(): optionally installs a SIGUSR1 handler as Tune's makd_sweep.run does, then is signalled."""
+    """Stands in for Tuner.fit(): optionally installs a SIGUSR1 handler as Tune's tune.run does, then is signalled."""
 
     def __init__(self, send: signal.Signals, *, tune_listens: bool = True):
         self.send, self.tune_listens, self.graceful = send, tune_listens, 0

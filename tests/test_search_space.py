@@ -196,6 +196,7 @@ def test_a_random_search_sweep_reruns_each_methods_winning_setting_and_the_leade
     page = (Path(outcome.root) / "report.html").read_text()
     assert "Score against each searched key" in page and 'id="importance"' in page
     assert "<th>best batch_size</th>" in page and "<th>best weight_decay</th>" in page
+    assert "(search_space: weight_decay, batch_size)" in (Path(outcome.root) / "table.md").read_text()
 
 
 def test_the_documented_search_space_is_a_valid_config():

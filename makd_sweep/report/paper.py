@@ -30,6 +30,7 @@ from makd_sweep.report.rank import (
     best_settings,
     constant_predictor,
     most_common,
+    searched_options,
     selection_kind,
     setting_rows,
     setting_seeds,
@@ -243,6 +244,10 @@ def paper_table(trials: pd.DataFrame, stage: str = "search") -> str:
     if stage == "final":
         notes.insert(1, "Final stage: each method's best search setting, rerun for every final seed to the full "
                         "epoch budget with no early stopping (the same budget and seeds for every method).")
+    searched = searched_options(trials)
+    if searched:
+        notes.insert(1, "A cell's setting also holds the training options the search varied (search_space: "
+                        f"{', '.join(searched)}): the leaderboard's best_<key> columns give each cell's values.")
     if any_cut:
         notes.insert(1, "† the cell's trials include ones that early stopping cut short: budgets differ, so the "
                         "comparison with other cells is not at equal cost (add a final stage: `final:`).")
