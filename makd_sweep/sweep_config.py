@@ -23,7 +23,9 @@ class SearchConfig:
     kind: str = option("grid", "a search kind of makd_sweep/search/: grid (every combination of the listed values), random "
                        "(num_samples settings drawn from search_space, the same for every method) or optuna "
                        "(Optuna's TPE, or NSGA-II, over the ranges below and search_space)")
-    n_trials: int = option(0, "optuna: trials per task (at least one per (student, loss, seed) category)", low=1)
+    n_trials: int = option(0, "optuna: trials per task; one TPE study per (student, loss, seed) category, each "
+                           "the same number of trials (a multiple of the categories; NSGA-II: at least one each)",
+                           low=1)
     num_samples: int = option(1, "random: settings drawn from search_space (times each combination of its grid "
                               "keys), each trained by every (student, loss, seed)", low=1)
     seed: int = option(0, "optuna, random: the sampler's seed")

@@ -18,7 +18,7 @@ BASE = {"name": "s", "tasks": ["rte"], "students": ["1x64", "2x64"], "teacher": 
 
 
 def optuna(**search) -> dict:
-    return {**BASE, "search": {"kind": "optuna", "n_trials": 6, "seed": 0, **search}}
+    return {**BASE, "search": {"kind": "optuna", "n_trials": 8, "seed": 0, **search}}
 
 
 def test_a_cost_objective_builds_a_seeded_nsga2_study_over_both_metrics():

@@ -67,7 +67,7 @@ def test_a_searched_lambda_replaces_the_lams_list_and_ce_still_runs_once_per_set
 
 def test_the_reports_sweep_yaml_reruns_a_searched_sweep_as_written(tmp_path):
     for spec in (raw(), raw(search_space={"lam": {"uniform": [0.0, 1.0]}, "tau": {"choice": [1.0, 2.0]}},
-                            search={"kind": "optuna", "n_trials": 8}, final={"seeds": {"min": 2, "max": 4}})):
+                            search={"kind": "optuna", "n_trials": 12}, final={"seeds": {"min": 2, "max": 4}})):
         cfg = parse_config(spec)
         assert parse_config(yaml.safe_load(sweep_yaml(cfg.as_dict()))) == cfg
 
@@ -78,9 +78,11 @@ def test_the_optuna_space_holds_the_searched_keys_and_a_first_point_inside_them(
     kind = get_search_kind("optuna")
     space = kind.param_space(cfg)
     assert {"weight_decay", "batch_size", "lam", "tau", "lr"} <= set(space)
-    searcher = kind.algorithm(cfg)
-    first = searcher._points_to_evaluate[0]
+    searcher = kind.algorithm(cfg)  # one study per (student, loss, seed), each starting inside the space
+    assert [c["loss"] for c in searcher.categories] == ["ce", "ce", "vanilla", "vanilla", "taylor", "taylor"]
+    first = searcher.searchers[0]._points_to_evaluate[0]
     assert first["batch_size"] == 16 and first["weight_decay"] == pytest.approx(10 ** -2.5)
+    assert not {"student", "loss", "seed"} & set(first)  # the category is fixed, not sampled
     assert kind.progress_columns(cfg)[-2:] == ["weight_decay", "batch_size"]
 
 
@@ -114,9 +116,11 @@ def test_a_trial_trains_with_the_searched_options_of_its_config():
     ({"search_space": {"lr": {"grid": [1e-4]}}, "lr": 1e-4}, "search_space.lr", "also fixed by the top-level `lr`"),
     ({"search_space": {"lam": {"grid": [0.5]}}, "lams": [0.5]}, "search_space.lam", "`lams`"),
     ({"search": {"kind": "grid"}}, "search_space.lr", "grid search enumerates"),
-    ({"search": {"kind": "optuna", "n_trials": 9}}, "search_space.max_grad_norm", "Optuna samples"),
-    ({"search": {"kind": "optuna", "n_trials": 9, "lr": [1e-5, 1e-3]}, "search_space": {"lr": {"choice": [1e-4]}}},
+    ({"search": {"kind": "optuna", "n_trials": 12}}, "search_space.max_grad_norm", "Optuna samples"),
+    ({"search": {"kind": "optuna", "n_trials": 12, "lr": [1e-5, 1e-3]}, "search_space": {"lr": {"choice": [1e-4]}}},
      "search_space.lr", "also searched by search.lr"),
+    ({"search": {"kind": "optuna", "n_trials": 9}, "search_space": {"lr": {"loguniform": [1e-5, 1e-3]}}},
+     "search.n_trials", "not a multiple of the 6 categories"),
     ({"search_space": None}, "search_space", "declare at least one key"),
     ({"search": {"kind": "random", "num_samples": 0}}, "search.num_samples", ">= 1"),
     ({"search": {"kind": "random", "n_trials": 3}}, "search.n_trials", "not a field of random search"),
@@ -208,3 +212,27 @@ def test_the_documented_search_space_is_a_valid_config():
     assert cfg.search.kind == "random" and cfg.search.num_samples == 8 and cfg.final is not None
     points = get_search_kind("random").points(cfg)
     assert len({p["batch_size"] for p in points}) == 2 and len({p["tau"] for p in points if p["loss"] == "vanilla"}) > 1
+
+
+def test_optuna_gives_each_category_its_own_study_in_turn_and_a_restored_searcher_goes_on_the_same(tmp_path):
+    """Trial k goes to category k mod N (the same budget per method); each study sees only its own results; the
+    searcher saved with the experiment and restored (a --resume) suggests what the original would have."""
+    cfg = parse_config(raw(search={"kind": "optuna", "n_trials": 12, "seed": 3},
+                           search_space={"lr": {"loguniform": [1e-5, 1e-3]}}))
+    kind = get_search_kind("optuna")
+
+    def started():
+        searcher = kind.algorithm(cfg)
+        assert searcher.set_search_properties("score", "max", kind.param_space(cfg))
+        return searcher
+
+    searcher = started()
+    configs = [searcher.suggest(f"t{k}") for k in range(6)]
+    assert [(c["loss"], c["seed"]) for c in configs] == [(c["loss"], c["seed"]) for c in searcher.categories]
+    for k, config in enumerate(configs):
+        searcher.on_trial_complete(f"t{k}", {"score": 0.5 + 0.01 * k, **config})
+    assert [len(s._ot_study.trials) for s in searcher.searchers] == [1] * 6  # one finished trial in each study
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    again = started()
+    again.restore(str(tmp_path / "searcher.pkl"))
+    assert [again.suggest(f"u{k}") for k in range(6)] == [searcher.suggest(f"u{k}") for k in range(6)]

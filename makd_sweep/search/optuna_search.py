@@ -1,6 +1,7 @@
-"""Optuna (TPE) over λ (and lr, τ ranges when given), with student, loss and seed as categories; with
-`objectives: [score, COST]` NSGA-II searches the score and a cost (student parameters, inference latency or
-trial hours) together, for a Pareto set instead of one best setting."""
+"""Optuna (TPE) over λ (and lr, τ ranges when given, and search_space): one study per (student, loss, seed)
+category, each given the same number of trials in turn (search/per_category.py); with `objectives: [score, COST]`
+NSGA-II searches the score and a cost (student parameters, inference latency or trial hours) together, students
+and losses included, for a Pareto set instead of one best setting."""
 
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ class OptunaSearch(SearchKind):
         if cfg.search.n_trials < needed:
             raise UsageError("search.n_trials", f"{cfg.search.n_trials} is fewer than the {needed} categories "
                                                 "(student x loss x seed): each must be tried once")
+        if not self.multi_objective(cfg) and cfg.search.n_trials % needed:
+            raise UsageError("search.n_trials", f"{cfg.search.n_trials} is not a multiple of the {needed} categories "
+                                                "(student x loss x seed): each gets its own study and the same number "
+                                                "of trials")
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         lam = next((dim for dim in cfg.search_space if dim.key == "lam"), None)
@@ -107,9 +112,17 @@ class OptunaSearch(SearchKind):
     def algorithm(self, cfg: SweepConfig):
         from ray.tune.search.optuna import OptunaSearch as RayOptunaSearch
 
-        if not self.multi_objective(cfg):
-            return RayOptunaSearch(metric=METRIC, mode=MODE, seed=cfg.search.seed,
-                                   points_to_evaluate=start_points(cfg))
+        if not self.multi_objective(cfg):  # one TPE study per category, in turn: the same budget per method
+            from makd_sweep.search.per_category import PerCategorySearcher
+
+            starts = start_points(cfg)
+
+            def study(index: int, category: dict) -> RayOptunaSearch:
+                first = {k: v for k, v in starts[index].items() if k not in category}
+                return RayOptunaSearch(metric=METRIC, mode=MODE, seed=cfg.search.seed + index,
+                                       points_to_evaluate=[first])
+
+            return PerCategorySearcher(categories(cfg), study, METRIC, MODE)
         import optuna
 
         costs = [COST_OBJECTIVES[name] for name in cfg.search.objectives[1:]]
