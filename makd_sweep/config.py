@@ -194,10 +194,6 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     epochs = train.epochs
     if scheduler.max_epochs is not None and scheduler.max_epochs != epochs:
         raise UsageError("scheduler.max_epochs", f"must equal epochs ({epochs}) or be omitted")
-    if scheduler.kind == "hyperband" and _top(raw, "max_concurrent_trials") is not None:
-        raise UsageError("max_concurrent_trials", "HyperBand pauses a bracket's trials until all of them reach its "
-                                                  "rung: a limit on trials at once leaves a bracket unfilled (Ray "
-                                                  "counts paused trials); limit resources_per_trial instead")
     if scheduler.kind == "asha" and scheduler.grace_period > epochs:
         raise UsageError("scheduler.grace_period", f"{scheduler.grace_period} exceeds epochs ({epochs})")
 
@@ -210,6 +206,10 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         max_concurrent_trials=_top(raw, "max_concurrent_trials"), max_failures=_top(raw, "max_failures"),
         storage=_top(raw, "storage"), address=_top(raw, "address"), tracking=parse_tracking(raw.get("tracking")),
         wait_for=_parse_wait_for(raw.get("wait_for")), pack=parse_pack(raw.get("pack")), search_space=search_space)
+    if cfg.scheduler.kind == "hyperband" and cfg.max_concurrent_trials is not None:
+        raise UsageError("max_concurrent_trials", "HyperBand pauses a bracket's trials until all of them reach its "
+                                                  "rung: a limit on trials at once leaves a bracket unfilled (Ray "
+                                                  "counts paused trials); limit resources_per_trial instead")
     check_causal_lm(cfg)
     check_transfer(cfg)
     for task in tasks:

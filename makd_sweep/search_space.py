@@ -10,10 +10,11 @@ from typing import Any
 
 from makd.config import parse_option, typed_number
 from makd.errors import UsageError
+from makd_sweep.experiment_dir import SETTING_KEYS
 
 # The keys a space may search: λ, τ, and the training options that change how a student trains but not the data,
 # the teacher's cached logits or the budget every method is given.
-SEARCHABLE = ("lam", "tau", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "batch_size")
+SEARCHABLE = SETTING_KEYS
 INTEGER_KEYS = frozenset({"batch_size"})
 # keys a user may expect to search, and why a sweep refuses them
 NOT_SEARCHABLE = {
@@ -170,11 +171,12 @@ def sampled_settings(space: tuple[SpaceDimension, ...], num_samples: int, seed: 
             setting = dict(grid)
             for dim in sampled:
                 value = dim.to_ray().sample(random_state=rng)
-                setting[dim.key] = int(value) if dim.key in INTEGER_KEYS else _native(value)
+                setting[dim.key] = config_value(dim.key, value)
             settings.append(setting)
     return settings
 
 
-def _native(value: Any) -> Any:
-    """numpy scalars as Python numbers (trial configs are JSON)."""
-    return value.item() if hasattr(value, "item") else value
+def config_value(key: str, value: Any) -> int | float:
+    """A searched key's value as a trial config holds it (JSON: batch_size an int, every other key a float), from a
+    Ray domain's numpy scalar or a pandas column alike."""
+    return int(value) if key in INTEGER_KEYS else float(value)

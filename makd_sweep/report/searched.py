@@ -8,10 +8,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from makd_sweep.experiment_dir import SEARCHED_OPTIONS
+from makd_sweep.experiment_dir import SETTING_KEYS
 from makd_sweep.report.plots import method_color
 
-SETTING_KEYS = ("lam", "tau", "lr", *SEARCHED_OPTIONS)
 LOG_SCALE_SPAN = 10.0  # a positive key whose values span more than this factor is drawn (and fitted) on a log axis
 
 

@@ -50,6 +50,8 @@ class SearchKind:
     def trials_per_task(self, cfg: SweepConfig) -> int:
         raise NotImplementedError
 
+    shown: tuple[str, ...] = ("student", "loss", "lam", "tau", "seed")  # the progress table's keys of every sweep
+
     def progress_columns(self, cfg: SweepConfig) -> list[str]:
-        """The config keys the progress table shows (what this kind varies)."""
-        return ["student", "loss", "lam", "tau", "seed"]
+        """The config keys the progress table shows (what this kind varies): its own, then every searched key."""
+        return [*self.shown, *(key for key in cfg.searched_keys if key not in self.shown)]

@@ -16,7 +16,7 @@ from makd_sweep.report.order import temperature_free
 from makd_sweep.report.rank import MAX_TAU_ROWS, rank_settings
 from makd_sweep.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
 from makd_sweep.search.grid import PointsSearch
-from makd_sweep.search_space import INTEGER_KEYS
+from makd_sweep.search_space import config_value
 
 if TYPE_CHECKING:
     from makd_sweep.sweep_config import SweepConfig
@@ -67,16 +67,11 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
                 ranked = rank_settings(method.groupby(setting)["best_score"].mean().reset_index(), "best_score",
                                        setting)
                 for _, best in ranked.head(cfg.final.top_k).iterrows():
-                    searched = {key: _native(key, best[key]) for key in setting[len(SETTING):]}
+                    searched = {key: config_value(key, best[key]) for key in setting[len(SETTING):]}
                     points += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
                                "seed": int(seed), "lr": float(best["lr"]), **searched, "stage": "final", **adaptive}
                               for seed in first_round]
     return points
-
-
-def _native(key: str, value):
-    """A searched option's value as the trial config's type (batch_size an int, every other one a float)."""
-    return int(value) if key in INTEGER_KEYS else float(value)
 
 
 def next_round_points(cfg: SweepConfig, first_round: list[dict], final_rows: list[dict], round_index: int

@@ -81,9 +81,6 @@ class PointsSearch(SearchKind):
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         return any(p["lam"] < 1 for p in self.points(cfg))
 
-    def progress_columns(self, cfg: SweepConfig) -> list[str]:
-        return [*super().progress_columns(cfg), *(k for k in cfg.searched_keys if k not in ("lam", "tau"))]
-
 
 class GridSearch(PointsSearch):
     name = "grid"

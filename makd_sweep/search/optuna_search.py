@@ -60,6 +60,7 @@ def parse_objectives(raw) -> tuple[str, ...]:
 
 class OptunaSearch(SearchKind):
     name = "optuna"
+    shown = (*SearchKind.shown, "lr")
     fields = frozenset({"kind", "n_trials", "seed", "lam", "lr", "tau", "objectives"})
 
     def parse(self, raw: dict) -> SearchConfig:
@@ -132,6 +133,3 @@ class OptunaSearch(SearchKind):
 
     def trials_per_task(self, cfg: SweepConfig) -> int:
         return cfg.search.n_trials
-
-    def progress_columns(self, cfg: SweepConfig) -> list[str]:
-        return [*super().progress_columns(cfg), "lr", *(k for k in cfg.searched_keys if k not in ("lam", "tau", "lr"))]
