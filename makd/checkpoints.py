@@ -9,6 +9,7 @@ import errno
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from makd.runtime import rng_state, set_rng_state
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best_model.pt"  # beside the checkpoint: the weights of the first epoch with the best score
+IN_EPOCH_NAME = "in_epoch.pt"  # beside the checkpoint: an unfinished epoch's state (runs longer than a session)
 CHECKPOINT_FORMAT = 1
 DISK_FULL_ENV = "MAKD_FAULT_DISK_FULL_ONCE"  # tests only: see _injected_disk_full
 
@@ -105,3 +107,51 @@ def save_epoch(ckpt_path: Path, cfg: TrainConfig, model: torch.nn.Module, optimi
             "format": CHECKPOINT_FORMAT, "epoch": last.epoch, "score": last.score, "metrics": last.metrics,
             "config": state["config"], "model": state["model"]})
     return time.perf_counter() - start
+
+
+@dataclass
+class InEpochProgress:
+    """Where an unfinished epoch stopped: the batches done and the running loss and time (the weights, optimizer,
+    schedule and RNG are restored into the run's own objects)."""
+
+    epoch: int  # 0-based: the epoch in progress
+    steps: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    train_seconds: float = 0.0
+
+
+def save_in_epoch(ckpt_path: Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  scheduler, scaler: torch.amp.GradScaler, progress: InEpochProgress) -> None:
+    """The state part-way through an epoch, so that a run whose epoch outlasts its machine (a 110M teacher
+    fine-tuned on CPU, a preemptible node) loses at most the interval since this write. Beside, not instead of,
+    the epoch checkpoint: what a sweep reports and `makd export` reads stays the last finished epoch."""
+    save_checkpoint(ckpt_path.with_name(IN_EPOCH_NAME), {
+        "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(cfg), "progress": dataclasses.asdict(progress),
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "rng": rng_state()})
+
+
+def restore_in_epoch(ckpt_path: Path | None, epoch: int, cfg: TrainConfig, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler) -> InEpochProgress:
+    """Resume epoch `epoch` (0-based) where its in-epoch checkpoint stopped, or at its start when there is none
+    (or the one there belongs to an epoch already finished: the epoch checkpoint is newer)."""
+    path = ckpt_path.with_name(IN_EPOCH_NAME) if ckpt_path is not None else None
+    if path is None or not path.exists():
+        return InEpochProgress(epoch)
+    state = load_checkpoint(path, cfg)
+    progress = InEpochProgress(**state["progress"])
+    if progress.epoch != epoch:
+        return InEpochProgress(epoch)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return progress
+
+
+def drop_in_epoch(ckpt_path: Path | None) -> None:
+    """After the epoch's own checkpoint: the in-epoch one is older and would only cost disk."""
+    if ckpt_path is not None:
+        ckpt_path.with_name(IN_EPOCH_NAME).unlink(missing_ok=True)

@@ -8,7 +8,9 @@ teacher buys needs this one. The run is makd's own training loop with the teache
 are kept (fixed in advance: no epoch is chosen on dev); dev is only scored, for the record.
 
 Atomic and resumable: training checkpoints go to `<digest>.partial/`, the finished model dir is renamed to
-`<digest>/` with `finetune.json` in it; a killed run leaves only the partial dir, and the next run resumes there.
+`<digest>/` with `finetune.json` in it; a killed run leaves only the partial dir, and the next run resumes there,
+from the batch where it stopped (an in-epoch checkpoint every IN_EPOCH_CHECKPOINT_SECONDS: one epoch of a 110M
+teacher on a laptop's CPU takes hours, longer than many a session or a preemptible node lives).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from makd.data import TextDataset, subsample
 from makd.files import atomic_write_bytes
 
 FINETUNE_FORMAT = 1
+IN_EPOCH_CHECKPOINT_SECONDS = 600.0  # at most 10 minutes of a fine-tune are lost to a kill
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def finetune_teacher(teacher: str, task: str, train_ds: TextDataset, eval_sets: 
     partial = cache_root(cache_dir) / f"{digest}.partial"
     partial.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = train(cfg, data, eval_sets, None, checkpoint_dir=partial, device=device, progress=progress)
+    result = train(cfg, data, eval_sets, None, checkpoint_dir=partial, device=device, progress=progress,
+                   in_epoch_checkpoint_seconds=IN_EPOCH_CHECKPOINT_SECONDS)
     seconds = time.perf_counter() - start
     staged = partial / "model"
     with quiet_transformers():  # the last epoch: fixed in advance, never chosen on dev

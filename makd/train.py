@@ -28,7 +28,15 @@ from makd.batching import (
     sorted_batches,
     to_device,
 )
-from makd.checkpoints import CHECKPOINT_NAME, restore_run, save_epoch
+from makd.checkpoints import (
+    CHECKPOINT_NAME,
+    InEpochProgress,
+    drop_in_epoch,
+    restore_in_epoch,
+    restore_run,
+    save_epoch,
+    save_in_epoch,
+)
 from makd.compiled import compile_student
 from makd.config import TrainConfig, TrainOptions
 from makd.data import TextDataset
@@ -252,7 +260,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
           resume_from: str | Path | None = None, on_epoch_end: EpochCallback | None = None,
           device: str | torch.device | None = None, progress: bool = True,
           encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
-          inference_cost: InferenceCost | None = None) -> TrainResult:
+          inference_cost: InferenceCost | None = None,
+          in_epoch_checkpoint_seconds: float | None = None) -> TrainResult:
     """Train one student; returns the per-epoch history.
 
     eval_sets maps a metric suffix ("" or "m"/"mm" for MNLI) to a dev split. teacher_logits are the cached
@@ -261,7 +270,9 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     With checkpoint_dir, a checkpoint is written there after every epoch, before on_epoch_end is called; a run
     finds and resumes from an existing checkpoint there (or from resume_from when given). inference_cost: the
     student architecture's cost as the sweep's driver measured it once for every trial (makd.inference_cost);
-    without it the run measures its own (cfg.inference_batch_size 0: none).
+    without it the run measures its own (cfg.inference_batch_size 0: none). in_epoch_checkpoint_seconds (with
+    checkpoint_dir): also save the state part-way through an epoch at most this often, for epochs that outlast the
+    machine; a resumed run goes on from the batch where it stopped and trains exactly as an unbroken run would.
     """
     from makd.models import count_parameters
 
@@ -300,23 +311,32 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
         model.train()
         # The batch order depends only on (seed, epoch): a resumed run sees the same batches it would have seen.
         batches = epoch_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]), run.rows)
-        start, seen = time.perf_counter(), 0
-        loss_sum = torch.zeros((), device=dev)
+        done = restore_in_epoch(ckpt_path, epoch, cfg, model, optimizer, scheduler, scaler)
+        start, seen, saving = time.perf_counter(), done.seen, 0.0
+        loss_sum = torch.tensor(done.loss_sum, dtype=torch.float32, device=dev)
         # disable=None: the bar only on a terminal (a log file or `makd logs` would get one line per redraw)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=None if progress else True,
-                   leave=False)
+        bar = tqdm(batches[done.steps:], desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", initial=done.steps,
+                   total=len(batches), disable=None if progress else True, leave=False)
+        last_save = start
         with _one_line_oom(dev, f"training ({widest})"):
-            for idx in bar:
+            for step, idx in enumerate(bar, start=done.steps + 1):
                 loss = train_step(model, train_enc, idx, targets[idx], teacher[idx] if teacher is not None else None,
                                   cfg, optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad,
                                   labeled=run.labeled[idx] if run.labeled is not None else None)
                 scheduler.step()
                 seen += len(idx)
                 loss_sum += loss * len(idx)
+                if (ckpt_path is not None and in_epoch_checkpoint_seconds is not None and step < len(batches)
+                        and time.perf_counter() - last_save >= in_epoch_checkpoint_seconds):
+                    save_start = time.perf_counter()  # the writes are not training time
+                    save_in_epoch(ckpt_path, cfg, model, optimizer, scheduler, scaler, InEpochProgress(
+                        epoch, step, loss_sum.item(), seen, done.train_seconds + save_start - start - saving))
+                    last_save = time.perf_counter()
+                    saving += last_save - save_start
         train_loss = loss_sum.item() / max(seen, 1)  # waits for the GPU: the epoch's time includes all its work
         if (diverged := divergence(train_loss, epoch + 1)) is not None:
             raise TrainingDiverged(diverged)  # before this epoch's checkpoint: the last one holds finite weights
-        train_seconds = time.perf_counter() - start
+        train_seconds = done.train_seconds + time.perf_counter() - start - saving
         eval_start = time.perf_counter()
         with _one_line_oom(dev, f"evaluation (batch {cfg.eval_batch_size})"):
             metrics, dev_predictions = evaluate(model, task, eval_enc, batch_size=cfg.eval_batch_size, device=dev,
@@ -329,6 +349,7 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
             student_parameters=result.student_parameters, weights=model.state_dict(), predictions=dev_predictions,
             classes=not task.is_regression, cost=cost, warmup_seconds=warmup_seconds if epoch == start_epoch else 0.0)
         finish_epoch(epoch_result, result, ckpt_path, cfg, model, optimizer, scheduler, scaler, on_epoch_end)
+        drop_in_epoch(ckpt_path)
     return result
 
 

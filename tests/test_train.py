@@ -90,6 +90,48 @@ def test_killed_run_resumes_at_its_epoch_and_matches_an_uninterrupted_run(tiny_b
     assert len(set(h.weights_fingerprint for h in straight.history)) == 3  # every epoch moved the weights
 
 
+def test_a_run_killed_mid_epoch_resumes_at_its_batch_and_trains_the_identical_student(tiny_bert_dir, tmp_path,
+                                                                                       monkeypatch):
+    import makd.train as loop
+    from makd.checkpoints import IN_EPOCH_NAME
+
+    ds, dev = sentiment(40), sentiment(16, "validation", seed=1)  # 5 batches an epoch
+    logits = teacher_for(ds, 0)
+    cfg = config(tiny_bert_dir, loss="vanilla", epochs=2)
+
+    class Killed(Exception):
+        pass
+
+    steps = []
+    real_step = loop.train_step
+
+    def killed_at_step_8(*args, **kw):  # the third batch of epoch 2, after the in-epoch save of its second
+        steps.append(1)
+        if len(steps) == 8:
+            raise Killed
+        return real_step(*args, **kw)
+
+    monkeypatch.setattr(loop, "train_step", killed_at_step_8)
+    with pytest.raises(Killed):
+        train(cfg, ds, {"": dev}, logits, checkpoint_dir=tmp_path, progress=False, in_epoch_checkpoint_seconds=0)
+    saved = torch.load(tmp_path / IN_EPOCH_NAME, weights_only=False)["progress"]
+    assert (saved["epoch"], saved["steps"], saved["seen"]) == (1, 2, 16)
+    monkeypatch.setattr(loop, "train_step", real_step)
+
+    resumed_steps = []
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: resumed_steps.append(1) or real_step(*a, **k))
+    resumed = train(cfg, ds, {"": dev}, logits, checkpoint_dir=tmp_path, progress=False, in_epoch_checkpoint_seconds=0)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert resumed.resumed_from_epoch == 1 and len(resumed_steps) == 3  # only the batches not yet trained
+    assert not (tmp_path / IN_EPOCH_NAME).exists()  # the finished epoch's checkpoint replaces it
+
+    straight = train(cfg, ds, {"": dev}, logits, progress=False)
+    assert [h.weights_fingerprint for h in resumed.history] == [h.weights_fingerprint for h in straight.history]
+    assert resumed.last.train_loss == straight.last.train_loss  # the running loss survives the kill, bit for bit
+    # the epoch's throughput counts its 40 examples over the time of both parts
+    assert resumed.last.train_examples_per_s == pytest.approx(40 / resumed.last.train_seconds)
+
+
 def test_a_checkpoint_of_another_run_is_refused(tiny_bert_dir, tmp_path):
     ds, dev = sentiment(16), sentiment(8, "validation", seed=1)
     train(config(tiny_bert_dir, epochs=1), ds, {"": dev}, teacher_for(ds, 0), checkpoint_dir=tmp_path,

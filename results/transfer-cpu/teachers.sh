@@ -4,7 +4,8 @@
 # configs/ ask for it: the same data (each task's training split less its selection hold-out; SST-2: the 20,000
 # examples its transfer sweep reads, less the hold-out taken from the 1,000 labeled ones) and the same settings,
 # fixed before any run: 3 epochs, lr 2e-5, batch 32, max length 128, the last epoch kept.
-# A cached teacher is found, not retrained; a killed fine-tune resumes from its last finished epoch.
+# A cached teacher is found, not retrained; a killed fine-tune resumes where it stopped (its checkpoint is taken
+# after every epoch and every 10 minutes within one).
 #   bash results/transfer-cpu/teachers.sh               # rte mrpc stsb sst2
 #   TASKS="rte" bash results/transfer-cpu/teachers.sh   # one of them
 # Each task appends one JSON line (its path, dev score, seconds) to logs/teachers.jsonl.
