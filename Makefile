@@ -2,8 +2,8 @@
 # `make test` sets up and runs the tests.
 VENV := .venv
 PY := $(VENV)/bin/python
-GLUE_DIR ?= ../shared/glue
-# A local GLUE folder when there is one, else makd reads nyu-mll/glue from the Hugging Face hub.
+GLUE_DIR ?= $(MAKD_GLUE_DIR)
+# A local GLUE folder when GLUE_DIR (default: $MAKD_GLUE_DIR) holds one, else makd reads nyu-mll/glue from the hub.
 DATA = $(if $(wildcard $(GLUE_DIR)/RTE),--glue-dir $(GLUE_DIR),)
 
 .PHONY: setup test test-quick coverage lint demo distill bench docs clean
@@ -17,9 +17,12 @@ setup: $(PY)
 lint: setup
 	$(VENV)/bin/ruff check makd makd_sweep tests bench
 
+# Two workers, a test file each at a time (a module's tests share its local Ray): the suite mostly waits on Ray and
+# subprocesses, so a second file runs in the first one's idle time (CONTRIBUTING.md, "Tests and CI").
+TEST_WORKERS ?= 2
 test: setup
 	$(VENV)/bin/ruff check makd makd_sweep tests bench
-	$(VENV)/bin/pytest -q --durations=50
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=50
 
 # The inner loop (CONTRIBUTING.md, "Tests and CI"): every module's unit tests without sweeps, clusters, real
 # models or data, and benchmarks (tests marked slow or sweep), in about 3 minutes here.
@@ -44,7 +47,7 @@ distill: setup
 # Benchmarks (results/bench/): cache vs teacher-in-the-loop, throughput vs an HF Trainer, ASHA savings, 1 vs 2
 # nodes, Ray overhead, trial profiles. ~80 min on 2 CPU cores. BENCH="asha scaling" runs a subset.
 bench: setup
-	MAKD_GLUE_DIR=$(GLUE_DIR) $(PY) -m bench.run_all $(BENCH)
+	$(if $(GLUE_DIR),MAKD_GLUE_DIR=$(GLUE_DIR)) $(PY) -m bench.run_all $(BENCH)
 
 # docs/sweep-config.md from the schema (makd_sweep/config.py, makd/config.py); tests/test_config_reference.py checks it.
 docs: setup

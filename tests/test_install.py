@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from importlib.metadata import PackageNotFoundError, metadata
 from pathlib import Path
@@ -34,8 +35,8 @@ def test_the_lowest_python_claimed_satisfies_every_pinned_dependency():
 
 
 def test_make_demo_reads_the_local_glue_folder_when_there_is_one_and_the_hub_otherwise(tmp_path):
-    """Off this workplace there is no ../shared/glue: `make demo` must not pass a --glue-dir that does not exist,
-    so that makd falls back to $MAKD_GLUE_DIR, then the hub."""
+    """`make demo` passes GLUE_DIR, by default $MAKD_GLUE_DIR, when it holds GLUE, and otherwise no --glue-dir
+    (makd then reads the hub); it never names a development machine's folder."""
     import subprocess
 
     repo = PYPROJECT.parent
@@ -47,6 +48,12 @@ def test_make_demo_reads_the_local_glue_folder_when_there_is_one_and_the_hub_oth
         absent = subprocess.run(["make", "-n", target, f"GLUE_DIR={tmp_path / 'none'}"], cwd=repo,
                                 capture_output=True, text=True, check=True).stdout
         assert f"--glue-dir {glue}" in present and "--glue-dir" not in absent, (target, present, absent)
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKD_GLUE_DIR", "GLUE_DIR")}
+        from_env = subprocess.run(["make", "-n", target], cwd=repo, capture_output=True, text=True, check=True,
+                                  env={**env, "MAKD_GLUE_DIR": str(glue)}).stdout
+        neither = subprocess.run(["make", "-n", target], cwd=repo, capture_output=True, text=True, check=True,
+                                 env=env).stdout
+        assert f"--glue-dir {glue}" in from_env and "--glue-dir" not in neither and "shared" not in neither
 
 
 
