@@ -22,7 +22,7 @@ lint: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(VENV)/bin/ruff check makd makd_sweep tests bench
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=50
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=50
 
 # The inner loop (CONTRIBUTING.md, "Tests and CI"): every module's unit tests without sweeps, clusters, real
 # models or data, and benchmarks (tests marked slow or sweep), in about 3 minutes here.

@@ -166,15 +166,3 @@ def _shutdown_ray() -> None:
     if ray is not None and ray.is_initialized():
         ray.shutdown()
 
-
-# `make test` runs on 2 xdist workers that each take the next file when one ends (`--dist loadfile
-# --no-loadscope-reorder`: collection order). The slowest files go first, longest first (serial seconds in
-# CONTRIBUTING.md's table), so that no long file starts last and leaves the other core idle at the end.
-SLOWEST_FIRST = ("test_bench_smoke.py", "test_sweep.py", "test_cluster_jobs.py", "test_compiled.py",
-                 "test_final_stage.py", "test_pack.py", "test_report_html.py", "test_tracking.py", "test_file_tasks.py",
-                 "test_remote_storage.py", "test_teacher_finetune.py", "test_make_demo.py", "test_lm_sweep.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept

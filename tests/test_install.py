@@ -185,12 +185,3 @@ def test_setup_creates_the_venv_with_the_python_named_by_PYTHON(tmp_path):
     assert calls[0].startswith("python3.11 -c import sys") and calls[1] == "python3.11 -m venv .venv"
     assert all(c.startswith("venv-python ") for c in calls[2:]) and any("-e ." in c for c in calls)
 
-
-def test_the_slowest_first_order_names_test_files_that_exist():
-    """conftest.SLOWEST_FIRST orders `make test`'s files for its 2 workers: a renamed file would drop silently to
-    the end of the run (where a long file leaves the other worker idle)."""
-    from tests.conftest import SLOWEST_FIRST
-
-    tests = PYPROJECT.parent / "tests"
-    assert [name for name in SLOWEST_FIRST if not (tests / name).is_file()] == []
-    assert len(set(SLOWEST_FIRST)) == len(SLOWEST_FIRST)
