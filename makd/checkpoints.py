@@ -70,6 +70,18 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
     return state
 
 
+def _load_run_state(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                    scaler: torch.amp.GradScaler) -> None:
+    """Weights, RNG and, when the checkpoint has them, optimizer, schedule and scaler into the run's own objects
+    (an epoch checkpoint and an in-epoch one alike)."""
+    model.load_state_dict(state["model"])
+    if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+
+
 def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> int:
     """Resume from the checkpoint at `source` when there is one (weights, optimizer, RNG, history into `result`);
@@ -77,12 +89,7 @@ def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, o
     if source is None or not source.exists():
         return 0
     state = load_checkpoint(source, cfg)
-    model.load_state_dict(state["model"])
-    if "optimizer" in state:  # absent from a finished run's checkpoint: no epoch is left to train
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    _load_run_state(state, model, optimizer, scheduler, scaler)
     result.resumed_from_epoch = state["epoch"]
     result.history = restored_history(state["history"])
     return result.resumed_from_epoch
@@ -143,11 +150,7 @@ def restore_in_epoch(ckpt_path: Path | None, epoch: int, cfg: TrainConfig, model
     progress = InEpochProgress(**state["progress"])
     if progress.epoch != epoch:
         return InEpochProgress(epoch)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    _load_run_state(state, model, optimizer, scheduler, scaler)
     return progress
 
 

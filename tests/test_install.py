@@ -184,4 +184,3 @@ def test_setup_creates_the_venv_with_the_python_named_by_PYTHON(tmp_path):
     calls = log.read_text().splitlines()
     assert calls[0].startswith("python3.11 -c import sys") and calls[1] == "python3.11 -m venv .venv"
     assert all(c.startswith("venv-python ") for c in calls[2:]) and any("-e ." in c for c in calls)
-
