@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from makd.config import TrainConfig
+from makd.config import CHANGEABLE_SETTINGS, TrainConfig
 from makd.epoch import TrainResult, restored_history
 from makd.errors import UsageError
 from makd.runtime import rng_state, set_rng_state
@@ -55,7 +55,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+def load_checkpoint(path: Path, cfg: TrainConfig, changed: frozenset[str] = frozenset()) -> dict:
+    """The checkpoint at `path`, refused when it is of another run: its config must equal cfg except in `changed`
+    (a subset of CHANGEABLE_SETTINGS)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(str(path), f"unsupported checkpoint format {state.get('format')}")
@@ -63,7 +65,7 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     # a field added to TrainConfig since the checkpoint was written, at its default, is the same run
     differing = sorted(k for k, v in dataclasses.asdict(cfg).items()
-                       if saved.get(k, defaults.get(k)) != v)
+                       if saved.get(k, defaults.get(k)) != v and k not in changed)
     if differing:
         raise UsageError(str(path), "holds a checkpoint of a different run (differs in: "
                          f"{', '.join(differing)}); use another output dir or delete it")
@@ -82,14 +84,33 @@ def _load_run_state(state: dict, model: torch.nn.Module, optimizer: torch.optim.
     set_rng_state(state["rng"])
 
 
+def apply_settings(optimizer: torch.optim.Optimizer, scheduler, cfg: TrainConfig) -> None:
+    """cfg's lr and weight decay on an optimizer and linear schedule restored from a run with other values: the
+    schedule keeps its position (its step, warm-up and decay) and scales the new lr from there; the decay group
+    (make_optimizer: the one with weight decay) takes the new weight decay, the no-decay group keeps 0."""
+    scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
+    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = cfg.lr
+        group["lr"] = cfg.lr * lr_lambda(scheduler.last_epoch)
+    optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def restore_run(source: Path | None, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler, scaler: torch.amp.GradScaler, result: TrainResult) -> int:
+                scheduler, scaler: torch.amp.GradScaler, result: TrainResult,
+                changed: frozenset[str] = frozenset()) -> int:
     """Resume from the checkpoint at `source` when there is one (weights, optimizer, RNG, history into `result`);
-    returns the number of epochs already trained."""
+    returns the number of epochs already trained. `changed`: settings cfg may hold other values of than the
+    checkpoint (CHANGEABLE_SETTINGS; PBT), applied to the restored optimizer."""
     if source is None or not source.exists():
         return 0
-    state = load_checkpoint(source, cfg)
+    if not changed <= CHANGEABLE_SETTINGS:
+        raise UsageError("changed", f"only {', '.join(sorted(CHANGEABLE_SETTINGS))} may change between epochs, not "
+                                    f"{', '.join(sorted(changed - CHANGEABLE_SETTINGS))}")
+    state = load_checkpoint(source, cfg, changed)
     _load_run_state(state, model, optimizer, scheduler, scaler)
+    if changed and "optimizer" in state:
+        apply_settings(optimizer, scheduler, cfg)
     result.resumed_from_epoch = state["epoch"]
     result.history = restored_history(state["history"])
     return result.resumed_from_epoch

@@ -41,6 +41,13 @@ def option(default: Any, help: str | Callable[[], str], *, group: str = "trainin
     return field(default=default, metadata=meta)
 
 
+# The settings a run may change between epochs and go on from its checkpoint (Population Based Training's explore
+# step, and the replay of a PBT schedule): each is read afresh every step (λ, τ, the clipping norm) or set on the
+# optimizer (lr, weight decay), so the weights, optimizer moments, schedule position and RNG carry over unchanged.
+# Not batch_size, warmup_ratio or epochs: they reshape the learning-rate schedule the checkpoint is partway along.
+CHANGEABLE_SETTINGS = frozenset({"lam", "tau", "lr", "weight_decay", "max_grad_norm"})
+
+
 @dataclass
 class TrainOptions:
     """The options a sweep shares across its trials (its YAML's top-level keys); `makd distill` flags too."""

@@ -261,7 +261,8 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
           device: str | torch.device | None = None, progress: bool = True,
           encoded: tuple[EncodedDataset, Mapping[str, EncodedDataset]] | None = None,
           inference_cost: InferenceCost | None = None,
-          in_epoch_checkpoint_seconds: float | None = None) -> TrainResult:
+          in_epoch_checkpoint_seconds: float | None = None, changed: frozenset[str] = frozenset(),
+          stop_after_epoch: int | None = None) -> TrainResult:
     """Train one student; returns the per-epoch history.
 
     eval_sets maps a metric suffix ("" or "m"/"mm" for MNLI) to a dev split. teacher_logits are the cached
@@ -273,6 +274,9 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     without it the run measures its own (cfg.inference_batch_size 0: none). in_epoch_checkpoint_seconds (with
     checkpoint_dir): also save the state part-way through an epoch at most this often, for epochs that outlast the
     machine; a resumed run goes on from the batch where it stopped and trains exactly as an unbroken run would.
+    changed: the settings (makd.config.CHANGEABLE_SETTINGS) cfg may change from the checkpoint it resumes,
+    as Population Based Training does; stop_after_epoch: end after that epoch (its checkpoint written), the
+    schedule still planned for cfg.epochs: a PBT schedule's segment, the next one resumed with its settings.
     """
     from makd.models import count_parameters
 
@@ -293,21 +297,22 @@ def train(cfg: TrainConfig, train_ds: TextDataset, eval_sets: Mapping[str, TextD
     result = TrainResult(task=task.name, metric=task.metric, student_parameters=count_parameters(model))
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     source = Path(resume_from) / CHECKPOINT_NAME if resume_from else ckpt_path
-    start_epoch = restore_run(source, cfg, model, optimizer, scheduler, scaler, result)
+    start_epoch = restore_run(source, cfg, model, optimizer, scheduler, scaler, result, changed)
+    last_epoch = cfg.epochs if stop_after_epoch is None else min(stop_after_epoch, cfg.epochs)
 
     cost = inference_cost if cfg.inference_batch_size else None
-    if cost is None and start_epoch < cfg.epochs and cfg.inference_batch_size:  # weights do not change the cost
+    if cost is None and start_epoch < last_epoch and cfg.inference_batch_size:  # weights do not change the cost
         first_dev = next(iter(eval_enc.values()))[1]
         with _one_line_oom(dev, f"measuring inference (batch {cfg.inference_batch_size})"):
             cost = measure_inference(model, first_dev, batch_size=cfg.inference_batch_size, device=dev, amp=amp,
                                      pad_to_multiple_of=pad)
     warmup_seconds = 0.0
-    if start_epoch < cfg.epochs and (cfg.warm_up if cfg.warm_up is not None else dev.type == "cuda"):
+    if start_epoch < last_epoch and (cfg.warm_up if cfg.warm_up is not None else dev.type == "cuda"):
         with _one_line_oom(dev, "the warm-up of every batch shape"):
             warmup_seconds = warm_up(model, task, train_enc, [eval_enc] + ([selection] if selection else []), cfg,
                                      optimizer, scaler, device=dev, amp=amp, pad_to_multiple_of=pad)
     widest = f"batch {cfg.batch_size} x up to {padded_length(int(train_enc.lengths.max()), pad, cfg.max_length)} tokens"
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, last_epoch):
         model.train()
         # The batch order depends only on (seed, epoch): a resumed run sees the same batches it would have seen.
         batches = epoch_batches(train_enc.lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]), run.rows)

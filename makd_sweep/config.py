@@ -35,6 +35,7 @@ from makd.teacher_finetune import FinetuneOptions
 from makd_sweep.fields import as_list
 from makd_sweep.pack import PackConfig, parse_pack
 from makd_sweep.search import SearchConfig, get_search_kind, parse_search, uses_teacher
+from makd_sweep.search.pbt import check_pbt
 from makd_sweep.search_space import FIXED_BY, check_not_fixed, parse_space
 from makd_sweep.storage import is_remote_uri
 from makd_sweep.sweep_config import (
@@ -210,6 +211,10 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("max_concurrent_trials", "HyperBand pauses a bracket's trials until all of them reach its "
                                                   "rung: a limit on trials at once leaves a bracket unfilled (Ray "
                                                   "counts paused trials); limit resources_per_trial instead")
+    if cfg.scheduler.kind == "pbt" and cfg.max_concurrent_trials is not None:
+        raise UsageError("max_concurrent_trials", "PBT pauses every trial until the whole population reaches the "
+                                                  "perturbation: a limit on trials at once leaves it waiting (Ray "
+                                                  "counts paused trials); limit resources_per_trial instead")
     check_causal_lm(cfg)
     check_transfer(cfg)
     for task in tasks:
@@ -220,6 +225,7 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
     if uses_teacher(cfg) and not cfg.train.teacher:
         raise UsageError("teacher", "the KD losses with lam < 1 need a teacher")
     get_search_kind(search.kind).check(cfg)
+    check_pbt(cfg)
     return cfg
 
 

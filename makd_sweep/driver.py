@@ -46,6 +46,7 @@ from makd_sweep.report.trials import (
 )
 from makd_sweep.search import uses_teacher
 from makd_sweep.search.final import FinalStage, final_points, next_round_points, seed_rounds
+from makd_sweep.search.pbt import perturbed_keys
 from makd_sweep.storage import check_writable, is_remote_uri, local_view, write_bytes
 from makd_sweep.storage import exists as storage_exists
 from makd_sweep.sweep_config import SweepConfig
@@ -59,6 +60,7 @@ from makd_sweep.task_prep import (
 from makd_sweep.trial import distill_trial
 
 REPORT_ARTIFACTS = ("trials.csv", *REPORT_FILES)  # what the MLflow parent run keeps
+PBT_CHECKPOINTS_KEPT = 3  # per trial under PBT, so that a donor's named checkpoint outlives its next epoch or two
 
 
 def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable, root: str, *, resume: bool,
@@ -74,6 +76,7 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
         return ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True, resume_unfinished=True,
                                       param_space=kind.param_space(cfg))
     algorithm = kind.algorithm(cfg)
+    pbt = early_stopping and cfg.scheduler.kind == "pbt"
     # Grid points limit concurrency in their own generator: Tune would ignore the limit there, with a warning
     limit = None if isinstance(algorithm, BasicVariantGenerator) else cfg.max_concurrent_trials
     return ray_tune.Tuner(
@@ -87,7 +90,9 @@ def build_tuner(cfg: SweepConfig, name: str, kind: search.SearchKind, trainable,
         run_config=ray_tune.RunConfig(name=name, storage_path=root, verbose=1 if verbose else 0, callbacks=callbacks,
                                   progress_reporter=progress_reporter(cfg, kind) if verbose else None,
                                   failure_config=ray_tune.FailureConfig(max_failures=cfg.max_failures),
-                                  checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
+                                  # PBT's donors: a checkpoint kept after the donor trains on (Ray warns at <= 2)
+                                  checkpoint_config=ray_tune.CheckpointConfig(
+                                      num_to_keep=PBT_CHECKPOINTS_KEPT if pbt else 1)))
 
 
 def progress_reporter(cfg: SweepConfig, kind: search.SearchKind):
@@ -168,6 +173,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, address: str | None = N
                 # once per student architecture, before any trial: every trial of a student reports this cost
                 data.inference_costs = inference_costs(cfg, task, data.encoded, cache_dir or str(default_cache_dir()),
                                                        on_gpu=on_gpu, device="cpu")
+                data.perturbed = perturbed_keys(cfg) if cfg.scheduler.kind == "pbt" else ()
                 prepared[task] = data
                 cache[task] = {"status": cache_report.status if uses_teacher(cfg) or data.lm else "not needed", "hits": cache_report.hits,
                                "misses": cache_report.misses, "teacher_loaded": cache_report.teacher_loaded,

@@ -66,13 +66,22 @@ class FinalConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """`scheduler:`: early stopping of weak trials (ASHA or HyperBand on the epoch), or none."""
+    """`scheduler:`: early stopping of weak trials (ASHA or HyperBand on the epoch), Population Based Training, or
+    none."""
 
     kind: str = option("none", "none: every trial runs every epoch; asha: stop weak trials early (asynchronous "
                        "successive halving); hyperband: HyperBand's brackets (synchronous: trials pause at each "
-                       "rung and resume from their checkpoint)", choices=("none", "asha", "hyperband"))
+                       "rung and resume from their checkpoint); pbt: Population Based Training (a weak trial goes on "
+                       "from a strong one's checkpoint of the same student, loss and seed, its searched lam, tau, "
+                       "lr, weight_decay and max_grad_norm perturbed; search.kind random or grid)",
+                       choices=("none", "asha", "hyperband", "pbt"))
     grace_period: int = option(1, "asha: epochs every trial runs before ASHA may stop it", low=1)
     reduction_factor: int = option(2, "asha, hyperband: 1 in reduction_factor trials goes on at each rung", low=2)
+    perturbation_interval: int = option(1, "pbt: epochs between a trial's exploit-and-explore steps", low=1)
+    quantile_fraction: float = option(0.25, "pbt: the share of a population at the bottom that copies one at the top",
+                                      low=0.0, low_open=True, high=0.5)
+    resample_probability: float = option(0.25, "pbt: the chance a perturbed key is drawn anew from search_space "
+                                         "instead of multiplied by 0.8 or 1.2", low=0.0, high=1.0)
     max_epochs: int | None = option(None, "the budget ASHA schedules against (null: the epochs key; another value "
                                     "is refused)", low=1)
 

@@ -21,6 +21,7 @@ import numpy as np
 from makd.data import TextDataset
 from makd.tasks import TaskSpec
 from makd_sweep import experiment_dir as layout
+from makd_sweep import schedule
 from makd_sweep.experiment_dir import SEARCHED_OPTIONS, SWEPT, trial_params
 from makd_sweep.pack import FUSED
 from makd_sweep.trial_checkpoint import NewestCheckpoint, checkpoint_of
@@ -48,6 +49,7 @@ class TaskData:
     lm: LmTaskData | None = None  # a causal-LM task's sequences and teacher signal (makd/lm/pipeline.py)
     # student -> its architecture's makd.inference_cost.InferenceCost, measured once by the driver for every trial
     inference_costs: dict = field(default_factory=dict)
+    perturbed: tuple[str, ...] = ()  # PBT (makd_sweep/search/pbt.py): the settings a trial may resume a donor with
 
 
 
@@ -306,39 +308,54 @@ class _TrialRun:
 
     def train_member(self, params: dict, member_dir: Path, member: tuple[int, int] | None) -> None:
         """Train one config (a member of a pack when `member` is (index, pack size)), reporting every epoch with
-        the whole trial dir as the checkpoint; a member whose checkpoint holds its last epoch is not retrained."""
+        the whole trial dir as the checkpoint; a member whose checkpoint holds its last epoch is not retrained.
+        A PBT trial (makd_sweep/search/pbt.py) records the setting it trains each epoch with (its schedule, kept in
+        its checkpoint, so that a trial that goes on from a donor's checkpoint inherits the donor's); a final-stage
+        trial given a `schedule` replays it: each segment's setting from its first epoch on."""
         from ray import tune as ray_tune
 
         from makd import models
         from makd.train import train
 
         data = self.task_data
-        cfg = self.train_config(params)
+        segments = schedule.segments(params)
+        cfg = self.train_config({**params, **segments[0].setting})
         encoded = None if data.lm else data.encoded.get(models.student_tokenizer_id(cfg.student, cfg.student_tokenizer))
         trial_id = self.trial_id if member is None else layout.member_trial_id(self.trial_id, member[0])
         packed = {} if member is None else {layout.MEMBER: member[0], "pack_id": self.trial_id, "pack_size": member[1]}
         member_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         first_epoch: list[int] = []
+        changed = frozenset(data.perturbed) | schedule.changed_keys(segments)
+        recorded = schedule.Recorder(member_dir) if changed else None
 
         def epoch_metrics(result) -> dict:
-            return {**self.epoch_metrics(cfg, result, start, first_epoch[0]), **packed}
+            extra = {} if recorded is None else {schedule.METRIC: recorded.as_json()}
+            return {**self.epoch_metrics(cfg, result, start, first_epoch[0]), **packed, **extra}
 
         def report_to_tune(result, ckpt_dir: Path | None) -> None:
             if not first_epoch:
                 first_epoch.append(result.epoch)
+            if recorded is not None:
+                recorded.train(result.epoch, {key: getattr(cfg, key) for key in sorted(changed)})
             self.report_epoch(trial_id, cfg.task, result, epoch_metrics(result))
 
         _log_event(self.events_path, event="start", trial_id=trial_id, task=cfg.task, resumed=self.resumed,
                    **self.node)
-        if data.lm is not None:
-            from makd.lm.train import train_lm
+        for segment in segments:
+            cfg = self.train_config({**params, **segment.setting})
+            if data.lm is not None:
+                from makd.lm.train import train_lm
 
-            result = train_lm(cfg, data.lm, checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device)
-        else:
-            result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
-                           checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device, progress=False,
-                           encoded=encoded, inference_cost=data.inference_costs.get(cfg.student))
+                if changed:
+                    raise ValueError("PBT and schedules train encoder students only (makd_sweep/search/pbt.py)")
+                result = train_lm(cfg, data.lm, checkpoint_dir=member_dir, on_epoch_end=report_to_tune,
+                                  device=self.device)
+            else:
+                result = train(cfg, data.train, data.eval_sets, data.teacher_logits if cfg.needs_teacher else None,
+                               checkpoint_dir=member_dir, on_epoch_end=report_to_tune, device=self.device,
+                               progress=False, encoded=encoded, inference_cost=data.inference_costs.get(cfg.student),
+                               changed=changed, stop_after_epoch=segment.last_epoch)
         if first_epoch:
             _log_event(self.events_path, event="done", trial_id=trial_id, task=cfg.task, epochs=len(result.history),
                        **self.node)

@@ -59,7 +59,8 @@ def newest_complete(filesystem, path: str) -> str | None:
 
 class NewestCheckpoint:
     """A mixin for Tune's function trainable (`fn.__mixins__`): restore from the newest complete checkpoint in the
-    trial's folder, not necessarily the one Tune's experiment state names."""
+    trial's folder, not necessarily the one Tune's experiment state names. Another trial's checkpoint (PBT's donor,
+    makd_sweep/search/pbt.py) is taken as named while it is complete: the donor may have trained on since."""
 
     def restore(self, checkpoint_path):
         from ray.train._internal.checkpoint_manager import _TrainingResult
@@ -68,6 +69,9 @@ class NewestCheckpoint:
         result = checkpoint_path
         if isinstance(result, _TrainingResult):
             named = result.checkpoint
+            donor = getattr(self, "trial_id", None) not in posixpath.basename(posixpath.dirname(named.path.rstrip("/")))
+            if donor and is_complete(named.filesystem, named.path):
+                return super().restore(result)
             newest = newest_complete(named.filesystem, named.path)
             if newest is not None and newest != named.path:
                 result = _TrainingResult(checkpoint=Checkpoint(newest, filesystem=named.filesystem),

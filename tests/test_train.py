@@ -141,6 +141,67 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_bert_dir, tmp_path):
               progress=False)
 
 
+def test_a_run_goes_on_from_a_checkpoint_with_a_changed_setting_as_pbt_and_its_replay_do(tiny_bert_dir, tmp_path,
+                                                                                          monkeypatch):
+    """PBT's exploit (another trial's checkpoint, the donor's setting perturbed) and the final stage's replay of a
+    schedule (makd_sweep/schedule.py) both go on from a checkpoint with lr, weight decay, λ or τ changed: the weights,
+    optimizer moments, schedule position and RNG carry over, the new lr is scaled by the schedule from where it is."""
+    import shutil
+
+    from transformers import get_linear_schedule_with_warmup
+
+    import makd.train as loop
+
+    ds, dev = sentiment(32), sentiment(16, "validation", seed=1)  # 4 batches an epoch
+    logits = teacher_for(ds, 0)
+    first = config(tiny_bert_dir, loss="vanilla", tau=2.0, epochs=3, lr=2e-3, weight_decay=0.01)
+    donor = tmp_path / "donor"
+    stopped = train(first, ds, {"": dev}, logits, checkpoint_dir=donor, progress=False, stop_after_epoch=1)
+    assert [h.epoch for h in stopped.history] == [1] and "optimizer" in torch.load(donor / CHECKPOINT_NAME,
+                                                                                   weights_only=False)
+    # a segment is only a pause: going on with the same setting trains the student of an unbroken run
+    shutil.copytree(donor, tmp_path / "same")
+    same = train(first, ds, {"": dev}, logits, checkpoint_dir=tmp_path / "same", progress=False)
+    straight = train(first, ds, {"": dev}, logits, progress=False)
+    assert [h.weights_fingerprint for h in same.history] == [h.weights_fingerprint for h in straight.history]
+
+    explored = config(tiny_bert_dir, loss="vanilla", tau=2.4, epochs=3, lr=1e-3, weight_decay=0.05)
+    with pytest.raises(UsageError, match="lr, tau, weight_decay"):  # unless told, another setting is another run
+        train(explored, ds, {"": dev}, logits, checkpoint_dir=donor, progress=False)
+    with pytest.raises(UsageError, match="batch_size"):  # the schedule the checkpoint is partway along
+        train(explored, ds, {"": dev}, logits, checkpoint_dir=donor, progress=False, changed=frozenset({"batch_size"}))
+
+    seen = []
+    real_step = loop.train_step
+
+    def step(model, encoded, idx, targets, teacher, cfg, optimizer, *args, **kw):
+        seen.append(([g["lr"] for g in optimizer.param_groups], [g["weight_decay"] for g in optimizer.param_groups],
+                     cfg.tau))
+        return real_step(model, encoded, idx, targets, teacher, cfg, optimizer, *args, **kw)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    went_on = train(explored, ds, {"": dev}, logits, checkpoint_dir=donor, progress=False,
+                    changed=frozenset({"lr", "tau", "weight_decay"}))
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert went_on.resumed_from_epoch == 1 and [h.epoch for h in went_on.history] == [1, 2, 3]
+    assert went_on.history[0].weights_fingerprint == stopped.history[0].weights_fingerprint  # the donor's past
+    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = get_linear_schedule_with_warmup(reference, int(0.1 * 12), 12)  # 3 epochs x 4 batches, 10% warm-up
+    for _ in range(4):  # where the donor's schedule stood after its epoch
+        reference.step()
+        schedule.step()
+    assert len(seen) == 8 and seen[0][0] == pytest.approx([reference.param_groups[0]["lr"]] * 2, rel=1e-9)
+    assert seen[0][1] == [0.05, 0.0] and seen[0][2] == 2.4  # decay on the decay group only; τ read every step
+    assert went_on.history[-1].weights_fingerprint != straight.history[-1].weights_fingerprint
+
+    # the replay of that schedule (the final stage's) from scratch: the same two segments, the identical student
+    replay = tmp_path / "replay"
+    train(first, ds, {"": dev}, logits, checkpoint_dir=replay, progress=False, stop_after_epoch=1)
+    replayed = train(explored, ds, {"": dev}, logits, checkpoint_dir=replay, progress=False,
+                     changed=frozenset({"lr", "tau", "weight_decay"}))
+    assert [h.weights_fingerprint for h in replayed.history] == [h.weights_fingerprint for h in went_on.history]
+
+
 def max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 

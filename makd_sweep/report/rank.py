@@ -25,6 +25,7 @@ from makd_sweep.report.paired import (
     reaches_baseline,
 )
 from makd_sweep.report.sequential import decision
+from makd_sweep.schedule import METRIC as SCHEDULE
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 ALL_LABELS_SUFFIX = ", all labels"  # a task with transfer data: a row that trained on every label (a reference)
@@ -55,6 +56,8 @@ def setting_view(trials: pd.DataFrame) -> pd.DataFrame:
     df["_lr"] = df["lr"].round(12)
     for key in searched_options(df):  # makd_sweep/search_space.py: part of the setting only where a sweep searched them
         df[f"_{key}"] = pd.to_numeric(df[key], errors="coerce").round(12)
+    if scheduled(df):  # PBT: a trial's setting changed as it trained; its schedule is the setting (makd_sweep/schedule.py)
+        df["_schedule"] = df[SCHEDULE].fillna("").astype(str)
     # Distilling from a fine-tuned teacher is a different (costlier) experiment: its own row, never pooled.
     fine_tuned = df["teacher_fine_tuned"].fillna(False).astype(bool) & (df["_loss"] != "ce")
     df.loc[fine_tuned, "_loss"] = df.loc[fine_tuned, "_loss"] + FINE_TUNED_SUFFIX
@@ -72,15 +75,24 @@ def searched_options(trials: pd.DataFrame) -> list[str]:
     return [key for key in SEARCHED_OPTIONS if key in trials and trials[key].notna().any()]
 
 
+def scheduled(trials: pd.DataFrame) -> bool:
+    """Whether these trials' settings changed as they trained (PBT and its replay): they have schedules."""
+    return SCHEDULE in trials and trials[SCHEDULE].notna().any()
+
+
 def setting_columns(df: pd.DataFrame) -> list[str]:
-    """A `setting_view`'s setting: λ, τ, lr and every searched training option."""
-    return _SETTING + [f"_{key}" for key in SEARCHED_OPTIONS if f"_{key}" in df]
+    """A `setting_view`'s setting: λ, τ, lr, every searched training option and, under PBT, the schedule (λ, τ, lr
+    are then its first epoch's)."""
+    return _SETTING + [f"_{key}" for key in SEARCHED_OPTIONS if f"_{key}" in df] + \
+        (["_schedule"] if "_schedule" in df else [])
 
 
 def leaderboard_columns(trials: pd.DataFrame) -> list[str]:
-    """LEADERBOARD_COLUMNS, with best_<option> after best_lr for every training option the trials searched."""
+    """LEADERBOARD_COLUMNS, with best_<option> after best_lr for every training option the trials searched (and
+    best_schedule under PBT)."""
     at = LEADERBOARD_COLUMNS.index("best_lr") + 1
-    return [*LEADERBOARD_COLUMNS[:at], *(f"best_{key}" for key in searched_options(trials)), *LEADERBOARD_COLUMNS[at:]]
+    searched = [f"best_{key}" for key in searched_options(trials)] + (["best_schedule"] if scheduled(trials) else [])
+    return [*LEADERBOARD_COLUMNS[:at], *searched, *LEADERBOARD_COLUMNS[at:]]
 
 
 def _method_labels(df: pd.DataFrame) -> pd.Series:

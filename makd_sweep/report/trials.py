@@ -38,6 +38,7 @@ from makd_sweep.experiment_dir import (
     trial_params,
     unpack,
 )
+from makd_sweep.schedule import METRIC as SCHEDULE
 from makd_sweep.storage import write_bytes
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
@@ -97,9 +98,15 @@ def trial_row(task: str, params: dict, history: list[dict], *, teacher: str | No
            **{key: params[key] for key in SEARCHED_OPTIONS if key in params},  # searched ones only (search_space)
            "metric": metrics.get("metric"), "looks": params.get("looks"), "tolerance": params.get("tolerance"), "trial_id": trial_id if metrics.get("pack_size") else metrics.get("trial_id") or trial_id, "error": error,
            "_started": bool(metrics) and number(metrics.get("score")) is not None}
+    trained = metrics.get(SCHEDULE)  # PBT and its replay (makd_sweep/schedule.py): the setting from each epoch on
+    if trained:
+        row[SCHEDULE] = trained
     if row["_started"]:
         scored = [h for h in history if number(h.get("score")) is not None]
         best = max(scored, key=lambda h: h["score"])  # the first best epoch
+        if trained and row["stage"] == "search":
+            # a PBT trial's earlier reports may be of weights it gave up for a donor's: its row is the last epoch
+            best = metrics
         peaks = [number(h.get("peak_gpu_mb")) for h in history]
         row.update(best_score=number(best.get("score")), last_epoch_score=number(metrics.get("score")),
                    # the task's references on dev (makd/references.py); the teacher's only where this trial used it

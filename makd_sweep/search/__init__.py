@@ -14,6 +14,7 @@ from makd_sweep.fields import mapping
 from makd_sweep.search.base import METRIC, MODE, SWEPT, TIME_ATTR, SearchConfig, SearchKind
 from makd_sweep.search.grid import GridSearch
 from makd_sweep.search.optuna_search import OptunaSearch
+from makd_sweep.search.pbt import pbt_scheduler
 from makd_sweep.search.random_search import RandomSearch
 
 if TYPE_CHECKING:
@@ -83,10 +84,11 @@ def _hyperband(cfg: SweepConfig):
 
 
 # scheduler.kind -> Ray Tune's scheduler on the epoch (the metric and mode come from the Tuner); "none": Tune's FIFO
-SCHEDULERS = {"asha": _asha, "hyperband": _hyperband}
+SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "pbt": pbt_scheduler}
 
 
 def scheduler(cfg: SweepConfig):
-    """The sweep's early-stopping scheduler, or None (every trial runs all epochs)."""
+    """The sweep's scheduler (ASHA or HyperBand stop trials early, PBT exploits and explores), or None (every trial
+    runs all epochs as it started)."""
     make = SCHEDULERS.get(cfg.scheduler.kind)
     return make(cfg) if make else None

@@ -2,15 +2,19 @@
 with no early stopping, so that methods are compared at the same budget over the same seeds.
 
 The search stage (grid or Optuna, with ASHA) only ranks settings; a setting's selection score is its mean
-`best_score` over the seeds it ran. The CE baseline (λ = 1) always has a final stage too.
+`best_score` over the seeds it ran. The CE baseline (λ = 1) always has a final stage too. Under PBT a trial's setting
+changed while it ran: the final stage replays the best trial's schedule (makd_sweep/schedule.py) for every seed.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from makd.config import CHANGEABLE_SETTINGS
+from makd_sweep import schedule
 from makd_sweep.experiment_dir import FINISHED, SEARCHED_OPTIONS
 from makd_sweep.report.order import temperature_free
 from makd_sweep.report.rank import MAX_TAU_ROWS, rank_settings
@@ -51,8 +55,12 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     # an adaptive stage's trials carry its plan: the leaderboard corrects their intervals for the looks
     adaptive = {"looks": len(rounds), "tolerance": cfg.final.tolerance} if cfg.final.adaptive else {}
     done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
-    # a setting is λ, τ, lr and every training option the sweep searched (each rerun with the value that won)
-    setting = SETTING + [key for key in SEARCHED_OPTIONS if key in cfg.searched_keys]
+    # a setting is λ, τ, lr and every training option the sweep searched (each rerun with the value that won); under
+    # PBT, the schedule a trial trained (its setting from each epoch on) and the searched keys PBT does not perturb
+    replay = schedule.METRIC in done and done[schedule.METRIC].notna().any()
+    searched_options = [key for key in SEARCHED_OPTIONS if key in cfg.searched_keys]
+    setting = ([schedule.METRIC, *(key for key in searched_options if key not in CHANGEABLE_SETTINGS)] if replay
+               else SETTING + searched_options)
     points = []
     for student in cfg.students:
         for loss in cfg.losses:
@@ -67,9 +75,16 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
                 ranked = rank_settings(method.groupby(setting)["best_score"].mean().reset_index(), "best_score",
                                        setting)
                 for _, best in ranked.head(cfg.final.top_k).iterrows():
-                    searched = {key: config_value(key, best[key]) for key in setting[len(SETTING):]}
+                    if replay:  # the row's keys, the ones PBT perturbed as the schedule starts
+                        row = method[method[schedule.METRIC] == best[schedule.METRIC]].iloc[0]
+                        first = {k: v for k, v in json.loads(best[schedule.METRIC])[0].items() if k != "from_epoch"}
+                        best = pd.Series({**row[SETTING + searched_options].to_dict(), **first,
+                                          schedule.PARAM: best[schedule.METRIC]})
+                    searched = {key: config_value(key, best[key]) for key in searched_options}
+                    replayed = {schedule.PARAM: best[schedule.PARAM]} if replay else {}
                     points += [{"student": student, "loss": loss, "lam": float(best["lam"]), "tau": float(best["tau"]),
-                               "seed": int(seed), "lr": float(best["lr"]), **searched, "stage": "final", **adaptive}
+                               "seed": int(seed), "lr": float(best["lr"]), **searched, **replayed, "stage": "final",
+                               **adaptive}
                               for seed in first_round]
     return points
 
@@ -103,7 +118,8 @@ class FinalStage(PointsSearch):
         return self.chosen
 
     def packs(self, cfg: SweepConfig) -> bool:
-        return cfg.pack.on  # the final stage never stops a trial early
+        # the final stage never stops a trial early; a replayed PBT schedule restarts its trial at each change
+        return cfg.pack.on and not any(schedule.PARAM in point for point in self.chosen)
 
     def may_use_teacher(self, cfg: SweepConfig) -> bool:
         return any(point["lam"] < 1 for point in self.chosen)
