@@ -22,6 +22,7 @@ SWEPT = ("student", "loss", "lam", "tau", "seed", "lr")  # the keys of every tri
 # training options a trial's config holds only where the sweep searches them (makd_sweep/search_space.py)
 SEARCHED_OPTIONS = ("weight_decay", "warmup_ratio", "max_grad_norm", "batch_size")
 SETTING_KEYS = ("lam", "tau", "lr", *SEARCHED_OPTIONS)  # what a search_space may search: a method's whole setting
+SCHEDULE = "schedule"  # PBT (makd_sweep/schedule.py): a trial's setting from each epoch on, JSON (trials.csv, a config)
 FINISHED = ("TERMINATED", "STOPPED")  # Ray statuses of a trial that has a score: ran to the end, or ASHA stopped it
 MEMBERS = "members"  # the pack's trial config key: its members' configs as a JSON list
 MEMBER = "member"  # every result a pack reports carries the index of the member it is about

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from makd.config import CHANGEABLE_SETTINGS
+from makd_sweep.experiment_dir import SCHEDULE
 
-PARAM = "schedule"  # a final-stage trial config's schedule to replay (JSON)
-METRIC = "schedule"  # what a trial reports: the schedule it has trained so far (JSON)
+PARAM = SCHEDULE  # a final-stage trial config's schedule to replay (JSON)
+METRIC = SCHEDULE  # what a trial reports: the schedule it has trained so far (JSON; trials.csv's column)
 FILE = "schedule.json"  # in the trial's (member's) checkpoint dir
 
 

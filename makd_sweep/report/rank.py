@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from makd.fingerprints import FINGERPRINT_COLUMNS
-from makd_sweep.experiment_dir import SEARCHED_OPTIONS
+from makd_sweep.experiment_dir import SCHEDULE, SEARCHED_OPTIONS
 from makd_sweep.report.order import loss_rank, student_order, task_rank, temperature_free
 from makd_sweep.report.paired import (
     NO_PAIRS,
@@ -25,7 +25,6 @@ from makd_sweep.report.paired import (
     reaches_baseline,
 )
 from makd_sweep.report.sequential import decision
-from makd_sweep.schedule import METRIC as SCHEDULE
 
 FINE_TUNED_SUFFIX = ", fine-tuned teacher"
 ALL_LABELS_SUFFIX = ", all labels"  # a task with transfer data: a row that trained on every label (a reference)

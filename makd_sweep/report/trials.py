@@ -25,6 +25,7 @@ from makd.errors import UsageError
 from makd.fingerprints import FINGERPRINT_COLUMNS
 from makd_sweep.experiment_dir import (
     FINISHED,
+    SCHEDULE,
     SEARCHED_OPTIONS,
     TrialFolder,
     Unpacked,
@@ -38,7 +39,6 @@ from makd_sweep.experiment_dir import (
     trial_params,
     unpack,
 )
-from makd_sweep.schedule import METRIC as SCHEDULE
 from makd_sweep.storage import write_bytes
 
 TRIAL_COLUMNS = ["task", "stage", "teacher", "teacher_fine_tuned", "student", "student_parameters_m", "loss", "lam",
