@@ -17,7 +17,7 @@ compare with the paper notebook's HF Trainer. One command, one device, results/b
             (the loop before makd.masks; measured once in results/bench-gpu/loop.csv, left out to fit 6 minutes)
 
     python -m bench.gpu                          # on a GPU box: SST-2, BERT-base-sized teacher, 6x384 student
-    python -m bench.gpu --device cpu             # toy size on CPU (fake GPU fractions): what CI runs
+    python -m bench.gpu --device cpu             # toy size on CPU (fake GPU fractions, no compile): what CI runs
     python -m bench.gpu --summarize DIR          # rebuild DIR/summary.md from its CSVs and run.json
 
 Each section's CSV is written as soon as it ends (with the device name), with run.json (machine, settings, seconds
@@ -52,6 +52,10 @@ SIZES = {  # per device: examples per sweep trial, per loop run, through the tea
 }
 # the open targets first: a run cut short keeps them; compile (an optional lever, ~4 min on a GPU) last
 SECTIONS = ("fused", "packing", "syncs", "teacher", "epochs", "loop", "compile")
+# --device cpu runs every section but compile by default: its cold compiles took 80 of the toy run's 150 s, and
+# tests/test_compiled.py already compiles on CPU, cold then warm from the cache, each in a fresh process
+# (`--sections compile` runs it on CPU too)
+DEFAULT_SECTIONS = {"cuda": SECTIONS, "cpu": tuple(s for s in SECTIONS if s != "compile")}
 PACKING_GRID = "ce + vanilla at tau 2 and N-1 values of lambda, seed 0"  # the packing sweeps' configs (older runs: ce + vanilla)
 VARIANTS = {  # (pad_to_multiple_of, warm_up) of the epochs section: the old behaviour, each fix, both
     "exact padding, no warm-up (before)": (1, False),
@@ -95,7 +99,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--before-masks", action="store_true", help="the loop section also times makd's loop as it was "
                                                                 "before makd.masks")
-    p.add_argument("--sections", default=",".join(SECTIONS))
+    p.add_argument("--sections", help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; on CPU all but compile)")
     p.add_argument("--out", default=None, help="default: results/bench-gpu on CUDA; a temp dir with --device cpu, "
                    "so that a toy run never overwrites the committed GPU results")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR/summary.md from DIR's CSVs and run.json")
@@ -109,7 +113,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.fused_members = [int(k) for k in str(args.fused_members).split(",")]
     args.pack_sizes = [int(k) for k in str(args.pack_sizes).split(",")]
     args.packing_grid = PACKING_GRID
-    args.sections = args.sections.split(",")
+    args.sections = args.sections.split(",") if args.sections else list(DEFAULT_SECTIONS[args.device])
     return args
 
 

@@ -107,9 +107,10 @@ import json, sys
 from makd_sweep.config import parse_config
 from makd_sweep.driver import run_sweep
 student, glue, root = sys.argv[1:4]
-cfg = parse_config({"name": "compiled", "tasks": ["rte"], "teacher": student, "students": [student],
+cfg = parse_config({"name": "compiled", "tasks": ["sst2"], "teacher": student, "students": [student],
                     "losses": ["ce", "taylor"], "lams": [0.5], "epochs": 1, "batch_size": 8, "max_length": 32,
                     "pad_to_multiple_of": 16, "compile": "default", "data": {"glue_dir": glue},
+                    "selection": {"split": "dev"},
                     "search": {"kind": "grid"}, "scheduler": {"kind": "none"}, "max_concurrent_trials": 1,
                     "resources_per_trial": {"cpu": 1, "gpu": 0}, "storage": root + "/runs"})
 trials = run_sweep(cfg, quiet=True, num_cpus=2, cache_dir=root + "/cache").trials
@@ -121,10 +122,17 @@ print(json.dumps({"compile": cfg.train.compile, "status": list(trials["status"])
 def test_a_sweep_with_compile_trains_compiled_trials_that_keep_the_leaderboards_equal_sign(tiny_bert_dir,
                                                                                           compile_home, tmp_path):
     """`compile: default` in a sweep reaches every trial; ce and taylor (tau 1) stay one student, bit for bit. The
-    student is the one the first test compiled, so the trials load its graphs from the node's cache. In a process
-    of its own: in this test process, a later test's sweep could not start its trials after it (Ray cancelled their
-    actors; not reproduced with two sweeps in one plain Python process)."""
-    glue = Path(__file__).resolve().parent / "fixtures" / "glue"
+    student and the data (as SST-2 files; dev selects) are the first test's, so the trials load its graphs from the
+    node's cache instead of compiling new shapes. In a process of its own: in this test process, a later test's
+    sweep could not start its trials after it (Ray cancelled their actors; not reproduced with two sweeps in one
+    plain Python process)."""
+    from tests.helpers import sentiment
+
+    glue = tmp_path / "glue"
+    (glue / "SST-2").mkdir(parents=True)
+    for name, ds in (("train.tsv", sentiment(24)), ("dev.tsv", sentiment(8, "validation", seed=1))):
+        rows = ["sentence\tlabel"] + [f"{t}\t{int(y)}" for t, y in zip(ds.text_a, ds.labels, strict=True)]
+        (glue / "SST-2" / name).write_text("\n".join(rows) + "\n")
     out = run_script(SWEEP_CHILD, compile_home, tiny_bert_dir, glue, tmp_path)
     assert out["compile"] == "default" and out["status"] == ["TERMINATED", "TERMINATED"]
     assert len(set(out["fingerprints"])) == 1  # taylor's row is ce's student: the table's `=`
