@@ -57,6 +57,11 @@ def newest_complete(filesystem, path: str) -> str | None:
     return next((candidate for _, candidate in numbered if is_complete(filesystem, candidate)), None)
 
 
+def _of_another_trial(trial_id: str | None, path: str) -> bool:
+    """Is the checkpoint at `path` in another trial's folder (Tune names a trial's folder with its id)?"""
+    return trial_id is not None and trial_id not in posixpath.basename(posixpath.dirname(path.rstrip("/")))
+
+
 class NewestCheckpoint:
     """A mixin for Tune's function trainable (`fn.__mixins__`): restore from the newest complete checkpoint in the
     trial's folder, not necessarily the one Tune's experiment state names. Another trial's checkpoint (PBT's donor,
@@ -69,8 +74,8 @@ class NewestCheckpoint:
         result = checkpoint_path
         if isinstance(result, _TrainingResult):
             named = result.checkpoint
-            donor = getattr(self, "trial_id", None) not in posixpath.basename(posixpath.dirname(named.path.rstrip("/")))
-            if donor and is_complete(named.filesystem, named.path):
+            if _of_another_trial(getattr(self, "trial_id", None), named.path) and is_complete(named.filesystem,
+                                                                                                named.path):
                 return super().restore(result)
             newest = newest_complete(named.filesystem, named.path)
             if newest is not None and newest != named.path:

@@ -78,3 +78,30 @@ def test_a_restore_is_redirected_to_the_newest_complete_checkpoint(tmp_path):
 
 def test_a_folder_that_cannot_be_listed_has_no_newest(tmp_path):
     assert newest_complete(FS, str(tmp_path / "nowhere" / "checkpoint_000000")) is None
+
+
+def test_a_pbt_donors_checkpoint_is_restored_as_named_while_it_is_complete(tmp_path):
+    """PBT (makd_sweep/search/pbt.py): a trial that goes on from a donor's checkpoint gets the one PBT chose, even where
+    the donor has trained on and written newer ones; a donor's checkpoint gone or cut short falls back as before."""
+    from ray.train._internal.checkpoint_manager import _TrainingResult
+    from ray.tune import Checkpoint
+
+    folder = trial_folder(tmp_path, 3)
+    donor_dir = folder.rename(tmp_path / "distill_trial_ab12c_00000_0_2026-12-08")
+
+    class Base:
+        def restore(self, checkpoint_path):
+            return checkpoint_path
+
+    class Trainable(NewestCheckpoint, Base):
+        trial_id = "ab12c_00001"  # another trial of the same Tuner
+
+    named = _TrainingResult(checkpoint=Checkpoint(str(donor_dir / "checkpoint_000000"), filesystem=FS), metrics={})
+    assert Trainable().restore(named) is named  # not the donor's newer checkpoint_000002
+    (donor_dir / "checkpoint_000000" / "model.pt").write_bytes(b"x")  # cut short
+    assert Trainable().restore(named).checkpoint.path == str(donor_dir / "checkpoint_000002")
+
+    class Own(NewestCheckpoint, Base):
+        trial_id = "ab12c_00000"  # the folder's own trial: the newest complete one, as before
+
+    assert Own().restore(named).checkpoint.path == str(donor_dir / "checkpoint_000002")
