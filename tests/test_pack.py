@@ -211,18 +211,33 @@ def test_a_packed_sweep_gives_every_member_its_unpacked_result_and_a_killed_pack
 
 @pytest.mark.sweep
 def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_member(tiny_bert_dir, tmp_path):
+    """With pack: {size: auto} and one trial at a time, the whole grid is one pack of 6; the resumed driver packs
+    it the same way (the slots stored when the sweep started), so the restored Tuner's pack is the one it rebuilds.
+    Members wait after epoch 2 for the test's release (one per release), and the driver is killed once a member is
+    done, the next one waits and Tune's saved state names a checkpoint of the pack, whatever the machine's speed: a
+    state that named none yet would have Tune start the pack afresh, retraining the finished member (the CI of
+    a8cbd30 lost this test once so, when it killed the driver as soon as a member was done)."""
     import time
 
-    from tests.test_sweep import kill_driver, resume_driver, start_driver
+    from tests.test_sweep import checkpoints_named_by_state, kill_driver, resume_driver, start_driver
 
-    """With pack: {size: auto} and one trial at a time, the whole grid is one pack of 6; the resumed driver packs
-    it the same way (the slots stored when the sweep started), so the restored Tuner's pack is the one it rebuilds."""
     config = write_config(tmp_path, tiny_bert_dir, losses=["ce", "taylor", "vanilla"], lams=[0.0], seeds=[0, 1],
                           epochs=2, pack={"size": "auto"}, max_concurrent_trials=1)
     root = tmp_path / "runs" / "exp"
-    driver, env = start_driver(config, tmp_path)
+    release = tmp_path / "release.once"
+    driver, env = start_driver(config, tmp_path, hold=f"{release}:2")
+
+    def done_ids() -> set[str]:
+        return {e["trial_id"] for e in events(root) if e["event"] == "done"}
+
+    def holding() -> set[str]:  # members that reported epoch 2 and have not finished
+        return {e["trial_id"] for e in events(root) if e["event"] == "epoch" and e["epoch"] == 2} - done_ids()
+
     deadline = time.time() + 180
-    while time.time() < deadline and not any(e["event"] == "done" for e in events(root)):
+    while time.time() < deadline and not holding():
+        time.sleep(0.1)
+    release.touch()  # the first member goes on to its end; the next one waits at its epoch 2
+    while time.time() < deadline and not (done_ids() and holding() and checkpoints_named_by_state(root / "rte")):
         time.sleep(0.1)
     kill_driver(driver)
     finished = {e["trial_id"] for e in events(root) if e["event"] == "done"}
@@ -235,7 +250,9 @@ def test_a_killed_driver_resumes_a_packed_sweep_without_retraining_a_finished_me
     assert (frame["pack_size"] == 6).all() and frame["pack_id"].nunique() == 1
     assert json.loads((root / pack.PACK_FILE).read_text()) == {"slots": 1, "members_cap": 0}
     trained = Counter((e["trial_id"], e["epoch"]) for e in events(root) if e["event"] == "epoch")
-    assert all(trained[(member, epoch)] == 1 for member in finished for epoch in (1, 2))  # never retrained
+    retrained = {(member, epoch): trained[(member, epoch)] for member in finished for epoch in (1, 2)
+                 if trained[(member, epoch)] != 1}
+    assert not retrained, (retrained, [e for e in events(root) if e["trial_id"] in {m for m, _ in retrained}])
     assert set(frame["trial_id"]) == {t for t, _ in trained}
 
 

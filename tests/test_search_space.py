@@ -236,3 +236,27 @@ def test_optuna_gives_each_category_its_own_study_in_turn_and_a_restored_searche
     again = started()
     again.restore(str(tmp_path / "searcher.pkl"))
     assert [again.suggest(f"u{k}") for k in range(6)] == [searcher.suggest(f"u{k}") for k in range(6)]
+
+
+@pytest.mark.sweep
+def test_tpe_with_hyperband_brackets_runs_and_reruns_each_methods_winner_at_the_full_budget(module_ray, tiny_bert_dir,
+                                                                                              tmp_path):
+    """The model-based multi-fidelity recipe docs/sweeps.md gives instead of Ray's BOHB: Optuna's TPE proposes
+    (one study per student x loss x seed) and HyperBand's brackets may stop a trial early; the final stage reruns
+    each method's best setting for the full epochs."""
+    from makd_sweep.driver import run_sweep
+    from tests.test_sweep import write_config
+
+    config = write_config(tmp_path, tiny_bert_dir, name="tpe-hb", losses=["ce", "vanilla"], lams=[0.0], epochs=2,
+                          search={"kind": "optuna", "n_trials": 4, "seed": 0}, final={"seeds": [0]},
+                          search_space={"lr": {"loguniform": [1e-4, 3e-3]}},
+                          scheduler={"kind": "hyperband", "reduction_factor": 2})
+    raw_config = yaml.safe_load(config.read_text())
+    del raw_config["lr"], raw_config["max_concurrent_trials"]  # searched; HyperBand refuses a limit
+    config.write_text(yaml.safe_dump(raw_config))
+    trials = run_sweep(load_config(config), quiet=True, num_cpus=2, cache_dir=str(tmp_path / "cache")).trials
+    assert set(trials["status"]) <= {"TERMINATED", "STOPPED"}
+    search, final = trials[trials["stage"] == "search"], trials[trials["stage"] == "final"]
+    assert search["loss"].value_counts().to_dict() == {"ce": 2, "vanilla": 2}  # the same budget per method
+    assert search["lr"].between(1e-4, 3e-3).all() and search["lr"].nunique() >= 3
+    assert sorted(final["loss"]) == ["ce", "vanilla"] and (final["epochs_run"] == 2).all()
