@@ -244,6 +244,10 @@ def check_causal_lm(cfg: SweepConfig) -> None:
     if not cfg.train.teacher:
         raise UsageError("teacher", f"{lm[0]} is a causal-LM task: its targets are the teacher's responses, so it "
                                     "needs a causal-LM teacher (e.g. zoo:smollm2-135m)")
+    if cfg.scheduler.kind == "pbt":
+        raise UsageError("scheduler.kind", f"{lm[0]} is a causal-LM task: pbt changes an encoder student's setting "
+                                           "between epochs; a causal-LM trial (makd/lm/train.py) cannot go on with "
+                                           "another one yet")
     for i, loss in enumerate(cfg.losses):
         try:
             check_lm_loss(loss)

@@ -347,7 +347,7 @@ class _TrialRun:
             if data.lm is not None:
                 from makd.lm.train import train_lm
 
-                if changed:
+                if changed:  # refused before Ray starts (makd_sweep/config.py: check_causal_lm)
                     raise ValueError("PBT and schedules train encoder students only (makd_sweep/search/pbt.py)")
                 result = train_lm(cfg, data.lm, checkpoint_dir=member_dir, on_epoch_end=report_to_tune,
                                   device=self.device)

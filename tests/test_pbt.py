@@ -36,6 +36,7 @@ def pbt_config(**overrides):
     ({"pack": {"size": 2}, "search": {"kind": "grid"}, "search_space": {"lr": {"grid": [1e-3, 2e-3]}}}, "pack",
      "leave pack off"),
     ({"scheduler": {"kind": "pbt", "quantile_fraction": 0.7}}, "scheduler.quantile_fraction", "0.5"),
+    ({"tasks": ["sst2lm"], "losses": ["ce", "vanilla"]}, "scheduler.kind", "causal-LM"),
 ])
 def test_a_pbt_sweep_that_cannot_run_is_refused_in_one_line_naming_the_key(overrides, field, says):
     with pytest.raises(UsageError) as err:
