@@ -211,10 +211,6 @@ def parse_config(raw: Any, *, source: str = "config") -> SweepConfig:
         raise UsageError("max_concurrent_trials", "HyperBand pauses a bracket's trials until all of them reach its "
                                                   "rung: a limit on trials at once leaves a bracket unfilled (Ray "
                                                   "counts paused trials); limit resources_per_trial instead")
-    if cfg.scheduler.kind == "pbt" and cfg.max_concurrent_trials is not None:
-        raise UsageError("max_concurrent_trials", "PBT pauses every trial until the whole population reaches the "
-                                                  "perturbation: a limit on trials at once leaves it waiting (Ray "
-                                                  "counts paused trials); limit resources_per_trial instead")
     check_causal_lm(cfg)
     check_transfer(cfg)
     for task in tasks:

@@ -17,7 +17,7 @@ from makd.config import CHANGEABLE_SETTINGS
 from makd_sweep import schedule
 from makd_sweep.experiment_dir import FINISHED, SEARCHED_OPTIONS
 from makd_sweep.report.order import temperature_free
-from makd_sweep.report.rank import MAX_TAU_ROWS, rank_settings
+from makd_sweep.report.rank import MAX_TAU_ROWS, rank_settings, scheduled
 from makd_sweep.report.sequential import SETTING_KEY, compare_settings, planned_looks, undecided_settings
 from makd_sweep.search.grid import PointsSearch
 from makd_sweep.search_space import config_value
@@ -57,7 +57,7 @@ def final_points(cfg: SweepConfig, search_rows: list[dict]) -> list[dict]:
     done = frame[frame["status"].isin(FINISHED) & frame["best_score"].notna()]
     # a setting is λ, τ, lr and every training option the sweep searched (each rerun with the value that won); under
     # PBT, the schedule a trial trained (its setting from each epoch on) and the searched keys PBT does not perturb
-    replay = schedule.METRIC in done and done[schedule.METRIC].notna().any()
+    replay = scheduled(done)
     searched_options = [key for key in SEARCHED_OPTIONS if key in cfg.searched_keys]
     setting = ([schedule.METRIC, *(key for key in searched_options if key not in CHANGEABLE_SETTINGS)] if replay
                else SETTING + searched_options)

@@ -41,6 +41,10 @@ def check_pbt(cfg: SweepConfig) -> None:
     """One line before Ray starts: PBT needs a searched key it can perturb and a search that draws a population."""
     if cfg.scheduler.kind != "pbt":
         return
+    if cfg.max_concurrent_trials is not None:
+        raise UsageError("max_concurrent_trials", "PBT pauses every trial until the whole population reaches the "
+                                                  "perturbation: a limit on trials at once leaves it waiting (Ray "
+                                                  "counts paused trials); limit resources_per_trial instead")
     if cfg.search.kind not in ("random", "grid"):
         raise UsageError("scheduler.kind", f"pbt changes a trial's setting while it runs, which {cfg.search.kind}'s "
                                            "sampler would learn from as if fixed: use search.kind random or grid")
